@@ -1,0 +1,36 @@
+// ExpertBackend: how the Engine runs one layer's MoE feed-forward for a batch of tokens.
+// Two implementations: in-process (all experts local) and remote (gRPC streams to expert
+// nodes). Both must return bitwise-identical results for any placement, so the combine rule
+// is fixed here: every (token, expert) term y = w * FFN_e(x) is computed in fp32, and each
+// token's terms are added in fp32 in ascending expert-id order starting from +0.0f (the
+// order of the transformers eager loop). Placement never changes that order.
+// Thread-safety: one Run at a time per backend instance unless an implementation says so.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace afd::attention {
+
+// One layer's routed batch. All pointers are borrowed for the duration of Run.
+struct ExpertRequest {
+  int layer = 0;
+  int64_t num_tokens = 0;
+  int hidden_dim = 0;
+  int top_k = 0;
+  const float* hidden = nullptr;       // [num_tokens, hidden_dim] input to the MoE (post-norm)
+  const int32_t* expert_ids = nullptr;  // [num_tokens, top_k], ascending within each token
+  const float* weights = nullptr;       // [num_tokens, top_k] normalized routing weights
+};
+
+class ExpertBackend {
+ public:
+  virtual ~ExpertBackend() = default;
+  // out: [num_tokens, hidden_dim], overwritten with sum_k weights[t,k] * FFN_{ids[t,k]}(x_t)
+  // combined as described above. Errors: UNAVAILABLE naming experts no node can serve,
+  // DEADLINE_EXCEEDED, INVALID_ARGUMENT for malformed requests.
+  virtual absl::Status Run(const ExpertRequest& request, float* out) = 0;
+};
+
+}  // namespace afd::attention

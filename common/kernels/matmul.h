@@ -1,0 +1,31 @@
+// Matrix products against checkpoint-precision weights: y[n, out] = x[n, in] * W[out, in]^T.
+// Activations are fp32; bf16/fp16/FP8 weights are widened in registers, never expanded into an
+// fp32 copy. Stateless free functions; safe to call concurrently on disjoint outputs.
+#pragma once
+
+#include <cstdint>
+
+#include "common/kernels/weight_view.h"
+
+namespace afd::kernels {
+
+// y[n, w.rows] = x[n, w.cols] * W^T. `x` row stride is w.cols, `y` row stride is w.rows.
+// Fast path: Highway dynamic dispatch (AVX-512/AVX2/NEON), OpenBLAS sgemm for large fp32.
+void MatMul(const float* x, int64_t n, const WeightView& w, float* y);
+
+// Rows [row_begin, row_end) of the output only (y still has row stride w.rows). Lets callers
+// split one product across threads.
+void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                int64_t row_end, float* y);
+
+// Plain scalar reference twin (dequantize element by element, fp32 accumulation in the
+// natural order). The oracle for tests.
+void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y);
+
+// Scalar helpers shared by every kernel and the loader.
+float Bf16ToFloat(uint16_t v);
+uint16_t FloatToBf16(float v);  // round to nearest even
+float F16ToFloat(uint16_t v);
+float Fp8E4M3ToFloat(uint8_t v);
+
+}  // namespace afd::kernels
