@@ -4,6 +4,7 @@
 // Plain value type.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,13 @@ struct ModelConfig {
   // Weight format (quantization_config / quantization).
   WeightFormat weight_format = WeightFormat::kPlain;
   int fp8_block_rows = 128, fp8_block_cols = 128;
+  // AWQ / MLX only (detection; per-module values come from the tensors): global bits and
+  // input-channel group size (AWQ: -1 = the whole input row). 0 otherwise.
+  int quant_bits = 0;
+  int quant_group_size = 0;
+
+  int64_t q_dim() const { return int64_t{num_attention_heads} * head_dim; }    // H * d
+  int64_t kv_dim() const { return int64_t{num_key_value_heads} * head_dim; }  // Hkv * d
 
   bool IsLinearLayer(int layer) const {
     return arch == Architecture::kMiniMaxText01 &&
@@ -57,10 +65,21 @@ struct ModelConfig {
   }
 };
 
-// Parses config.json text; `source` names the file in error messages.
+// Parses config.json text; `source` names the file in error messages. INVALID_ARGUMENT (with
+// `source` and the key) for malformed JSON, unknown model_type, a missing required key, or a
+// value afd cannot serve (see MODEL.md's decision table).
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
                                              const std::string& source = "config.json");
-// Reads <dir>/config.json.
+// Reads <dir>/config.json (NOT_FOUND when absent).
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir);
+
+// Which key names ModelConfigToJson writes.
+enum class ConfigSpelling {
+  kOriginal,      // MiniMax's own: rotary_dim, rope_theta, attn_type_list, layernorm_*_alpha
+  kTransformers,  // transformers v5: rope_parameters, layer_types, *_alpha_factor
+};
+// Serializes `config` as a config.json that ParseModelConfig reads back to the same values
+// (pretty-printed, keys in the order the released files use).
+std::string ModelConfigToJson(const ModelConfig& config, ConfigSpelling spelling);
 
 }  // namespace afd

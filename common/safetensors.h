@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace afd {
@@ -20,6 +21,10 @@ enum class DType : uint8_t { kF32, kF16, kBF16, kF8E4M3, kI64, kI32, kU32, kU8, 
 // "F32", "BF16", ... as safetensors spells them.
 const char* DTypeName(DType dtype);
 size_t DTypeSize(DType dtype);
+// The inverse of DTypeName; INVALID_ARGUMENT for a tag afd does not know (e.g. "F64", "BOOL").
+absl::StatusOr<DType> ParseDType(absl::string_view name);
+// "[3072, 6144]".
+std::string ShapeString(absl::Span<const int64_t> shape);
 
 // A view of one tensor inside a mapped file. Valid as long as its Checkpoint/file lives.
 struct TensorView {
@@ -37,6 +42,9 @@ class SafetensorsFile {
  public:
   // Maps `path` and validates its header: length inside the file, JSON well-formed, known
   // dtypes, offsets in range, non-overlapping, numel x dtype size == byte length, no overflow.
+  // Error codes: NOT_FOUND / PERMISSION_DENIED (cannot open), DATA_LOSS (file shorter than its
+  // header or data offsets say: truncated), INVALID_ARGUMENT (anything malformed in the header).
+  // Every message starts with the path and names the tensor concerned.
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -45,6 +53,9 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // nullptr when absent.
+  const TensorView* Find(const std::string& name) const;
+  size_t file_bytes() const { return map_bytes_; }
 
  private:
   SafetensorsFile() = default;
@@ -57,7 +68,8 @@ class SafetensorsFile {
 
 // A Hugging Face model directory's weights: `model.safetensors`, or the shards named by
 // `model.safetensors.index.json` (every shard it names must exist and hold the tensors the
-// index assigns to it).
+// index assigns to it). When both exist the index wins. Tensors a shard holds beyond those the
+// index names are reachable too; the index decides where a name lives when shards repeat it.
 class Checkpoint {
  public:
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
@@ -73,6 +85,8 @@ class Checkpoint {
   std::vector<std::string> Names() const;
   // Total mapped bytes of all files (for memory accounting).
   size_t MappedBytes() const;
+  // The mapped files, in shard order.
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
 
  private:
   Checkpoint() = default;

@@ -1,1 +1,632 @@
-// Implementation pending (being written in this session).
+// Matrix products against checkpoint-precision weights (see matmul.h).
+//
+// Two kernel families, compiled for every Highway target and chosen at run time:
+// - Decode (n < kPrefillMinTokens): dot products along the input axis. A tile of R output rows
+//   x N tokens (N <= 8) keeps R*N fp32 accumulators in registers; every weight vector is loaded
+//   and widened once and used for all N tokens, so the weights stream from memory exactly once
+//   per 8 tokens. Memory-bound for n = 1..8.
+// - Prefill (n >= kPrefillMinTokens): a register-blocked outer product. A chunk of tokens is
+//   transposed into a small scratch (xT [cols, TC]); kMR weight rows at a time are widened into a
+//   small fp32 scratch tile; the micro-kernel broadcasts one weight and multiplies it into
+//   kTV vectors of tokens. fp32 weights go to OpenBLAS sgemm instead.
+// FP8: AVX3_DL decodes 64 weights with two 128-entry byte tables (vpermi2b) into exact bf16
+// bits; other targets go through fp16 bits (x/256, undone by the scale) and vcvtph2ps.
+// Block scales multiply the widened weight, so every weight equals the reference's
+// fp8 * scale exactly; only the summation order differs from MatMulReference.
+#include "common/kernels/matmul.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "common/kernels/matmul_internal.h"
+#include "common/kernels/thread_pool.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "common/kernels/matmul.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/aligned_allocator.h"
+#include "hwy/highway.h"
+
+#ifndef AFD_COMMON_KERNELS_MATMUL_SHARED_
+#define AFD_COMMON_KERNELS_MATMUL_SHARED_
+namespace afd::kernels::internal {
+
+// Per-thread scratch buffer `slot` of at least `count` floats, 64-byte aligned. Grows on first
+// use only (no allocation in steady state).
+float* MatMulScratch(int slot, size_t count);
+
+}  // namespace afd::kernels::internal
+#endif  // AFD_COMMON_KERNELS_MATMUL_SHARED_
+
+HWY_BEFORE_NAMESPACE();
+namespace afd::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// ---------------------------------------------------------------------------------------------
+// Weight decoders. Load() widens kVecs consecutive float vectors of one weight row starting at
+// column c (natural order); Scalar() widens one element. For block-scaled types, Load() returns
+// value / kScaleMul (the caller multiplies by scale * kScaleMul, a power of two, so exact) and
+// Scalar() returns the value.
+
+struct DecF32 {
+  static constexpr int kVecs = 2;
+  static constexpr bool kScaled = false;
+  static constexpr float kScaleMul = 1.0f;
+  static constexpr size_t kBytes = 4;
+  explicit DecF32(DF) {}
+  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+    const float* p = reinterpret_cast<const float*>(row) + c;
+    const size_t lanes = hn::Lanes(d);
+    for (int v = 0; v < kVecs; ++v) w[v] = hn::LoadU(d, p + v * lanes);
+  }
+  static float Scalar(const uint8_t* row, int64_t c) {
+    float f;
+    memcpy(&f, row + 4 * c, 4);
+    return f;
+  }
+};
+
+struct DecBf16 {
+  static constexpr int kVecs = 2;
+  static constexpr bool kScaled = false;
+  static constexpr float kScaleMul = 1.0f;
+  static constexpr size_t kBytes = 2;
+  explicit DecBf16(DF) {}
+  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+    const hn::Rebind<hwy::bfloat16_t, DF> dbf;
+    const hwy::bfloat16_t* p = reinterpret_cast<const hwy::bfloat16_t*>(row) + c;
+    const size_t lanes = hn::Lanes(d);
+    for (int v = 0; v < kVecs; ++v) w[v] = hn::PromoteTo(d, hn::LoadU(dbf, p + v * lanes));
+  }
+  static float Scalar(const uint8_t* row, int64_t c) {
+    uint16_t v;
+    memcpy(&v, row + 2 * c, 2);
+    return Bf16ToFloat(v);
+  }
+};
+
+struct DecF16 {
+  static constexpr int kVecs = 2;
+  static constexpr bool kScaled = false;
+  static constexpr float kScaleMul = 1.0f;
+  static constexpr size_t kBytes = 2;
+  explicit DecF16(DF) {}
+  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    const hwy::float16_t* p = reinterpret_cast<const hwy::float16_t*>(row) + c;
+    const size_t lanes = hn::Lanes(d);
+    for (int v = 0; v < kVecs; ++v) w[v] = hn::PromoteTo(d, hn::LoadU(dh, p + v * lanes));
+  }
+  static float Scalar(const uint8_t* row, int64_t c) {
+    uint16_t v;
+    memcpy(&v, row + 2 * c, 2);
+    return F16ToFloat(v);
+  }
+};
+
+#if HWY_TARGET == HWY_AVX3_DL
+// e4m3fn -> exact bf16 bits via two 128-entry byte tables (low and high byte of the bf16 of
+// |v|), the sign bit copied over, and one masked byte permute per output vector that places
+// the two bytes in the top half of each fp32 lane. 64 weights: 6 shuffles + 1 ternlog.
+struct DecFp8 {
+  static constexpr int kVecs = 4;
+  static constexpr bool kScaled = true;
+  static constexpr float kScaleMul = 1.0f;
+  static constexpr size_t kBytes = 1;
+
+  explicit DecFp8(DF) {
+    alignas(64) uint8_t lo[128], hi[128], idx[4][64];
+    for (int i = 0; i < 128; ++i) {
+      const uint16_t b = FloatToBf16(Fp8E4M3ToFloat(static_cast<uint8_t>(i)));
+      lo[i] = static_cast<uint8_t>(b & 0xFF);
+      hi[i] = static_cast<uint8_t>(b >> 8);
+    }
+    for (int j = 0; j < 4; ++j) {
+      for (int i = 0; i < 16; ++i) {
+        idx[j][4 * i + 0] = 0;
+        idx[j][4 * i + 1] = 0;
+        idx[j][4 * i + 2] = static_cast<uint8_t>(16 * j + i);       // from `lo`
+        idx[j][4 * i + 3] = static_cast<uint8_t>(64 + 16 * j + i);  // from `hi`
+      }
+    }
+    lo0_ = _mm512_load_si512(lo);
+    lo1_ = _mm512_load_si512(lo + 64);
+    hi0_ = _mm512_load_si512(hi);
+    hi1_ = _mm512_load_si512(hi + 64);
+    for (int j = 0; j < 4; ++j) idx_[j] = _mm512_load_si512(idx[j]);
+  }
+
+  HWY_INLINE void Load(DF, const uint8_t* row, int64_t c, VF* w) const {
+    const __m512i v = _mm512_loadu_si512(row + c);
+    const __m512i lo = _mm512_permutex2var_epi8(lo0_, v, lo1_);
+    __m512i hi = _mm512_permutex2var_epi8(hi0_, v, hi1_);
+    hi = _mm512_ternarylogic_epi32(hi, v, _mm512_set1_epi8(static_cast<char>(0x80)),
+                                   0xF8);  // hi | (v & 0x80)
+    constexpr __mmask64 kTopBytes = 0xCCCCCCCCCCCCCCCCull;
+    for (int j = 0; j < 4; ++j) {
+      w[j] = VF{_mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(kTopBytes, lo, idx_[j], hi))};
+    }
+  }
+  static float Scalar(const uint8_t* row, int64_t c) { return Fp8E4M3ToFloat(row[c]); }
+
+  __m512i lo0_, lo1_, hi0_, hi1_, idx_[4];
+};
+#elif (HWY_ARCH_X86 && HWY_TARGET > HWY_AVX2) || HWY_TARGET == HWY_EMU128 || \
+    HWY_TARGET == HWY_SCALAR
+// No native fp16 conversion on these targets (Highway's emulation would turn NaN into a finite
+// value): one vector at a time through a 256-entry table.
+struct DecFp8 {
+  static constexpr int kVecs = 1;
+  static constexpr bool kScaled = true;
+  static constexpr float kScaleMul = 1.0f;
+  static constexpr size_t kBytes = 1;
+  explicit DecFp8(DF) : table_(Table()) {}
+  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+    float tmp[HWY_LANES(float)];
+    for (size_t i = 0; i < hn::Lanes(d); ++i) tmp[i] = table_[row[c + i]];
+    w[0] = hn::LoadU(d, tmp);
+  }
+  static float Scalar(const uint8_t* row, int64_t c) { return Fp8E4M3ToFloat(row[c]); }
+  static const float* Table() {
+    static const struct Values {
+      Values() {
+        for (int i = 0; i < 256; ++i) v[i] = Fp8E4M3ToFloat(static_cast<uint8_t>(i));
+      }
+      float v[256];
+    } values;
+    return values.v;
+  }
+  const float* table_;
+};
+#else
+// e4m3fn -> fp16 bits (sign | (v & 0x7F) << 7, i.e. value / 256, subnormals included) ->
+// PromoteTo (vcvtph2ps on x86). NaN (S.1111.111) maps to an fp16 NaN.
+struct DecFp8 {
+  static constexpr int kVecs = 2;
+  static constexpr bool kScaled = true;
+  static constexpr float kScaleMul = 256.0f;
+  static constexpr size_t kBytes = 1;
+  explicit DecFp8(DF) {}
+  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+    const hn::Repartition<int16_t, DF> d16;  // 2 * Lanes(d) lanes
+    const hn::Rebind<int8_t, decltype(d16)> d8;
+    const hn::Repartition<hwy::float16_t, DF> dh;
+    const hn::Half<decltype(dh)> dhh;
+    const auto b = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + c));
+    auto h = hn::And(hn::ShiftLeft<7>(b), hn::Set(d16, static_cast<int16_t>(0xBFFF)));
+    const auto k7f = hn::Set(d16, static_cast<int16_t>(0x7F));
+    h = hn::IfThenElse(hn::Eq(hn::And(b, k7f), k7f), hn::Set(d16, static_cast<int16_t>(0x7E00)),
+                       h);
+    const auto hf = hn::BitCast(dh, h);
+    w[0] = hn::PromoteTo(d, hn::LowerHalf(dhh, hf));
+    w[1] = hn::PromoteTo(d, hn::UpperHalf(dhh, hf));
+  }
+  static float Scalar(const uint8_t* row, int64_t c) { return Fp8E4M3ToFloat(row[c]); }
+};
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Decode kernel.
+
+// Rows per tile for N tokens: enough independent accumulators to hide FMA latency, few enough
+// to stay in registers.
+constexpr int RowsPerTile(int n) { return n <= 2 ? 8 : n == 3 ? 5 : n == 4 ? 4 : n == 5 ? 3 : 2; }
+
+// y[t * w.rows + row0 + r] = sum_c x[t * cols + c] * W[row0 + r, c] for r < R, t < N.
+template <class Dec, int R, int N>
+HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, const WeightView& w,
+                          int64_t row0, float* HWY_RESTRICT y) {
+  const DF d;
+  const int64_t cols = w.cols;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk = Dec::kVecs * lanes;
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const uint8_t* row_ptr[R];
+  for (int r = 0; r < R; ++r) row_ptr[r] = base + (row0 + r) * cols * Dec::kBytes;
+
+  const int64_t block = Dec::kScaled ? w.block_cols : cols;
+  const float* scale_row[R];
+  if (Dec::kScaled) {
+    const int64_t ncb = (cols + w.block_cols - 1) / w.block_cols;
+    for (int r = 0; r < R; ++r) scale_row[r] = w.scales + ((row0 + r) / w.block_rows) * ncb;
+  }
+
+  VF acc[R][N];
+  float tail[R][N];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < N; ++t) {
+      acc[r][t] = hn::Zero(d);
+      tail[r][t] = 0.0f;
+    }
+  }
+
+  int64_t cb = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += block, ++cb) {
+    const int64_t c1 = std::min(cols, c0 + block);
+    float s[R];
+    VF sv[R];
+    if (Dec::kScaled) {
+      for (int r = 0; r < R; ++r) {
+        s[r] = scale_row[r][cb];
+        sv[r] = hn::Set(d, s[r] * Dec::kScaleMul);
+      }
+    }
+    int64_t c = c0;
+    for (; c + chunk <= c1; c += chunk) {
+      for (int r = 0; r < R; ++r) {
+        VF wv[Dec::kVecs];
+        dec.Load(d, row_ptr[r], c, wv);
+        if (Dec::kScaled) {
+          for (int v = 0; v < Dec::kVecs; ++v) wv[v] = hn::Mul(wv[v], sv[r]);
+        }
+        for (int t = 0; t < N; ++t) {
+          const float* xt = x + t * cols + c;
+          for (int v = 0; v < Dec::kVecs; ++v) {
+            acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xt + v * lanes), acc[r][t]);
+          }
+        }
+      }
+    }
+    for (; c < c1; ++c) {
+      for (int r = 0; r < R; ++r) {
+        float wr = Dec::Scalar(row_ptr[r], c);
+        if (Dec::kScaled) wr *= s[r];
+        for (int t = 0; t < N; ++t) tail[r][t] += wr * x[t * cols + c];
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < N; ++t) {
+      y[t * w.rows + row0 + r] = hn::GetLane(hn::SumOfLanes(d, acc[r][t])) + tail[r][t];
+    }
+  }
+}
+
+template <class Dec, int N>
+void DecodeRowsN(const Dec& dec, const float* x, const WeightView& w, int64_t row_begin,
+                 int64_t row_end, float* y) {
+  constexpr int R = RowsPerTile(N);
+  int64_t r = row_begin;
+  for (; r + R <= row_end; r += R) DotTile<Dec, R, N>(dec, x, w, r, y);
+  for (; r < row_end; ++r) DotTile<Dec, 1, N>(dec, x, w, r, y);
+}
+
+template <class Dec>
+void DecodeRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                int64_t row_end, float* y) {
+  const Dec dec{DF()};
+  for (int64_t t = 0; t < n; t += 8) {
+    const float* xt = x + t * w.cols;
+    float* yt = y + t * w.rows;
+    switch (std::min<int64_t>(8, n - t)) {
+      case 1: DecodeRowsN<Dec, 1>(dec, xt, w, row_begin, row_end, yt); break;
+      case 2: DecodeRowsN<Dec, 2>(dec, xt, w, row_begin, row_end, yt); break;
+      case 3: DecodeRowsN<Dec, 3>(dec, xt, w, row_begin, row_end, yt); break;
+      case 4: DecodeRowsN<Dec, 4>(dec, xt, w, row_begin, row_end, yt); break;
+      case 5: DecodeRowsN<Dec, 5>(dec, xt, w, row_begin, row_end, yt); break;
+      case 6: DecodeRowsN<Dec, 6>(dec, xt, w, row_begin, row_end, yt); break;
+      case 7: DecodeRowsN<Dec, 7>(dec, xt, w, row_begin, row_end, yt); break;
+      default: DecodeRowsN<Dec, 8>(dec, xt, w, row_begin, row_end, yt); break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill kernel.
+
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr int kMR = 3;  // 16 vector registers
+constexpr int kTV = 2;
+#else
+constexpr int kMR = 6;  // 32 vector registers: 24 accumulators
+constexpr int kTV = 4;
+#endif
+
+// out[c] = W[row, c] (fp32, scale applied) for c < cols.
+template <class Dec>
+void WidenRow(const Dec& dec, const WeightView& w, int64_t row, float* HWY_RESTRICT out) {
+  const DF d;
+  const int64_t cols = w.cols;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk = Dec::kVecs * lanes;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * cols * Dec::kBytes;
+  const int64_t block = Dec::kScaled ? w.block_cols : cols;
+  const float* scale_row = nullptr;
+  if (Dec::kScaled) {
+    scale_row = w.scales + (row / w.block_rows) * ((cols + w.block_cols - 1) / w.block_cols);
+  }
+  int64_t cb = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += block, ++cb) {
+    const int64_t c1 = std::min(cols, c0 + block);
+    const float s = Dec::kScaled ? scale_row[cb] : 1.0f;
+    const VF sv = hn::Set(d, s * Dec::kScaleMul);
+    int64_t c = c0;
+    for (; c + chunk <= c1; c += chunk) {
+      VF wv[Dec::kVecs];
+      dec.Load(d, p, c, wv);
+      for (int v = 0; v < Dec::kVecs; ++v) {
+        hn::StoreU(Dec::kScaled ? hn::Mul(wv[v], sv) : wv[v], d, out + c + v * lanes);
+      }
+    }
+    for (; c < c1; ++c) out[c] = Dec::kScaled ? Dec::Scalar(p, c) * s : Dec::Scalar(p, c);
+  }
+}
+
+// out[r * tc + t] = sum_k wd[r * k_dim + k] * xt[k * tc + t] for r < kMR, t < tc = kTV lanes.
+HWY_INLINE void PrefillTile(const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wd,
+                            int64_t k_dim, float* HWY_RESTRICT out) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  const size_t tc = kTV * lanes;
+  VF acc[kMR][kTV];
+  for (int r = 0; r < kMR; ++r) {
+    for (int j = 0; j < kTV; ++j) acc[r][j] = hn::Zero(d);
+  }
+  for (int64_t k = 0; k < k_dim; ++k) {
+    VF xv[kTV];
+    for (int j = 0; j < kTV; ++j) xv[j] = hn::Load(d, xt + k * tc + j * lanes);
+    for (int r = 0; r < kMR; ++r) {
+      const VF b = hn::Set(d, wd[r * k_dim + k]);
+      for (int j = 0; j < kTV; ++j) acc[r][j] = hn::MulAdd(b, xv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < kMR; ++r) {
+    for (int j = 0; j < kTV; ++j) hn::Store(acc[r][j], d, out + r * tc + j * lanes);
+  }
+}
+
+template <class Dec>
+void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                 int64_t row_end, float* y) {
+  const DF d;
+  const Dec dec{d};
+  const int64_t k_dim = w.cols;
+  const int64_t tc = kTV * static_cast<int64_t>(hn::Lanes(d));
+  float* xt = internal::MatMulScratch(0, k_dim * tc);      // [k_dim, tc]
+  float* wd = internal::MatMulScratch(1, kMR * k_dim);     // [kMR, k_dim]
+  float* out = internal::MatMulScratch(2, kMR * tc);       // [kMR, tc]
+  for (int64_t t0 = 0; t0 < n; t0 += tc) {
+    const int64_t tn = std::min(tc, n - t0);
+    for (int64_t t = 0; t < tc; ++t) {
+      if (t < tn) {
+        const float* xr = x + (t0 + t) * k_dim;
+        for (int64_t k = 0; k < k_dim; ++k) xt[k * tc + t] = xr[k];
+      } else {
+        for (int64_t k = 0; k < k_dim; ++k) xt[k * tc + t] = 0.0f;
+      }
+    }
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kMR) {
+      const int64_t rn = std::min<int64_t>(kMR, row_end - r0);
+      for (int64_t r = 0; r < kMR; ++r) {
+        if (r < rn) {
+          WidenRow(dec, w, r0 + r, wd + r * k_dim);
+        } else {
+          std::fill(wd + r * k_dim, wd + (r + 1) * k_dim, 0.0f);
+        }
+      }
+      PrefillTile(xt, wd, k_dim, out);
+      for (int64_t t = 0; t < tn; ++t) {
+        float* yt = y + (t0 + t) * w.rows + r0;
+        for (int64_t r = 0; r < rn; ++r) yt[r] = out[r * tc + t];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+template <class Dec>
+void RowsFor(const float* x, int64_t n, const WeightView& w, int64_t row_begin, int64_t row_end,
+             float* y) {
+  if (n >= internal::kPrefillMinTokens) {
+    PrefillRows<Dec>(x, n, w, row_begin, row_end, y);
+  } else {
+    DecodeRows<Dec>(x, n, w, row_begin, row_end, y);
+  }
+}
+
+void MatMulRowsImpl(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                    int64_t row_end, float* y) {
+  switch (w.type) {
+    case WeightType::kF32: return RowsFor<DecF32>(x, n, w, row_begin, row_end, y);
+    case WeightType::kBF16: return RowsFor<DecBf16>(x, n, w, row_begin, row_end, y);
+    case WeightType::kF16: return RowsFor<DecF16>(x, n, w, row_begin, row_end, y);
+    case WeightType::kFp8E4M3: return RowsFor<DecFp8>(x, n, w, row_begin, row_end, y);
+  }
+}
+
+// Forced-kernel entry points for tests and benchmarks (prefill = 1 selects the prefill kernel).
+void MatMulRowsKernelImpl(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                          int64_t row_end, float* y, int prefill) {
+  switch (w.type) {
+    case WeightType::kF32:
+      return prefill ? PrefillRows<DecF32>(x, n, w, row_begin, row_end, y)
+                     : DecodeRows<DecF32>(x, n, w, row_begin, row_end, y);
+    case WeightType::kBF16:
+      return prefill ? PrefillRows<DecBf16>(x, n, w, row_begin, row_end, y)
+                     : DecodeRows<DecBf16>(x, n, w, row_begin, row_end, y);
+    case WeightType::kF16:
+      return prefill ? PrefillRows<DecF16>(x, n, w, row_begin, row_end, y)
+                     : DecodeRows<DecF16>(x, n, w, row_begin, row_end, y);
+    case WeightType::kFp8E4M3:
+      return prefill ? PrefillRows<DecFp8>(x, n, w, row_begin, row_end, y)
+                     : DecodeRows<DecFp8>(x, n, w, row_begin, row_end, y);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace afd::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace afd::kernels {
+
+HWY_EXPORT(MatMulRowsImpl);
+HWY_EXPORT(MatMulRowsKernelImpl);
+
+namespace internal {
+
+float* MatMulScratch(int slot, size_t count) {
+  struct Buffer {
+    hwy::AlignedFreeUniquePtr<float[]> data;
+    size_t size = 0;
+  };
+  thread_local Buffer buffers[3];
+  Buffer& b = buffers[slot];
+  if (b.size < count) {
+    b.data = hwy::AllocateAligned<float>(count);
+    b.size = count;
+  }
+  return b.data.get();
+}
+
+void MatMulRowsKernel(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                      int64_t row_end, float* y, bool prefill) {
+  if (n <= 0 || row_begin >= row_end) return;
+  HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, prefill ? 1 : 0);
+}
+
+}  // namespace internal
+
+namespace {
+
+// Output rows per ParallelFor unit (a multiple of every decode tile height).
+constexpr int64_t kRowUnit = 16;
+
+bool UseSgemm(int64_t n, const WeightView& w) {
+  return w.type == WeightType::kF32 && n >= internal::kPrefillMinTokens;
+}
+
+float WeightAt(const WeightView& w, int64_t r, int64_t c) {
+  const int64_t i = r * w.cols + c;
+  switch (w.type) {
+    case WeightType::kF32: {
+      float f;
+      memcpy(&f, static_cast<const uint8_t*>(w.data) + 4 * i, 4);
+      return f;
+    }
+    case WeightType::kBF16: {
+      uint16_t v;
+      memcpy(&v, static_cast<const uint8_t*>(w.data) + 2 * i, 2);
+      return Bf16ToFloat(v);
+    }
+    case WeightType::kF16: {
+      uint16_t v;
+      memcpy(&v, static_cast<const uint8_t*>(w.data) + 2 * i, 2);
+      return F16ToFloat(v);
+    }
+    case WeightType::kFp8E4M3: {
+      const int64_t ncb = (w.cols + w.block_cols - 1) / w.block_cols;
+      const float scale = w.scales[(r / w.block_rows) * ncb + c / w.block_cols];
+      return Fp8E4M3ToFloat(static_cast<const uint8_t*>(w.data)[i]) * scale;
+    }
+  }
+  return 0.0f;
+}
+
+}  // namespace
+
+float Bf16ToFloat(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t FloatToBf16(float v) {
+  if (std::isnan(v)) return 0x7FC0;  // as c10::BFloat16
+  uint32_t bits;
+  memcpy(&bits, &v, 4);
+  const uint32_t rounding_bias = ((bits >> 16) & 1) + 0x7FFF;
+  return static_cast<uint16_t>((bits + rounding_bias) >> 16);
+}
+
+float F16ToFloat(uint16_t v) {
+  const uint32_t sign = static_cast<uint32_t>(v & 0x8000) << 16;
+  const uint32_t exp = (v >> 10) & 0x1F;
+  const uint32_t mant = v & 0x3FF;
+  uint32_t bits;
+  if (exp == 0) {
+    const float mag = std::ldexp(static_cast<float>(mant), -24);  // zero or subnormal, exact
+    memcpy(&bits, &mag, 4);
+    bits |= sign;
+  } else if (exp == 31) {
+    bits = sign | 0x7F800000u | (mant << 13);  // inf or NaN (payload kept)
+  } else {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+float Fp8E4M3ToFloat(uint8_t v) {
+  const bool negative = (v & 0x80) != 0;
+  const int exp = (v >> 3) & 0xF;
+  const int mant = v & 0x7;
+  float mag;
+  if (exp == 15 && mant == 7) {
+    mag = std::numeric_limits<float>::quiet_NaN();
+  } else if (exp == 0) {
+    mag = std::ldexp(static_cast<float>(mant), -9);  // 2^-6 * m/8
+  } else {
+    mag = std::ldexp(static_cast<float>(8 + mant), exp - 10);  // 2^(e-7) * (1 + m/8)
+  }
+  return negative ? -mag : mag;
+}
+
+void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                int64_t row_end, float* y) {
+  if (n <= 0 || row_begin >= row_end) return;
+  if (UseSgemm(n, w)) {
+    const float* wr = static_cast<const float*>(w.data) + row_begin * w.cols;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
+                static_cast<int>(row_end - row_begin), static_cast<int>(w.cols), 1.0f, x,
+                static_cast<int>(w.cols), wr, static_cast<int>(w.cols), 0.0f, y + row_begin,
+                static_cast<int>(w.rows));
+    return;
+  }
+  HWY_DYNAMIC_DISPATCH(MatMulRowsImpl)(x, n, w, row_begin, row_end, y);
+}
+
+void MatMul(const float* x, int64_t n, const WeightView& w, float* y) {
+  MatMulRows(x, n, w, 0, w.rows, y);
+}
+
+void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool) {
+  if (pool == nullptr || pool->num_threads() <= 1 || UseSgemm(n, w) || w.rows <= kRowUnit) {
+    MatMul(x, n, w, y);
+    return;
+  }
+  struct Args {
+    const float* x;
+    int64_t n;
+    const WeightView* w;
+    float* y;
+  } args{x, n, &w, y};
+  const Args* a = &args;  // one pointer: fits std::function's inline storage, no allocation
+  pool->ParallelFor((w.rows + kRowUnit - 1) / kRowUnit, [a](int64_t begin, int64_t end) {
+    MatMulRows(a->x, a->n, *a->w, begin * kRowUnit, std::min(end * kRowUnit, a->w->rows), a->y);
+  });
+}
+
+void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y) {
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < w.cols; ++c) acc += x[t * w.cols + c] * WeightAt(w, r, c);
+      y[t * w.rows + r] = acc;
+    }
+  }
+}
+
+}  // namespace afd::kernels
+#endif  // HWY_ONCE

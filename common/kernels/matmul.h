@@ -9,6 +9,8 @@
 
 namespace afd::kernels {
 
+class ThreadPool;
+
 // y[n, w.rows] = x[n, w.cols] * W^T. `x` row stride is w.cols, `y` row stride is w.rows.
 // Fast path: Highway dynamic dispatch (AVX-512/AVX2/NEON), OpenBLAS sgemm for large fp32.
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y);
@@ -17,6 +19,11 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y);
 // split one product across threads.
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                 int64_t row_end, float* y);
+
+// MatMul with the output rows split across `pool`'s threads (the caller takes part). With a
+// null pool or a one-thread pool this is MatMul. Large fp32 products go to OpenBLAS, which
+// uses its own threads.
+void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool);
 
 // Plain scalar reference twin (dequantize element by element, fp32 accumulation in the
 // natural order). The oracle for tests.

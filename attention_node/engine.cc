@@ -1,0 +1,339 @@
+// Engine: the layer loop (see engine.h). The comments name the transformers operation each step
+// reproduces; all activations are fp32.
+#include "attention_node/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/expert_ffn.h"
+#include "common/kernels/attention.h"
+#include "common/kernels/lightning_attention.h"
+#include "common/kernels/matmul.h"
+#include "common/kernels/rms_norm.h"
+#include "common/kernels/rope.h"
+#include "common/kernels/routing.h"
+#include "common/kernels/swiglu.h"
+#include "common/status.h"
+
+namespace afd::attention {
+namespace {
+
+constexpr int64_t kAttentionRowChunk = 32;  // query rows per attention work item
+
+template <class T>
+T* Grow(std::vector<T>& v, int64_t size) {
+  if (static_cast<int64_t>(v.size()) < size) v.resize(size);
+  return v.data();
+}
+
+// h = alpha * a + beta * s, each product rounded to fp32 first (transformers'
+// `residual * alpha + hidden * beta`).
+void ScaledSum(float alpha, const float* a, float beta, const float* s, int64_t n, float* h) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = a[i] * alpha;
+    const float y = s[i] * beta;
+    h[i] = x + y;
+  }
+}
+
+}  // namespace
+
+Engine::Engine(const ModelWeights* weights, KvCache* cache, ExpertBackend* experts,
+               kernels::ThreadPool* pool)
+    : weights_(weights), cache_(cache), experts_(experts), pool_(pool) {
+  const ModelConfig& c = weights_->config();
+  if (c.rotary_dim > 0) inv_freq_ = kernels::RopeInvFreq(c.rope_theta, c.rotary_dim);
+}
+
+void Engine::MatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y) {
+  kernels::MatMul(x, n, w, y, pool_);
+}
+
+void Engine::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (pool_ == nullptr) {
+    fn(0, n);
+  } else {
+    pool_->ParallelFor(n, fn);
+  }
+}
+
+absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
+  const ModelConfig& c = config();
+  const int64_t d_model = c.hidden_size;
+
+  // Validate everything before touching the cache.
+  absl::flat_hash_set<int> seen;
+  int64_t total_blocks = 0;
+  int64_t n_tokens = 0;
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const StepInput& in = batch[e];
+    if (!cache_->IsLive(in.seq)) {
+      return absl::InvalidArgumentError(absl::StrCat("batch entry ", e, ": sequence ", in.seq,
+                                                      " is not live in the kv cache"));
+    }
+    if (!seen.insert(in.seq).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch entry ", e, ": sequence ", in.seq, " appears twice in one step"));
+    }
+    if (in.tokens.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("batch entry ", e, ": no tokens"));
+    }
+    for (int32_t t : in.tokens) {
+      if (t < 0 || t >= c.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("batch entry ", e, ": token id ", t,
+                                                       " is outside the vocabulary [0, ",
+                                                       c.vocab_size, ")"));
+      }
+    }
+    const int64_t new_length = cache_->Length(in.seq) + static_cast<int64_t>(in.tokens.size());
+    if (new_length > std::numeric_limits<int32_t>::max()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch entry ", e, ": sequence length ", new_length, " is too long"));
+    }
+    total_blocks += cache_->BlocksNeeded(in.seq, new_length);
+    n_tokens += static_cast<int64_t>(in.tokens.size());
+  }
+  if (total_blocks > cache_->free_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "kv cache: this step needs ", total_blocks, " more blocks, only ",
+        cache_->free_blocks(), " of ", cache_->num_blocks(), " are free"));
+  }
+  for (const StepInput& in : batch) {
+    RETURN_IF_ERROR(
+        cache_->Reserve(in.seq, cache_->Length(in.seq) + static_cast<int64_t>(in.tokens.size())));
+  }
+
+  // Rows and explicit positions: a sequence's token n has position n.
+  num_tokens_ = n_tokens;
+  entry_begin_.assign(batch.size() + 1, 0);
+  Grow(positions_, n_tokens);
+  float* hidden = Grow(hidden_, n_tokens * d_model);
+  float* normed = Grow(normed_, n_tokens * d_model);
+  float* sub = Grow(sublayer_, n_tokens * d_model);
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const int64_t begin = entry_begin_[e];
+    const int64_t base = cache_->Length(batch[e].seq);
+    for (size_t i = 0; i < batch[e].tokens.size(); ++i) {
+      positions_[begin + i] = static_cast<int32_t>(base + i);
+      RETURN_IF_ERROR(weights_->Embed(batch[e].tokens[i], hidden + (begin + i) * d_model));
+    }
+    entry_begin_[e + 1] = begin + static_cast<int64_t>(batch[e].tokens.size());
+  }
+
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const bool post_norm = c.arch == Architecture::kMiniMaxText01;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& lw = weights_->layer(l);
+    // a = RMSNorm_in(h); s = Attn(a)
+    kernels::RmsNorm(hidden, lw.input_norm.data(), n_tokens, d_model, eps, normed);
+    if (lw.linear) {
+      LightningLayer(l, batch, sub);
+    } else {
+      FullAttentionLayer(l, batch, sub);
+    }
+    if (post_norm) {
+      // Text-01: h1 = alpha * a + beta * Attn(a)
+      const float alpha = static_cast<float>(lw.linear ? c.linear_attn_alpha : c.full_attn_alpha);
+      const float beta = static_cast<float>(lw.linear ? c.linear_attn_beta : c.full_attn_beta);
+      ScaledSum(alpha, normed, beta, sub, n_tokens * d_model, hidden);
+    } else {
+      // M2: h = h + Attn(a)
+      for (int64_t i = 0; i < n_tokens * d_model; ++i) hidden[i] += sub[i];
+    }
+    // m = RMSNorm_post(h); s = MoE(m)
+    kernels::RmsNorm(hidden, lw.post_norm.data(), n_tokens, d_model, eps, normed);
+    RETURN_IF_ERROR(MoeLayer(l, normed, sub));
+    if (post_norm) {
+      ScaledSum(static_cast<float>(c.mlp_alpha), normed, static_cast<float>(c.mlp_beta), sub,
+                n_tokens * d_model, hidden);
+    } else {
+      for (int64_t i = 0; i < n_tokens * d_model; ++i) hidden[i] += sub[i];
+    }
+  }
+  for (size_t e = 0; e < batch.size(); ++e) {
+    cache_->SetLength(batch[e].seq, cache_->Length(batch[e].seq) +
+                                        static_cast<int64_t>(batch[e].tokens.size()));
+  }
+
+  // Final norm and lm_head over the rows the caller asked for.
+  out->first_row.assign(batch.size(), 0);
+  out->num_rows.assign(batch.size(), 0);
+  int64_t rows = 0;
+  for (size_t e = 0; e < batch.size(); ++e) {
+    out->first_row[e] = rows;
+    const int64_t n = entry_begin_[e + 1] - entry_begin_[e];
+    out->num_rows[e] = batch[e].logits == LogitsMode::kAll    ? n
+                       : batch[e].logits == LogitsMode::kLast ? 1
+                                                              : 0;
+    rows += out->num_rows[e];
+  }
+  float* final_rows = Grow(final_rows_, rows * d_model);
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const int64_t first_token = entry_begin_[e + 1] - out->num_rows[e];
+    std::memcpy(final_rows + out->first_row[e] * d_model, hidden + first_token * d_model,
+                sizeof(float) * out->num_rows[e] * d_model);
+  }
+  kernels::RmsNorm(final_rows, weights_->final_norm().data(), rows, d_model, eps, final_rows);
+  out->logits.resize(rows * static_cast<int64_t>(c.vocab_size));
+  if (rows > 0) MatMul(final_rows, rows, weights_->lm_head(), out->logits.data());
+  return absl::OkStatus();
+}
+
+void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, float* out) {
+  const ModelConfig& c = config();
+  const FullAttentionWeights& w = weights_->layer(layer).full;
+  const int64_t n = num_tokens_;
+  const int heads = c.num_attention_heads;
+  const int kv_heads = c.num_key_value_heads;
+  const int d = c.head_dim;
+  const int64_t q_dim = int64_t{heads} * d;
+  const int64_t kv_dim = int64_t{kv_heads} * d;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+
+  float* q = Grow(q_, n * q_dim);
+  float* k = Grow(k_, n * kv_dim);
+  float* v = Grow(v_, n * kv_dim);
+  float* attn = Grow(attn_, n * q_dim);
+  MatMul(normed_.data(), n, w.q_proj, q);
+  MatMul(normed_.data(), n, w.k_proj, k);
+  MatMul(normed_.data(), n, w.v_proj, v);
+  // M2 QK-norm: one RMSNorm over the whole projection of a token, before the head split.
+  if (!w.q_norm.empty()) kernels::RmsNorm(q, w.q_norm.data(), n, q_dim, eps, q);
+  if (!w.k_norm.empty()) kernels::RmsNorm(k, w.k_norm.data(), n, kv_dim, eps, k);
+  if (c.rotary_dim > 0) {
+    kernels::ApplyRope(q, n, heads, d, c.rotary_dim, positions_.data(), inv_freq_.data());
+    kernels::ApplyRope(k, n, kv_heads, d, c.rotary_dim, positions_.data(), inv_freq_.data());
+  }
+  // Cache post-RoPE keys and values at their positions.
+  for (size_t e = 0; e < batch.size(); ++e) {
+    for (int64_t row = entry_begin_[e]; row < entry_begin_[e + 1]; ++row) {
+      for (int h = 0; h < kv_heads; ++h) {
+        std::memcpy(cache_->Key(layer, batch[e].seq, positions_[row], h), k + row * kv_dim + h * d,
+                    sizeof(float) * d);
+        std::memcpy(cache_->Value(layer, batch[e].seq, positions_[row], h),
+                    v + row * kv_dim + h * d, sizeof(float) * d);
+      }
+    }
+  }
+  // Work items: (entry, chunk of query rows, head).
+  items_.clear();
+  for (size_t e = 0; e < batch.size(); ++e) {
+    for (int64_t r = entry_begin_[e]; r < entry_begin_[e + 1]; r += kAttentionRowChunk) {
+      const int64_t rows = std::min(kAttentionRowChunk, entry_begin_[e + 1] - r);
+      for (int h = 0; h < heads; ++h) items_.push_back({static_cast<int>(e), r, rows, h});
+    }
+  }
+  kernels::AttentionShape shape;
+  shape.num_heads = heads;
+  shape.num_kv_heads = kv_heads;
+  shape.head_dim = d;
+  shape.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    for (int64_t i = begin; i < end; ++i) {
+      const AttentionItem& item = items_[i];
+      const int64_t max_pos = positions_[item.row_begin + item.rows - 1];
+      if (static_cast<int64_t>(scores.size()) < max_pos + 1) scores.resize(max_pos + 1);
+      const kernels::PagedKvView view = cache_->View(layer, batch[item.entry].seq);
+      kernels::PagedAttention(q + item.row_begin * q_dim, item.rows,
+                              positions_.data() + item.row_begin, view, shape, item.head,
+                              item.head + 1, scores.data(), attn + item.row_begin * q_dim);
+    }
+  });
+  MatMul(attn, n, w.o_proj, out);
+}
+
+void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float* out) {
+  const ModelConfig& c = config();
+  const LightningWeights& w = weights_->layer(layer).lightning;
+  const int64_t n = num_tokens_;
+  const int heads = c.num_attention_heads;
+  const int d = c.head_dim;
+  const int64_t q_dim = int64_t{heads} * d;
+
+  // qkv = SiLU(a @ Wqkv^T), [n, H, 3, d] per head q | k | v.
+  float* qkv = Grow(q_, n * 3 * q_dim);
+  float* attn = Grow(attn_, n * q_dim);
+  float* gate = Grow(gate_, n * q_dim);
+  MatMul(normed_.data(), n, w.qkv_proj, qkv);
+  kernels::Silu(qkv, n * 3 * q_dim);
+
+  // The first chunk of a sequence takes the block path from S = 0, later ones the recurrence.
+  has_state_.resize(batch.size());
+  items_.clear();
+  for (size_t e = 0; e < batch.size(); ++e) {
+    has_state_[e] = cache_->HasLinearState(layer, batch[e].seq);
+    const int64_t rows = entry_begin_[e + 1] - entry_begin_[e];
+    for (int h = 0; h < heads; ++h) {
+      items_.push_back({static_cast<int>(e), entry_begin_[e], rows, h});
+    }
+  }
+  const int block_size = c.block_size;
+  ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scratch;
+    for (int64_t i = begin; i < end; ++i) {
+      const AttentionItem& item = items_[i];
+      float* state = cache_->LinearState(layer, batch[item.entry].seq);
+      const float* x = qkv + item.row_begin * 3 * q_dim;
+      float* o = attn + item.row_begin * q_dim;
+      if (has_state_[item.entry]) {
+        kernels::LightningDecode(x, item.rows, heads, d, item.head, item.head + 1,
+                                 w.slopes.data(), state, o);
+      } else {
+        const size_t need = kernels::LightningPrefillScratchFloats(d, block_size);
+        if (scratch.size() < need) scratch.resize(need);
+        kernels::LightningPrefill(x, item.rows, heads, d, item.head, item.head + 1,
+                                  w.slopes.data(), block_size, state, scratch.data(), o);
+      }
+    }
+  });
+  for (const StepInput& in : batch) cache_->MarkLinearState(layer, in.seq);
+
+  // norm (eps lightning_norm_eps over all H*d values), then * sigmoid(a @ Wgate^T), then out_proj.
+  kernels::RmsNorm(attn, w.norm.data(), n, q_dim, static_cast<float>(c.lightning_norm_eps),
+                   attn);
+  MatMul(normed_.data(), n, w.output_gate, gate);
+  for (int64_t i = 0; i < n * q_dim; ++i) {
+    const float g = 1.0f / (1.0f + std::exp(-gate[i]));
+    attn[i] = g * attn[i];
+  }
+  MatMul(attn, n, w.out_proj, out);
+}
+
+absl::Status Engine::MoeLayer(int layer, const float* x, float* out) {
+  const ModelConfig& c = config();
+  const LayerWeights& lw = weights_->layer(layer);
+  const int64_t n = num_tokens_;
+  const int num_experts = c.num_local_experts;
+  const int k = c.num_experts_per_tok;
+  // Router logits in fp32 whatever the stored dtype.
+  float* logits = Grow(router_logits_, n * num_experts);
+  int32_t* ids = Grow(expert_ids_, n * k);
+  float* weights = Grow(expert_weights_, n * k);
+  MatMul(x, n, lw.router, logits);
+  if (c.scoring == RouterScoring::kSigmoidWithBias) {
+    kernels::SigmoidBiasTopK(logits, lw.router_bias.empty() ? nullptr : lw.router_bias.data(), n,
+                             num_experts, k, ids, weights);
+  } else {
+    kernels::SoftmaxTopK(logits, n, num_experts, k, ids, weights);
+  }
+  ExpertRequest request;
+  request.layer = layer;
+  request.num_tokens = n;
+  request.hidden_dim = c.hidden_size;
+  request.top_k = k;
+  request.hidden = x;
+  request.expert_ids = ids;
+  request.weights = weights;
+  absl::Status s = experts_->Run(request, out);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("layer ", layer, " experts: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace afd::attention

@@ -1,0 +1,212 @@
+// afd-generate: in-process generation from token ids (all experts local, no network). Prints the
+// generated ids of each sequence and the prefill / decode throughput.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "attention_node/engine.h"
+#include "attention_node/in_process_expert_backend.h"
+#include "attention_node/kv_cache.h"
+#include "attention_node/model_weights.h"
+#include "attention_node/sampler.h"
+#include "common/kernels/thread_pool.h"
+#include "common/model_config.h"
+#include "common/safetensors.h"
+#include "common/weights.h"
+
+namespace {
+
+using afd::attention::LogitsMode;
+using afd::attention::StepInput;
+using afd::attention::StepOutput;
+
+void Usage(FILE* f) {
+  std::fprintf(
+      f,
+      "usage: afd-generate --model DIR --prompt-ids ID,ID,... [--max-tokens N] [--batch B]\n"
+      "                    [--threads T] [--temperature X] [--top-k K] [--top-p P]\n"
+      "                    [--min-p P] [--seed S] [--ignore-eos] [--block-size N]\n\n"
+      "Generates from token ids with the whole model in this process and prints each\n"
+      "sequence's new ids plus prefill and decode throughput (tokens/s).\n"
+      "  --max-tokens N   tokens to generate per sequence (default 32)\n"
+      "  --batch B        run B copies of the prompt as one batch (default 1)\n"
+      "  --threads T      worker threads for the products (default 2)\n"
+      "  --temperature X  0 = greedy (default); with --top-k/--top-p/--min-p/--seed\n"
+      "  --ignore-eos     keep generating after the end-of-sequence token\n"
+      "  --block-size N   KV cache block size in tokens (default 16)\n");
+}
+
+double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model;
+  std::vector<int32_t> prompt;
+  int max_tokens = 32;
+  int batch = 1;
+  int threads = 2;
+  int block_size = 16;
+  bool ignore_eos = false;
+  afd::attention::SamplingParams sampling;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "afd-generate: %s needs a value\n", arg.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    auto bad = [&]() {
+      std::fprintf(stderr, "afd-generate: bad value for %s\n", arg.c_str());
+      return 2;
+    };
+    if (arg == "--help" || arg == "-h") {
+      Usage(stdout);
+      return 0;
+    } else if (arg == "--model") {
+      model = value();
+    } else if (arg == "--prompt-ids") {
+      for (absl::string_view s : absl::StrSplit(value(), ',', absl::SkipEmpty())) {
+        int32_t id;
+        if (!absl::SimpleAtoi(s, &id)) return bad();
+        prompt.push_back(id);
+      }
+    } else if (arg == "--max-tokens") {
+      if (!absl::SimpleAtoi(value(), &max_tokens) || max_tokens <= 0) return bad();
+    } else if (arg == "--batch") {
+      if (!absl::SimpleAtoi(value(), &batch) || batch <= 0) return bad();
+    } else if (arg == "--threads") {
+      if (!absl::SimpleAtoi(value(), &threads) || threads <= 0) return bad();
+    } else if (arg == "--block-size") {
+      if (!absl::SimpleAtoi(value(), &block_size) || block_size <= 0) return bad();
+    } else if (arg == "--temperature") {
+      if (!absl::SimpleAtof(value(), &sampling.temperature)) return bad();
+    } else if (arg == "--top-k") {
+      if (!absl::SimpleAtoi(value(), &sampling.top_k)) return bad();
+    } else if (arg == "--top-p") {
+      if (!absl::SimpleAtof(value(), &sampling.top_p)) return bad();
+    } else if (arg == "--min-p") {
+      if (!absl::SimpleAtof(value(), &sampling.min_p)) return bad();
+    } else if (arg == "--seed") {
+      if (!absl::SimpleAtoi(value(), &sampling.seed)) return bad();
+    } else if (arg == "--ignore-eos") {
+      ignore_eos = true;
+    } else {
+      std::fprintf(stderr, "afd-generate: unknown argument '%s'\n\n", arg.c_str());
+      Usage(stderr);
+      return 2;
+    }
+  }
+  if (model.empty() || prompt.empty()) {
+    std::fprintf(stderr, "afd-generate: --model and --prompt-ids are required\n\n");
+    Usage(stderr);
+    return 2;
+  }
+  auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "afd-generate: %s\n", s.ToString().c_str());
+    return 1;
+  };
+
+  const auto t_load = std::chrono::steady_clock::now();
+  auto config = afd::LoadModelConfig(model);
+  if (!config.ok()) return fail(config.status());
+  auto checkpoint = afd::Checkpoint::Open(model);
+  if (!checkpoint.ok()) return fail(checkpoint.status());
+  if (absl::Status s = afd::ValidateCheckpoint(*config, **checkpoint); !s.ok()) return fail(s);
+  auto weights = afd::attention::ModelWeights::Load(*config, **checkpoint);
+  if (!weights.ok()) return fail(weights.status());
+  afd::kernels::ThreadPool pool(threads);
+  auto backend = afd::attention::InProcessExpertBackend::Create(*config, **checkpoint, &pool);
+  if (!backend.ok()) return fail(backend.status());
+  afd::attention::KvCacheOptions cache_options;
+  cache_options.block_size = block_size;
+  cache_options.max_sequences = batch;
+  const int64_t max_len = static_cast<int64_t>(prompt.size()) + max_tokens;
+  cache_options.num_blocks = batch * ((max_len + block_size - 1) / block_size);
+  auto cache = afd::attention::KvCache::Create(*config, cache_options);
+  if (!cache.ok()) return fail(cache.status());
+  afd::attention::Engine engine(weights->get(), cache->get(), backend->get(), &pool);
+
+  std::vector<int> seqs;
+  std::vector<afd::attention::Sampler> samplers;
+  std::vector<std::vector<int32_t>> generated(batch);
+  std::vector<StepInput> inputs;
+  for (int b = 0; b < batch; ++b) {
+    auto seq = (*cache)->AddSequence();
+    if (!seq.ok()) return fail(seq.status());
+    afd::attention::SamplingParams p = sampling;
+    p.seed = sampling.seed + b;
+    auto sampler = afd::attention::Sampler::Create(p, prompt);
+    if (!sampler.ok()) return fail(sampler.status());
+    seqs.push_back(*seq);
+    samplers.push_back(std::move(*sampler));
+    inputs.push_back({*seq, prompt, LogitsMode::kLast});
+  }
+  const int vocab = config->vocab_size;
+  std::fprintf(stderr, "loaded %s in %.2f s (%d layers, %d experts, %d threads)\n", model.c_str(),
+               Seconds(t_load, std::chrono::steady_clock::now()), config->num_hidden_layers,
+               config->num_local_experts, threads);
+
+  StepOutput out;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (absl::Status s = engine.Step(inputs, &out); !s.ok()) return fail(s);
+  const auto t1 = std::chrono::steady_clock::now();
+  std::vector<bool> done(batch, false);
+  std::vector<int32_t> last(batch);
+  for (int b = 0; b < batch; ++b) {
+    last[b] = samplers[b].Sample({out.Row(out.first_row[b], vocab), size_t(vocab)}).token;
+    generated[b].push_back(last[b]);
+    done[b] = (!ignore_eos && last[b] == config->eos_token_id) || max_tokens == 1;
+  }
+  int64_t decode_tokens = 0;
+  int decode_steps = 0;
+  for (int step = 1; step < max_tokens; ++step) {
+    inputs.clear();
+    std::vector<int> which;
+    for (int b = 0; b < batch; ++b) {
+      if (done[b]) continue;
+      inputs.push_back({seqs[b], absl::MakeConstSpan(&last[b], 1), LogitsMode::kLast});
+      which.push_back(b);
+    }
+    if (inputs.empty()) break;
+    if (absl::Status s = engine.Step(inputs, &out); !s.ok()) return fail(s);
+    decode_tokens += static_cast<int64_t>(inputs.size());
+    ++decode_steps;
+    for (size_t j = 0; j < which.size(); ++j) {
+      const int b = which[j];
+      last[b] = samplers[b].Sample({out.Row(out.first_row[j], vocab), size_t(vocab)}).token;
+      generated[b].push_back(last[b]);
+      if ((!ignore_eos && last[b] == config->eos_token_id) ||
+          static_cast<int>(generated[b].size()) >= max_tokens) {
+        done[b] = true;
+      }
+    }
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+
+  for (int b = 0; b < batch; ++b) {
+    std::printf("sequence %d:", b);
+    for (int32_t t : generated[b]) std::printf(" %d", t);
+    std::printf("\n");
+  }
+  const double prefill_s = Seconds(t0, t1);
+  const double decode_s = Seconds(t1, t2);
+  std::printf("prefill: %lld tokens in %.3f s = %.1f tokens/s\n",
+              static_cast<long long>(prompt.size()) * batch, prefill_s,
+              prompt.size() * batch / prefill_s);
+  if (decode_tokens > 0) {
+    std::printf("decode:  %lld tokens in %.3f s = %.2f tokens/s (batch %d, %.1f ms/step)\n",
+                static_cast<long long>(decode_tokens), decode_s, decode_tokens / decode_s, batch,
+                1e3 * decode_s / decode_steps);
+  }
+  return 0;
+}

@@ -1,0 +1,89 @@
+// KvCache: the attention node's per-sequence state. Full-attention layers keep fp32 keys and
+// values (after QK-norm and RoPE) in a pool of fixed-size blocks shared by all sequences, each
+// sequence owning a block table (vLLM's paged cache); Text-01 lightning layers keep one fp32
+// state S [H, d, d] per sequence and layer, plus whether that state exists yet (the first
+// chunk of a sequence takes the block path from S = 0). Not thread-safe: one owner at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/kernels/attention.h"
+#include "common/model_config.h"
+
+namespace afd::attention {
+
+struct KvCacheOptions {
+  int64_t num_blocks = 256;  // blocks in the pool (capacity = num_blocks * block_size tokens)
+  int block_size = 16;       // tokens per block
+  int max_sequences = 64;    // live sequences at once
+};
+
+class KvCache {
+ public:
+  // INVALID_ARGUMENT for non-positive sizes; RESOURCE_EXHAUSTED if the pool cannot be allocated.
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const ModelConfig& config,
+                                                         const KvCacheOptions& options);
+
+  // Starts an empty sequence and returns its id; RESOURCE_EXHAUSTED when max_sequences are live.
+  absl::StatusOr<int> AddSequence();
+  // Returns the sequence's blocks to the pool and drops its lightning states.
+  // NOT_FOUND for an id that is not live.
+  absl::Status FreeSequence(int seq);
+  bool IsLive(int seq) const;
+
+  // Tokens whose keys/values (or lightning contributions) the cache holds.
+  int64_t Length(int seq) const { return sequences_[seq].length; }
+  // Makes room for positions [0, new_length): allocates blocks; RESOURCE_EXHAUSTED (and
+  // nothing allocated) when the pool is short.
+  absl::Status Reserve(int seq, int64_t new_length);
+  // Records that positions [0, length) are filled (length <= reserved capacity).
+  void SetLength(int seq, int64_t length) { sequences_[seq].length = length; }
+  // Blocks Reserve(seq, new_length) would still take from the pool.
+  int64_t BlocksNeeded(int seq, int64_t new_length) const;
+
+  int64_t num_blocks() const { return options_.num_blocks; }
+  int64_t free_blocks() const { return static_cast<int64_t>(free_blocks_.size()); }
+  int block_size() const { return options_.block_size; }
+  int live_sequences() const { return live_; }
+
+  // Full-attention layers. Key / value vector [head_dim] of (seq, position, kv_head) in layer
+  // `layer`; the position must be reserved.
+  float* Key(int layer, int seq, int64_t pos, int kv_head);
+  float* Value(int layer, int seq, int64_t pos, int kv_head);
+  // The paged view of one sequence in one full-attention layer, for kernels::PagedAttention.
+  kernels::PagedKvView View(int layer, int seq) const;
+
+  // Lightning layers: the state [H, d, d] of (layer, seq), zero until first written, and
+  // whether a chunk has already filled it.
+  float* LinearState(int layer, int seq);
+  bool HasLinearState(int layer, int seq) const;
+  void MarkLinearState(int layer, int seq);
+
+ private:
+  struct Sequence {
+    bool live = false;
+    int64_t length = 0;
+    std::vector<int32_t> blocks;            // block table
+    std::vector<std::unique_ptr<float[]>> state;  // per linear layer slot: [H, d, d]
+    std::vector<bool> has_state;                  // per linear layer slot
+  };
+
+  KvCache() = default;
+  int64_t BlockOffset(int layer, int seq, int64_t pos, int kv_head) const;
+
+  ModelConfig config_;
+  KvCacheOptions options_;
+  std::vector<int> layer_slot_;  // layer -> index into pools_ (full) or linear slots (linear)
+  int num_linear_layers_ = 0;
+  std::vector<std::unique_ptr<float[]>> k_pools_;  // per full layer: [num_blocks, Hkv, bs, d]
+  std::vector<std::unique_ptr<float[]>> v_pools_;
+  std::vector<int32_t> free_blocks_;         // stack of free pool blocks
+  std::vector<Sequence> sequences_;
+  int live_ = 0;
+};
+
+}  // namespace afd::attention

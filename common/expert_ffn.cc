@@ -1,0 +1,175 @@
+// ExpertFfn: grouped per-expert SwiGLU feed-forward (see expert_ffn.h).
+#include "common/expert_ffn.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/kernels/matmul.h"
+#include "common/kernels/swiglu.h"
+#include "common/status.h"
+#include "common/weights.h"
+
+namespace afd {
+namespace {
+
+constexpr int64_t kRowTile = 32;  // output rows per parallel work item
+
+int64_t NumTiles(int64_t rows) { return (rows + kRowTile - 1) / kRowTile; }
+
+absl::Status CheckShape(const kernels::WeightView& w, int64_t rows, int64_t cols,
+                        const char* name, int32_t expert) {
+  if (w.data == nullptr || w.rows != rows || w.cols != cols) {
+    return absl::InvalidArgumentError(absl::StrCat("expert ", expert, ": ", name, " is [", w.rows,
+                                                   ", ", w.cols, "], expected [", rows, ", ",
+                                                   cols, "]"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint,
+                                                const ModelConfig& config, int layer,
+                                                int expert) {
+  const int64_t d = config.hidden_size;
+  const int64_t inter = config.intermediate_size;
+  ExpertWeights w;
+  ASSIGN_OR_RETURN(w.w1, LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w1"),
+                                     inter, d));
+  ASSIGN_OR_RETURN(w.w3, LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w3"),
+                                     inter, d));
+  ASSIGN_OR_RETURN(w.w2, LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w2"),
+                                     d, inter));
+  return w;
+}
+
+ExpertFfn::ExpertFfn(int hidden_dim, int intermediate_dim, kernels::ThreadPool* pool)
+    : hidden_dim_(hidden_dim), intermediate_dim_(intermediate_dim), pool_(pool) {}
+
+void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n,
+                          float* gate_up, float* y, kernels::ThreadPool* pool) const {
+  const int64_t inter = intermediate_dim_;
+  float* gate = gate_up;          // [n, I]
+  float* up = gate_up + n * inter;  // [n, I]
+  if (pool == nullptr || pool->num_threads() <= 1) {
+    kernels::MatMul(x_rows, n, w.w1, gate);
+    kernels::MatMul(x_rows, n, w.w3, up);
+  } else {
+    // W1 and W3 rows form one list of tiles so both products share one parallel loop.
+    const int64_t tiles = NumTiles(inter);
+    pool->ParallelFor(2 * tiles, [&](int64_t begin, int64_t end) {
+      const int64_t b1 = std::min(begin, tiles), e1 = std::min(end, tiles);
+      if (b1 < e1) {
+        kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter),
+                            gate);
+      }
+      const int64_t b3 = std::max(begin, tiles) - tiles, e3 = std::max(end, tiles) - tiles;
+      if (b3 < e3) {
+        kernels::MatMulRows(x_rows, n, w.w3, b3 * kRowTile, std::min(e3 * kRowTile, inter), up);
+      }
+    });
+  }
+  kernels::SiluMul(gate, up, n * inter, gate);
+  kernels::MatMul(gate, n, w.w2, y, pool);
+}
+
+absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens,
+                            absl::Span<const ExpertPair> pairs,
+                            absl::FunctionRef<const ExpertWeights*(int32_t)> experts,
+                            float* terms) {
+  const int64_t d = hidden_dim_;
+  const int64_t inter = intermediate_dim_;
+  const int64_t num_pairs = static_cast<int64_t>(pairs.size());
+  if (num_pairs == 0) return absl::OkStatus();
+
+  // Group pair indices by expert (stable, so a group's rows keep pair order).
+  order_.resize(num_pairs);
+  std::iota(order_.begin(), order_.end(), 0);
+  std::stable_sort(order_.begin(), order_.end(),
+                   [&](int32_t a, int32_t b) { return pairs[a].expert < pairs[b].expert; });
+
+  struct Group {
+    const ExpertWeights* weights;
+    int64_t begin;  // into order_
+    int64_t end;
+  };
+  std::vector<Group> groups;
+  for (int64_t i = 0; i < num_pairs;) {
+    const ExpertPair& first = pairs[order_[i]];
+    int64_t j = i;
+    while (j < num_pairs && pairs[order_[j]].expert == first.expert) {
+      const int32_t token = pairs[order_[j]].token;
+      if (token < 0 || token >= num_tokens) {
+        return absl::InvalidArgumentError(absl::StrCat("expert pair ", order_[j], ": token ",
+                                                       token, " outside [0, ", num_tokens, ")"));
+      }
+      ++j;
+    }
+    const ExpertWeights* w = experts(first.expert);
+    if (w == nullptr) {
+      return absl::NotFoundError(absl::StrCat("expert ", first.expert, " is not loaded here"));
+    }
+    RETURN_IF_ERROR(CheckShape(w->w1, inter, d, "w1", first.expert));
+    RETURN_IF_ERROR(CheckShape(w->w3, inter, d, "w3", first.expert));
+    RETURN_IF_ERROR(CheckShape(w->w2, d, inter, "w2", first.expert));
+    groups.push_back({w, i, j});
+    i = j;
+  }
+
+  // Gather each group's input rows contiguously: x_rows_ row i = x[pairs[order_[i]].token].
+  x_rows_.resize(num_pairs * d);
+  gate_up_.resize(num_pairs * 2 * inter);
+  y_rows_.resize(num_pairs * d);
+  for (int64_t i = 0; i < num_pairs; ++i) {
+    std::memcpy(x_rows_.data() + i * d, x + pairs[order_[i]].token * d, sizeof(float) * d);
+  }
+
+  auto run_group = [&](const Group& g, kernels::ThreadPool* pool) {
+    const int64_t n = g.end - g.begin;
+    RunExpert(*g.weights, x_rows_.data() + g.begin * d, n,
+              gate_up_.data() + g.begin * 2 * inter, y_rows_.data() + g.begin * d, pool);
+  };
+  const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
+  if (threads > 1 && static_cast<int>(groups.size()) >= 2 * threads) {
+    // Enough experts to keep every thread busy: experts in parallel, each single-threaded.
+    pool_->ParallelFor(static_cast<int64_t>(groups.size()), [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) run_group(groups[g], nullptr);
+    });
+  } else {
+    for (const Group& g : groups) run_group(g, pool_);
+  }
+
+  // terms[p] = weight * y (one fp32 product per element, as transformers scales each row).
+  for (int64_t i = 0; i < num_pairs; ++i) {
+    const int32_t p = order_[i];
+    const float weight = pairs[p].weight;
+    const float* y = y_rows_.data() + i * d;
+    float* t = terms + static_cast<int64_t>(p) * d;
+    for (int64_t c = 0; c < d; ++c) t[c] = y[c] * weight;
+  }
+  return absl::OkStatus();
+}
+
+void CombineExpertTerms(absl::Span<const ExpertPair> pairs, const float* terms,
+                        int64_t num_tokens, int hidden_dim, float* out) {
+  const int64_t d = hidden_dim;
+  std::fill(out, out + num_tokens * d, 0.0f);
+  std::vector<int32_t> order(pairs.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    if (pairs[a].token != pairs[b].token) return pairs[a].token < pairs[b].token;
+    return pairs[a].expert < pairs[b].expert;
+  });
+  for (int32_t p : order) {
+    const int32_t token = pairs[p].token;
+    if (token < 0 || token >= num_tokens) continue;
+    float* o = out + static_cast<int64_t>(token) * d;
+    const float* t = terms + static_cast<int64_t>(p) * d;
+    for (int64_t c = 0; c < d; ++c) o[c] += t[c];
+  }
+}
+
+}  // namespace afd

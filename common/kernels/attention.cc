@@ -1,0 +1,208 @@
+// Causal GQA softmax attention kernels (see attention.h). The fast path uses Highway dynamic
+// dispatch for the q.k dot products and the p*v accumulation; the reference twins are plain
+// scalar loops in the order transformers' eager attention uses.
+#include "common/kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "common/kernels/attention.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace afd::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+inline float Dot(const float* a, const float* b, int dim) {
+  const hn::ScalableTag<float> df;
+  const int lanes = static_cast<int>(hn::Lanes(df));
+  auto acc0 = hn::Zero(df);
+  auto acc1 = hn::Zero(df);
+  int i = 0;
+  for (; i + 2 * lanes <= dim; i += 2 * lanes) {
+    acc0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(df, a + i + lanes), hn::LoadU(df, b + i + lanes), acc1);
+  }
+  for (; i + lanes <= dim; i += lanes) {
+    acc0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc0);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+  for (; i < dim; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// out[0, dim) += p * v[0, dim)
+inline void Axpy(float p, const float* v, int dim, float* out) {
+  const hn::ScalableTag<float> df;
+  const int lanes = static_cast<int>(hn::Lanes(df));
+  const auto vp = hn::Set(df, p);
+  int i = 0;
+  for (; i + lanes <= dim; i += lanes) {
+    hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, v + i), hn::LoadU(df, out + i)), df, out + i);
+  }
+  for (; i < dim; ++i) out[i] += p * v[i];
+}
+
+// Softmax attention of one query over num_keys keys: key(j) / value(j) give the vectors.
+template <class KeyFn, class ValueFn>
+inline void AttendOne(const float* q, int64_t num_keys, const KeyFn& key, const ValueFn& value,
+                      int dim, float scale, float* scores, float* out) {
+  float max_score = -INFINITY;
+  for (int64_t j = 0; j < num_keys; ++j) {
+    const float s = Dot(q, key(j), dim) * scale;
+    scores[j] = s;
+    max_score = std::max(max_score, s);
+  }
+  float sum = 0.0f;
+  for (int64_t j = 0; j < num_keys; ++j) {
+    const float e = std::exp(scores[j] - max_score);
+    scores[j] = e;
+    sum += e;
+  }
+  const float inv_sum = 1.0f / sum;
+  std::fill(out, out + dim, 0.0f);
+  for (int64_t j = 0; j < num_keys; ++j) Axpy(scores[j] * inv_sum, value(j), dim, out);
+}
+
+void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions,
+                        const PagedKvView& kv, const AttentionShape& shape, int head_begin,
+                        int head_end, float* scores, float* out) {
+  const int d = shape.head_dim;
+  const int hkv = shape.num_kv_heads;
+  const int group = shape.num_heads / hkv;
+  const int bs = kv.block_size;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t num_keys = static_cast<int64_t>(positions[i]) + 1;
+    for (int h = head_begin; h < head_end; ++h) {
+      const int kvh = h / group;
+      auto key = [&](int64_t j) {
+        return kv.k_pool +
+               PagedKvOffset(kv.block_table[j / bs], kvh, static_cast<int>(j % bs), hkv, bs, d);
+      };
+      auto value = [&](int64_t j) {
+        return kv.v_pool +
+               PagedKvOffset(kv.block_table[j / bs], kvh, static_cast<int>(j % bs), hkv, bs, d);
+      };
+      const int64_t row = (i * shape.num_heads + h) * d;
+      AttendOne(q + row, num_keys, key, value, d, shape.scale, scores, out + row);
+    }
+  }
+}
+
+void CausalAttentionImpl(const float* q, const float* k, const float* v, int64_t n,
+                         const AttentionShape& shape, int head_begin, int head_end,
+                         float* scores, float* out) {
+  const int d = shape.head_dim;
+  const int hkv = shape.num_kv_heads;
+  const int group = shape.num_heads / hkv;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int h = head_begin; h < head_end; ++h) {
+      const int kvh = h / group;
+      auto key = [&](int64_t j) { return k + (j * hkv + kvh) * d; };
+      auto value = [&](int64_t j) { return v + (j * hkv + kvh) * d; };
+      const int64_t row = (i * shape.num_heads + h) * d;
+      AttendOne(q + row, i + 1, key, value, d, shape.scale, scores, out + row);
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace afd::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace afd::kernels {
+
+HWY_EXPORT(PagedAttentionImpl);
+HWY_EXPORT(CausalAttentionImpl);
+
+void PagedAttention(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
+                    const AttentionShape& shape, int head_begin, int head_end, float* scores,
+                    float* out) {
+  HWY_DYNAMIC_DISPATCH(PagedAttentionImpl)(q, n, positions, kv, shape, head_begin, head_end,
+                                           scores, out);
+}
+
+void CausalAttention(const float* q, const float* k, const float* v, int64_t n,
+                     const AttentionShape& shape, int head_begin, int head_end, float* scores,
+                     float* out) {
+  HWY_DYNAMIC_DISPATCH(CausalAttentionImpl)(q, k, v, n, shape, head_begin, head_end, scores,
+                                            out);
+}
+
+namespace {
+
+// Eager-attention order: s_j = (q . k_j) * scale; p = softmax(s) in fp32; out = sum_j p_j v_j.
+template <class KeyFn, class ValueFn>
+void AttendOneReference(const float* q, int64_t num_keys, const KeyFn& key, const ValueFn& value,
+                        int dim, float scale, float* out) {
+  std::vector<float> p(num_keys);
+  float max_score = -INFINITY;
+  for (int64_t j = 0; j < num_keys; ++j) {
+    const float* kj = key(j);
+    float dot = 0.0f;
+    for (int c = 0; c < dim; ++c) dot += q[c] * kj[c];
+    p[j] = dot * scale;
+    max_score = std::max(max_score, p[j]);
+  }
+  float sum = 0.0f;
+  for (int64_t j = 0; j < num_keys; ++j) {
+    p[j] = std::exp(p[j] - max_score);
+    sum += p[j];
+  }
+  for (int64_t j = 0; j < num_keys; ++j) p[j] /= sum;
+  for (int c = 0; c < dim; ++c) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < num_keys; ++j) acc += p[j] * value(j)[c];
+    out[c] = acc;
+  }
+}
+
+}  // namespace
+
+void PagedAttentionReference(const float* q, int64_t n, const int32_t* positions,
+                             const PagedKvView& kv, const AttentionShape& shape, float* out) {
+  const int d = shape.head_dim;
+  const int hkv = shape.num_kv_heads;
+  const int group = shape.num_heads / hkv;
+  const int bs = kv.block_size;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int h = 0; h < shape.num_heads; ++h) {
+      const int kvh = h / group;
+      auto key = [&](int64_t j) {
+        return kv.k_pool +
+               PagedKvOffset(kv.block_table[j / bs], kvh, static_cast<int>(j % bs), hkv, bs, d);
+      };
+      auto value = [&](int64_t j) {
+        return kv.v_pool +
+               PagedKvOffset(kv.block_table[j / bs], kvh, static_cast<int>(j % bs), hkv, bs, d);
+      };
+      const int64_t row = (i * shape.num_heads + h) * d;
+      AttendOneReference(q + row, static_cast<int64_t>(positions[i]) + 1, key, value, d,
+                         shape.scale, out + row);
+    }
+  }
+}
+
+void CausalAttentionReference(const float* q, const float* k, const float* v, int64_t n,
+                              const AttentionShape& shape, float* out) {
+  const int d = shape.head_dim;
+  const int hkv = shape.num_kv_heads;
+  const int group = shape.num_heads / hkv;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int h = 0; h < shape.num_heads; ++h) {
+      const int kvh = h / group;
+      auto key = [&](int64_t j) { return k + (j * hkv + kvh) * d; };
+      auto value = [&](int64_t j) { return v + (j * hkv + kvh) * d; };
+      const int64_t row = (i * shape.num_heads + h) * d;
+      AttendOneReference(q + row, i + 1, key, value, d, shape.scale, out + row);
+    }
+  }
+}
+
+}  // namespace afd::kernels
+#endif  // HWY_ONCE

@@ -1,0 +1,77 @@
+// Byte-level BPE model (tokenizer.json "model": {"type": "BPE"}): vocabulary and merge ranks,
+// keyed by raw bytes so that pre-tokens never need to be mapped to the byte-level alphabet.
+// Immutable after FromJson; Tokenize is safe from many threads, each with its own BpeScratch.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace afd::gateway {
+
+// Working memory for BpeModel::Tokenize, reused across calls to avoid allocation.
+struct BpeScratch {
+  struct Symbol {
+    int32_t id;
+    int32_t prev;  // index of the previous live symbol, -1 at the start
+    int32_t next;  // index of the next live symbol, -1 at the end
+    int32_t len;   // bytes covered; 0 once merged into its left neighbour
+  };
+  struct Candidate {
+    uint32_t rank;
+    int32_t pos;  // index of the left symbol
+    int32_t new_id;
+  };
+  std::vector<Symbol> symbols;
+  std::vector<Candidate> heap;
+};
+
+class BpeModel {
+ public:
+  // `model` is the "model" object of tokenizer.json. Only byte-level vocabularies without
+  // dropout, subword prefixes/suffixes or byte fallback are accepted.
+  static absl::StatusOr<std::unique_ptr<BpeModel>> FromJson(const nlohmann::json& model);
+
+  // Appends the ids of one pre-token (`word`: raw bytes, non-empty): lowest-rank merge first,
+  // leftmost on ties.
+  void Tokenize(std::string_view word, BpeScratch* scratch, std::vector<int32_t>* ids) const;
+
+  // Id of the vocabulary entry whose raw bytes are `bytes`.
+  std::optional<int32_t> BytesToId(std::string_view bytes) const;
+  // Id of the vocabulary entry spelled `text` in tokenizer.json (byte-level alphabet).
+  std::optional<int32_t> TokenTextToId(std::string_view text) const;
+  // Raw bytes of vocabulary entry `id` (empty if none). Entries that are not byte-level text
+  // decode to their own UTF-8 bytes, as in Hugging Face's ByteLevel decoder.
+  std::string_view IdToBytes(int32_t id) const;
+  bool HasId(int32_t id) const {
+    return id >= 0 && id < static_cast<int32_t>(present_.size()) && present_[id];
+  }
+  // One past the largest vocabulary id.
+  int32_t id_limit() const { return static_cast<int32_t>(present_.size()); }
+
+ private:
+  BpeModel() = default;
+  static uint64_t PairKey(int32_t a, int32_t b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+  }
+
+  bool ignore_merges_ = false;
+  int32_t byte_ids_[256];
+  absl::flat_hash_map<std::string, int32_t> bytes_to_id_;
+  // Vocabulary entries that are not byte-level text, by their text.
+  absl::flat_hash_map<std::string, int32_t> other_text_to_id_;
+  // (left id, right id) -> (rank << 32) | merged id
+  absl::flat_hash_map<uint64_t, uint64_t> merges_;
+  std::string bytes_arena_;
+  std::vector<uint32_t> offsets_;  // [id_limit + 1] into bytes_arena_
+  std::vector<bool> present_;
+};
+
+}  // namespace afd::gateway

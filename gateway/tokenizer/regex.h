@@ -1,0 +1,81 @@
+// Oniguruma regular expressions configured like Hugging Face tokenizers' `onig` crate (UTF-8,
+// Oniguruma syntax, no options), with its find_iter semantics for empty matches. A compiled Regex
+// is immutable and may be searched from many threads, each with its own MatchRegion.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+struct re_pattern_buffer;
+struct re_registers;
+
+namespace afd::gateway {
+
+// Per-thread scratch for match positions (wraps OnigRegion). Not thread-safe.
+class MatchRegion {
+ public:
+  MatchRegion();
+  ~MatchRegion();
+  MatchRegion(const MatchRegion&) = delete;
+  MatchRegion& operator=(const MatchRegion&) = delete;
+  re_registers* get() { return region_; }
+
+ private:
+  re_registers* region_;
+};
+
+class Regex {
+ public:
+  static absl::StatusOr<std::unique_ptr<Regex>> Compile(std::string_view pattern);
+  ~Regex();
+  Regex(const Regex&) = delete;
+  Regex& operator=(const Regex&) = delete;
+
+  // Leftmost match in text[from, end) (lookaround sees all of `text`): 1 when found, 0 when
+  // none, -1 when Oniguruma gave up (match resource limits).
+  int Search(std::string_view text, size_t from, MatchRegion* region, size_t* match_start,
+             size_t* match_end) const;
+  // True when the regex matches at text[0] (anchored, not necessarily the whole text).
+  bool MatchesAtStart(std::string_view text, MatchRegion* region) const;
+
+  // Calls on_match(start, end) for every non-overlapping match, like onig's find_iter: after an
+  // empty match the search resumes one code point later, and an empty match right after a
+  // non-empty one is skipped.
+  // Fails only when Oniguruma gives up on the text.
+  template <typename F>
+  absl::Status ForEachMatch(std::string_view text, MatchRegion* region, F&& on_match) const {
+    size_t last_end = 0;
+    bool skip_next_empty = false;
+    while (last_end <= text.size()) {
+      size_t s, e;
+      const int found = Search(text, last_end, region, &s, &e);
+      if (found < 0) return SearchFailed();
+      if (found == 0) break;
+      last_end = e;
+      if (s == e) {
+        last_end += last_end < text.size() ? CodePointLengthAt(text, last_end) : 1;
+        if (skip_next_empty) {
+          skip_next_empty = false;
+          continue;
+        }
+      } else {
+        skip_next_empty = true;
+      }
+      on_match(s, e);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  explicit Regex(re_pattern_buffer* regex) : regex_(regex) {}
+  static size_t CodePointLengthAt(std::string_view text, size_t pos);
+  static absl::Status SearchFailed();
+
+  re_pattern_buffer* regex_;
+};
+
+}  // namespace afd::gateway
