@@ -54,7 +54,7 @@ using VF = hn::Vec<DF>;
 // Weight decoders. Load() widens kVecs consecutive float vectors of one weight row starting at
 // column c (natural order); Scalar() widens one element. For block-scaled types, Load() returns
 // value / kScaleMul (the caller multiplies by scale * kScaleMul, a power of two, so exact) and
-// Scalar() returns the value.
+// Scalar() returns the value itself.
 
 struct DecF32 {
   static constexpr int kVecs = 2;
@@ -216,87 +216,105 @@ struct DecFp8 {
 // ---------------------------------------------------------------------------------------------
 // Decode kernel.
 
-// Rows per tile for N tokens: enough independent accumulators to hide FMA latency, few enough
-// to stay in registers.
-constexpr int RowsPerTile(int n) { return n <= 2 ? 8 : n == 3 ? 5 : n == 4 ? 4 : n == 5 ? 3 : 2; }
+// Rows per tile for N tokens: enough independent accumulators to hide the FMA latency, few
+// enough that accumulators, decoder constants and widened weights stay in registers.
+constexpr int RowsPerTile(int n) { return n == 1 ? 8 : n == 2 ? 4 : n <= 4 ? 3 : 2; }
 
-// y[t * w.rows + row0 + r] = sum_c x[t * cols + c] * W[row0 + r, c] for r < R, t < N.
+// y[t * y_stride + r] = sum_c x[t * cols + c] * Wd[r, c] for r < R, t < N, where Wd is `rows`
+// ([R, cols] in Dec's format) widened by Dec, i.e. divided by Dec::kScaleMul for block-scaled
+// types: there `x` carries the scale.
 template <class Dec, int R, int N>
-HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, const WeightView& w,
-                          int64_t row0, float* HWY_RESTRICT y) {
+HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, const uint8_t* rows,
+                          int64_t cols, float* HWY_RESTRICT y, int64_t y_stride) {
   const DF d;
-  const int64_t cols = w.cols;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t chunk = Dec::kVecs * lanes;
-  const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const uint8_t* row_ptr[R];
-  for (int r = 0; r < R; ++r) row_ptr[r] = base + (row0 + r) * cols * Dec::kBytes;
-
-  const int64_t block = Dec::kScaled ? w.block_cols : cols;
-  const float* scale_row[R];
-  if (Dec::kScaled) {
-    const int64_t ncb = (cols + w.block_cols - 1) / w.block_cols;
-    for (int r = 0; r < R; ++r) scale_row[r] = w.scales + ((row0 + r) / w.block_rows) * ncb;
-  }
+  for (int r = 0; r < R; ++r) row_ptr[r] = rows + r * cols * Dec::kBytes;
 
   VF acc[R][N];
-  float tail[R][N];
   for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < N; ++t) {
-      acc[r][t] = hn::Zero(d);
-      tail[r][t] = 0.0f;
+    for (int t = 0; t < N; ++t) acc[r][t] = hn::Zero(d);
+  }
+  int64_t c = 0;
+  for (; c + chunk <= cols; c += chunk) {
+    for (int r = 0; r < R; ++r) {
+      VF wv[Dec::kVecs];
+      dec.Load(d, row_ptr[r], c, wv);
+      for (int t = 0; t < N; ++t) {
+        const float* xt = x + t * cols + c;
+        for (int v = 0; v < Dec::kVecs; ++v) {
+          acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xt + v * lanes), acc[r][t]);
+        }
+      }
     }
   }
-
-  int64_t cb = 0;
-  for (int64_t c0 = 0; c0 < cols; c0 += block, ++cb) {
-    const int64_t c1 = std::min(cols, c0 + block);
-    float s[R];
-    VF sv[R];
-    if (Dec::kScaled) {
-      for (int r = 0; r < R; ++r) {
-        s[r] = scale_row[r][cb];
-        sv[r] = hn::Set(d, s[r] * Dec::kScaleMul);
-      }
-    }
-    int64_t c = c0;
-    for (; c + chunk <= c1; c += chunk) {
-      for (int r = 0; r < R; ++r) {
-        VF wv[Dec::kVecs];
-        dec.Load(d, row_ptr[r], c, wv);
-        if (Dec::kScaled) {
-          for (int v = 0; v < Dec::kVecs; ++v) wv[v] = hn::Mul(wv[v], sv[r]);
-        }
-        for (int t = 0; t < N; ++t) {
-          const float* xt = x + t * cols + c;
-          for (int v = 0; v < Dec::kVecs; ++v) {
-            acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xt + v * lanes), acc[r][t]);
-          }
-        }
-      }
-    }
-    for (; c < c1; ++c) {
-      for (int r = 0; r < R; ++r) {
-        float wr = Dec::Scalar(row_ptr[r], c);
-        if (Dec::kScaled) wr *= s[r];
-        for (int t = 0; t < N; ++t) tail[r][t] += wr * x[t * cols + c];
-      }
+  float tail[R][N] = {};
+  for (; c < cols; ++c) {
+    for (int r = 0; r < R; ++r) {
+      const float wr = Dec::Scalar(row_ptr[r], c) * (1.0f / Dec::kScaleMul);
+      for (int t = 0; t < N; ++t) tail[r][t] += wr * x[t * cols + c];
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < N; ++t) {
-      y[t * w.rows + row0 + r] = hn::GetLane(hn::SumOfLanes(d, acc[r][t])) + tail[r][t];
+      y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(d, acc[r][t])) + tail[r][t];
     }
   }
 }
 
+// Output rows [row_begin, row_end) in tiles of R rows (then single rows).
+template <class Dec, int N>
+void DotRows(const Dec& dec, const float* x, const WeightView& w, int64_t row_begin,
+             int64_t row_end, float* y) {
+  constexpr int R = RowsPerTile(N);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const int64_t row_bytes = w.cols * static_cast<int64_t>(Dec::kBytes);
+  int64_t r = row_begin;
+  for (; r + R <= row_end; r += R) {
+    DotTile<Dec, R, N>(dec, x, base + r * row_bytes, w.cols, y + r, w.rows);
+  }
+  for (; r < row_end; ++r) DotTile<Dec, 1, N>(dec, x, base + r * row_bytes, w.cols, y + r, w.rows);
+}
+
+// xs[t, c] = x[t, c] * scales[c / block_cols] * mul for t < n, c < cols.
+void ScaleColumns(const float* HWY_RESTRICT x, int64_t n, int64_t cols,
+                  const float* HWY_RESTRICT scales, int64_t block_cols, float mul,
+                  float* HWY_RESTRICT xs) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * cols;
+    float* out = xs + t * cols;
+    int64_t cb = 0;
+    for (int64_t c0 = 0; c0 < cols; c0 += block_cols, ++cb) {
+      const int64_t c1 = std::min(cols, c0 + block_cols);
+      const float s = scales[cb] * mul;
+      const VF sv = hn::Set(d, s);
+      int64_t c = c0;
+      for (; c + lanes <= c1; c += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, xr + c), sv), d, out + c);
+      for (; c < c1; ++c) out[c] = xr[c] * s;
+    }
+  }
+}
+
+// N tokens. Block-scaled weights: per block of output rows, the scales go into a scaled copy
+// of x (N x cols floats, reused by all rows of the block), so the inner loop has no multiply.
 template <class Dec, int N>
 void DecodeRowsN(const Dec& dec, const float* x, const WeightView& w, int64_t row_begin,
                  int64_t row_end, float* y) {
-  constexpr int R = RowsPerTile(N);
-  int64_t r = row_begin;
-  for (; r + R <= row_end; r += R) DotTile<Dec, R, N>(dec, x, w, r, y);
-  for (; r < row_end; ++r) DotTile<Dec, 1, N>(dec, x, w, r, y);
+  if (!Dec::kScaled) {
+    DotRows<Dec, N>(dec, x, w, row_begin, row_end, y);
+    return;
+  }
+  float* xs = internal::MatMulScratch(3, N * w.cols);  // [N, cols]
+  const int64_t ncb = (w.cols + w.block_cols - 1) / w.block_cols;
+  for (int64_t rb = row_begin / w.block_rows; rb * w.block_rows < row_end; ++rb) {
+    const int64_t lo = std::max(row_begin, rb * w.block_rows);
+    const int64_t hi = std::min(row_end, (rb + 1) * w.block_rows);
+    ScaleColumns(x, N, w.cols, w.scales + rb * ncb, w.block_cols, Dec::kScaleMul, xs);
+    DotRows<Dec, N>(dec, xs, w, lo, hi, y);
+  }
 }
 
 template <class Dec>
@@ -479,7 +497,7 @@ float* MatMulScratch(int slot, size_t count) {
     hwy::AlignedFreeUniquePtr<float[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[3];
+  thread_local Buffer buffers[4];
   Buffer& b = buffers[slot];
   if (b.size < count) {
     b.data = hwy::AllocateAligned<float>(count);

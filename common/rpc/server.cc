@@ -37,6 +37,8 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
   std::unique_ptr<NodeServer> node(new NodeServer());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &node->port_);
+  // gRPC enables SO_REUSEPORT by default: two nodes could then share a port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(-1);
   builder.SetMaxSendMessageSize(-1);
   // Clients ping idle connections every 10 s to notice dead peers; accept that.
@@ -46,7 +48,6 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
   node->server_ = builder.BuildAndStart();
   const bool unix_socket = absl::StartsWith(options.listen, "unix");
   if (node->server_ == nullptr || (!unix_socket && node->port_ == 0)) {
-    if (node->server_ != nullptr) node->server_->Shutdown();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen, " (address in use or not local?)"));
   }
@@ -58,6 +59,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
 }
 
 NodeServer::~NodeServer() {
+  if (server_ == nullptr) return;  // never started
   Shutdown(absl::ZeroDuration());
   server_->Wait();
 }

@@ -220,7 +220,8 @@ std::vector<std::string> CheckStreamedChunks(const ParserCase& c,
     Json args;
     const bool parsed = ParseStrictJson(arguments[idx], &args) && args.is_object();
     if (i == want_count) {  // the cut-off call
-      const std::optional<std::string> cut_name = LastInvokeName(c.text);
+      const std::optional<std::string> cut_name =
+          c.cut_off_call_name.has_value() ? c.cut_off_call_name : LastInvokeName(c.text);
       if (!cut_name.has_value() || *cut_name != name) {
         errors.push_back(absl::StrCat("cut-off tool call has name \"", name, "\""));
       }

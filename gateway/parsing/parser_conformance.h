@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,8 @@ struct ParserCase {
   // {"content": str|null, "reasoning_content": str|null, "tool_calls": [{"name", "arguments"}]}
   nlohmann::ordered_json expected;
   bool cut_inside_invoke = false;  // the text ends inside an invoke
+  // Name the cut-off call must have when streamed; nullopt: the last `<invoke name=…>` tag's.
+  std::optional<std::string> cut_off_call_name;
 };
 
 // Reads the "cases" of a golden document; INVALID_ARGUMENT naming the first malformed case.

@@ -227,6 +227,7 @@ bool StreamingOutputParser::Step() {
         return true;
       }
       invoke_start_ = m.pos;
+      invoke_named_ = invoke_started_ = false;
       pos_ = m.pos + mm::kInvokeBegin.size();
       phase_ = Phase::kInvokeName;
       return true;
@@ -241,15 +242,8 @@ bool StreamingOutputParser::Step() {
       const size_t name_start = invoke_start_ + mm::kInvokeBegin.size();
       invoke_name_ = mm::NormalizeName(buf.substr(name_start, gt - name_start));
       invoke_named_ = !invoke_name_.empty();
+      invoke_started_ = false;
       pos_ = gt + 1;
-      if (invoke_named_) {
-        const std::string_view gap = buf.substr(gap_start_, invoke_start_ - gap_start_);
-        if (!mm::IsBlank(gap)) EmitContent(gap);
-        call_index_ = next_call_index_++;
-        ++block_calls_;
-        params_sent_ = 0;
-        EmitToolCall(StreamEvent::Kind::kToolCallName, invoke_name_);
-      }
       phase_ = Phase::kInvokeBody;
       return true;
     }
@@ -263,6 +257,7 @@ bool StreamingOutputParser::Step() {
       if (m.which == 1) {
         pos_ = m.pos + mm::kInvokeEnd.size();
         if (invoke_named_) {
+          StartToolCall();
           EmitToolCall(StreamEvent::Kind::kToolCallArguments, params_sent_ == 0 ? "{}" : "}");
           gap_start_ = pos_;
         }
@@ -298,6 +293,7 @@ bool StreamingOutputParser::Step() {
         const std::string_view rest = buf.substr(w);
         if (StartsWith(rest, mm::kParameterBegin) || StartsWith(rest, mm::kInvokeEnd)) {
           if (invoke_named_) {
+            StartToolCall();
             const std::string_view value =
                 mm::StripNewlines(buf.substr(value_start_, close - value_start_));
             std::string fragment = params_sent_ == 0 ? "{" : ", ";
@@ -352,7 +348,7 @@ void StreamingOutputParser::FinishPhase() {
     case Phase::kInvokeBody:
     case Phase::kParamKey:
     case Phase::kParamValue:
-      if (invoke_named_ && phase_ != Phase::kInvokeName) {
+      if (invoke_started_) {
         finished_inside_call_ = true;  // name and completed parameters already sent
       } else {
         FinishUnclosedBlock();  // an incomplete invoke that never became a call: block text
@@ -361,6 +357,17 @@ void StreamingOutputParser::FinishPhase() {
     case Phase::kDone:
       return;
   }
+}
+
+void StreamingOutputParser::StartToolCall() {
+  if (invoke_started_) return;
+  invoke_started_ = true;
+  const std::string_view gap = std::string_view(buf_).substr(gap_start_, invoke_start_ - gap_start_);
+  if (!mm::IsBlank(gap)) EmitContent(gap);
+  call_index_ = next_call_index_++;
+  ++block_calls_;
+  params_sent_ = 0;
+  EmitToolCall(StreamEvent::Kind::kToolCallName, invoke_name_);
 }
 
 void StreamingOutputParser::FinishUnclosedBlock() {

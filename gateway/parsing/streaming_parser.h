@@ -5,14 +5,21 @@
 // Guarantee: for every way of cutting a text into chunks, the events concatenate to
 // ParseModelOutput's result for the whole text (content deltas to content, reasoning deltas to
 // reasoning_content, per tool-call index one name and argument fragments that parse to the
-// arguments object), unless the text ends inside an invoke whose name was already sent. In that
-// case (generation hit its length limit) the call's name and completed parameters were sent, its
-// arguments stay an unclosed JSON object, finished_inside_tool_call() is true and the rest of
-// that invoke is not sent.
+// arguments object), unless the text ends inside (§4: cut off, or a value without a confirmed
+// `</parameter>`) an invoke whose name was already sent. In that case (normally the generation hit
+// its length limit) the call's name and completed parameters were sent, its arguments stay an
+// unclosed JSON object, finished_inside_tool_call() is true and the rest of that invoke is not
+// sent. The concatenated events never depend on how the text was cut.
 //
-// Tool calls stream incrementally: the name when `<invoke name=…>` is complete, then one arguments
-// fragment per parameter as soon as its `</parameter>` is confirmed (`{"city": "Paris"`,
-// `, "days": 3`, ...), and `}` (or `{}` for no parameters) at `</invoke>`.
+// Tool calls stream incrementally: one arguments fragment per parameter as soon as its
+// `</parameter>` is confirmed by a following `<parameter name=` or `</invoke>` (`{"city": "Paris"`,
+// `, "days": 3`, ...), and `}` (or `{}` for no parameters) at `</invoke>`. The call's name is sent
+// just before its first fragment. PARSING.md §6 sends it as soon as the `<invoke name=…>` tag is
+// complete, but an invoke whose first value never gets a confirmed `</parameter>` is text (§4, the
+// golden case stray_text_before_invoke_close_split), and up to that tag it reads like any call, so
+// a name sent there would have to be taken back. With this timing, a malformed first parameter
+// leaves no call behind; a cut-off or malformed later parameter leaves a call with unclosed
+// arguments, as a length cut does.
 #pragma once
 
 #include <cstddef>
@@ -54,7 +61,8 @@ class StreamingOutputParser {
   int tool_calls_started() const { return next_call_index_; }
 
   // After Finish(): the output ended inside an invoke whose name was sent (its arguments are
-  // unclosed; report finish_reason "length" and do not run it).
+  // unclosed; report finish_reason "length" and do not run it). The text after its last
+  // confirmed parameter was not sent.
   bool finished_inside_tool_call() const { return finished_inside_call_; }
 
  private:
@@ -79,6 +87,8 @@ class StreamingOutputParser {
   bool Step();
   void FinishPhase();
   void FinishUnclosedBlock();
+  // Sends the current invoke's name (once), after the block's held gap.
+  void StartToolCall();
 
   void EmitContent(std::string_view text);
   void EmitReasoning(std::string_view text);
@@ -111,7 +121,8 @@ class StreamingOutputParser {
   size_t gap_start_ = 0;    // start of the current gap
   int block_calls_ = 0;     // tool calls in the current block
   size_t invoke_start_ = 0;
-  bool invoke_named_ = false;  // the current invoke is a tool call (non-empty NAME)
+  bool invoke_named_ = false;    // the current invoke has a non-empty NAME
+  bool invoke_started_ = false;  // its name has been sent
   std::string invoke_name_;
   int call_index_ = -1;
   int params_sent_ = 0;

@@ -1,6 +1,7 @@
 #include "gateway/tokenizer/bpe.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -12,20 +13,15 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Heap order: lowest rank first, then leftmost position.
-struct CandidateAfter {
-  bool operator()(const BpeScratch::Candidate& x, const BpeScratch::Candidate& y) const {
-    return x.rank != y.rank ? x.rank > y.rank : x.pos > y.pos;
-  }
-};
-
 bool IsNullOrEmptyString(const Json& j) {
   return j.is_null() || (j.is_string() && j.get_ref<const std::string&>().empty());
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model) {
+absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
+    const Json& model, const std::vector<std::pair<std::string, int64_t>>& vocab,
+    const std::vector<std::pair<std::string, std::string>>& merges) {
   if (!model.is_object()) return absl::InvalidArgumentError("model: not an object");
   auto type = model.find("type");
   if (type != model.end() && !(type->is_string() && *type == "BPE")) {
@@ -41,53 +37,55 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model) 
   if (byte_fallback != model.end() && byte_fallback->is_boolean() && byte_fallback->get<bool>()) {
     return absl::UnimplementedError("model: byte_fallback is not supported");
   }
+  if (vocab.empty()) return absl::InvalidArgumentError("model: empty or missing vocab");
 
   std::unique_ptr<BpeModel> bpe(new BpeModel);
   auto ignore_merges = model.find("ignore_merges");
   bpe->ignore_merges_ = ignore_merges != model.end() && ignore_merges->is_boolean() &&
                         ignore_merges->get<bool>();
 
-  auto vocab = model.find("vocab");
-  if (vocab == model.end() || !vocab->is_object()) {
-    return absl::InvalidArgumentError("model: missing vocab object");
-  }
-  // First pass: ids and the id range.
   int64_t max_id = -1;
-  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() > std::numeric_limits<int32_t>::max() - 1) {
-      return absl::InvalidArgumentError(absl::StrCat("model: bad id for vocab entry ", it.key()));
+  for (const auto& [text, id] : vocab) {
+    if (id < 0 || id >= (int64_t{1} << 30)) {
+      return absl::InvalidArgumentError(absl::StrCat("model: bad id ", id, " in vocab"));
     }
-    max_id = std::max(max_id, it.value().get<int64_t>());
+    max_id = std::max(max_id, id);
   }
   const size_t limit = static_cast<size_t>(max_id + 1);
-  std::vector<std::string> id_bytes(limit);
   bpe->present_.assign(limit, false);
-  bpe->bytes_to_id_.reserve(vocab->size());
+  bpe->bytes_to_id_.reserve(vocab.size());
+  // Token text -> id, only needed to resolve the merges.
+  absl::flat_hash_map<absl::string_view, int32_t> text_to_id;
+  text_to_id.reserve(vocab.size());
+  std::vector<std::pair<uint32_t, uint32_t>> spans(limit, {0, 0});  // into bytes_arena_
   std::string bytes;
-  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    const int32_t id = static_cast<int32_t>(it.value().get<int64_t>());
+  for (const auto& [text, id64] : vocab) {
+    const int32_t id = static_cast<int32_t>(id64);
     if (bpe->present_[id]) {
       return absl::InvalidArgumentError(absl::StrCat("model: id ", id, " used twice in vocab"));
     }
     bpe->present_[id] = true;
-    if (ByteLevelToBytes(it.key(), &bytes)) {
+    text_to_id.emplace(absl::string_view(text), id);
+    if (ByteLevelToBytes(text, &bytes)) {
       bpe->bytes_to_id_.emplace(bytes, id);
-      id_bytes[id] = bytes;
     } else {
-      bpe->other_text_to_id_.emplace(it.key(), id);
-      id_bytes[id] = it.key();
+      bpe->other_text_to_id_.emplace(text, id);
+      bytes = text;
     }
+    spans[id] = {static_cast<uint32_t>(bpe->bytes_arena_.size()),
+                 static_cast<uint32_t>(bytes.size())};
+    bpe->bytes_arena_ += bytes;
   }
+  // Re-lay the arena in id order so that offsets_ is monotonic.
+  std::string arena;
+  arena.reserve(bpe->bytes_arena_.size());
   bpe->offsets_.resize(limit + 1);
-  size_t total = 0;
-  for (const std::string& b : id_bytes) total += b.size();
-  bpe->bytes_arena_.reserve(total);
   for (size_t id = 0; id < limit; ++id) {
-    bpe->offsets_[id] = static_cast<uint32_t>(bpe->bytes_arena_.size());
-    bpe->bytes_arena_ += id_bytes[id];
+    bpe->offsets_[id] = static_cast<uint32_t>(arena.size());
+    arena.append(bpe->bytes_arena_, spans[id].first, spans[id].second);
   }
-  bpe->offsets_[limit] = static_cast<uint32_t>(bpe->bytes_arena_.size());
+  bpe->offsets_[limit] = static_cast<uint32_t>(arena.size());
+  bpe->bytes_arena_ = std::move(arena);
 
   for (int b = 0; b < 256; ++b) {
     const char c = static_cast<char>(b);
@@ -99,40 +97,30 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model) 
     bpe->byte_ids_[b] = it->second;
   }
 
-  auto merges = model.find("merges");
-  if (merges == model.end() || !merges->is_array()) {
-    return absl::InvalidArgumentError("model: missing merges array");
-  }
-  bpe->merges_.reserve(merges->size());
-  std::string left, right, merged;
+  bpe->merges_.reserve(merges.size());
+  std::string joined;
   uint32_t rank = 0;
-  for (const Json& m : *merges) {
-    std::string_view a, b;
-    if (m.is_string()) {
-      // "a b": tokens never contain spaces in byte-level vocabularies.
-      const std::string& s = m.get_ref<const std::string&>();
-      const size_t space = s.find(' ');
-      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat("model: bad merge \"", s, "\""));
-      }
-      a = std::string_view(s).substr(0, space);
-      b = std::string_view(s).substr(space + 1);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      a = m[0].get_ref<const std::string&>();
-      b = m[1].get_ref<const std::string&>();
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("model: bad merge ", m.dump()));
-    }
-    const std::string joined = std::string(a) + std::string(b);
-    std::optional<int32_t> ia = bpe->TokenTextToId(a), ib = bpe->TokenTextToId(b),
-                           ij = bpe->TokenTextToId(joined);
-    if (!ia || !ib || !ij) {
+  for (const auto& [a, b] : merges) {
+    joined.assign(a);
+    joined += b;
+    auto ia = text_to_id.find(absl::string_view(a));
+    auto ib = text_to_id.find(absl::string_view(b));
+    auto ij = text_to_id.find(absl::string_view(joined));
+    if (ia == text_to_id.end() || ib == text_to_id.end() || ij == text_to_id.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("model: merge ", m.dump(), " uses a token missing from vocab"));
+          absl::StrCat("model: merge \"", a, " ", b, "\" uses a token missing from vocab"));
     }
     // A later duplicate overrides an earlier one, as in Hugging Face's merge map.
-    bpe->merges_[PairKey(*ia, *ib)] = (static_cast<uint64_t>(rank) << 32) | uint32_t(*ij);
+    bpe->merges_[PairKey(ia->second, ib->second)] =
+        (static_cast<uint64_t>(rank) << 32) | static_cast<uint32_t>(ij->second);
     ++rank;
+  }
+  bpe->byte_pair_merges_.assign(256 * 256, kNoMerge);
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) {
+      auto it = bpe->merges_.find(PairKey(bpe->byte_ids_[a], bpe->byte_ids_[b]));
+      if (it != bpe->merges_.end()) bpe->byte_pair_merges_[(a << 8) | b] = it->second;
+    }
   }
   return bpe;
 }
@@ -174,47 +162,53 @@ void BpeModel::Tokenize(std::string_view word, BpeScratch* scratch,
   auto& heap = scratch->heap;
   symbols.resize(n);
   heap.clear();
+  const auto* bytes = reinterpret_cast<const unsigned char*>(word.data());
   for (int i = 0; i < n; ++i) {
-    symbols[i] = {byte_ids_[static_cast<unsigned char>(word[i])], i - 1, i + 1 < n ? i + 1 : -1, 1};
+    symbols[i] = {byte_ids_[bytes[i]], i - 1, i + 1 < n ? i + 1 : -1, 1};
   }
+  const auto after = [](const BpeScratch::Candidate& x, const BpeScratch::Candidate& y) {
+    return x.order > y.order;
+  };
+  auto candidate = [](int32_t pos, int32_t left_id, int32_t right_id, uint64_t merge) {
+    return BpeScratch::Candidate{(merge & 0xFFFFFFFF00000000ULL) | static_cast<uint32_t>(pos),
+                                 left_id, right_id, static_cast<int32_t>(merge & 0xFFFFFFFFu)};
+  };
   for (int i = 0; i + 1 < n; ++i) {
-    auto it = merges_.find(PairKey(symbols[i].id, symbols[i + 1].id));
-    if (it != merges_.end()) {
-      heap.push_back({static_cast<uint32_t>(it->second >> 32), i,
-                      static_cast<int32_t>(it->second & 0xFFFFFFFFu)});
-    }
+    const uint64_t merge = byte_pair_merges_[(bytes[i] << 8) | bytes[i + 1]];
+    if (merge != kNoMerge) heap.push_back(candidate(i, symbols[i].id, symbols[i + 1].id, merge));
   }
-  std::make_heap(heap.begin(), heap.end(), CandidateAfter());
+  std::make_heap(heap.begin(), heap.end(), after);
   while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), CandidateAfter());
+    std::pop_heap(heap.begin(), heap.end(), after);
     const BpeScratch::Candidate top = heap.back();
     heap.pop_back();
-    BpeScratch::Symbol& left = symbols[top.pos];
-    if (left.len == 0 || left.next < 0) continue;
-    BpeScratch::Symbol& right = symbols[left.next];
-    auto it = merges_.find(PairKey(left.id, right.id));
-    if (it == merges_.end() || static_cast<int32_t>(it->second & 0xFFFFFFFFu) != top.new_id) {
-      continue;  // stale: one side has changed since this pair was queued
+    const int32_t pos = static_cast<int32_t>(top.order & 0xFFFFFFFFu);
+    BpeScratch::Symbol& left = symbols[pos];
+    // Stale unless both sides are still the symbols this pair was queued for.
+    if (left.len == 0 || left.next < 0 || left.id != top.left_id ||
+        symbols[left.next].id != top.right_id) {
+      continue;
     }
+    BpeScratch::Symbol& right = symbols[left.next];
     left.id = top.new_id;
     left.len += right.len;
     left.next = right.next;
     right.len = 0;
-    if (left.next >= 0) symbols[left.next].prev = top.pos;
+    if (left.next >= 0) symbols[left.next].prev = pos;
     if (left.prev >= 0) {
-      auto p = merges_.find(PairKey(symbols[left.prev].id, left.id));
+      const int32_t prev_id = symbols[left.prev].id;
+      auto p = merges_.find(PairKey(prev_id, left.id));
       if (p != merges_.end()) {
-        heap.push_back({static_cast<uint32_t>(p->second >> 32), left.prev,
-                        static_cast<int32_t>(p->second & 0xFFFFFFFFu)});
-        std::push_heap(heap.begin(), heap.end(), CandidateAfter());
+        heap.push_back(candidate(left.prev, prev_id, left.id, p->second));
+        std::push_heap(heap.begin(), heap.end(), after);
       }
     }
     if (left.next >= 0) {
-      auto q = merges_.find(PairKey(left.id, symbols[left.next].id));
+      const int32_t next_id = symbols[left.next].id;
+      auto q = merges_.find(PairKey(left.id, next_id));
       if (q != merges_.end()) {
-        heap.push_back({static_cast<uint32_t>(q->second >> 32), top.pos,
-                        static_cast<int32_t>(q->second & 0xFFFFFFFFu)});
-        std::push_heap(heap.begin(), heap.end(), CandidateAfter());
+        heap.push_back(candidate(pos, left.id, next_id, q->second));
+        std::push_heap(heap.begin(), heap.end(), after);
       }
     }
   }

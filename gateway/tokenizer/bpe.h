@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -25,19 +26,23 @@ struct BpeScratch {
     int32_t len;   // bytes covered; 0 once merged into its left neighbour
   };
   struct Candidate {
-    uint32_t rank;
-    int32_t pos;  // index of the left symbol
+    uint64_t order;  // (rank << 32) | left symbol index: lowest rank first, then leftmost
+    int32_t left_id;
+    int32_t right_id;
     int32_t new_id;
   };
   std::vector<Symbol> symbols;
-  std::vector<Candidate> heap;
+  std::vector<Candidate> heap;  // min-heap on order
 };
 
 class BpeModel {
  public:
-  // `model` is the "model" object of tokenizer.json. Only byte-level vocabularies without
-  // dropout, subword prefixes/suffixes or byte fallback are accepted.
-  static absl::StatusOr<std::unique_ptr<BpeModel>> FromJson(const nlohmann::json& model);
+  // `model` is the "model" object of tokenizer.json without its vocab and merges, which come
+  // separately (see tokenizer_json.h). Only byte-level vocabularies without dropout, subword
+  // prefixes/suffixes or byte fallback are accepted.
+  static absl::StatusOr<std::unique_ptr<BpeModel>> Create(
+      const nlohmann::json& model, const std::vector<std::pair<std::string, int64_t>>& vocab,
+      const std::vector<std::pair<std::string, std::string>>& merges);
 
   // Appends the ids of one pre-token (`word`: raw bytes, non-empty): lowest-rank merge first,
   // leftmost on ties.
@@ -69,6 +74,9 @@ class BpeModel {
   absl::flat_hash_map<std::string, int32_t> other_text_to_id_;
   // (left id, right id) -> (rank << 32) | merged id
   absl::flat_hash_map<uint64_t, uint64_t> merges_;
+  // The same for pairs of single-byte tokens, indexed by (byte << 8) | byte; kNoMerge if none.
+  static constexpr uint64_t kNoMerge = ~uint64_t{0};
+  std::vector<uint64_t> byte_pair_merges_;
   std::string bytes_arena_;
   std::vector<uint32_t> offsets_;  // [id_limit + 1] into bytes_arena_
   std::vector<bool> present_;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
+#include "gateway/tokenizer/tokenizer_json.h"
 #include "gateway/tokenizer/utf8.h"
 #include "nlohmann/json.hpp"
 
@@ -19,7 +20,7 @@ namespace {
 using Json = nlohmann::json;
 
 // Words longer than this are not cached (long words rarely repeat).
-constexpr size_t kMaxCachedWordBytes = 128;
+constexpr size_t kMaxCachedWordBytes = 256;
 // A slot's cache is dropped and refilled once it holds this many words.
 constexpr size_t kMaxCachedWords = 1 << 16;
 
@@ -146,10 +147,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::LoadFromDirectory(const st
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::LoadFromJson(std::string_view tokenizer_json,
                                                                    std::string_view config_json) {
-  ASSIGN_OR_RETURN(Json root, ParseJson(tokenizer_json, "tokenizer.json"));
+  ASSIGN_OR_RETURN(TokenizerJson parsed, ParseTokenizerJson(tokenizer_json));
+  const Json& root = parsed.root;
   if (!root.is_object()) return absl::InvalidArgumentError("tokenizer.json: not an object");
   std::unique_ptr<Tokenizer> t(new Tokenizer);
-  ASSIGN_OR_RETURN(t->model_, BpeModel::FromJson(FieldOrNull(root, "model")));
+  ASSIGN_OR_RETURN(t->model_,
+                   BpeModel::Create(FieldOrNull(root, "model"), parsed.vocab, parsed.merges));
+  parsed.vocab.clear();
+  parsed.merges.clear();
   ASSIGN_OR_RETURN(t->normalizer_, Normalizer::FromJson(FieldOrNull(root, "normalizer")));
   ASSIGN_OR_RETURN(t->pre_tokenizer_, PreTokenizer::FromJson(FieldOrNull(root, "pre_tokenizer")));
   if (!t->pre_tokenizer_->has_byte_level()) {

@@ -229,12 +229,16 @@ TEST(GenCheckpointPresetTest, PresetsHaveTheAdvertisedShapes) {
   std::vector<std::string> names;
   for (const CheckpointPreset& p : CheckpointPresets()) names.push_back(p.name);
   EXPECT_THAT(names, ::testing::ElementsAre("tiny", "default", "m2-perf", "text01-tiny"));
-  const ModelConfig& d = FindCheckpointPreset("default")->config;
+  absl::StatusOr<CheckpointPreset> default_preset = FindCheckpointPreset("default");
+  ASSERT_TRUE(default_preset.ok());
+  const ModelConfig& d = default_preset->config;
   EXPECT_EQ(d.vocab_size, 200064);
   EXPECT_EQ(d.bos_token_id, 200034);
   EXPECT_EQ(d.eos_token_id, 200020);
   EXPECT_EQ(d.num_experts_per_tok, 4);
-  const ModelConfig& perf = FindCheckpointPreset("m2-perf")->config;
+  absl::StatusOr<CheckpointPreset> perf_preset = FindCheckpointPreset("m2-perf");
+  ASSERT_TRUE(perf_preset.ok());
+  const ModelConfig& perf = perf_preset->config;
   EXPECT_EQ(perf.q_dim(), 1536);
   EXPECT_EQ(perf.rotary_dim, 64);
   int64_t bf16_bytes = 0, fp8_bytes = 0;

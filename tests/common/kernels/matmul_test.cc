@@ -198,7 +198,9 @@ TEST(ConversionTest, Bf16RoundTripsEveryValue) {
   for (uint32_t v = 0; v < 65536; ++v) {
     const float f = Bf16ToFloat(static_cast<uint16_t>(v));
     ASSERT_EQ(FloatBits(f), v << 16);
-    if (!std::isnan(f)) ASSERT_EQ(FloatToBf16(f), v);
+    if (!std::isnan(f)) {
+      ASSERT_EQ(FloatToBf16(f), v);
+    }
   }
 }
 
@@ -260,35 +262,36 @@ TEST(MatMulTest, MatchesReferenceForEveryTypeShapeAndTarget) {
   const Shape shapes[] = {{1, 1}, {7, 13}, {33, 100}, {64, 256}, {192, 200}, {130, 515}};
   const int64_t token_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 33};
   std::mt19937 rng(1);
-  ForEachTarget([&](const std::string& target) {
-    for (WeightType type : kAllTypes) {
-      for (const Shape& s : shapes) {
-        TestWeight tw = MakeWeight(type, s.rows, s.cols, rng);
-        for (int64_t n : token_counts) {
-          const std::vector<float> x = RandomVector(n * s.cols, rng);
-          std::vector<float> want(n * s.rows), got(n * s.rows, -1.0f);
-          MatMulReference(x.data(), n, tw.view, want.data());
-          const std::vector<float> bound = ErrorBounds(x, n, tw.view);
+  for (WeightType type : kAllTypes) {
+    for (const Shape& s : shapes) {
+      TestWeight tw = MakeWeight(type, s.rows, s.cols, rng);
+      for (int64_t n : token_counts) {
+        const std::vector<float> x = RandomVector(n * s.cols, rng);
+        std::vector<float> want(n * s.rows);
+        MatMulReference(x.data(), n, tw.view, want.data());
+        const std::vector<float> bound = ErrorBounds(x, n, tw.view);
+        ForEachTarget([&](const std::string& target) {
+          std::vector<float> got(n * s.rows, -1.0f);
           MatMul(x.data(), n, tw.view, got.data());
           ExpectClose(got, want, bound,
                       target + " " + TypeName(type) + " " + std::to_string(s.rows) + "x" +
                           std::to_string(s.cols) + " n=" + std::to_string(n));
-        }
+        });
       }
     }
-  });
+  }
 }
 
 TEST(MatMulTest, BothKernelsMatchReferenceAtAnyTokenCount) {
   std::mt19937 rng(2);
-  ForEachTarget([&](const std::string& target) {
-    for (WeightType type : kAllTypes) {
-      TestWeight tw = MakeWeight(type, 45, 300, rng);
-      for (int64_t n : {1, 5, 16, 20, 70}) {
-        const std::vector<float> x = RandomVector(n * 300, rng);
-        std::vector<float> want(n * 45);
-        MatMulReference(x.data(), n, tw.view, want.data());
-        const std::vector<float> bound = ErrorBounds(x, n, tw.view);
+  for (WeightType type : kAllTypes) {
+    TestWeight tw = MakeWeight(type, 45, 300, rng);
+    for (int64_t n : {1, 5, 16, 20, 70}) {
+      const std::vector<float> x = RandomVector(n * 300, rng);
+      std::vector<float> want(n * 45);
+      MatMulReference(x.data(), n, tw.view, want.data());
+      const std::vector<float> bound = ErrorBounds(x, n, tw.view);
+      ForEachTarget([&](const std::string& target) {
         for (bool prefill : {false, true}) {
           std::vector<float> got(n * 45, -1.0f);
           internal::MatMulRowsKernel(x.data(), n, tw.view, 0, 45, got.data(), prefill);
@@ -296,9 +299,9 @@ TEST(MatMulTest, BothKernelsMatchReferenceAtAnyTokenCount) {
                       target + " " + TypeName(type) + (prefill ? " prefill" : " decode") +
                           " n=" + std::to_string(n));
         }
-      }
+      });
     }
-  });
+  }
 }
 
 TEST(MatMulTest, Fp8RaggedAndOddBlockSizes) {
@@ -310,22 +313,24 @@ TEST(MatMulTest, Fp8RaggedAndOddBlockSizes) {
   const Case cases[] = {{192, 200, 128, 128}, {200, 192, 128, 128}, {50, 70, 16, 48},
                         {37, 129, 5, 40},     {64, 64, 128, 128},   {130, 260, 64, 256}};
   std::mt19937 rng(3);
-  ForEachTarget([&](const std::string& target) {
-    for (const Case& c : cases) {
-      TestWeight tw =
-          MakeWeight(WeightType::kFp8E4M3, c.rows, c.cols, rng, c.block_rows, c.block_cols);
-      for (int64_t n : {1, 3, 8, 24}) {
-        const std::vector<float> x = RandomVector(n * c.cols, rng);
-        std::vector<float> want(n * c.rows), got(n * c.rows, -1.0f);
-        MatMulReference(x.data(), n, tw.view, want.data());
+  for (const Case& c : cases) {
+    TestWeight tw =
+        MakeWeight(WeightType::kFp8E4M3, c.rows, c.cols, rng, c.block_rows, c.block_cols);
+    for (int64_t n : {1, 3, 8, 24}) {
+      const std::vector<float> x = RandomVector(n * c.cols, rng);
+      std::vector<float> want(n * c.rows);
+      MatMulReference(x.data(), n, tw.view, want.data());
+      const std::vector<float> bound = ErrorBounds(x, n, tw.view);
+      ForEachTarget([&](const std::string& target) {
+        std::vector<float> got(n * c.rows, -1.0f);
         MatMul(x.data(), n, tw.view, got.data());
-        ExpectClose(got, want, ErrorBounds(x, n, tw.view),
+        ExpectClose(got, want, bound,
                     target + " fp8 " + std::to_string(c.rows) + "x" + std::to_string(c.cols) +
                         " block " + std::to_string(c.block_rows) + "x" +
                         std::to_string(c.block_cols) + " n=" + std::to_string(n));
-      }
+      });
     }
-  });
+  }
 }
 
 TEST(MatMulTest, Fp8ScaleIsAMultiplierPerBlock) {

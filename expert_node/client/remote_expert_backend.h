@@ -1,0 +1,129 @@
+// RemoteExpertBackend: the attention node's ExpertBackend over gRPC. Keeps one persistent
+// Forward stream per expert node, routes with a placement table (expert -> nodes hosting it),
+// sends each token to a node at most once per call (carrying the pairs that node serves), sends
+// every node's batch before waiting, and combines the returned per-pair fp32 terms by the rule
+// in expert_backend.h, so results are bitwise those of InProcessExpertBackend for any number of
+// nodes and replicas. All pairs of one expert in a call go to one node, so each expert's product
+// sees the same rows as in process. A node that fails, answers with an error, or misses the
+// per-call deadline has its pairs retried on other replicas; when none is left the call returns
+// UNAVAILABLE naming the (layer, expert)s. Lost nodes are reconnected in the background (gRPC
+// channel backoff) and rejoin on a later call.
+// Thread-safety: one Run at a time per instance (the caller's thread drives the streams, so a
+// call's path has no thread hand-off). For micro-batch ping-pong, use one instance per micro-
+// batch in flight, each on its own thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "attention_node/expert_backend.h"
+#include "common/cluster/cluster_config.h"
+#include "common/cluster/placement.h"
+#include "common/model_config.h"
+
+namespace grpc {
+class CompletionQueue;
+}  // namespace grpc
+
+namespace afd::attention {
+
+// One expert node as the backend sees it.
+struct RemoteExpertNode {
+  std::string name;
+  std::string address;  // "host:port" or "unix:/path"
+  ExpertSpec experts;   // what it hosts
+};
+
+struct RemoteExpertBackendOptions {
+  int call_deadline_ms = 10000;         // per expert-node call (one round of a Run), ms
+  int reconnect_initial_backoff_ms = 50;  // first reconnect delay after a node is lost, ms
+  int reconnect_max_backoff_ms = 1000;    // cap of the doubling reconnect delay, ms
+  TlsConfig tls;
+  // Ask nodes to sum each token's leading pairs into one row (exact; see ExpertBatchView.fold).
+  // Off: one row per pair. Only the traffic changes, never the result.
+  bool fold_prefix = true;
+};
+
+class RemoteExpertBackend : public ExpertBackend {
+ public:
+  // Counters since creation (for benchmarks and tests).
+  struct Stats {
+    uint64_t calls = 0;           // Run calls
+    uint64_t batches = 0;         // ExpertBatch messages sent
+    uint64_t retried_pairs = 0;   // (token, expert) pairs sent again after a failure
+    uint64_t tokens_sent = 0;     // sum over batches of their tokens
+    uint64_t pairs_sent = 0;      // sum over batches of their pairs
+    uint64_t rows_received = 0;   // result rows (one per pair, or per folded prefix)
+    uint64_t bytes_sent = 0;      // serialized ExpertBatch bytes
+    uint64_t bytes_received = 0;  // serialized ExpertResult bytes
+    uint64_t node_failures = 0;   // streams lost or timed out
+    uint64_t reconnects = 0;      // streams (re)opened
+  };
+
+  // nodes: the expert nodes; every expert of the model must be hosted by at least one
+  // (UNAVAILABLE naming the rest otherwise). INVALID_ARGUMENT for a bad address or a spec
+  // outside the model. Connects lazily; see WaitForNodes.
+  static absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> Create(
+      const ModelConfig& model, const std::vector<RemoteExpertNode>& nodes,
+      const RemoteExpertBackendOptions& options);
+  // The expert nodes, deadlines and TLS files of a cluster config.
+  static absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> Create(
+      const ModelConfig& model, const ClusterConfig& cluster);
+  ~RemoteExpertBackend() override;
+
+  // See ExpertBackend::Run. INVALID_ARGUMENT for a malformed request (layer, hidden size, top_k,
+  // expert ids outside the model or not strictly ascending per token) or one an expert node
+  // rejected as malformed; UNAVAILABLE naming the (layer, expert)s no live node could serve and
+  // why.
+  absl::Status Run(const ExpertRequest& request, float* out) override;
+
+  // Blocks until every node reports its ExpertNode service SERVING (grpc.health.v1), or
+  // DEADLINE_EXCEEDED naming the nodes that do not.
+  absl::Status WaitForNodes(absl::Duration timeout);
+
+  const Placement& placement() const { return placement_; }
+  Stats stats() const { return stats_; }
+
+ private:
+  struct Node;
+  struct Stream;
+  struct Op;
+
+  RemoteExpertBackend(const ModelConfig& model, const RemoteExpertBackendOptions& options);
+  absl::Status ValidateRequest(const ExpertRequest& request) const;
+  void ReviveNodes();
+  void OpenStream(Node& node);
+  void FailNode(Node& node, const std::string& reason);
+  void MaybeReap(Stream* stream);
+  // Handles one completion-queue event; false when the deadline passed first.
+  bool Pump(absl::Time deadline);
+  void HandleEvent(Op* op, bool ok);
+  // Sends one round of batches for the missing pairs and waits for the replies (or the
+  // deadline). Fills the slot table for what came back.
+  absl::Status RunRound(const ExpertRequest& request);
+  void Combine(const ExpertRequest& request, float* out) const;
+
+  ModelConfig model_;
+  RemoteExpertBackendOptions options_;
+  Placement placement_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::unique_ptr<grpc::CompletionQueue> cq_;
+  std::vector<std::unique_ptr<Stream>> zombies_;  // cancelled streams draining their ops
+  uint64_t next_batch_id_ = 1;
+  uint64_t call_counter_ = 0;
+  Stats stats_;
+
+  // Per call (reused between calls).
+  std::vector<uint8_t> received_;          // [T * K] slot has its term
+  std::vector<const float*> slot_rows_;    // [T * K] term row (or prefix row at slot 0)
+  std::vector<int32_t> prefix_len_;        // [T] slots covered by a folded prefix row
+  std::vector<int32_t> chosen_node_;       // [E] node serving each expert this round, -1 none
+  std::vector<uint8_t> excluded_;          // [nodes] failed during this call
+};
+
+}  // namespace afd::attention
