@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <map>
 #include <memory>
 #include <utility>
@@ -57,9 +58,10 @@ uint64_t TensorSeed(uint64_t seed, const std::string& name) {
   return SplitMix64(state);
 }
 
-// Uniform in [-1, 1) from the top 24 bits.
-inline float UniformPm1(uint64_t& state) {
-  return static_cast<float>(SplitMix64(state) >> 40) * (2.0f / 16777216.0f) - 1.0f;
+// Uniform in [-1, 1) from 24 random bits (via int32: a uint64 -> float conversion is a slow
+// path on x86-64).
+inline float UniformPm1(uint64_t bits24) {
+  return static_cast<float>(static_cast<int32_t>(bits24)) * (2.0f / 16777216.0f) - 1.0f;
 }
 
 class TensorListBuilder {
@@ -145,49 +147,98 @@ class TensorListBuilder {
   std::vector<GenTensor> out_;
 };
 
-// Streams one tensor into `writer` through a bounded buffer.
-absl::Status WriteTensor(const GenTensor& t, uint64_t seed, SafetensorsWriter& writer,
-                         std::vector<uint8_t>& buffer) {
+// Fills dst[0..n) with encode(offset + scale * u), u uniform in [-1, 1): two values per
+// 64-bit draw from `state`.
+template <typename T, typename Encode>
+void FillAffine(uint64_t& state, float offset, float scale, int64_t n, uint8_t* dst,
+                Encode encode) {
+  auto store = [&](int64_t i, uint64_t bits24) {
+    const T value = encode(offset + scale * UniformPm1(bits24));
+    std::memcpy(dst + i * sizeof(T), &value, sizeof(T));
+  };
+  int64_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    const uint64_t r = SplitMix64(state);
+    store(i, r >> 40);
+    store(i + 1, (r >> 16) & 0xFFFFFF);
+  }
+  if (i < n) store(i, SplitMix64(state) >> 40);
+}
+
+// Double-buffered appends: while one chunk is being written on a background thread, the next
+// is generated. At most two chunk buffers exist at a time.
+class PipelinedAppender {
+ public:
+  explicit PipelinedAppender(SafetensorsWriter* writer) : writer_(writer) {}
+  ~PipelinedAppender() { Wait().IgnoreError(); }
+
+  // A free buffer of `bytes` bytes (the one no write in flight uses).
+  std::vector<uint8_t>& NextBuffer(size_t bytes) {
+    buffers_[next_].resize(bytes);
+    return buffers_[next_];
+  }
+  // Queues the buffer last returned by NextBuffer for tensor `name`.
+  absl::Status Submit(const std::string& name) {
+    RETURN_IF_ERROR(Wait());
+    std::vector<uint8_t>* buffer = &buffers_[next_];
+    pending_ = std::async(std::launch::async, [this, name, buffer] {
+      return writer_->Append(name, *buffer);
+    });
+    next_ ^= 1;
+    return absl::OkStatus();
+  }
+  // Waits for the write in flight.
+  absl::Status Wait() {
+    if (!pending_.valid()) return absl::OkStatus();
+    return pending_.get();
+  }
+
+ private:
+  SafetensorsWriter* writer_;
+  std::vector<uint8_t> buffers_[2];
+  int next_ = 0;
+  std::future<absl::Status> pending_;
+};
+
+// Streams one tensor into the writer, chunk by chunk.
+absl::Status WriteTensor(const GenTensor& t, uint64_t seed, PipelinedAppender& out) {
   uint64_t state = TensorSeed(seed, t.spec.name);
+  // Every init is affine in u: value = offset + scale * u.
+  float offset = 0, scale = t.amplitude;
+  switch (t.init) {
+    case Init::kUniform:
+    case Init::kFp8Codes:
+      break;
+    case Init::kNorm:
+      offset = 1.0f;
+      break;
+    case Init::kFp8Scales:
+      // Per block: the dequant multiplier that maps ±448 onto ±(amplitude * 0.9..1.1).
+      offset = t.amplitude / kFp8Max;
+      scale = 0.1f * offset;
+      break;
+  }
   const int64_t numel = t.spec.numel();
   const size_t elem = DTypeSize(t.spec.dtype);
   for (int64_t begin = 0; begin < numel; begin += kChunkElements) {
     const int64_t n = std::min(kChunkElements, numel - begin);
-    buffer.resize(static_cast<size_t>(n) * elem);
-    for (int64_t i = 0; i < n; ++i) {
-      float v = 0;
-      switch (t.init) {
-        case Init::kUniform:
-        case Init::kFp8Codes:
-          v = t.amplitude * UniformPm1(state);
-          break;
-        case Init::kNorm:
-          v = 1.0f + t.amplitude * UniformPm1(state);
-          break;
-        case Init::kFp8Scales:
-          // Per block: the dequant multiplier that maps ±448 onto ±(amplitude * 0.9..1.1).
-          v = t.amplitude * (1.0f + 0.1f * UniformPm1(state)) / kFp8Max;
-          break;
-      }
-      uint8_t* dst = buffer.data() + static_cast<size_t>(i) * elem;
-      switch (t.spec.dtype) {
-        case DType::kBF16: {
-          const uint16_t bits = EncodeBf16(v);
-          std::memcpy(dst, &bits, 2);
-          break;
-        }
-        case DType::kF32:
-          std::memcpy(dst, &v, 4);
-          break;
-        case DType::kF8E4M3:
-          *dst = EncodeFp8E4M3(v);
-          break;
-        default:
-          return absl::InternalError(absl::StrCat("generator: unexpected dtype for ",
-                                                  t.spec.name));
-      }
+    uint8_t* dst = out.NextBuffer(static_cast<size_t>(n) * elem).data();
+    switch (t.spec.dtype) {
+      case DType::kBF16:
+        FillAffine<uint16_t>(state, offset, scale, n, dst, [](float v) { return EncodeBf16(v); });
+        break;
+      case DType::kF32:
+        FillAffine<float>(state, offset, scale, n, dst, [](float v) { return v; });
+        break;
+      case DType::kF8E4M3:
+        FillAffine<uint8_t>(state, offset, scale, n, dst,
+                            [](float v) { return EncodeFp8E4M3(v); });
+        break;
+      default:
+        return absl::InternalError(absl::StrCat("generator: unexpected dtype for ",
+                                                t.spec.name));
     }
-    RETURN_IF_ERROR(writer.Append(t.spec.name, buffer));
+    RETURN_IF_ERROR(out.Submit(t.spec.name));
   }
   return absl::OkStatus();
 }
@@ -422,19 +473,19 @@ absl::StatusOr<GenCheckpointStats> GenerateCheckpoint(const ModelConfig& config,
   RETURN_IF_ERROR(MakeDirs(out_dir));
   RETURN_IF_ERROR(RemoveStaleCheckpointFiles(out_dir));
   GenCheckpointStats stats;
-  std::vector<uint8_t> buffer;
-  buffer.reserve(static_cast<size_t>(kChunkElements) * 4);
   for (const ShardPlan& shard : shards) {
     ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsWriter> writer,
                      SafetensorsWriter::Create(JoinPath(out_dir, shard.file_name),
                                                shard.tensors));
+    PipelinedAppender out(writer.get());
     for (const TensorSpec& spec : writer->order()) {
       auto it = by_name.find(spec.name);
       if (it == by_name.end()) return absl::InternalError("generator: lost " + spec.name);
-      RETURN_IF_ERROR(WriteTensor(*it->second, options.seed, *writer, buffer));
+      RETURN_IF_ERROR(WriteTensor(*it->second, options.seed, out));
       ++stats.tensors;
       stats.tensor_bytes += spec.bytes();
     }
+    RETURN_IF_ERROR(out.Wait());
     RETURN_IF_ERROR(writer->Finish());
     stats.file_bytes += writer->file_bytes();
     ++stats.shards;

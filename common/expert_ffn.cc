@@ -85,11 +85,15 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens,
   const int64_t num_pairs = static_cast<int64_t>(pairs.size());
   if (num_pairs == 0) return absl::OkStatus();
 
-  // Group pair indices by expert (stable, so a group's rows keep pair order).
+  // Group pair indices by expert, rows in ascending token order within a group. A product's
+  // rounding may depend on where a row sits in it, so the row order must depend only on which
+  // tokens an expert serves (the same on every node), never on the order of `pairs`.
   order_.resize(num_pairs);
   std::iota(order_.begin(), order_.end(), 0);
-  std::stable_sort(order_.begin(), order_.end(),
-                   [&](int32_t a, int32_t b) { return pairs[a].expert < pairs[b].expert; });
+  std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
+    if (pairs[a].expert != pairs[b].expert) return pairs[a].expert < pairs[b].expert;
+    return pairs[a].token < pairs[b].token;
+  });
 
   struct Group {
     const ExpertWeights* weights;

@@ -1,9 +1,11 @@
 // ExpertFfn: the MoE expert feed-forward shared by the attention node's in-process backend and
 // the expert node. For a batch of (token, expert, weight) pairs it computes every pair's term
 // y = weight * W2(silu(W1 x) * W3 x) in fp32, grouping the pairs per expert so that each expert
-// runs one product over all of its tokens. CombineExpertTerms then adds the terms per token in
-// ascending expert order from +0.0f (the rule in attention_node/expert_backend.h), so any split
-// of the experts across nodes gives bitwise the same sum.
+// runs one product over all of its tokens, in ascending token order: a term depends only on the
+// rows its expert serves, never on the order of the pairs or on which other experts run here.
+// CombineExpertTerms then adds the terms per token in ascending expert order from +0.0f (the
+// rule in attention_node/expert_backend.h), so any split of the experts across nodes gives
+// bitwise the same sum.
 // Thread-safety: one Run at a time per ExpertFfn (it owns scratch buffers).
 #pragma once
 

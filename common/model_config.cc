@@ -82,10 +82,12 @@ class Reader {
     return v->get<bool>();
   }
   absl::StatusOr<std::optional<std::string>> String(const std::string& key) const {
-    const json* v = Find(key);
-    if (v == nullptr) return std::optional<std::string>();
-    if (!v->is_string()) return Error(key, absl::StrCat("expected a string, got ", v->dump()));
-    return v->get<std::string>();
+    std::optional<std::string> out;
+    if (const json* v = Find(key)) {
+      if (!v->is_string()) return Error(key, absl::StrCat("expected a string, got ", v->dump()));
+      out.emplace(v->get<std::string>());
+    }
+    return out;
   }
   // Token ids may be an int, null, or a list (the first is used).
   absl::StatusOr<int> TokenId(const std::string& key) const {

@@ -18,12 +18,16 @@ absl::Status ValidateExpertBatch(const ExpertBatchView& batch) {
     return absl::InvalidArgumentError(
         absl::StrCat("expert batch: offsets[0] is ", batch.offsets[0], ", expected 0"));
   }
+  // All offsets first: the pair checks below index expert_ids with them.
+  for (int64_t t = 0; t < batch.num_tokens; ++t) {
+    if (batch.offsets[t + 1] < batch.offsets[t]) {
+      return absl::InvalidArgumentError(absl::StrCat("expert batch: token ", t, ": offsets ",
+                                                     batch.offsets[t], " > ", batch.offsets[t + 1],
+                                                     " (must not decrease)"));
+    }
+  }
   for (int64_t t = 0; t < batch.num_tokens; ++t) {
     const uint32_t begin = batch.offsets[t], end = batch.offsets[t + 1];
-    if (end < begin) {
-      return absl::InvalidArgumentError(absl::StrCat("expert batch: token ", t, ": offsets ",
-                                                     begin, " > ", end, " (must not decrease)"));
-    }
     for (uint32_t p = begin + 1; p < end; ++p) {
       if (batch.expert_ids[p] <= batch.expert_ids[p - 1]) {
         return absl::InvalidArgumentError(

@@ -29,6 +29,7 @@
 #define HWY_TARGET_INCLUDE "common/kernels/matmul.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/aligned_allocator.h"
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 #ifndef AFD_COMMON_KERNELS_MATMUL_SHARED_
@@ -220,40 +221,86 @@ struct DecFp8 {
 // enough that accumulators, decoder constants and widened weights stay in registers.
 constexpr int RowsPerTile(int n) { return n == 1 ? 8 : n == 2 ? 4 : n <= 4 ? 3 : 2; }
 
-// y[t * y_stride + r] = sum_c x[t * cols + c] * Wd[r, c] for r < R, t < N, where Wd is `rows`
-// ([R, cols] in Dec's format) widened by Dec, i.e. divided by Dec::kScaleMul for block-scaled
-// types: there `x` carries the scale.
+// Software prefetch of the next tile's weights, spread over the current tile's iterations so
+// that the weight stream stays ahead of the hardware prefetcher at every row start.
+struct PrefetchPlan {
+  const uint8_t* base = nullptr;  // first row of the next tile (null: nothing to prefetch)
+  int64_t row_stride = 0;         // bytes between its rows
+  int64_t row_bytes = 0;          // bytes to fetch per row
+  int rows = 0;
+};
+
+class Prefetcher {
+ public:
+  Prefetcher(const PrefetchPlan& plan, int64_t iterations) : plan_(plan) {
+    lines_per_row_ = (plan.row_bytes + 63) / 64;
+    const int64_t total = plan.base == nullptr ? 0 : lines_per_row_ * plan.rows;
+    per_iteration_ = iterations > 0 ? (total + iterations - 1) / iterations : 0;
+    remaining_ = total;
+  }
+  HWY_INLINE void Step() {
+    for (int64_t i = 0; i < per_iteration_ && remaining_ > 0; ++i, --remaining_) {
+      hwy::Prefetch(plan_.base + row_ * plan_.row_stride + line_ * 64);
+      if (++line_ == lines_per_row_) {
+        line_ = 0;
+        ++row_;
+      }
+    }
+  }
+
+ private:
+  PrefetchPlan plan_;
+  int64_t lines_per_row_ = 0, per_iteration_ = 0, remaining_ = 0, line_ = 0, row_ = 0;
+};
+
+// One tile: R weight rows x N tokens over `cols` columns. Rows start at `rows` (row stride
+// `row_stride` bytes, Dec's format); x rows have stride `x_stride` floats. Widened weights are
+// divided by Dec::kScaleMul for block-scaled types: there `x` carries the scale.
+// Accumulators: start from zero, or from `acc_in` ([R * N] vectors) when given; end in
+// `acc_out` when given, else summed into y[t * y_stride + r] = result (plus the scalar tail).
 template <class Dec, int R, int N>
-HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, const uint8_t* rows,
-                          int64_t cols, float* HWY_RESTRICT y, int64_t y_stride) {
+HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, int64_t x_stride,
+                          const uint8_t* rows, int64_t row_stride, int64_t cols,
+                          const float* acc_in, float* acc_out, float* HWY_RESTRICT y,
+                          int64_t y_stride, const PrefetchPlan& prefetch) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t chunk = Dec::kVecs * lanes;
   const uint8_t* row_ptr[R];
-  for (int r = 0; r < R; ++r) row_ptr[r] = rows + r * cols * Dec::kBytes;
+  for (int r = 0; r < R; ++r) row_ptr[r] = rows + r * row_stride;
 
   VF acc[R][N];
   for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < N; ++t) acc[r][t] = hn::Zero(d);
+    for (int t = 0; t < N; ++t) {
+      acc[r][t] = acc_in ? hn::Load(d, acc_in + (r * N + t) * lanes) : hn::Zero(d);
+    }
   }
+  Prefetcher prefetcher(prefetch, cols / chunk);
   int64_t c = 0;
   for (; c + chunk <= cols; c += chunk) {
+    prefetcher.Step();
     for (int r = 0; r < R; ++r) {
       VF wv[Dec::kVecs];
       dec.Load(d, row_ptr[r], c, wv);
       for (int t = 0; t < N; ++t) {
-        const float* xt = x + t * cols + c;
+        const float* xt = x + t * x_stride + c;
         for (int v = 0; v < Dec::kVecs; ++v) {
           acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xt + v * lanes), acc[r][t]);
         }
       }
     }
   }
+  if (acc_out != nullptr) {
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < N; ++t) hn::Store(acc[r][t], d, acc_out + (r * N + t) * lanes);
+    }
+    return;
+  }
   float tail[R][N] = {};
   for (; c < cols; ++c) {
     for (int r = 0; r < R; ++r) {
       const float wr = Dec::Scalar(row_ptr[r], c) * (1.0f / Dec::kScaleMul);
-      for (int t = 0; t < N; ++t) tail[r][t] += wr * x[t * cols + c];
+      for (int t = 0; t < N; ++t) tail[r][t] += wr * x[t * x_stride + c];
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -263,18 +310,67 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, const uin
   }
 }
 
+// Column block for N tokens: the x block [N, kc] must stay in L1 while it meets many weight
+// rows (x re-read from L2 for every tile costs more than the weights for N = 8).
+constexpr int64_t kDecodeXBytes = 16 << 10;
+// Rows per column-blocked pass (a multiple of every tile height); their partial sums wait in
+// a per-thread scratch between column blocks.
+constexpr int64_t kDecodeRowBlock = 48;
+
 // Output rows [row_begin, row_end) in tiles of R rows (then single rows).
 template <class Dec, int N>
 void DotRows(const Dec& dec, const float* x, const WeightView& w, int64_t row_begin,
              int64_t row_end, float* y) {
   constexpr int R = RowsPerTile(N);
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk = Dec::kVecs * lanes;
+  const int64_t cols = w.cols;
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
-  const int64_t row_bytes = w.cols * static_cast<int64_t>(Dec::kBytes);
-  int64_t r = row_begin;
-  for (; r + R <= row_end; r += R) {
-    DotTile<Dec, R, N>(dec, x, base + r * row_bytes, w.cols, y + r, w.rows);
+  const int64_t row_bytes = cols * static_cast<int64_t>(Dec::kBytes);
+  const int64_t full_end = row_begin + (row_end - row_begin) / R * R;
+
+  int64_t kc = std::max<int64_t>(chunk, kDecodeXBytes / (N * 4) / chunk * chunk);
+  if (kc * 2 > cols) kc = cols;  // not worth blocking
+  if (kc == cols) {
+    for (int64_t r = row_begin; r < full_end; r += R) {
+      PrefetchPlan pf;
+      if (r + R < row_end) {
+        pf = {base + (r + R) * row_bytes, row_bytes, row_bytes, static_cast<int>(std::min<int64_t>(R, row_end - r - R))};
+      }
+      DotTile<Dec, R, N>(dec, x, cols, base + r * row_bytes, row_bytes, cols, nullptr, nullptr,
+                         y + r, w.rows, pf);
+    }
+  } else {
+    float* acc = internal::MatMulScratch(4, kDecodeRowBlock / R * R * N * lanes);
+    for (int64_t rb = row_begin; rb < full_end; rb += kDecodeRowBlock) {
+      const int64_t re = std::min(full_end, rb + kDecodeRowBlock);
+      for (int64_t c0 = 0; c0 < cols; c0 += kc) {
+        const int64_t len = std::min(kc, cols - c0);
+        const bool first = c0 == 0, last = c0 + kc >= cols;
+        for (int64_t r = rb; r < re; r += R) {
+          float* a = acc + (r - rb) / R * (R * N * lanes);
+          // Next tile: the next rows in this column block, else the first rows of the next.
+          PrefetchPlan pf;
+          const int64_t next_len = std::min(kc, cols - c0 - kc);
+          if (r + R < re) {
+            pf = {base + (r + R) * row_bytes + c0 * Dec::kBytes, row_bytes,
+                  len * static_cast<int64_t>(Dec::kBytes), R};
+          } else if (!last) {
+            pf = {base + rb * row_bytes + (c0 + kc) * Dec::kBytes, row_bytes,
+                  next_len * static_cast<int64_t>(Dec::kBytes), R};
+          }
+          DotTile<Dec, R, N>(dec, x + c0, cols, base + r * row_bytes + c0 * Dec::kBytes,
+                             row_bytes, len, first ? nullptr : a, last ? nullptr : a, y + r,
+                             w.rows, pf);
+        }
+      }
+    }
   }
-  for (; r < row_end; ++r) DotTile<Dec, 1, N>(dec, x, base + r * row_bytes, w.cols, y + r, w.rows);
+  for (int64_t r = full_end; r < row_end; ++r) {
+    DotTile<Dec, 1, N>(dec, x, cols, base + r * row_bytes, row_bytes, cols, nullptr, nullptr,
+                       y + r, w.rows, PrefetchPlan());
+  }
 }
 
 // xs[t, c] = x[t, c] * scales[c / block_cols] * mul for t < n, c < cols.
@@ -497,7 +593,7 @@ float* MatMulScratch(int slot, size_t count) {
     hwy::AlignedFreeUniquePtr<float[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[4];
+  thread_local Buffer buffers[5];
   Buffer& b = buffers[slot];
   if (b.size < count) {
     b.data = hwy::AllocateAligned<float>(count);

@@ -29,6 +29,23 @@ inline void CpuRelax() {
 // How long an idle worker keeps spinning before it sleeps. Long enough to bridge the gap
 // between the products of one layer, short enough not to burn a core when the model is idle.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
+// Pause-spins before a waiter starts yielding its core on every iteration: when there are more
+// runnable threads than cores, the thread being waited for needs that core.
+constexpr int kPureSpins = 256;
+
+// Spins until done() (pause, then pause + yield); gives up and returns false after `limit`.
+template <class Done>
+bool SpinUntil(const Done& done, std::chrono::steady_clock::duration limit) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t spins = 0;; ++spins) {
+    if (done()) return true;
+    CpuRelax();
+    if (spins >= kPureSpins) {
+      std::this_thread::yield();
+      if (spins % 16 == 0 && std::chrono::steady_clock::now() - start > limit) return false;
+    }
+  }
+}
 
 }  // namespace
 
@@ -41,12 +58,8 @@ struct ThreadPool::Impl {
       // Wait for a new generation: spin first, then sleep.
       uint64_t gen = generation.load(std::memory_order_acquire);
       if (gen == seen) {
-        auto start = std::chrono::steady_clock::now();
-        int spins = 0;
-        while ((gen = generation.load(std::memory_order_acquire)) == seen) {
-          CpuRelax();
-          if (++spins % 64 == 0 && std::chrono::steady_clock::now() - start > kSpinTime) break;
-        }
+        SpinUntil([&] { return (gen = generation.load(std::memory_order_acquire)) != seen; },
+                  kSpinTime);
         if (gen == seen) {
           std::unique_lock<std::mutex> lock(mu);
           sleepers.fetch_add(1, std::memory_order_seq_cst);
@@ -78,7 +91,8 @@ struct ThreadPool::Impl {
   }
 
   void WaitWorkers() {
-    while (pending.load(std::memory_order_acquire) != 0) CpuRelax();
+    SpinUntil([&] { return pending.load(std::memory_order_acquire) == 0; },
+              std::chrono::steady_clock::duration::max());
   }
 
   const int num_threads;

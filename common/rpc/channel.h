@@ -25,8 +25,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
                                                            const TlsConfig& tls,
                                                            const ChannelOptions& options);
 
-// One grpc.health.v1 Check of `service` ("" = liveness): OK when SERVING, UNAVAILABLE (with
-// the reported state or the RPC error) otherwise.
+// One grpc.health.v1 Check of `service` ("" = liveness), waiting up to `timeout` for a
+// connection: OK when SERVING, UNAVAILABLE (with the reported state or the RPC error) otherwise.
 absl::Status CheckServing(grpc::Channel& channel, const std::string& service,
                           absl::Duration timeout);
 // Polls CheckServing until OK or `timeout` passes: DEADLINE_EXCEEDED with the last error.

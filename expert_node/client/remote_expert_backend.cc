@@ -120,6 +120,11 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
   ASSIGN_OR_RETURN(backend->placement_,
                    Placement::Build(sets, model.num_hidden_layers, model.num_local_experts,
                                     /*require_complete=*/true));
+  {
+    absl::MutexLock lock(&backend->reconnect_mu_);
+    backend->lost_.assign(nodes.size(), 0);
+  }
+  backend->reconnector_ = std::thread([b = backend.get()] { b->ReconnectLoop(); });
   return backend;
 }
 
@@ -138,6 +143,13 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
 }
 
 RemoteExpertBackend::~RemoteExpertBackend() {
+  if (reconnector_.joinable()) {
+    {
+      absl::MutexLock lock(&reconnect_mu_);
+      stopping_ = true;
+    }
+    reconnector_.join();
+  }
   for (auto& node : nodes_) {
     if (node->stream != nullptr) FailNode(*node, "backend destroyed");
   }
@@ -148,6 +160,36 @@ RemoteExpertBackend::~RemoteExpertBackend() {
   void* tag;
   bool ok;
   while (cq_->Next(&tag, &ok)) {
+  }
+}
+
+bool RemoteExpertBackend::ReconnectShouldWake() const {
+  return stopping_ || std::find(lost_.begin(), lost_.end(), 1) != lost_.end();
+}
+
+void RemoteExpertBackend::ReconnectLoop() {
+  std::vector<int> lost;
+  while (true) {
+    {
+      absl::MutexLock lock(&reconnect_mu_);
+      reconnect_mu_.Await(absl::Condition(this, &RemoteExpertBackend::ReconnectShouldWake));
+      if (stopping_) return;
+      lost.clear();
+      for (size_t i = 0; i < lost_.size(); ++i) {
+        if (lost_[i]) lost.push_back(static_cast<int>(i));
+      }
+    }
+    for (int i : lost) {
+      grpc::Channel& channel = *nodes_[i]->channel;
+      const grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+      if (state == GRPC_CHANNEL_READY) {
+        absl::MutexLock lock(&reconnect_mu_);
+        lost_[i] = 0;
+      } else {
+        // Polls the channel for a while, which lets its reconnect attempts (with backoff) run.
+        channel.WaitForStateChange(state, absl::ToChronoTime(absl::Now() + absl::Milliseconds(50)));
+      }
+    }
   }
 }
 
@@ -208,10 +250,9 @@ void RemoteExpertBackend::ReviveNodes() {
   const absl::Time now = absl::Now();
   for (auto& node : nodes_) {
     if (node->stream != nullptr || now < node->retry_at) continue;
-    // The channel (re)connects in the background with its own backoff; this only asks it to.
-    // A node that has failed gets a stream again once its channel is READY, so a dead or
-    // unreachable node costs later calls nothing. The first stream is opened right away (it
-    // waits for the first connection within the call deadline).
+    // A node that has failed gets a stream again once the reconnect thread has its channel
+    // READY, so a dead or unreachable node costs later calls nothing. The first stream is
+    // opened right away (it waits for the first connection within the call deadline).
     const grpc_connectivity_state state = node->channel->GetState(/*try_to_connect=*/true);
     if (state == GRPC_CHANNEL_READY ||
         (!node->ever_failed && state != GRPC_CHANNEL_TRANSIENT_FAILURE)) {
@@ -233,6 +274,10 @@ void RemoteExpertBackend::FailNode(Node& node, const std::string& reason) {
   node.retry_at = absl::Now() + node.backoff;
   node.backoff =
       std::min(node.backoff * 2, absl::Milliseconds(options_.reconnect_max_backoff_ms));
+  {
+    absl::MutexLock lock(&reconnect_mu_);
+    lost_[node.index] = 1;
+  }
   MaybeReap(stream);
 }
 

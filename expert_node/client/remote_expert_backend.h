@@ -6,8 +6,8 @@
 // nodes and replicas. All pairs of one expert in a call go to one node, so each expert's product
 // sees the same rows as in process. A node that fails, answers with an error, or misses the
 // per-call deadline has its pairs retried on other replicas; when none is left the call returns
-// UNAVAILABLE naming the (layer, expert)s. Lost nodes are reconnected in the background (gRPC
-// channel backoff) and rejoin on a later call.
+// UNAVAILABLE naming the (layer, expert)s. Lost nodes are reconnected in the background (a
+// thread drives their gRPC channels, which retry with backoff) and rejoin on a later call.
 // Thread-safety: one Run at a time per instance (the caller's thread drives the streams, so a
 // call's path has no thread hand-off). For micro-batch ping-pong, use one instance per micro-
 // batch in flight, each on its own thread.
@@ -16,10 +16,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "attention_node/expert_backend.h"
 #include "common/cluster/cluster_config.h"
@@ -100,6 +102,9 @@ class RemoteExpertBackend : public ExpertBackend {
   void OpenStream(Node& node);
   void FailNode(Node& node, const std::string& reason);
   void MaybeReap(Stream* stream);
+  // Background thread: polls the channels of lost nodes so they reconnect without a call.
+  void ReconnectLoop();
+  bool ReconnectShouldWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(reconnect_mu_);
   // Handles one completion-queue event; false when the deadline passed first.
   bool Pump(absl::Time deadline);
   void HandleEvent(Op* op, bool ok);
@@ -124,6 +129,11 @@ class RemoteExpertBackend : public ExpertBackend {
   std::vector<int32_t> prefix_len_;        // [T] slots covered by a folded prefix row
   std::vector<int32_t> chosen_node_;       // [E] node serving each expert this round, -1 none
   std::vector<uint8_t> excluded_;          // [nodes] failed during this call
+
+  absl::Mutex reconnect_mu_;
+  bool stopping_ ABSL_GUARDED_BY(reconnect_mu_) = false;
+  std::vector<uint8_t> lost_ ABSL_GUARDED_BY(reconnect_mu_);  // [nodes] channel to drive
+  std::thread reconnector_;
 };
 
 }  // namespace afd::attention

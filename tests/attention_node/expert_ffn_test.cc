@@ -88,7 +88,7 @@ std::vector<float> ReferenceTerm(const ExpertWeights& w, const float* x, float w
   return y;
 }
 
-absl::Status Run(ExpertFfn& ffn, const Experts& experts, const std::vector<float>& x,
+absl::Status RunFfn(ExpertFfn& ffn, const Experts& experts, const std::vector<float>& x,
                  int64_t tokens, const std::vector<ExpertPair>& pairs, std::vector<float>* terms) {
   terms->assign(pairs.size() * kHidden, 0.0f);
   return ffn.Run(x.data(), tokens, pairs, [&](int32_t e) { return experts.Get(e); },
@@ -102,7 +102,7 @@ TEST(ExpertFfnTest, TermsMatchThePerTokenReference) {
   const std::vector<ExpertPair> pairs = RandomPairs(tokens, 3, 3);
   ExpertFfn ffn(kHidden, kInter, nullptr);
   std::vector<float> terms;
-  ASSERT_TRUE(Run(ffn, experts, x, tokens, pairs, &terms).ok());
+  ASSERT_TRUE(RunFfn(ffn, experts, x, tokens, pairs, &terms).ok());
   for (size_t p = 0; p < pairs.size(); ++p) {
     const std::vector<float> want = ReferenceTerm(*experts.Get(pairs[p].expert),
                                                   &x[pairs[p].token * kHidden], pairs[p].weight);
@@ -127,17 +127,17 @@ TEST(ExpertFfnTest, TermsDoNotDependOnPairOrderOrThreads) {
     }
     ExpertFfn single(kHidden, kInter, nullptr);
     std::vector<float> base;
-    ASSERT_TRUE(Run(single, experts, x, tokens, pairs, &base).ok());
+    ASSERT_TRUE(RunFfn(single, experts, x, tokens, pairs, &base).ok());
 
     ExpertFfn threaded(kHidden, kInter, &pool);
     std::vector<float> with_pool;
-    ASSERT_TRUE(Run(threaded, experts, x, tokens, pairs, &with_pool).ok());
+    ASSERT_TRUE(RunFfn(threaded, experts, x, tokens, pairs, &with_pool).ok());
     EXPECT_EQ(with_pool, base);
 
     // Reverse the pairs: each pair's term must be bitwise unchanged.
     std::vector<ExpertPair> reversed(pairs.rbegin(), pairs.rend());
     std::vector<float> rev_terms;
-    ASSERT_TRUE(Run(single, experts, x, tokens, reversed, &rev_terms).ok());
+    ASSERT_TRUE(RunFfn(single, experts, x, tokens, reversed, &rev_terms).ok());
     for (size_t p = 0; p < pairs.size(); ++p) {
       const size_t q = pairs.size() - 1 - p;
       EXPECT_TRUE(
@@ -155,7 +155,7 @@ TEST(ExpertFfnTest, SplittingExpertsAcrossNodesGivesTheSameSum) {
   const std::vector<ExpertPair> pairs = RandomPairs(tokens, 4, 9);
   ExpertFfn ffn(kHidden, kInter, nullptr);
   std::vector<float> terms;
-  ASSERT_TRUE(Run(ffn, experts, x, tokens, pairs, &terms).ok());
+  ASSERT_TRUE(RunFfn(ffn, experts, x, tokens, pairs, &terms).ok());
   std::vector<float> one_node(tokens * kHidden);
   CombineExpertTerms(pairs, terms.data(), tokens, kHidden, one_node.data());
 
@@ -167,7 +167,7 @@ TEST(ExpertFfnTest, SplittingExpertsAcrossNodesGivesTheSameSum) {
       if (p.expert % 2 == node) mine.push_back(p);
     }
     std::vector<float> t;
-    ASSERT_TRUE(Run(ffn, experts, x, tokens, mine, &t).ok());
+    ASSERT_TRUE(RunFfn(ffn, experts, x, tokens, mine, &t).ok());
     all_pairs.insert(all_pairs.end(), mine.begin(), mine.end());
     all_terms.insert(all_terms.end(), t.begin(), t.end());
   }
@@ -192,12 +192,12 @@ TEST(ExpertFfnTest, ReportsMissingExpertsAndBadTokens) {
   const std::vector<float> x = RandomRows(2, 11);
   ExpertFfn ffn(kHidden, kInter, nullptr);
   std::vector<float> terms;
-  EXPECT_EQ(Run(ffn, experts, x, 2, {{0, kExperts + 1, 1.0f}}, &terms).code(),
+  EXPECT_EQ(RunFfn(ffn, experts, x, 2, {{0, kExperts + 1, 1.0f}}, &terms).code(),
             absl::StatusCode::kNotFound);
-  EXPECT_EQ(Run(ffn, experts, x, 2, {{2, 0, 1.0f}}, &terms).code(),
+  EXPECT_EQ(RunFfn(ffn, experts, x, 2, {{2, 0, 1.0f}}, &terms).code(),
             absl::StatusCode::kInvalidArgument);
   ExpertFfn wrong(kHidden + 1, kInter, nullptr);
-  EXPECT_EQ(Run(wrong, experts, x, 2, {{0, 0, 1.0f}}, &terms).code(),
+  EXPECT_EQ(RunFfn(wrong, experts, x, 2, {{0, 0, 1.0f}}, &terms).code(),
             absl::StatusCode::kInvalidArgument);
 }
 

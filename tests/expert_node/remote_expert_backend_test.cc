@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -203,10 +204,28 @@ TEST_F(RemoteExpertBackendTest, KillingAReplicaMidRunFailsNoCall) {
       false);
   std::unique_ptr<RemoteExpertBackend> remote = Remote(cluster);
   ASSERT_NE(remote, nullptr);
-  for (int call = 0; call < 30; ++call) {
-    if (call == 10) cluster.nodes[1]->Stop();
-    ExpectBitwiseEqual(*remote, Batch(call % 3, 1 + call % 7, 200 + call), "replica killed");
+  // Precompute the batches and expected outputs so the loop is nothing but remote calls, and
+  // stop a node from another thread while they run.
+  std::vector<RoutedBatch> batches;
+  std::vector<std::vector<float>> expected;
+  for (int call = 0; call < 300; ++call) {
+    batches.push_back(Batch(call % 3, 1 + call % 7, 200 + call));
+    expected.push_back(Expected(batches.back()));
   }
+  std::atomic<int> calls_done{0};
+  std::thread killer([&] {
+    while (calls_done.load() < 20) std::this_thread::yield();
+    cluster.nodes[1]->Stop();
+  });
+  for (size_t call = 0; call < batches.size(); ++call) {
+    std::vector<float> out(expected[call].size());
+    absl::Status s = remote->Run(batches[call].Request(), out.data());
+    ASSERT_TRUE(s.ok()) << "call " << call << ": " << s;
+    ASSERT_EQ(std::memcmp(out.data(), expected[call].data(), out.size() * sizeof(float)), 0)
+        << "call " << call;
+    calls_done.store(static_cast<int>(call) + 1);
+  }
+  killer.join();
   EXPECT_GE(remote->stats().node_failures, 1u);
 }
 

@@ -32,12 +32,14 @@ inline std::vector<float> RandomVector(size_t n, std::mt19937& rng, float lo = -
   return v;
 }
 
-// Expects |got[i] - want[i]| <= rel * |want[i]| + abs for all i; reports the first few misses.
+// Expects got[i] == want[i] (infinities, and NaN for NaN, included) or
+// |got[i] - want[i]| <= rel * |want[i]| + abs, for all i; reports the first few misses.
 inline void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, float rel,
                        float abs, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   int bad = 0;
   for (size_t i = 0; i < got.size() && bad < 5; ++i) {
+    if (got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i]))) continue;
     if (!(std::fabs(got[i] - want[i]) <= rel * std::fabs(want[i]) + abs)) {
       ADD_FAILURE() << what << " index " << i << ": got " << got[i] << " want " << want[i];
       ++bad;

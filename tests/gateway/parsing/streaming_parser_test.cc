@@ -218,8 +218,7 @@ TEST(StreamingParserTest, EmptyChunksAndCallsAfterFinishEmitNothing) {
   EXPECT_TRUE(parser.Finish().empty());
 }
 
-// Texts assembled from markup fragments, partial markers, whitespace and words.
-std::string RandomText(std::mt19937_64& rng) {
+const std::vector<std::string>& Pieces() {
   static const std::vector<std::string> kPieces = {
       "</think>", "<think>", "\n", "\n\n", " ", "\t", "text", "é", "🙂", "<minimax:tool_call>",
       "</minimax:tool_call>", "<invoke name=\"get_weather\">", "<invoke name=\"\">",
@@ -227,9 +226,53 @@ std::string RandomText(std::mt19937_64& rng) {
       "<parameter name=\"days\">", "<parameter name=\"overwrite\">", "<parameter name=meta>",
       "</parameter>", "3", "yes", "{\"a\": [1, 2.0]}", "null", "<", "</", "<minimax:tool_",
       "</param", "<parameter name=", ">", "\"", "'"};
+  return kPieces;
+}
+
+// Texts assembled from markup fragments, partial markers, whitespace and words.
+std::string RandomText(std::mt19937_64& rng) {
   std::string text;
   const size_t n = rng() % 40;
-  for (size_t i = 0; i < n; ++i) text += kPieces[rng() % kPieces.size()];
+  for (size_t i = 0; i < n; ++i) text += Pieces()[rng() % Pieces().size()];
+  return text;
+}
+
+// A well-formed output (reasoning, content, blocks of invokes), then maybe cut off at a random
+// point and/or with a random fragment inserted.
+std::string StructuredText(std::mt19937_64& rng) {
+  static const std::vector<std::string> kNames = {"get_weather", "write_file", "\"get_weather\"",
+                                                  " 'x' ", ""};
+  static const std::vector<std::string> kKeys = {"city", "days", "overwrite", "meta", "\"k\""};
+  static const std::vector<std::string> kValues = {
+      "Paris", "3", "\n  code </parameter> here\n", "yes", "{\"a\": 1}", "", "null", "é🙂",
+      "<parameter name=\"z\">"};
+  std::string text = rng() % 4 ? "thinking\n" : "";
+  if (rng() % 5) text += "</think>\n\n";
+  if (rng() % 2) text += "Sure.\n";
+  const int blocks = static_cast<int>(rng() % 3);
+  for (int b = 0; b < blocks; ++b) {
+    text += "<minimax:tool_call>\n";
+    const int invokes = static_cast<int>(rng() % 3);
+    for (int i = 0; i < invokes; ++i) {
+      text += "<invoke name=" + kNames[rng() % kNames.size()] + ">\n";
+      const int params = static_cast<int>(rng() % 4);
+      for (int p = 0; p < params; ++p) {
+        text += "<parameter name=" + kKeys[rng() % kKeys.size()] + ">" +
+                kValues[rng() % kValues.size()] + "</parameter>" + (rng() % 2 ? "\n" : "");
+      }
+      text += "</invoke>\n";
+    }
+    text += "</minimax:tool_call>";
+    if (rng() % 2) text += "\nMore text.";
+  }
+  if (rng() % 3 == 0) {
+    const std::vector<size_t> b = CodePointBoundaries(text);
+    if (!b.empty()) text.insert(b[rng() % b.size()], Pieces()[rng() % Pieces().size()]);
+  }
+  if (rng() % 2) {
+    const std::vector<size_t> b = CodePointBoundaries(text);
+    if (!b.empty()) text.resize(b[rng() % b.size()]);
+  }
   return text;
 }
 
@@ -237,8 +280,8 @@ TEST(StreamingParserTest, MatchesNonStreamingOnGeneratedTexts) {
   std::mt19937_64 rng(7);
   int compared = 0;
   int cut_inside = 0;
-  for (int iter = 0; iter < 3000; ++iter) {
-    const std::string text = RandomText(rng);
+  for (int iter = 0; iter < 4000; ++iter) {
+    const std::string text = iter % 3 ? StructuredText(rng) : RandomText(rng);
     const ReasoningMode mode = iter % 2 ? ReasoningMode::kSplit : ReasoningMode::kAppendThink;
     const char* tools = iter % 7 == 0 ? "null" : kTools;
     SCOPED_TRACE(text);
@@ -275,7 +318,7 @@ TEST(StreamingParserTest, MatchesNonStreamingOnGeneratedTexts) {
     }
   }
   EXPECT_GT(compared, 2000);
-  EXPECT_GT(cut_inside, 20);
+  EXPECT_GT(cut_inside, 50);
 }
 
 }  // namespace
