@@ -76,9 +76,7 @@ class TensorListBuilder {
     t.amplitude = amplitude;
     out_.push_back(std::move(t));
   }
-  void Norm(const std::string& name, int64_t n) {
-    Add(name, DType::kBF16, {n}, Init::kNorm, 0.1f);
-  }
+  void Norm(const std::string& name, int64_t n) { Add(name, DType::kBF16, {n}, Init::kNorm, 0.1f); }
   // A linear layer [out, in]; `residual_out` marks projections back into the residual stream.
   void Linear(const std::string& prefix, int64_t out, int64_t in, bool residual_out) {
     float std_dev = 1.0f / std::sqrt(static_cast<float>(in));
@@ -120,9 +118,8 @@ class TensorListBuilder {
       }
       Norm(name("post_attention_layernorm.weight"), d_model);
       // The released M2 keeps the router in fp32; Text-01 stores it like the rest.
-      Add(name("block_sparse_moe.gate.weight"), m2 ? DType::kF32 : DType::kBF16,
-          {experts, d_model}, Init::kUniform,
-          kSqrt3 / std::sqrt(static_cast<float>(d_model)));
+      Add(name("block_sparse_moe.gate.weight"), m2 ? DType::kF32 : DType::kBF16, {experts, d_model},
+          Init::kUniform, kSqrt3 / std::sqrt(static_cast<float>(d_model)));
       if (m2 && c_.use_routing_bias) {
         Add(name("block_sparse_moe.e_score_correction_bias"), DType::kF32, {experts},
             Init::kUniform, 0.05f);
@@ -181,9 +178,8 @@ class PipelinedAppender {
   absl::Status Submit(const std::string& name) {
     RETURN_IF_ERROR(Wait());
     std::vector<uint8_t>* buffer = &buffers_[next_];
-    pending_ = std::async(std::launch::async, [this, name, buffer] {
-      return writer_->Append(name, *buffer);
-    });
+    pending_ = std::async(std::launch::async,
+                          [this, name, buffer] { return writer_->Append(name, *buffer); });
     next_ ^= 1;
     return absl::OkStatus();
   }
@@ -231,12 +227,10 @@ absl::Status WriteTensor(const GenTensor& t, uint64_t seed, PipelinedAppender& o
         FillAffine<float>(state, offset, scale, n, dst, [](float v) { return v; });
         break;
       case DType::kF8E4M3:
-        FillAffine<uint8_t>(state, offset, scale, n, dst,
-                            [](float v) { return EncodeFp8E4M3(v); });
+        FillAffine<uint8_t>(state, offset, scale, n, dst, [](float v) { return EncodeFp8E4M3(v); });
         break;
       default:
-        return absl::InternalError(absl::StrCat("generator: unexpected dtype for ",
-                                                t.spec.name));
+        return absl::InternalError(absl::StrCat("generator: unexpected dtype for ", t.spec.name));
     }
     RETURN_IF_ERROR(out.Submit(t.spec.name));
   }
@@ -412,7 +406,7 @@ uint8_t EncodeFp8E4M3(float value) {
   }
   uint32_t m;
   std::memcpy(&m, &mag, 4);
-  m += 0x7FFFFu + ((m >> 20) & 1u);  // round the mantissa to 3 bits, ties to even
+  m += 0x7FFFFu + ((m >> 20) & 1u);               // round the mantissa to 3 bits, ties to even
   const uint32_t code = (m >> 20) - (120u << 3);  // rebias exponent 127 -> 7
   return sign | static_cast<uint8_t>(code > 0x7Eu ? 0x7Eu : code);
 }
@@ -429,8 +423,8 @@ absl::StatusOr<CheckpointPreset> FindCheckpointPreset(const std::string& name) {
     if (p.name == name) return p;
     names.push_back(p.name);
   }
-  return absl::NotFoundError(absl::StrCat("unknown preset '", name, "' (known: ",
-                                          absl::StrJoin(names, ", "), ")"));
+  return absl::NotFoundError(
+      absl::StrCat("unknown preset '", name, "' (known: ", absl::StrJoin(names, ", "), ")"));
 }
 
 std::vector<TensorSpec> GeneratedTensorSpecs(const ModelConfig& config,
@@ -475,8 +469,7 @@ absl::StatusOr<GenCheckpointStats> GenerateCheckpoint(const ModelConfig& config,
   GenCheckpointStats stats;
   for (const ShardPlan& shard : shards) {
     ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsWriter> writer,
-                     SafetensorsWriter::Create(JoinPath(out_dir, shard.file_name),
-                                               shard.tensors));
+                     SafetensorsWriter::Create(JoinPath(out_dir, shard.file_name), shard.tensors));
     PipelinedAppender out(writer.get());
     for (const TensorSpec& spec : writer->order()) {
       auto it = by_name.find(spec.name);

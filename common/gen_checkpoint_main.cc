@@ -118,11 +118,11 @@ int main(int argc, char** argv) {
                  out_dir.c_str(), valid.ToString().c_str());
     return 1;
   }
-  std::printf("wrote %s: preset %s, %s, seed %llu, %lld tensors, %.3f GB in %d file(s), "
-              "%.1f s (%.0f MB/s)\n",
-              out_dir.c_str(), preset->name.c_str(), dtype.c_str(),
-              static_cast<unsigned long long>(seed), static_cast<long long>(stats->tensors),
-              stats->file_bytes / 1e9, stats->shards, write_s,
-              stats->file_bytes / 1e6 / (write_s > 0 ? write_s : 1e-9));
+  std::printf(
+      "wrote %s: preset %s, %s, seed %llu, %lld tensors, %.3f GB in %d file(s), "
+      "%.1f s (%.0f MB/s)\n",
+      out_dir.c_str(), preset->name.c_str(), dtype.c_str(), static_cast<unsigned long long>(seed),
+      static_cast<long long>(stats->tensors), stats->file_bytes / 1e9, stats->shards, write_s,
+      stats->file_bytes / 1e6 / (write_s > 0 ? write_s : 1e-9));
   return 0;
 }

@@ -144,14 +144,16 @@ absl::Status ParseLayerTypes(const Reader& r, ModelConfig* c) {
       ASSIGN_OR_RETURN(int64_t t, r.ToInt("attn_type_list", v));
       if (t != 0 && t != 1) {
         return r.Error("attn_type_list", absl::StrCat("entries must be 0 (linear) or 1 (full), "
-                                                      "got ", t));
+                                                      "got ",
+                                                      t));
       }
       from_ints->push_back(t == 1 ? LayerType::kFullAttention : LayerType::kLinearAttention);
     }
   }
   if (!from_strings.has_value() && !from_ints.has_value()) {
-    return r.Error("layer_types", "required key is missing (nor is attn_type_list given); "
-                                  "the layer pattern must come from the checkpoint");
+    return r.Error("layer_types",
+                   "required key is missing (nor is attn_type_list given); "
+                   "the layer pattern must come from the checkpoint");
   }
   const char* key = from_strings.has_value() ? "layer_types" : "attn_type_list";
   const std::vector<LayerType>& types = from_strings.has_value() ? *from_strings : *from_ints;
@@ -193,8 +195,7 @@ absl::Status ParseQuantization(const Reader& r, ModelConfig* c) {
     c->quant_bits = static_cast<int>(bits.value_or(4));
     c->quant_group_size = static_cast<int>(group.value_or(64));
     if (c->quant_bits < 2 || c->quant_bits > 8 || c->quant_bits == 7) {
-      return r.Error(key + ".bits", absl::StrCat("MLX bits must be 2-6 or 8, got ",
-                                                 c->quant_bits));
+      return r.Error(key + ".bits", absl::StrCat("MLX bits must be 2-6 or 8, got ", c->quant_bits));
     }
     if (c->quant_group_size <= 0) {
       return r.Error(key + ".group_size", "must be positive");
@@ -280,9 +281,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
       ((mt.empty() || mt == "mixtral") && arch_name == "MiniMaxM2ForCausalLM")) {
     c.arch = Architecture::kMiniMaxM2;
   } else if (mt == "minimax" || mt == "minimax_text_01" || mt == "minimax_m1" ||
-             (mt.empty() && (arch_name == "MiniMaxForCausalLM" ||
-                             arch_name == "MiniMaxText01ForCausalLM" ||
-                             arch_name == "MiniMaxM1ForCausalLM"))) {
+             (mt.empty() &&
+              (arch_name == "MiniMaxForCausalLM" || arch_name == "MiniMaxText01ForCausalLM" ||
+               arch_name == "MiniMaxM1ForCausalLM"))) {
     c.arch = Architecture::kMiniMaxText01;
   } else if (mt.empty()) {
     return r.Error("model_type", "required key is missing");
@@ -313,9 +314,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
   }
   ASSIGN_OR_RETURN(c.num_experts_per_tok, r.RequirePositive("num_experts_per_tok"));
   if (c.num_experts_per_tok > c.num_local_experts) {
-    return r.Error("num_experts_per_tok",
-                   absl::StrCat(c.num_experts_per_tok, " exceeds num_local_experts ",
-                                c.num_local_experts));
+    return r.Error(
+        "num_experts_per_tok",
+        absl::StrCat(c.num_experts_per_tok, " exceeds num_local_experts ", c.num_local_experts));
   }
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
     return r.Error("num_attention_heads",
@@ -354,8 +355,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
     for (const char* type_key : {"rope_type", "type"}) {
       auto it = obj->find(type_key);
       if (it != obj->end() && !it->is_null() && *it != "default") {
-        return r.Error(key, absl::StrCat("rope type ", it->dump(),
-                                         " is not supported (only default)"));
+        return r.Error(key,
+                       absl::StrCat("rope type ", it->dump(), " is not supported (only default)"));
       }
     }
   }
@@ -386,9 +387,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
     if (rd.has_value()) RETURN_IF_ERROR(add("rotary_dim", *rd));
     ASSIGN_OR_RETURN(std::optional<double> p_top, r.Number("partial_rotary_factor"));
     ASSIGN_OR_RETURN(std::optional<double> p_nested, rp.Number("partial_rotary_factor"));
-    for (auto [key, p] : {std::pair<std::string, std::optional<double>>{"partial_rotary_factor",
-                                                                       p_top},
-                          {"rope_parameters.partial_rotary_factor", p_nested}}) {
+    for (auto [key, p] :
+         {std::pair<std::string, std::optional<double>>{"partial_rotary_factor", p_top},
+          {"rope_parameters.partial_rotary_factor", p_nested}}) {
       if (!p.has_value()) continue;
       if (!(*p > 0 && *p <= 1)) return r.Error(key, absl::StrCat("must be in (0, 1], got ", *p));
       // transformers: dim = int(head_dim * partial_rotary_factor).
@@ -399,13 +400,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
       rotary_from = "default";
     }
     if (*rotary <= 0 || *rotary > c.head_dim) {
-      return r.Error(rotary_from == "default" ? "rotary_dim" : rotary_from,
-                     absl::StrCat("rotary dims ", *rotary, " not in (0, head_dim ", c.head_dim,
-                                  "]"));
+      return r.Error(
+          rotary_from == "default" ? "rotary_dim" : rotary_from,
+          absl::StrCat("rotary dims ", *rotary, " not in (0, head_dim ", c.head_dim, "]"));
     }
     if (*rotary % 2 != 0) {
-      return r.Error(rotary_from, absl::StrCat("rotary dims ", *rotary,
-                                               " is odd (NeoX rotation pairs dims)"));
+      return r.Error(rotary_from,
+                     absl::StrCat("rotary dims ", *rotary, " is odd (NeoX rotation pairs dims)"));
     }
     c.rotary_dim = static_cast<int>(*rotary);
   }
@@ -438,9 +439,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
   if (m2) {
     ASSIGN_OR_RETURN(std::optional<std::string> scoring, r.String("scoring_func"));
     if (scoring.has_value() && *scoring != "sigmoid") {
-      return r.Error("scoring_func",
-                     absl::StrCat("'", *scoring, "' is not supported for minimax_m2 (only "
-                                                 "sigmoid)"));
+      return r.Error("scoring_func", absl::StrCat("'", *scoring,
+                                                  "' is not supported for minimax_m2 (only "
+                                                  "sigmoid)"));
     }
     c.scoring = RouterScoring::kSigmoidWithBias;
     ASSIGN_OR_RETURN(std::optional<bool> qk_norm, r.Bool("use_qk_norm"));
@@ -491,8 +492,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
-  const std::string path = dir.empty() || dir.back() == '/' ? dir + "config.json"
-                                                            : dir + "/config.json";
+  const std::string path =
+      dir.empty() || dir.back() == '/' ? dir + "config.json" : dir + "/config.json";
   std::ifstream in(path, std::ios::binary);
   if (!in.is_open()) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::stringstream text;

@@ -21,20 +21,20 @@ struct ModelConfig {
   Architecture arch = Architecture::kMiniMaxM2;
   std::string model_type;
   int vocab_size = 0;
-  int hidden_size = 0;              // D
-  int intermediate_size = 0;        // per-expert FFN width
+  int hidden_size = 0;        // D
+  int intermediate_size = 0;  // per-expert FFN width
   int num_hidden_layers = 0;
-  int num_attention_heads = 0;      // H
-  int num_key_value_heads = 0;      // Hkv
-  int head_dim = 0;                 // d
-  int rotary_dim = 0;               // r: rotated dims per head (NeoX half-split inside them)
+  int num_attention_heads = 0;  // H
+  int num_key_value_heads = 0;  // Hkv
+  int head_dim = 0;             // d
+  int rotary_dim = 0;           // r: rotated dims per head (NeoX half-split inside them)
   double rope_theta = 0;
   double rms_norm_eps = 1e-6;
-  int num_local_experts = 0;        // E
-  int num_experts_per_tok = 0;      // K
+  int num_local_experts = 0;    // E
+  int num_experts_per_tok = 0;  // K
   RouterScoring scoring = RouterScoring::kSigmoidWithBias;
-  bool use_qk_norm = false;         // M2: one RMSNorm over the whole q / k projection
-  bool use_routing_bias = false;    // M2: e_score_correction_bias for selection only
+  bool use_qk_norm = false;       // M2: one RMSNorm over the whole q / k projection
+  bool use_routing_bias = false;  // M2: e_score_correction_bias for selection only
   bool tie_word_embeddings = false;
   int bos_token_id = -1;
   int eos_token_id = -1;
@@ -56,7 +56,7 @@ struct ModelConfig {
   int quant_bits = 0;
   int quant_group_size = 0;
 
-  int64_t q_dim() const { return int64_t{num_attention_heads} * head_dim; }    // H * d
+  int64_t q_dim() const { return int64_t{num_attention_heads} * head_dim; }   // H * d
   int64_t kv_dim() const { return int64_t{num_key_value_heads} * head_dim; }  // Hkv * d
 
   bool IsLinearLayer(int layer) const {

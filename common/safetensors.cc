@@ -36,9 +36,9 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {DType::kF32, "F32", 4},     {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2},
+    {DType::kF32, "F32", 4},        {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2},
     {DType::kF8E4M3, "F8_E4M3", 1}, {DType::kI64, "I64", 8}, {DType::kI32, "I32", 4},
-    {DType::kU32, "U32", 4},     {DType::kU8, "U8", 1},   {DType::kI8, "I8", 1},
+    {DType::kU32, "U32", 4},        {DType::kU8, "U8", 1},   {DType::kI8, "I8", 1},
 };
 
 // Reads a non-negative integer that fits int64 from a JSON value.
@@ -230,9 +230,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     int64_t begin = 0, end = 0;
     if (!JsonToNonNegative((*offsets_it)[0], &begin) ||
         !JsonToNonNegative((*offsets_it)[1], &end)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, "data_offsets ", offsets_it->dump(),
-                       " are not non-negative integers"));
+      return absl::InvalidArgumentError(absl::StrCat(where, "data_offsets ", offsets_it->dump(),
+                                                     " are not non-negative integers"));
     }
     if (begin > end) {
       return absl::InvalidArgumentError(
@@ -240,8 +239,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     }
     if (static_cast<uint64_t>(end) > data_bytes) {
       return absl::DataLossError(absl::StrCat(where, "data_offsets ", offsets_it->dump(),
-                                              " out of range: the data section holds ",
-                                              data_bytes, " bytes (truncated file?)"));
+                                              " out of range: the data section holds ", data_bytes,
+                                              " bytes (truncated file?)"));
     }
     const uint64_t stored = static_cast<uint64_t>(end - begin);
     if (stored != bytes) {
@@ -313,15 +312,14 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     std::map<std::string, std::vector<std::string>> by_shard;
     for (auto it = map_it->begin(); it != map_it->end(); ++it) {
       if (!it.value().is_string()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path, ": weight_map entry for ", Quote(it.key()), " is not a string"));
+        return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map entry for ",
+                                                       Quote(it.key()), " is not a string"));
       }
       const std::string shard = it.value().get<std::string>();
-      if (shard.empty() || shard.find('/') != std::string::npos || shard == "." ||
-          shard == "..") {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path, ": weight_map names shard '", shard, "' for ", Quote(it.key()),
-            ", which is not a plain file name"));
+      if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..") {
+        return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map names shard '",
+                                                       shard, "' for ", Quote(it.key()),
+                                                       ", which is not a plain file name"));
       }
       by_shard[shard].push_back(it.key());
     }
@@ -373,8 +371,7 @@ absl::StatusOr<TensorView> Checkpoint::Get(const std::string& name) const {
   return *it->second;
 }
 
-absl::StatusOr<TensorView> Checkpoint::Get(const std::string& name,
-                                           absl::Span<const int64_t> shape,
+absl::StatusOr<TensorView> Checkpoint::Get(const std::string& name, absl::Span<const int64_t> shape,
                                            absl::Span<const DType> dtypes) const {
   ASSIGN_OR_RETURN(TensorView view, Get(name));
   if (std::find(dtypes.begin(), dtypes.end(), view.dtype) == dtypes.end()) {

@@ -65,9 +65,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
     for (int64_t d : spec.shape) {
       if (d < 0 || __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) ||
           bytes > static_cast<uint64_t>(INT64_MAX)) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", spec.name,
-                                                       "': bad shape ",
-                                                       ShapeString(spec.shape)));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": tensor '", spec.name, "': bad shape ", ShapeString(spec.shape)));
       }
     }
   }
@@ -129,8 +128,7 @@ absl::Status SafetensorsWriter::Flush() {
   return absl::OkStatus();
 }
 
-absl::Status SafetensorsWriter::Append(const std::string& name,
-                                       absl::Span<const uint8_t> bytes) {
+absl::Status SafetensorsWriter::Append(const std::string& name, absl::Span<const uint8_t> bytes) {
   if (finished_ || fd_ < 0) {
     return absl::FailedPreconditionError(absl::StrCat(path_, ": writer is closed"));
   }
@@ -167,9 +165,9 @@ absl::Status SafetensorsWriter::Finish() {
     return absl::FailedPreconditionError(absl::StrCat(path_, ": writer is closed"));
   }
   if (current_ < order_.size()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path_, ": tensor '", order_[current_].name, "' has ", current_written_,
-                     " of its ", order_[current_].bytes(), " bytes"));
+    return absl::FailedPreconditionError(absl::StrCat(path_, ": tensor '", order_[current_].name,
+                                                      "' has ", current_written_, " of its ",
+                                                      order_[current_].bytes(), " bytes"));
   }
   RETURN_IF_ERROR(Flush());
   const int fd = fd_;
@@ -210,8 +208,8 @@ absl::Status WriteSafetensors(
 absl::StatusOr<std::vector<ShardPlan>> PlanShards(const std::vector<TensorSpec>& specs,
                                                   int num_shards) {
   if (num_shards < 1 || num_shards > static_cast<int>(specs.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot split ", specs.size(),
-                                                   " tensors into ", num_shards, " shards"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot split ", specs.size(), " tensors into ", num_shards, " shards"));
   }
   int64_t total = 0;
   for (const TensorSpec& s : specs) total += s.bytes();
@@ -257,8 +255,8 @@ absl::Status WriteSafetensorsIndex(const std::string& dir, const std::vector<Sha
   const std::string partial = path + ".partial";
   const int fd = open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat(partial, ": cannot create"));
-  absl::Status s = WriteAll(fd, reinterpret_cast<const uint8_t*>(text.data()), text.size(),
-                            partial);
+  absl::Status s =
+      WriteAll(fd, reinterpret_cast<const uint8_t*>(text.data()), text.size(), partial);
   if (close(fd) != 0 && s.ok()) s = absl::ErrnoToStatus(errno, partial + ": close failed");
   if (s.ok() && rename(partial.c_str(), path.c_str()) != 0) {
     s = absl::ErrnoToStatus(errno, path + ": rename failed");

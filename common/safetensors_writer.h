@@ -65,10 +65,10 @@ class SafetensorsWriter {
   int fd_ = -1;
   bool finished_ = false;
   std::vector<TensorSpec> order_;
-  size_t current_ = 0;            // index into order_ of the tensor being written
-  int64_t current_written_ = 0;   // bytes of it written so far
+  size_t current_ = 0;           // index into order_ of the tensor being written
+  int64_t current_written_ = 0;  // bytes of it written so far
   int64_t file_bytes_ = 0;
-  std::vector<uint8_t> buffer_;   // bounded write buffer
+  std::vector<uint8_t> buffer_;  // bounded write buffer
 };
 
 // Convenience for small files held in memory (tests, fixtures): writes `tensors` (each with

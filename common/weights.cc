@@ -21,8 +21,7 @@ absl::Status CheckAligned(const TensorView& view) {
   const size_t align = DTypeSize(view.dtype);
   if (align > 1 && reinterpret_cast<uintptr_t>(view.data) % align != 0) {
     return absl::InvalidArgumentError(absl::StrCat(view.file, ": tensor '", view.name,
-                                                   "': data is not aligned to ", align,
-                                                   " bytes"));
+                                                   "': data is not aligned to ", align, " bytes"));
   }
   return absl::OkStatus();
 }
@@ -41,9 +40,9 @@ absl::Status CheckAwqLinear(const Checkpoint& ckpt, const ModelConfig& config,
                             const std::string& prefix, int64_t out, int64_t in) {
   const int64_t group = config.quant_group_size == -1 ? in : config.quant_group_size;
   if (group <= 0 || in % group != 0 || out % 8 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        prefix, ": AWQ needs in (", in, ") divisible by group_size (", group,
-        ") and out (", out, ") divisible by 8"));
+    return absl::InvalidArgumentError(absl::StrCat(prefix, ": AWQ needs in (", in,
+                                                   ") divisible by group_size (", group,
+                                                   ") and out (", out, ") divisible by 8"));
   }
   const DType i32[] = {DType::kI32};
   RETURN_IF_ERROR(GetAligned(ckpt, prefix + ".qweight", {in, out / 8}, i32).status());
@@ -63,8 +62,8 @@ absl::Status CheckMlxLinear(const Checkpoint& ckpt, const std::string& prefix, i
   if (experts > 0) lead.push_back(experts);
   const std::string where = absl::StrCat(weight.file, ": tensor '", prefix, ".weight': ");
   if (weight.dtype != DType::kU32) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "dtype ", DTypeName(weight.dtype),
-                                                   ", expected U32 (MLX packed)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "dtype ", DTypeName(weight.dtype), ", expected U32 (MLX packed)"));
   }
   const size_t rank = lead.size() + 2;
   if (weight.shape.size() != rank || scales.shape.size() != rank) {
@@ -75,16 +74,15 @@ absl::Status CheckMlxLinear(const Checkpoint& ckpt, const std::string& prefix, i
   const int64_t words = weight.shape.back();
   const int64_t groups = scales.shape.back();
   if (groups <= 0 || in % groups != 0 || (words * 32) % in != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "packed shape ",
-                                                   ShapeString(weight.shape), " / scales ",
-                                                   ShapeString(scales.shape),
-                                                   " does not fit in features ", in));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "packed shape ", ShapeString(weight.shape), " / scales ",
+                     ShapeString(scales.shape), " does not fit in features ", in));
   }
   const int64_t group = in / groups;
   const int64_t bits = words * 32 / in;
   if (!(bits >= 2 && bits <= 8 && bits != 7) || !(group == 32 || group == 64 || group == 128)) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "derived bits ", bits, " / group ",
-                                                   group, " are not an MLX affine layout"));
+    return absl::InvalidArgumentError(absl::StrCat(where, "derived bits ", bits, " / group ", group,
+                                                   " are not an MLX affine layout"));
   }
   std::vector<int64_t> wshape = lead, sshape = lead;
   wshape.insert(wshape.end(), {out, words});
@@ -145,10 +143,10 @@ absl::Status CheckMoe(const Checkpoint& ckpt, const ModelConfig& c, int layer) {
   RETURN_IF_ERROR(CheckMatrix(ckpt, c, LayerTensorName(layer, "block_sparse_moe.gate"), experts,
                               d_model, kRouterDTypes));
   if (c.arch == Architecture::kMiniMaxM2 && c.use_routing_bias) {
-    RETURN_IF_ERROR(
-        GetAligned(ckpt, LayerTensorName(layer, "block_sparse_moe.e_score_correction_bias"),
-                   {experts}, kRouterDTypes)
-            .status());
+    RETURN_IF_ERROR(GetAligned(ckpt,
+                               LayerTensorName(layer, "block_sparse_moe.e_score_correction_bias"),
+                               {experts}, kRouterDTypes)
+                        .status());
   }
   const std::string stacked = LayerTensorName(layer, "block_sparse_moe.switch_mlp.");
   if (c.weight_format == WeightFormat::kMlx && ckpt.Has(stacked + "gate_proj.weight")) {
@@ -185,9 +183,8 @@ absl::StatusOr<TensorView> LoadMatrix(const Checkpoint& checkpoint, const std::s
 }
 
 absl::StatusOr<kernels::WeightView> LoadLinear(const Checkpoint& checkpoint,
-                                               const ModelConfig& config,
-                                               const std::string& prefix, int64_t out,
-                                               int64_t in) {
+                                               const ModelConfig& config, const std::string& prefix,
+                                               int64_t out, int64_t in) {
   if (checkpoint.Has(prefix + ".qweight")) {
     return absl::FailedPreconditionError(absl::StrCat(
         checkpoint.dir(), ": '", prefix,
@@ -197,10 +194,18 @@ absl::StatusOr<kernels::WeightView> LoadLinear(const Checkpoint& checkpoint,
   const std::string where = absl::StrCat(weight.file, ": tensor '", weight.name, "': ");
   kernels::WeightView view;
   switch (weight.dtype) {
-    case DType::kF32: view.type = kernels::WeightType::kF32; break;
-    case DType::kBF16: view.type = kernels::WeightType::kBF16; break;
-    case DType::kF16: view.type = kernels::WeightType::kF16; break;
-    case DType::kF8E4M3: view.type = kernels::WeightType::kFp8E4M3; break;
+    case DType::kF32:
+      view.type = kernels::WeightType::kF32;
+      break;
+    case DType::kBF16:
+      view.type = kernels::WeightType::kBF16;
+      break;
+    case DType::kF16:
+      view.type = kernels::WeightType::kF16;
+      break;
+    case DType::kF8E4M3:
+      view.type = kernels::WeightType::kFp8E4M3;
+      break;
     case DType::kU32:
       if (checkpoint.Has(prefix + ".scales")) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -227,18 +232,17 @@ absl::StatusOr<kernels::WeightView> LoadLinear(const Checkpoint& checkpoint,
     const std::string scale_name = prefix + ".weight_scale_inv";
     absl::StatusOr<TensorView> scales = checkpoint.Get(scale_name);
     if (!scales.ok()) {
-      return absl::NotFoundError(absl::StrCat(where, "FP8 weight without its scales '",
-                                              scale_name, "'"));
+      return absl::NotFoundError(
+          absl::StrCat(where, "FP8 weight without its scales '", scale_name, "'"));
     }
     const int64_t want[] = {CeilDiv(out, br), CeilDiv(in, bc)};
     if (scales->dtype != DType::kF32 ||
-        !std::equal(scales->shape.begin(), scales->shape.end(), std::begin(want),
-                    std::end(want))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          scales->file, ": tensor '", scale_name, "': weight_scale_inv is ",
-          DTypeName(scales->dtype), " ", ShapeString(scales->shape), ", expected F32 ",
-          ShapeString(want), " for a ", ShapeString(expected), " weight in [", br, ", ", bc,
-          "] blocks"));
+        !std::equal(scales->shape.begin(), scales->shape.end(), std::begin(want), std::end(want))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(scales->file, ": tensor '", scale_name, "': weight_scale_inv is ",
+                       DTypeName(scales->dtype), " ", ShapeString(scales->shape), ", expected F32 ",
+                       ShapeString(want), " for a ", ShapeString(expected), " weight in [", br,
+                       ", ", bc, "] blocks"));
     }
     RETURN_IF_ERROR(CheckAligned(*scales));
     view.scales = reinterpret_cast<const float*>(scales->data);
@@ -251,24 +255,21 @@ absl::StatusOr<kernels::WeightView> LoadLinear(const Checkpoint& checkpoint,
 absl::Status ValidateCheckpoint(const ModelConfig& config, const Checkpoint& checkpoint) {
   const ModelConfig& c = config;
   if (static_cast<int>(c.layer_types.size()) != c.num_hidden_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("config: layer_types has ",
-                                                   c.layer_types.size(), " entries for ",
-                                                   c.num_hidden_layers, " layers"));
+    return absl::InvalidArgumentError(absl::StrCat("config: layer_types has ", c.layer_types.size(),
+                                                   " entries for ", c.num_hidden_layers,
+                                                   " layers"));
   }
   const int64_t vocab = c.vocab_size, d_model = c.hidden_size;
-  RETURN_IF_ERROR(
-      CheckMatrix(checkpoint, c, "model.embed_tokens", vocab, d_model, kFloatDTypes));
+  RETURN_IF_ERROR(CheckMatrix(checkpoint, c, "model.embed_tokens", vocab, d_model, kFloatDTypes));
   RETURN_IF_ERROR(LoadVector(checkpoint, "model.norm.weight", d_model).status());
   if (!c.tie_word_embeddings || checkpoint.Has("lm_head.weight")) {
     RETURN_IF_ERROR(CheckLinear(checkpoint, c, "lm_head", vocab, d_model));
   }
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
     RETURN_IF_ERROR(
-        LoadVector(checkpoint, LayerTensorName(layer, "input_layernorm.weight"), d_model)
-            .status());
+        LoadVector(checkpoint, LayerTensorName(layer, "input_layernorm.weight"), d_model).status());
     RETURN_IF_ERROR(
-        LoadVector(checkpoint, LayerTensorName(layer, "post_attention_layernorm.weight"),
-                   d_model)
+        LoadVector(checkpoint, LayerTensorName(layer, "post_attention_layernorm.weight"), d_model)
             .status());
     RETURN_IF_ERROR(CheckAttention(checkpoint, c, layer));
     RETURN_IF_ERROR(CheckMoe(checkpoint, c, layer));

@@ -37,9 +37,8 @@ absl::Status ValidateCheckpoint(const ModelConfig& config, const Checkpoint& che
 // dtype, or misaligned data), FAILED_PRECONDITION (AWQ/MLX-packed module: not expressible as a
 // WeightView; dequantize it first).
 absl::StatusOr<kernels::WeightView> LoadLinear(const Checkpoint& checkpoint,
-                                               const ModelConfig& config,
-                                               const std::string& prefix, int64_t out,
-                                               int64_t in);
+                                               const ModelConfig& config, const std::string& prefix,
+                                               int64_t out, int64_t in);
 
 // A float vector [n] (norm weights, routing bias): F32, BF16 or F16, element-aligned.
 absl::StatusOr<TensorView> LoadVector(const Checkpoint& checkpoint, const std::string& name,

@@ -221,53 +221,62 @@ struct DecFp8 {
 // enough that accumulators, decoder constants and widened weights stay in registers.
 constexpr int RowsPerTile(int n) { return n == 1 ? 8 : n == 2 ? 4 : n <= 4 ? 3 : 2; }
 
-// Software prefetch of the next tile's weights, spread over the current tile's iterations so
-// that the weight stream stays ahead of the hardware prefetcher at every row start.
-struct PrefetchPlan {
-  const uint8_t* base = nullptr;  // first row of the next tile (null: nothing to prefetch)
-  int64_t row_stride = 0;         // bytes between its rows
-  int64_t row_bytes = 0;          // bytes to fetch per row
-  int rows = 0;
-};
-
-class Prefetcher {
- public:
-  Prefetcher(const PrefetchPlan& plan, int64_t iterations) : plan_(plan) {
-    lines_per_row_ = (plan.row_bytes + 63) / 64;
-    const int64_t total = plan.base == nullptr ? 0 : lines_per_row_ * plan.rows;
-    per_iteration_ = iterations > 0 ? (total + iterations - 1) / iterations : 0;
-    remaining_ = total;
-  }
-  HWY_INLINE void Step() {
-    for (int64_t i = 0; i < per_iteration_ && remaining_ > 0; ++i, --remaining_) {
-      hwy::Prefetch(plan_.base + row_ * plan_.row_stride + line_ * 64);
-      if (++line_ == lines_per_row_) {
-        line_ = 0;
-        ++row_;
+// Activations of a decode product, packed so that one pointer reaches every token:
+// main[(c / L) * N * L + t * L + l] = x[t, c + l] * s(c) for c < main_cols (a multiple of the
+// decoder chunk), then the tail tail[t * tail_cols + j] = x[t, main_cols + j] * s(...).
+// s(c) = scales[c / block_cols] * mul, or 1 without scales.
+void PackX(const float* HWY_RESTRICT x, int64_t n, int64_t cols, int64_t main_cols,
+           const float* scales, int64_t block_cols, float mul, float* HWY_RESTRICT out) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t tail_cols = cols - main_cols;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * cols;
+    for (int64_t c = 0; c < main_cols; c += lanes) {
+      auto v = hn::LoadU(d, xr + c);
+      if (scales != nullptr) {
+        // A vector never straddles a scale block when block_cols is a multiple of the lane
+        // count; otherwise scale lane by lane.
+        if (block_cols % lanes == 0) {
+          v = hn::Mul(v, hn::Set(d, scales[c / block_cols] * mul));
+        } else {
+          float* o = out + (c / lanes) * n * lanes + t * lanes;
+          for (int64_t l = 0; l < lanes; ++l) o[l] = xr[c + l] * (scales[(c + l) / block_cols] * mul);
+          continue;
+        }
       }
+      hn::Store(v, d, out + (c / lanes) * n * lanes + t * lanes);
+    }
+    float* tail = out + main_cols * n + t * tail_cols;
+    for (int64_t j = 0; j < tail_cols; ++j) {
+      const int64_t c = main_cols + j;
+      tail[j] = scales != nullptr ? xr[c] * (scales[c / block_cols] * mul) : xr[c];
     }
   }
+}
 
- private:
-  PrefetchPlan plan_;
-  int64_t lines_per_row_ = 0, per_iteration_ = 0, remaining_ = 0, line_ = 0, row_ = 0;
-};
-
-// One tile: R weight rows x N tokens over `cols` columns. Rows start at `rows` (row stride
-// `row_stride` bytes, Dec's format); x rows have stride `x_stride` floats. Widened weights are
-// divided by Dec::kScaleMul for block-scaled types: there `x` carries the scale.
-// Accumulators: start from zero, or from `acc_in` ([R * N] vectors) when given; end in
-// `acc_out` when given, else summed into y[t * y_stride + r] = result (plus the scalar tail).
+// One tile: R weight rows x N tokens over `cols` columns (the main part: a multiple of the
+// chunk, except in the last column block where `tail_cols` more follow). Rows start at `rows`
+// with stride `row_stride` bytes in Dec's format; `xp` is the packed activation block for these
+// columns and `tail` the packed tail. Widened weights are divided by Dec::kScaleMul for
+// block-scaled types: there the activations carry the scale.
+// Accumulators start from zero, or from `acc_in` ([R * N] vectors) when given; they end in
+// `acc_out` when given, else y[t * y_stride + r] = their sum (plus the tail).
+// `prefetch`: also prefetch the same columns of the next R rows.
 template <class Dec, int R, int N>
-HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, int64_t x_stride,
-                          const uint8_t* rows, int64_t row_stride, int64_t cols,
-                          const float* acc_in, float* acc_out, float* HWY_RESTRICT y,
-                          int64_t y_stride, const PrefetchPlan& prefetch) {
+HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t cols,
+                          const float* HWY_RESTRICT tail, int64_t tail_cols,
+                          const uint8_t* rows, int64_t row_stride, const float* acc_in,
+                          float* acc_out, float* HWY_RESTRICT y, int64_t y_stride,
+                          bool prefetch) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t chunk = Dec::kVecs * lanes;
   const uint8_t* row_ptr[R];
   for (int r = 0; r < R; ++r) row_ptr[r] = rows + r * row_stride;
+  const int64_t next = R * row_stride;
+  constexpr int64_t kChunkBytes = static_cast<int64_t>(Dec::kVecs * HWY_LANES(float) *
+                                                       Dec::kBytes);
 
   VF acc[R][N];
   for (int r = 0; r < R; ++r) {
@@ -275,17 +284,18 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, int64_t x
       acc[r][t] = acc_in ? hn::Load(d, acc_in + (r * N + t) * lanes) : hn::Zero(d);
     }
   }
-  Prefetcher prefetcher(prefetch, cols / chunk);
-  int64_t c = 0;
-  for (; c + chunk <= cols; c += chunk) {
-    prefetcher.Step();
+  for (int64_t c = 0; c < cols; c += chunk) {
+    const float* xc = xp + c * N;
     for (int r = 0; r < R; ++r) {
+      const uint8_t* wp = row_ptr[r] + c * static_cast<int64_t>(Dec::kBytes);
+      if (prefetch) {
+        for (int64_t line = 0; line < kChunkBytes; line += 64) hwy::Prefetch(wp + next + line);
+      }
       VF wv[Dec::kVecs];
-      dec.Load(d, row_ptr[r], c, wv);
-      for (int t = 0; t < N; ++t) {
-        const float* xt = x + t * x_stride + c;
-        for (int v = 0; v < Dec::kVecs; ++v) {
-          acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xt + v * lanes), acc[r][t]);
+      dec.Load(d, wp, 0, wv);
+      for (int v = 0; v < Dec::kVecs; ++v) {
+        for (int t = 0; t < N; ++t) {
+          acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xc + (v * N + t) * lanes), acc[r][t]);
         }
       }
     }
@@ -296,119 +306,96 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT x, int64_t x
     }
     return;
   }
-  float tail[R][N] = {};
-  for (; c < cols; ++c) {
+  float tail_sum[R][N] = {};
+  for (int64_t j = 0; j < tail_cols; ++j) {
     for (int r = 0; r < R; ++r) {
-      const float wr = Dec::Scalar(row_ptr[r], c) * (1.0f / Dec::kScaleMul);
-      for (int t = 0; t < N; ++t) tail[r][t] += wr * x[t * x_stride + c];
+      const float wr = Dec::Scalar(row_ptr[r], cols + j) * (1.0f / Dec::kScaleMul);
+      for (int t = 0; t < N; ++t) tail_sum[r][t] += wr * tail[t * tail_cols + j];
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < N; ++t) {
-      y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(d, acc[r][t])) + tail[r][t];
+      y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(d, acc[r][t])) + tail_sum[r][t];
     }
   }
 }
 
-// Column block for N tokens: the x block [N, kc] must stay in L1 while it meets many weight
-// rows (x re-read from L2 for every tile costs more than the weights for N = 8).
+// Column block for N tokens: the activation block [N, kc] must stay in L1 while it meets many
+// weight rows (re-reading x from L2 for every tile costs more than the weights for N = 8).
 constexpr int64_t kDecodeXBytes = 16 << 10;
 // Rows per column-blocked pass (a multiple of every tile height); their partial sums wait in
 // a per-thread scratch between column blocks.
 constexpr int64_t kDecodeRowBlock = 48;
 
-// Output rows [row_begin, row_end) in tiles of R rows (then single rows).
+// Output rows [row_begin, row_end) from packed activations `xp` (see PackX), in tiles of R rows
+// (then single rows).
 template <class Dec, int N>
-void DotRows(const Dec& dec, const float* x, const WeightView& w, int64_t row_begin,
+void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_begin,
              int64_t row_end, float* y) {
   constexpr int R = RowsPerTile(N);
-  const DF d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t chunk = Dec::kVecs * lanes;
   const int64_t cols = w.cols;
+  const int64_t main_cols = cols / chunk * chunk;
+  const float* tail = xp + main_cols * N;
+  const int64_t tail_cols = cols - main_cols;
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t row_bytes = cols * static_cast<int64_t>(Dec::kBytes);
   const int64_t full_end = row_begin + (row_end - row_begin) / R * R;
 
   int64_t kc = std::max<int64_t>(chunk, kDecodeXBytes / (N * 4) / chunk * chunk);
-  if (kc * 2 > cols) kc = cols;  // not worth blocking
-  if (kc == cols) {
+  if (kc * 2 > main_cols) kc = main_cols;  // not worth blocking
+  if (kc == main_cols) {
     for (int64_t r = row_begin; r < full_end; r += R) {
-      PrefetchPlan pf;
-      if (r + R < row_end) {
-        pf = {base + (r + R) * row_bytes, row_bytes, row_bytes, static_cast<int>(std::min<int64_t>(R, row_end - r - R))};
-      }
-      DotTile<Dec, R, N>(dec, x, cols, base + r * row_bytes, row_bytes, cols, nullptr, nullptr,
-                         y + r, w.rows, pf);
+      DotTile<Dec, R, N>(dec, xp, main_cols, tail, tail_cols, base + r * row_bytes, row_bytes,
+                         nullptr, nullptr, y + r, w.rows, r + 2 * R <= row_end);
     }
   } else {
     float* acc = internal::MatMulScratch(4, kDecodeRowBlock / R * R * N * lanes);
     for (int64_t rb = row_begin; rb < full_end; rb += kDecodeRowBlock) {
       const int64_t re = std::min(full_end, rb + kDecodeRowBlock);
-      for (int64_t c0 = 0; c0 < cols; c0 += kc) {
-        const int64_t len = std::min(kc, cols - c0);
-        const bool first = c0 == 0, last = c0 + kc >= cols;
+      for (int64_t c0 = 0; c0 < main_cols; c0 += kc) {
+        const int64_t len = std::min(kc, main_cols - c0);
+        const bool first = c0 == 0, last = c0 + len == main_cols;
         for (int64_t r = rb; r < re; r += R) {
           float* a = acc + (r - rb) / R * (R * N * lanes);
-          // Next tile: the next rows in this column block, else the first rows of the next.
-          PrefetchPlan pf;
-          const int64_t next_len = std::min(kc, cols - c0 - kc);
-          if (r + R < re) {
-            pf = {base + (r + R) * row_bytes + c0 * Dec::kBytes, row_bytes,
-                  len * static_cast<int64_t>(Dec::kBytes), R};
-          } else if (!last) {
-            pf = {base + rb * row_bytes + (c0 + kc) * Dec::kBytes, row_bytes,
-                  next_len * static_cast<int64_t>(Dec::kBytes), R};
-          }
-          DotTile<Dec, R, N>(dec, x + c0, cols, base + r * row_bytes + c0 * Dec::kBytes,
-                             row_bytes, len, first ? nullptr : a, last ? nullptr : a, y + r,
-                             w.rows, pf);
+          DotTile<Dec, R, N>(dec, xp + c0 * N, len, tail, last ? tail_cols : 0,
+                             base + r * row_bytes + c0 * static_cast<int64_t>(Dec::kBytes),
+                             row_bytes, first ? nullptr : a, last ? nullptr : a, y + r, w.rows,
+                             r + 2 * R <= re);
         }
       }
     }
   }
   for (int64_t r = full_end; r < row_end; ++r) {
-    DotTile<Dec, 1, N>(dec, x, cols, base + r * row_bytes, row_bytes, cols, nullptr, nullptr,
-                       y + r, w.rows, PrefetchPlan());
+    DotTile<Dec, 1, N>(dec, xp, main_cols, tail, tail_cols, base + r * row_bytes, row_bytes,
+                       nullptr, nullptr, y + r, w.rows, false);
   }
 }
 
-// xs[t, c] = x[t, c] * scales[c / block_cols] * mul for t < n, c < cols.
-void ScaleColumns(const float* HWY_RESTRICT x, int64_t n, int64_t cols,
-                  const float* HWY_RESTRICT scales, int64_t block_cols, float mul,
-                  float* HWY_RESTRICT xs) {
-  const DF d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  for (int64_t t = 0; t < n; ++t) {
-    const float* xr = x + t * cols;
-    float* out = xs + t * cols;
-    int64_t cb = 0;
-    for (int64_t c0 = 0; c0 < cols; c0 += block_cols, ++cb) {
-      const int64_t c1 = std::min(cols, c0 + block_cols);
-      const float s = scales[cb] * mul;
-      const VF sv = hn::Set(d, s);
-      int64_t c = c0;
-      for (; c + lanes <= c1; c += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, xr + c), sv), d, out + c);
-      for (; c < c1; ++c) out[c] = xr[c] * s;
-    }
-  }
-}
-
-// N tokens. Block-scaled weights: per block of output rows, the scales go into a scaled copy
-// of x (N x cols floats, reused by all rows of the block), so the inner loop has no multiply.
+// N tokens: packs the activations once (block-scaled weights: once per block of output rows,
+// with that block's scales folded in, so the inner loop has no multiply).
 template <class Dec, int N>
 void DecodeRowsN(const Dec& dec, const float* x, const WeightView& w, int64_t row_begin,
                  int64_t row_end, float* y) {
+  const int64_t chunk = Dec::kVecs * static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t main_cols = w.cols / chunk * chunk;
   if (!Dec::kScaled) {
-    DotRows<Dec, N>(dec, x, w, row_begin, row_end, y);
+    const float* xp = x;  // one token: x already has the packed layout
+    if (N > 1) {
+      float* packed = internal::MatMulScratch(3, N * w.cols);
+      PackX(x, N, w.cols, main_cols, nullptr, 1, 1.0f, packed);
+      xp = packed;
+    }
+    DotRows<Dec, N>(dec, xp, w, row_begin, row_end, y);
     return;
   }
-  float* xs = internal::MatMulScratch(3, N * w.cols);  // [N, cols]
+  float* xs = internal::MatMulScratch(3, N * w.cols);
   const int64_t ncb = (w.cols + w.block_cols - 1) / w.block_cols;
   for (int64_t rb = row_begin / w.block_rows; rb * w.block_rows < row_end; ++rb) {
     const int64_t lo = std::max(row_begin, rb * w.block_rows);
     const int64_t hi = std::min(row_end, (rb + 1) * w.block_rows);
-    ScaleColumns(x, N, w.cols, w.scales + rb * ncb, w.block_cols, Dec::kScaleMul, xs);
+    PackX(x, N, w.cols, main_cols, w.scales + rb * ncb, w.block_cols, Dec::kScaleMul, xs);
     DotRows<Dec, N>(dec, xs, w, lo, hi, y);
   }
 }

@@ -506,6 +506,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     node->backoff = absl::Milliseconds(options_.reconnect_initial_backoff_ms);
     stats_.rows_received += node->expected_rows;
     stats_.bytes_received += node->reply->ByteSizeLong();
+    stats_.node_compute_ns += node->reply->compute_ns();
     const float* row = *rows;
     const int64_t tokens = static_cast<int64_t>(node->token_index.size());
     for (int64_t i = 0; i < tokens; ++i) {

@@ -65,6 +65,7 @@ class RemoteExpertBackend : public ExpertBackend {
     uint64_t bytes_received = 0;  // serialized ExpertResult bytes
     uint64_t node_failures = 0;   // streams lost or timed out
     uint64_t reconnects = 0;      // streams (re)opened
+    uint64_t node_compute_ns = 0;  // compute time the nodes reported for the batches
   };
 
   // nodes: the expert nodes; every expert of the model must be hosted by at least one

@@ -119,9 +119,9 @@ absl::StatusOr<std::string> VisibleText(const Json* content, const std::string& 
   if (content == nullptr || content->is_null()) return std::string();
   if (content->is_string()) return content->get<std::string>();
   if (!content->is_array()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": content must be a string, a list of parts or null, got a JSON ",
-        content->type_name()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": content must be a string, a list of parts or null, got a JSON ",
+                     content->type_name()));
   }
   std::string out;
   for (size_t i = 0; i < content->size(); ++i) {
@@ -246,9 +246,8 @@ absl::Status RenderToolCall(const Json& call, const std::string& where, PromptBu
     arguments = &parsed;
   }
   if (!arguments->is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ".function.arguments: must be a JSON object, got a JSON ",
-                     arguments->type_name()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".function.arguments: must be a JSON object, got a JSON ", arguments->type_name()));
   }
   out.Markup("<invoke name=\"");
   out.Text(name->get_ref<const std::string&>());
@@ -306,8 +305,8 @@ absl::Status RenderConversation(const Json& messages, size_t start, const ChatTe
       if (reasoning_field != nullptr && reasoning_field->is_string()) {
         reasoning = reasoning_field->get_ref<const std::string&>();
       } else if (content.find(kThinkEnd) != std::string_view::npos) {
-        reasoning = StripNewlines(
-            AfterLast(StripNewlines(BeforeFirst(content, kThinkEnd)), kThinkBegin));
+        reasoning =
+            StripNewlines(AfterLast(StripNewlines(BeforeFirst(content, kThinkEnd)), kThinkBegin));
         content = StripNewlines(AfterLast(content, kThinkEnd));
       }
       if (!reasoning.empty() && static_cast<long>(ci) > last_user_index) {
@@ -339,7 +338,8 @@ absl::Status RenderConversation(const Json& messages, size_t start, const ChatTe
       out.Markup("[e~[\n");
     } else if (RoleIs(message, "tool")) {
       if (last_tool_call_name_is_none) {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": ", std::string(kOrphanToolMessage)));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": ", std::string(kOrphanToolMessage)));
       }
       if (ci == 0 || !RoleIs(message_at(ci - 1), "tool")) out.Markup("]~b]tool");
       const Json* content = Field(message, "content");
@@ -349,20 +349,22 @@ absl::Status RenderConversation(const Json& messages, size_t start, const ChatTe
         out.Markup("</response>");
       } else if (content != nullptr && content->is_array()) {
         for (size_t k = 0; k < content->size(); ++k) {
-          ASSIGN_OR_RETURN(std::string item, ToolResultItem((*content)[k],
-                                                            absl::StrCat(where, ".content[", k, "]")));
+          ASSIGN_OR_RETURN(std::string item,
+                           ToolResultItem((*content)[k], absl::StrCat(where, ".content[", k, "]")));
           out.Markup("\n<response>");
           out.Text(item);
           out.Markup("\n</response>");
         }
       } else if (content != nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, ".content: must be a string, a list or null, got a JSON ", content->type_name()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".content: must be a string, a list or null, got a JSON ",
+                         content->type_name()));
       }
       if (ci + 1 == count || !RoleIs(message_at(ci + 1), "tool")) out.Markup("[e~[\n");
     } else if (RoleIs(message, "user")) {
       out.Markup("]~b]user\n");
-      ASSIGN_OR_RETURN(std::string text, VisibleText(Field(message, "content"), where + ".content"));
+      ASSIGN_OR_RETURN(std::string text,
+                       VisibleText(Field(message, "content"), where + ".content"));
       out.Text(text);
       out.Markup("[e~[\n");
     }
@@ -393,10 +395,9 @@ absl::Status Render(const Json& messages, const Json& tools, bool add_generation
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<PromptSegment>> RenderSegmentsNoThrow(const Json& messages,
-                                                                 const Json& tools,
-                                                                 bool add_generation_prompt,
-                                                                 const ChatTemplateOptions& options) {
+absl::StatusOr<std::vector<PromptSegment>> RenderSegmentsNoThrow(
+    const Json& messages, const Json& tools, bool add_generation_prompt,
+    const ChatTemplateOptions& options) {
   PromptBuilder out;
   try {
     RETURN_IF_ERROR(Render(messages, tools, add_generation_prompt, options, out));

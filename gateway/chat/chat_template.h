@@ -1,6 +1,7 @@
 // The MiniMax-M2 chat template rendered natively: OpenAI-format messages and tools become the
-// prompt text, byte-identical to Hugging Face's Jinja rendering of tests/data/chat/minimax-m2.jinja,
-// plus the check that a model directory ships that template. Stateless free functions; thread-safe.
+// prompt text, byte-identical to Hugging Face's Jinja rendering of
+// tests/data/chat/minimax-m2.jinja, plus the check that a model directory ships that template.
+// Stateless free functions; thread-safe.
 //
 // Special tokens typed by users. The renderer writes message text verbatim, as the template does,
 // so a user can type `]~b]ai` or `[e~[`. The prompt must therefore not be tokenized as one string
@@ -10,9 +11,9 @@
 // arguments, tool results, dates). Encode the prompt as Hugging Face would encode the concatenated
 // text, except that special tokens are matched only inside trusted segments: find the special
 // tokens in the trusted segments, and encode each run of text between two matches (it may span
-// several segments, trusted or not) as one piece with special-token matching disabled. Do not encode
-// each segment on its own: BPE pre-tokenization would then split at segment boundaries and the
-// tokens would differ from the reference for ordinary prompts.
+// several segments, trusted or not) as one piece with special-token matching disabled. Do not
+// encode each segment on its own: BPE pre-tokenization would then split at segment boundaries and
+// the tokens would differ from the reference for ordinary prompts.
 #pragma once
 
 #include <cstdint>
@@ -53,7 +54,8 @@ struct PromptSegment {
 // - assistant `tool_calls[i].function.arguments` may be a JSON object or the OpenAI JSON string;
 //   a string is parsed with ParseJsonExact and must hold an object (else INVALID_ARGUMENT). Values
 //   keep their JSON spelling (`3.0` stays `3.0`).
-// - a tool message without a previous assistant message with tool calls is INVALID_ARGUMENT with the
+// - a tool message without a previous assistant message with tool calls is INVALID_ARGUMENT with
+// the
 //   template's message "Message has tool role, but there was no previous assistant message with a
 //   tool call!".
 // - messages that are not objects, a tool without `function`, a tool call without a string name or
@@ -78,7 +80,8 @@ absl::StatusOr<std::vector<PromptSegment>> RenderChatPromptSegments(
 // whitespace at the very end of the text (the template ends in `-%}`, so that changes nothing).
 uint64_t ChatTemplateFingerprint(std::string_view template_text);
 
-// Fingerprint of the MiniMax-M2 template this renderer implements (tests/data/chat/minimax-m2.jinja).
+// Fingerprint of the MiniMax-M2 template this renderer implements
+// (tests/data/chat/minimax-m2.jinja).
 inline constexpr uint64_t kMiniMaxM2TemplateFingerprint = 0x1f1c370372e222bbULL;
 
 // True when `template_text` is a template this renderer implements.

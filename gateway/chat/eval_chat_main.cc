@@ -50,17 +50,16 @@ void PrintDiff(const std::string& name, const std::string& want, const std::stri
 
 bool ReadCaseFields(const Json& c, std::string* name, const Json** messages, const Json** tools,
                     bool* add_generation_prompt) {
-  if (!c.is_object() || !c.contains("name") || !c["name"].is_string() ||
-      !c.contains("messages")) {
+  if (!c.is_object() || !c.contains("name") || !c["name"].is_string() || !c.contains("messages")) {
     return false;
   }
   static const Json kNull;
   *name = c["name"].get<std::string>();
   *messages = &c["messages"];
   *tools = c.contains("tools") ? &c["tools"] : &kNull;
-  *add_generation_prompt =
-      c.contains("add_generation_prompt") && c["add_generation_prompt"].is_boolean() &&
-      c["add_generation_prompt"].get<bool>();
+  *add_generation_prompt = c.contains("add_generation_prompt") &&
+                           c["add_generation_prompt"].is_boolean() &&
+                           c["add_generation_prompt"].get<bool>();
   return true;
 }
 

@@ -110,8 +110,8 @@ std::string PyFloatRepr(double value) {
     if (sci[k] != '.') digits.push_back(sci[k]);
   }
   int exponent = 0;
-  std::from_chars(sci.data() + e_pos + 1 + (sci[e_pos + 1] == '+' ? 1 : 0),
-                  sci.data() + sci.size(), exponent);
+  std::from_chars(sci.data() + e_pos + 1 + (sci[e_pos + 1] == '+' ? 1 : 0), sci.data() + sci.size(),
+                  exponent);
 
   if (exponent < -4 || exponent >= 16) {
     out.push_back(digits[0]);

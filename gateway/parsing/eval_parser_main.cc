@@ -70,8 +70,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "afd-eval-parser: %s: invalid JSON\n", cases_path.c_str());
     return 2;
   }
-  absl::StatusOr<std::vector<afd::gateway::ParserCase>> cases =
-      afd::gateway::LoadParserCases(doc);
+  absl::StatusOr<std::vector<afd::gateway::ParserCase>> cases = afd::gateway::LoadParserCases(doc);
   if (!cases.ok()) {
     std::fprintf(stderr, "afd-eval-parser: %s: %s\n", cases_path.c_str(),
                  std::string(cases.status().message()).c_str());
@@ -83,7 +82,7 @@ int main(int argc, char** argv) {
     for (const std::string& e : errors) std::printf("MISMATCH %s\n", e.c_str());
     if (!errors.empty()) ++failed;
   }
-  std::printf("%zu/%zu parser cases pass (non-streaming and streaming)\n",
-              cases->size() - failed, cases->size());
+  std::printf("%zu/%zu parser cases pass (non-streaming and streaming)\n", cases->size() - failed,
+              cases->size());
   return failed == 0 ? 0 : 1;
 }

@@ -135,8 +135,7 @@ absl::StatusOr<ReasoningMode> ParseReasoningMode(std::string_view name) {
                                                  "\" (expected split or append_think)"));
 }
 
-ParsedOutput ParseModelOutput(std::string_view text, ReasoningMode mode,
-                              const ToolSchemas& tools) {
+ParsedOutput ParseModelOutput(std::string_view text, ReasoningMode mode, const ToolSchemas& tools) {
   ParsedOutput out;
   const size_t think_end = text.find(mm::kThinkEnd);
   if (mode == ReasoningMode::kSplit) {

@@ -119,7 +119,8 @@ absl::StatusOr<std::vector<ParserCase>> LoadParserCases(const Json& doc) {
     ParserCase pc;
     pc.name = c["name"].get<std::string>();
     absl::StatusOr<ReasoningMode> mode = ParseReasoningMode(c["mode"].get<std::string>());
-    if (!mode.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", mode.status().message()));
+    if (!mode.ok())
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", mode.status().message()));
     pc.mode = *mode;
     pc.tools = c.contains("tools") ? c["tools"] : Json(nullptr);
     pc.text = c["text"].get<std::string>();
@@ -129,8 +130,7 @@ absl::StatusOr<std::vector<ParserCase>> LoadParserCases(const Json& doc) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": expected lacks ", field));
       }
     }
-    pc.cut_inside_invoke = c.contains("cut_inside_invoke") &&
-                           c["cut_inside_invoke"].is_boolean() &&
+    pc.cut_inside_invoke = c.contains("cut_inside_invoke") && c["cut_inside_invoke"].is_boolean() &&
                            c["cut_inside_invoke"].get<bool>();
     cases.push_back(std::move(pc));
   }
@@ -184,7 +184,8 @@ std::vector<std::string> CheckStreamedChunks(const ParserCase& c,
         break;
       case StreamEvent::Kind::kToolCallArguments:
         if (names.count(e.tool_call_index) == 0) {
-          errors.push_back(absl::StrCat("arguments for call ", e.tool_call_index, " before its name"));
+          errors.push_back(
+              absl::StrCat("arguments for call ", e.tool_call_index, " before its name"));
         }
         arguments[e.tool_call_index] += e.text;
         break;
@@ -270,7 +271,8 @@ std::vector<std::string> CheckParserCase(const ParserCase& c, const StreamCheckO
   }
   report("one code point per chunk", CheckStreamedChunks(c, CutText(c.text, boundaries)));
   uint64_t name_hash = 0xcbf29ce484222325ULL;  // FNV-1a: the same cuttings on every platform
-  for (char ch : c.name) name_hash = (name_hash ^ static_cast<unsigned char>(ch)) * 0x100000001b3ULL;
+  for (char ch : c.name)
+    name_hash = (name_hash ^ static_cast<unsigned char>(ch)) * 0x100000001b3ULL;
   std::mt19937_64 rng(options.seed ^ name_hash);
   for (int r = 0; r < options.random_cuttings && !boundaries.empty(); ++r) {
     const size_t want_cuts = 1 + rng() % 12;

@@ -1,5 +1,6 @@
 #include "gateway/parsing/streaming_parser.h"
 
+#include <algorithm>
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -100,8 +101,7 @@ std::vector<StreamEvent> StreamingOutputParser::Finish() {
 
 void StreamingOutputParser::Process(bool finishing) {
   events_.clear();
-  if (mode_ == ReasoningMode::kAppendThink && !think_prefix_sent_ &&
-      (finishing || !buf_.empty())) {
+  if (mode_ == ReasoningMode::kAppendThink && !think_prefix_sent_ && (finishing || !buf_.empty())) {
     EmitContent(mm::kThinkBegin);
     think_prefix_sent_ = true;
   }
@@ -138,7 +138,7 @@ bool StreamingOutputParser::Step() {
     case Phase::kReasoningBody: {
       if (body_leading_) {
         while (pos_ < buf.size() && buf[pos_] == '\n') ++pos_;
-        body_start_ = emit_pos_ = blank_scan_ = pos_;
+        body_start_ = emit_pos_ = blank_scan_ = newline_scan_ = body_text_end_ = pos_;
         if (pos_ == buf.size()) return false;
         body_leading_ = false;
       }
@@ -154,8 +154,11 @@ bool StreamingOutputParser::Step() {
       }
       const size_t hold = PartialMarkerStart(buf, mm::kThinkEnd, pos_);
       pos_ = hold;
-      size_t limit = hold;
-      while (limit > body_start_ && buf[limit - 1] == '\n') --limit;
+      // Trailing '\n' before `hold` may still be stripped; track where they start incrementally.
+      for (; newline_scan_ < hold; ++newline_scan_) {
+        if (buf[newline_scan_] != '\n') body_text_end_ = newline_scan_ + 1;
+      }
+      const size_t limit = body_text_end_;
       for (; !reasoning_nonblank_ && blank_scan_ < limit; ++blank_scan_) {
         if (!mm::IsSpace(buf[blank_scan_])) reasoning_nonblank_ = true;
       }
@@ -289,6 +292,7 @@ bool StreamingOutputParser::Step() {
           return false;
         }
         size_t w = close + mm::kParameterEnd.size();
+        if (close == pending_close_) w = std::max(w, pending_close_ws_end_);  // already skipped
         while (w < buf.size() && mm::IsSpace(buf[w])) ++w;
         const std::string_view rest = buf.substr(w);
         if (StartsWith(rest, mm::kParameterBegin) || StartsWith(rest, mm::kInvokeEnd)) {
@@ -308,7 +312,8 @@ bool StreamingOutputParser::Step() {
           return true;
         }
         if (IsProperPrefixOf(rest, mm::kParameterBegin) || IsProperPrefixOf(rest, mm::kInvokeEnd)) {
-          pos_ = close;  // undecided: recheck this `</parameter>` with more text
+          pos_ = pending_close_ = close;  // undecided: recheck this `</parameter>` with more text
+          pending_close_ws_end_ = w;
           return false;
         }
         pos_ = close + 1;  // part of the value
@@ -362,7 +367,8 @@ void StreamingOutputParser::FinishPhase() {
 void StreamingOutputParser::StartToolCall() {
   if (invoke_started_) return;
   invoke_started_ = true;
-  const std::string_view gap = std::string_view(buf_).substr(gap_start_, invoke_start_ - gap_start_);
+  const std::string_view gap =
+      std::string_view(buf_).substr(gap_start_, invoke_start_ - gap_start_);
   if (!mm::IsBlank(gap)) EmitContent(gap);
   call_index_ = next_call_index_++;
   ++block_calls_;

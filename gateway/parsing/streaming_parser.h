@@ -105,9 +105,11 @@ class StreamingOutputParser {
 
   // Reasoning (split) and the append_think prefix.
   size_t body_start_ = 0;
-  bool body_leading_ = true;     // still skipping '\n' at the start of the body
-  size_t emit_pos_ = 0;          // split: reasoning emitted up to here; append: content
-  size_t blank_scan_ = 0;        // split: body checked for non-whitespace up to here
+  bool body_leading_ = true;  // still skipping '\n' at the start of the body
+  size_t emit_pos_ = 0;       // split: reasoning emitted up to here; append: content
+  size_t blank_scan_ = 0;     // split: body checked for non-whitespace up to here
+  size_t newline_scan_ = 0;   // split: body checked for trailing '\n' up to here
+  size_t body_text_end_ = 0;  // split: end of the body without its trailing '\n' run
   bool reasoning_nonblank_ = false;
   size_t reasoning_emitted_ = 0;  // bytes of reasoning emitted
   bool think_prefix_sent_ = false;
@@ -129,6 +131,9 @@ class StreamingOutputParser {
   size_t key_start_ = 0;
   std::string key_;
   size_t value_start_ = 0;
+  // A `</parameter>` waiting for what follows its whitespace, and where that whitespace ends.
+  size_t pending_close_ = std::string::npos;
+  size_t pending_close_ws_end_ = 0;
   int next_call_index_ = 0;
   bool finished_inside_call_ = false;
 };

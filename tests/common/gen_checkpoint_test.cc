@@ -1,7 +1,5 @@
 // Synthetic checkpoint generator: tiny and text01-tiny in bf16 and fp8, single and sharded,
 // read back by Checkpoint + ValidateCheckpoint; determinism; init scales; the CLI.
-#include "common/checkpoint_gen.h"
-
 #include <sys/wait.h>
 
 #include <cmath>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_gen.h"
 #include "common/safetensors.h"
 #include "common/weights.h"
 #include "gmock/gmock.h"
@@ -107,8 +106,8 @@ TEST_P(GenCheckpointTest, WritesCheckpointThatOpensAndValidates) {
   EXPECT_EQ(config->arch, preset->config.arch);
   EXPECT_EQ(config->rotary_dim, preset->config.rotary_dim);
   EXPECT_EQ(config->layer_types, preset->config.layer_types);
-  EXPECT_EQ(config->weight_format, p.dtype == GenWeightDType::kFp8 ? WeightFormat::kFp8Block
-                                                                   : WeightFormat::kPlain);
+  EXPECT_EQ(config->weight_format,
+            p.dtype == GenWeightDType::kFp8 ? WeightFormat::kFp8Block : WeightFormat::kPlain);
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(dir);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
   EXPECT_EQ((*ckpt)->files().size(), static_cast<size_t>(p.shards));
@@ -126,13 +125,12 @@ TEST_P(GenCheckpointTest, WritesCheckpointThatOpensAndValidates) {
   const int64_t d_model = c.hidden_size;
   const std::string attn_in = c.IsLinearLayer(0) ? "self_attn.qkv_proj" : "self_attn.q_proj";
   const int64_t attn_rows = c.IsLinearLayer(0) ? 3 * c.q_dim() : c.q_dim();
-  Stats in_proj =
-      Measure(Dequantize(**ckpt, c, LayerTensorName(0, attn_in), attn_rows, d_model));
+  Stats in_proj = Measure(Dequantize(**ckpt, c, LayerTensorName(0, attn_in), attn_rows, d_model));
   const double want = 1.0 / std::sqrt(static_cast<double>(d_model));
   EXPECT_NEAR(in_proj.std_dev, want, 0.25 * want);
   EXPECT_NEAR(in_proj.mean, 0.0, 0.1 * want);
-  Stats down = Measure(Dequantize(**ckpt, c, ExpertLinearName(0, 1, "w2"), d_model,
-                                  c.intermediate_size));
+  Stats down =
+      Measure(Dequantize(**ckpt, c, ExpertLinearName(0, 1, "w2"), d_model, c.intermediate_size));
   EXPECT_LT(down.std_dev, 0.8 / std::sqrt(static_cast<double>(c.intermediate_size)));
   EXPECT_GT(down.std_dev, 0.0);
   absl::StatusOr<TensorView> norm = (*ckpt)->Get("model.norm.weight");
@@ -142,21 +140,21 @@ TEST_P(GenCheckpointTest, WritesCheckpointThatOpensAndValidates) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Presets, GenCheckpointTest,
-    ::testing::Values(GenCase{"tiny", GenWeightDType::kBF16, 1},
-                      GenCase{"tiny", GenWeightDType::kFp8, 3},
-                      GenCase{"text01-tiny", GenWeightDType::kBF16, 2},
-                      GenCase{"text01-tiny", GenWeightDType::kFp8, 1}),
-    [](const ::testing::TestParamInfo<GenCase>& info) {
-      std::string name = info.param.preset + "_" +
-                         (info.param.dtype == GenWeightDType::kFp8 ? "fp8" : "bf16") + "_" +
-                         std::to_string(info.param.shards) + "shards";
-      for (char& ch : name) {
-        if (ch == '-') ch = '_';
-      }
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(Presets, GenCheckpointTest,
+                         ::testing::Values(GenCase{"tiny", GenWeightDType::kBF16, 1},
+                                           GenCase{"tiny", GenWeightDType::kFp8, 3},
+                                           GenCase{"text01-tiny", GenWeightDType::kBF16, 2},
+                                           GenCase{"text01-tiny", GenWeightDType::kFp8, 1}),
+                         [](const ::testing::TestParamInfo<GenCase>& info) {
+                           std::string name =
+                               info.param.preset + "_" +
+                               (info.param.dtype == GenWeightDType::kFp8 ? "fp8" : "bf16") + "_" +
+                               std::to_string(info.param.shards) + "shards";
+                           for (char& ch : name) {
+                             if (ch == '-') ch = '_';
+                           }
+                           return name;
+                         });
 
 // All files of a generated directory, name -> bytes.
 std::map<std::string, std::string> Files(const std::string& dir, int shards) {
@@ -262,10 +260,10 @@ TEST(EncodeTest, Fp8RoundTripsEveryFiniteCodeAndRoundsToNearestEven) {
       EXPECT_EQ(back, code) << "value " << v;
     }
   }
-  EXPECT_EQ(EncodeFp8E4M3(1000.0f), 0x7E);   // saturates at 448
+  EXPECT_EQ(EncodeFp8E4M3(1000.0f), 0x7E);  // saturates at 448
   EXPECT_EQ(EncodeFp8E4M3(-1000.0f), 0xFE);
-  EXPECT_EQ(EncodeFp8E4M3(1.0625f), 0x38);   // halfway 1 and 1.125 -> even mantissa (1.0)
-  EXPECT_EQ(EncodeFp8E4M3(1.1875f), 0x3A);   // halfway 1.125 and 1.25 -> 1.25
+  EXPECT_EQ(EncodeFp8E4M3(1.0625f), 0x38);  // halfway 1 and 1.125 -> even mantissa (1.0)
+  EXPECT_EQ(EncodeFp8E4M3(1.1875f), 0x3A);  // halfway 1.125 and 1.25 -> 1.25
   EXPECT_EQ(EncodeFp8E4M3(std::ldexp(1.5f, -9)), 0x02);  // subnormal tie 1.5/512 -> 2/512
   EXPECT_EQ(EncodeFp8E4M3(std::ldexp(1.0f, -11)), 0x00);
   EXPECT_EQ(EncodeBf16(1.0f), 0x3F80);

@@ -157,8 +157,8 @@ TEST_F(ModelConfigTest, AppliesRotaryDefaultsAndSpellings) {
   // transformers spelling: everything inside rope_parameters.
   j.erase("partial_rotary_factor");
   j.erase("rope_theta");
-  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1e6},
-                          {"partial_rotary_factor", 0.5}};
+  j["rope_parameters"] = {
+      {"rope_type", "default"}, {"rope_theta", 1e6}, {"partial_rotary_factor", 0.5}};
   c = Parse(j);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->rotary_dim, 16);
@@ -197,9 +197,9 @@ TEST_F(ModelConfigTest, ParsesText01OriginalSpelling) {
   j["rope_theta"] = 1e7;
   j["rotary_dim"] = 8;
   j["postnorm"] = true;
-  for (const char* k : {"full_attn_alpha_factor", "full_attn_beta_factor",
-                        "linear_attn_alpha_factor", "linear_attn_beta_factor", "mlp_alpha_factor",
-                        "mlp_beta_factor"}) {
+  for (const char* k :
+       {"full_attn_alpha_factor", "full_attn_beta_factor", "linear_attn_alpha_factor",
+        "linear_attn_beta_factor", "mlp_alpha_factor", "mlp_beta_factor"}) {
     j.erase(k);
   }
   j["layernorm_full_attention_alpha"] = 3.5565588200778455;
@@ -222,8 +222,7 @@ TEST_F(ModelConfigTest, ParsesText01OriginalSpelling) {
   j["model_type"] = "minimax_m1";
   EXPECT_EQ(Parse(j)->arch, Architecture::kMiniMaxText01);
   // Both layer spellings, agreeing.
-  j["layer_types"] = {"linear_attention", "linear_attention", "full_attention",
-                      "linear_attention"};
+  j["layer_types"] = {"linear_attention", "linear_attention", "full_attention", "linear_attention"};
   EXPECT_TRUE(Parse(j).ok());
 }
 
@@ -250,8 +249,7 @@ TEST_F(ModelConfigTest, RejectsMalformedJson) {
   absl::StatusOr<ModelConfig> c = ParseModelConfig("{\"model_type\": ", "cfg.json");
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("cfg.json: malformed JSON"));
-  EXPECT_EQ(LoadModelConfig("/nonexistent-afd-dir").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadModelConfig("/nonexistent-afd-dir").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(ModelConfigTest, RejectsUnknownModelType) {
@@ -264,9 +262,9 @@ TEST_F(ModelConfigTest, RejectsUnknownModelType) {
 }
 
 TEST_F(ModelConfigTest, RejectsMissingOrNonIntegerRequiredKeys) {
-  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                          "num_attention_heads", "num_key_value_heads", "num_local_experts",
-                          "num_experts_per_tok"}) {
+  for (const char* key :
+       {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+        "num_attention_heads", "num_key_value_heads", "num_local_experts", "num_experts_per_tok"}) {
     SCOPED_TRACE(key);
     json j = Golden("golden/m2-tiny");
     j.erase(key);
@@ -299,8 +297,9 @@ TEST_F(ModelConfigTest, RejectsBadRotaryDims) {
   ExpectError(j, "partial_rotary_factor: implies 32 rotary dims but rotary_dim implies 16");
   j.erase("partial_rotary_factor");
   j["rope_parameters"] = {{"partial_rotary_factor", 0.25}};
-  ExpectError(j, "rope_parameters.partial_rotary_factor: implies 8 rotary dims but rotary_dim "
-                 "implies 16");
+  ExpectError(j,
+              "rope_parameters.partial_rotary_factor: implies 8 rotary dims but rotary_dim "
+              "implies 16");
   j["rope_parameters"] = {{"partial_rotary_factor", 1.5}};
   ExpectError(j, "must be in (0, 1]");
 }
@@ -346,8 +345,7 @@ TEST_F(ModelConfigTest, RejectsBadText01LayerTypes) {
   j["attn_type_list"] = {0, 0, 1, 2};
   ExpectError(j, "attn_type_list: entries must be 0 (linear) or 1 (full)");
   j["attn_type_list"] = {0, 0, 1, 1};
-  j["layer_types"] = {"linear_attention", "linear_attention", "full_attention",
-                      "linear_attention"};
+  j["layer_types"] = {"linear_attention", "linear_attention", "full_attention", "linear_attention"};
   ExpectError(j, "layer_types: disagrees with attn_type_list");
 }
 
@@ -385,8 +383,8 @@ TEST_F(ModelConfigTest, SerializesBothSpellingsAndParsesBack) {
   for (const CheckpointPreset& preset : CheckpointPresets()) {
     for (ConfigSpelling spelling : {ConfigSpelling::kOriginal, ConfigSpelling::kTransformers}) {
       for (WeightFormat format : {WeightFormat::kPlain, WeightFormat::kFp8Block}) {
-        SCOPED_TRACE(preset.name + (spelling == ConfigSpelling::kOriginal ? " original"
-                                                                          : " transformers"));
+        SCOPED_TRACE(preset.name +
+                     (spelling == ConfigSpelling::kOriginal ? " original" : " transformers"));
         ModelConfig in = preset.config;
         in.weight_format = format;
         const std::string text = ModelConfigToJson(in, spelling);

@@ -107,19 +107,18 @@ TEST_F(SafetensorsTest, GetChecksShapeAndDtype) {
 }
 
 TEST_F(SafetensorsTest, WriterRoundTripsAndAlignsByElementSize) {
-  const std::vector<uint8_t> a = {1, 2, 3};               // U8 [3]
-  std::vector<uint8_t> b(4 * 2);                          // F32 [2]
+  const std::vector<uint8_t> a = {1, 2, 3};  // U8 [3]
+  std::vector<uint8_t> b(4 * 2);             // F32 [2]
   const float fb[2] = {1.5f, -2.25f};
   std::memcpy(b.data(), fb, 8);
-  const std::vector<uint8_t> c = {7, 0};                  // BF16 [1]
-  const std::vector<uint8_t> empty;                       // I64 [0, 4]
-  absl::Status s = WriteSafetensors(
-      dir_ + "/w.safetensors",
-      {{TensorSpec{"a", DType::kU8, {3}}, a},
-       {TensorSpec{"b", DType::kF32, {2}}, b},
-       {TensorSpec{"c", DType::kBF16, {1}}, c},
-       {TensorSpec{"e", DType::kI64, {0, 4}}, empty}},
-      {{"format", "pt"}, {"note", "x"}});
+  const std::vector<uint8_t> c = {7, 0};  // BF16 [1]
+  const std::vector<uint8_t> empty;       // I64 [0, 4]
+  absl::Status s = WriteSafetensors(dir_ + "/w.safetensors",
+                                    {{TensorSpec{"a", DType::kU8, {3}}, a},
+                                     {TensorSpec{"b", DType::kF32, {2}}, b},
+                                     {TensorSpec{"c", DType::kBF16, {1}}, c},
+                                     {TensorSpec{"e", DType::kI64, {0, 4}}, empty}},
+                                    {{"format", "pt"}, {"note", "x"}});
   ASSERT_TRUE(s.ok()) << s;
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> f =
       SafetensorsFile::Open(dir_ + "/w.safetensors");
@@ -223,24 +222,21 @@ TEST_F(SafetensorsTest, RejectsHeaderLengthPastEndOfFile) {
 
 TEST_F(SafetensorsTest, RejectsTruncatedDataSection) {
   // Header promises 8 bytes of data; the file stops after 5.
-  const std::string header =
-      R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
-  ExpectError(OpenRaw(RawSafetensors(header, std::string(5, '\0'))),
-              absl::StatusCode::kDataLoss, "tensor 'w': data_offsets [0,8] out of range");
+  const std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  ExpectError(OpenRaw(RawSafetensors(header, std::string(5, '\0'))), absl::StatusCode::kDataLoss,
+              "tensor 'w': data_offsets [0,8] out of range");
 }
 
 TEST_F(SafetensorsTest, RejectsOutOfRangeOffsets) {
-  const std::string header =
-      R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
-      R"("b":{"dtype":"U8","shape":[4],"data_offsets":[100,104]}})";
-  ExpectError(OpenRaw(RawSafetensors(header, std::string(8, '\0'))),
-              absl::StatusCode::kDataLoss, "tensor 'b': data_offsets [100,104] out of range");
+  const std::string header = R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                             R"("b":{"dtype":"U8","shape":[4],"data_offsets":[100,104]}})";
+  ExpectError(OpenRaw(RawSafetensors(header, std::string(8, '\0'))), absl::StatusCode::kDataLoss,
+              "tensor 'b': data_offsets [100,104] out of range");
 }
 
 TEST_F(SafetensorsTest, RejectsOverlappingOffsets) {
-  const std::string header =
-      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+  const std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
   ExpectError(OpenRaw(RawSafetensors(header, std::string(12, '\0'))),
               absl::StatusCode::kInvalidArgument, "tensor 'b' bytes [4, 12) overlap tensor 'a'");
 }
@@ -331,11 +327,11 @@ TEST_F(SafetensorsTest, CheckpointReportsMissingShard) {
   WriteFile(dir_ + "/model.safetensors.index.json",
             R"({"metadata":{},"weight_map":{"a":"model-00001-of-00002.safetensors",)"
             R"("b":"model-00002-of-00002.safetensors"}})");
-  ASSERT_TRUE(WriteSafetensors(dir_ + "/model-00001-of-00002.safetensors",
-                               {{TensorSpec{"a", DType::kU8, {1}},
-                                 absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>("x"),
-                                                           1)}})
-                  .ok());
+  ASSERT_TRUE(
+      WriteSafetensors(dir_ + "/model-00001-of-00002.safetensors",
+                       {{TensorSpec{"a", DType::kU8, {1}},
+                         absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>("x"), 1)}})
+          .ok());
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(dir_);
   ASSERT_EQ(ckpt.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(ckpt.status().message()),

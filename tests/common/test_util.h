@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -75,9 +75,9 @@ inline void WriteCheckpointFromSpecs(
   std::vector<std::pair<TensorSpec, absl::Span<const uint8_t>>> tensors;
   for (const TensorSpec& spec : specs) {
     buffers.emplace_back(static_cast<size_t>(spec.bytes()), '\0');
-    tensors.emplace_back(spec, absl::Span<const uint8_t>(
-                                   reinterpret_cast<const uint8_t*>(buffers.back().data()),
-                                   buffers.back().size()));
+    tensors.emplace_back(
+        spec, absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(buffers.back().data()),
+                                        buffers.back().size()));
   }
   absl::Status s = WriteSafetensors(dir + "/model.safetensors", tensors);
   ASSERT_TRUE(s.ok()) << s;

@@ -304,6 +304,30 @@ TEST(MatMulTest, BothKernelsMatchReferenceAtAnyTokenCount) {
   }
 }
 
+TEST(MatMulTest, LongRowsTakeTheColumnBlockedDecodePath) {
+  // Several tokens over long rows: the decode kernel splits the columns into blocks (partial
+  // sums kept between blocks), including a ragged last block and rows left over after tiles.
+  std::mt19937 rng(9);
+  for (WeightType type : kAllTypes) {
+    for (const Shape& s : {Shape{101, 1100}, Shape{53, 2000}}) {
+      TestWeight tw = MakeWeight(type, s.rows, s.cols, rng);
+      for (int64_t n : {2, 4, 5, 8, 13}) {
+        const std::vector<float> x = RandomVector(n * s.cols, rng);
+        std::vector<float> want(n * s.rows);
+        MatMulReference(x.data(), n, tw.view, want.data());
+        const std::vector<float> bound = ErrorBounds(x, n, tw.view);
+        ForEachTarget([&](const std::string& target) {
+          std::vector<float> got(n * s.rows, -1.0f);
+          internal::MatMulRowsKernel(x.data(), n, tw.view, 0, s.rows, got.data(), false);
+          ExpectClose(got, want, bound,
+                      target + " " + TypeName(type) + " " + std::to_string(s.rows) + "x" +
+                          std::to_string(s.cols) + " n=" + std::to_string(n));
+        });
+      }
+    }
+  }
+}
+
 TEST(MatMulTest, Fp8RaggedAndOddBlockSizes) {
   // Edge blocks narrower than the block, and blocks that are not a multiple of any vector.
   struct Case {

@@ -59,8 +59,8 @@ TEST_F(ChatGoldenTest, EveryCaseRendersByteIdentical) {
 TEST_F(ChatGoldenTest, SegmentsConcatenateToTheGoldenPrompt) {
   for (const Json& c : Cases()) {
     SCOPED_TRACE(c["name"].get<std::string>());
-    absl::StatusOr<std::vector<PromptSegment>> segments = RenderChatPromptSegments(
-        c["messages"], c["tools"], c["add_generation_prompt"].get<bool>());
+    absl::StatusOr<std::vector<PromptSegment>> segments =
+        RenderChatPromptSegments(c["messages"], c["tools"], c["add_generation_prompt"].get<bool>());
     ASSERT_TRUE(segments.ok()) << segments.status();
     std::string joined;
     for (size_t i = 0; i < segments->size(); ++i) {

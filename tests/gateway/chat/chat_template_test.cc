@@ -39,15 +39,16 @@ TEST(ChatTemplateTest, RendersUserTurnWithDefaultSystem) {
 }
 
 TEST(ChatTemplateTest, NullAndMissingContentRenderAsEmpty) {
-  const std::string with_empty = Render(
-      J(R"([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}])"), nullptr,
-      false);
-  EXPECT_EQ(Render(J(R"([{"role": "user", "content": "q"}, {"role": "assistant", "content": null}])"),
-                   nullptr, false),
-            with_empty);
-  EXPECT_EQ(Render(J(R"([{"role": "user", "content": "q"}, {"role": "assistant"}])"), nullptr,
-                   false),
-            with_empty);
+  const std::string with_empty =
+      Render(J(R"([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}])"),
+             nullptr, false);
+  EXPECT_EQ(
+      Render(J(R"([{"role": "user", "content": "q"}, {"role": "assistant", "content": null}])"),
+             nullptr, false),
+      with_empty);
+  EXPECT_EQ(
+      Render(J(R"([{"role": "user", "content": "q"}, {"role": "assistant"}])"), nullptr, false),
+      with_empty);
   EXPECT_EQ(with_empty.find("None"), std::string::npos);
   // A null system content falls back to the identity line, like an empty one.
   EXPECT_EQ(Render(J(R"([{"role": "system", "content": null}, {"role": "user", "content": "q"}])")),
@@ -81,8 +82,8 @@ Json ToolConversation(const std::string& args) {
 }
 
 TEST(ChatTemplateTest, ParsesOpenAIArgumentStringsKeepingNumberSpelling) {
-  const std::string from_string =
-      Render(ToolConversation(R"("{\"city\": \"Paris\", \"ratio\": 3.0, \"n\": 9007199254740993}")"));
+  const std::string from_string = Render(
+      ToolConversation(R"("{\"city\": \"Paris\", \"ratio\": 3.0, \"n\": 9007199254740993}")"));
   const std::string from_object =
       Render(ToolConversation(R"({"city": "Paris", "ratio": 3.0, "n": 9007199254740993})"));
   EXPECT_EQ(from_string, from_object);
@@ -306,8 +307,7 @@ TEST_F(ChatTemplateDetectionTest, ChecksEveryNamedTemplate) {
 }
 
 TEST_F(ChatTemplateDetectionTest, ReportsMissingDirectoriesAndBrokenConfigs) {
-  EXPECT_EQ(CheckModelChatTemplate(dir_ + "/absent").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(CheckModelChatTemplate(dir_ + "/absent").status().code(), absl::StatusCode::kNotFound);
   Write("tokenizer_config.json", "{not json");
   const absl::Status status = CheckModelChatTemplate(dir_).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);

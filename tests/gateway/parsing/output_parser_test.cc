@@ -21,7 +21,8 @@ std::string Parse(const std::string& text, ReasoningMode mode = ReasoningMode::k
                   const char* tools = kWeatherTools) {
   const ParsedOutput out = ParseModelOutput(text, mode, ToolSchemas(Json::parse(tools)));
   Json calls = Json::array();
-  for (const ParsedToolCall& c : out.tool_calls) calls.push_back(Json::array({c.name, c.arguments}));
+  for (const ParsedToolCall& c : out.tool_calls)
+    calls.push_back(Json::array({c.name, c.arguments}));
   Json j = Json::object();
   j["content"] = out.content.has_value() ? Json(*out.content) : Json(nullptr);
   j["reasoning_content"] =
@@ -77,8 +78,9 @@ TEST(OutputParserTest, NoToolsMeansEverythingIsContent) {
 
 TEST(OutputParserTest, TruncatedAndMalformedOutputTable) {
   const std::string open = "<minimax:tool_call>\n";
-  const std::string partial = "Hi.\n<minimax:tool_call>\n<invoke name=\"get_weather\">\n"
-                              "<parameter name=\"city\">Par";
+  const std::string partial =
+      "Hi.\n<minimax:tool_call>\n<invoke name=\"get_weather\">\n"
+      "<parameter name=\"city\">Par";
   EXPECT_EQ(Parse("r</think>" + partial), Result(partial, "r"));
   EXPECT_EQ(Parse("r</think>" + open + kInvoke + "\n"), Result(nullptr, "r", Json::array({kCall})));
   EXPECT_EQ(Parse("r</think>" + open + kInvoke + "\n<invoke name=\"get_weather\">\n<par"),
@@ -101,15 +103,15 @@ TEST(OutputParserTest, GapsAndTextAroundBlocks) {
   const std::string text = "r</think>A<minimax:tool_call>\n gap one \n" + kInvoke + "\n \n" +
                            kInvoke + "gap two</minimax:tool_call>B<minimax:tool_call>" + kInvoke +
                            "</minimax:tool_call>\nC";
-  EXPECT_EQ(Parse(text), Result("A\n gap one \ngap twoB\nC", "r",
-                                Json::array({kCall, kCall, kCall})));
+  EXPECT_EQ(Parse(text),
+            Result("A\n gap one \ngap twoB\nC", "r", Json::array({kCall, kCall, kCall})));
 }
 
 TEST(OutputParserTest, EmptyNameInvokeIsGapText) {
   const std::string empty = "<invoke name=\"\">\n<parameter name=\"x\">1</parameter>\n</invoke>";
-  EXPECT_EQ(Parse("r</think><minimax:tool_call>\n" + empty + "\n" + kInvoke +
-                  "\n</minimax:tool_call>"),
-            Result("\n" + empty + "\n", "r", Json::array({kCall})));
+  EXPECT_EQ(
+      Parse("r</think><minimax:tool_call>\n" + empty + "\n" + kInvoke + "\n</minimax:tool_call>"),
+      Result("\n" + empty + "\n", "r", Json::array({kCall})));
   // A second block marker and a two-space invoke are gap text too.
   EXPECT_EQ(Parse("r</think><minimax:tool_call><minimax:tool_call><invoke  name=\"x\">" + kInvoke +
                   "</minimax:tool_call>"),
@@ -124,7 +126,8 @@ TEST(OutputParserTest, ParameterCloseInsideValues) {
             Result(nullptr, "r",
                    Json::array({Json::array({"w", {{"code", "a</parameter>b"}, {"n", "x"}}})})));
   // `</parameter>` followed by whitespace and then the end of text: incomplete.
-  const std::string open = "<minimax:tool_call><invoke name=\"w\"><parameter name=\"v\">1</parameter> \n";
+  const std::string open =
+      "<minimax:tool_call><invoke name=\"w\"><parameter name=\"v\">1</parameter> \n";
   EXPECT_EQ(Parse("r</think>" + open), Result(open, "r"));
 }
 

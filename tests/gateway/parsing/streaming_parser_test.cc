@@ -59,7 +59,8 @@ std::string Concat(const std::vector<StreamEvent>& events) {
   for (const StreamEvent& e : events) {
     if (e.kind == Kind::kContent) content += e.text;
     if (e.kind == Kind::kReasoning) reasoning += e.text;
-    if (e.kind == Kind::kToolCallName) calls += "|" + std::to_string(e.tool_call_index) + "=" + e.text;
+    if (e.kind == Kind::kToolCallName)
+      calls += "|" + std::to_string(e.tool_call_index) + "=" + e.text;
     if (e.kind == Kind::kToolCallArguments) calls += e.text;
   }
   return "C[" + content + "] R[" + reasoning + "] T[" + calls + "]";
@@ -83,8 +84,12 @@ void ExpectEveryByteCutMatches(const std::string& text, ReasoningMode mode, cons
   cuttings.push_back(bytes);
   for (const std::vector<std::string>& chunks : cuttings) {
     const std::vector<std::string> errors = CheckStreamedChunks(c, chunks);
-    ASSERT_TRUE(errors.empty()) << "first chunk " << chunks.front().size() << " bytes: "
-                                << errors.front();
+    ASSERT_TRUE(errors.empty()) << "first chunk " << chunks.front().size()
+                                << " bytes: " << errors.front();
+    const bool splits_utf8 =
+        chunks.size() > 2 || (chunks.size() == 2 && !chunks[1].empty() &&
+                              (static_cast<unsigned char>(chunks[1][0]) & 0xC0) == 0x80);
+    if (!splits_utf8) continue;
     for (const StreamEvent& e : StreamAll(chunks, mode, tools)) {
       ASSERT_TRUE(IsValidUtf8(e.text)) << "event splits a UTF-8 sequence: " << e.text;
     }
@@ -120,26 +125,26 @@ TEST(StreamingParserTest, RealisticOutputsStreamToTheNonStreamingResultAtEveryBy
 TEST(StreamingParserTest, EdgeCasesStreamToTheNonStreamingResultAtEveryByteCut) {
   const std::vector<std::string> texts = {
       "",
-      "\n\n<think>\n\nreasoning\n\n",        // cut off while thinking
-      "<thi",                                // a reasoning start that never became <think>
-      "abc\n</thi",                          // a partial marker at the end
-      "  \n</think>\n\n  \n",                // blank reasoning and content
-      "r</think>\n\n    indented\n\n",       // content keeps spaces and trailing newlines
+      "\n\n<think>\n\nreasoning\n\n",   // cut off while thinking
+      "<thi",                           // a reasoning start that never became <think>
+      "abc\n</thi",                     // a partial marker at the end
+      "  \n</think>\n\n  \n",           // blank reasoning and content
+      "r</think>\n\n    indented\n\n",  // content keeps spaces and trailing newlines
       "r</think><minimax:tool_call>\nNo tool fits.\n</minimax:tool_call>",
       "r</think>Done.</minimax:tool_call><minimax:tool_c",
-      "r</think><minimax:tool_call>\n" + kCall + "\n",                        // unclosed, blank tail
-      "r</think><minimax:tool_call>\n" + kCall + "\ntrailing words",          // unclosed tail
+      "r</think><minimax:tool_call>\n" + kCall + "\n",                // unclosed, blank tail
+      "r</think><minimax:tool_call>\n" + kCall + "\ntrailing words",  // unclosed tail
       "r</think><minimax:tool_call>\n gap \n<invoke name=\"\"></invoke>\n" + kCall +
-          "</minimax:tool_call>",                                              // empty name
+          "</minimax:tool_call>",  // empty name
       "r</think><minimax:tool_call><invoke name=\"get_time\">\n</invoke></minimax:tool_call>",
       "r</think><minimax:tool_call><invoke name=\"get_weather\"><parameter name=\"city\">"
-      "a</parameter>b</parameter> \t\n</invoke></minimax:tool_call>",       // close tag in value
+      "a</parameter>b</parameter> \t\n</invoke></minimax:tool_call>",  // close tag in value
       "r</think><minimax:tool_call><invoke name=\"get_weather\"><parameter name=\"city\">"
       "<parameter name=\"x\"></invoke></minimax:tool_call></parameter></invoke>"
-      "</minimax:tool_call>",                                                // markup in value
+      "</minimax:tool_call>",  // markup in value
       "r</think><minimax:tool_call><invoke name=\"get_weather\">\n<parameter name=\"city\">Paris"
-      "</parameter>\nthanks\n</invoke>\n</minimax:tool_call>",              // stray text
-      "r</think><invoke name=\"get_weather\"></invoke>",                     // no block
+      "</parameter>\nthanks\n</invoke>\n</minimax:tool_call>",  // stray text
+      "r</think><invoke name=\"get_weather\"></invoke>",        // no block
       "I could call <minimax:tool_call>" + kCall + "</minimax:tool_call>\n</think>\n\nNo.",
   };
   for (const std::string& text : texts) {
@@ -150,11 +155,13 @@ TEST(StreamingParserTest, EdgeCasesStreamToTheNonStreamingResultAtEveryByteCut) 
 
 TEST(StreamingParserTest, ArgumentsStreamAsEachParameterIsConfirmed) {
   StreamingOutputParser parser(ReasoningMode::kSplit, ToolSchemas(Json::parse(kTools)));
-  EXPECT_EQ(Concat(parser.Feed("r</think>\n\nOK.\n<minimax:tool_call>\n<invoke name=\"get_weather\">"
-                               "\n<parameter name=\"city\">Paris</parameter>\n<parameter na")),
-            "C[OK.\n] R[r] T[]");
+  EXPECT_EQ(
+      Concat(parser.Feed("r</think>\n\nOK.\n<minimax:tool_call>\n<invoke name=\"get_weather\">"
+                         "\n<parameter name=\"city\">Paris</parameter>\n<parameter na")),
+      "C[OK.\n] R[r] T[]");
   // `<parameter name=` confirms city; the name goes out with its first fragment.
-  EXPECT_EQ(Concat(parser.Feed("me=\"days\">3</parameter")), "C[] R[] T[|0=get_weather{\"city\": \"Paris\"]");
+  EXPECT_EQ(Concat(parser.Feed("me=\"days\">3</parameter")),
+            "C[] R[] T[|0=get_weather{\"city\": \"Paris\"]");
   EXPECT_EQ(Concat(parser.Feed(">\n</inv")), "C[] R[] T[]");
   EXPECT_EQ(Concat(parser.Feed("oke>")), "C[] R[] T[, \"days\": 3}]");
   EXPECT_EQ(Concat(parser.Feed("\n</minimax:tool_call>")), "C[] R[] T[]");
@@ -165,13 +172,13 @@ TEST(StreamingParserTest, ArgumentsStreamAsEachParameterIsConfirmed) {
 
 TEST(StreamingParserTest, HoldsBackWhatMayStillChange) {
   StreamingOutputParser parser(ReasoningMode::kSplit, ToolSchemas(Json::parse(kTools)));
-  EXPECT_EQ(Concat(parser.Feed("\n<thi")), "C[] R[] T[]");           // may become <think>
-  EXPECT_EQ(Concat(parser.Feed("nk>\n  ")), "C[] R[] T[]");          // blank so far
-  EXPECT_EQ(Concat(parser.Feed("plan\n\n")), "C[] R[  plan] T[]");   // trailing \n held
-  EXPECT_EQ(Concat(parser.Feed("more</th")), "C[] R[\n\nmore] T[]"); // partial marker held
-  EXPECT_EQ(Concat(parser.Feed("ink>\n\n \t")), "C[] R[] T[]");      // blank content held
+  EXPECT_EQ(Concat(parser.Feed("\n<thi")), "C[] R[] T[]");            // may become <think>
+  EXPECT_EQ(Concat(parser.Feed("nk>\n  ")), "C[] R[] T[]");           // blank so far
+  EXPECT_EQ(Concat(parser.Feed("plan\n\n")), "C[] R[  plan] T[]");    // trailing \n held
+  EXPECT_EQ(Concat(parser.Feed("more</th")), "C[] R[\n\nmore] T[]");  // partial marker held
+  EXPECT_EQ(Concat(parser.Feed("ink>\n\n \t")), "C[] R[] T[]");       // blank content held
   EXPECT_EQ(Concat(parser.Feed("x<minimax:tool")), "C[ \tx] R[] T[]");
-  EXPECT_EQ(Concat(parser.Feed("_call>gap")), "C[] R[] T[]");        // block gaps held
+  EXPECT_EQ(Concat(parser.Feed("_call>gap")), "C[] R[] T[]");  // block gaps held
   EXPECT_EQ(Concat(parser.Finish()), "C[<minimax:tool_call>gap] R[] T[]");
 }
 
@@ -219,13 +226,39 @@ TEST(StreamingParserTest, EmptyChunksAndCallsAfterFinishEmitNothing) {
 }
 
 const std::vector<std::string>& Pieces() {
-  static const std::vector<std::string> kPieces = {
-      "</think>", "<think>", "\n", "\n\n", " ", "\t", "text", "é", "🙂", "<minimax:tool_call>",
-      "</minimax:tool_call>", "<invoke name=\"get_weather\">", "<invoke name=\"\">",
-      "<invoke name='write_file'>", "<invoke name=x>", "</invoke>", "<parameter name=\"city\">",
-      "<parameter name=\"days\">", "<parameter name=\"overwrite\">", "<parameter name=meta>",
-      "</parameter>", "3", "yes", "{\"a\": [1, 2.0]}", "null", "<", "</", "<minimax:tool_",
-      "</param", "<parameter name=", ">", "\"", "'"};
+  static const std::vector<std::string> kPieces = {"</think>",
+                                                   "<think>",
+                                                   "\n",
+                                                   "\n\n",
+                                                   " ",
+                                                   "\t",
+                                                   "text",
+                                                   "é",
+                                                   "🙂",
+                                                   "<minimax:tool_call>",
+                                                   "</minimax:tool_call>",
+                                                   "<invoke name=\"get_weather\">",
+                                                   "<invoke name=\"\">",
+                                                   "<invoke name='write_file'>",
+                                                   "<invoke name=x>",
+                                                   "</invoke>",
+                                                   "<parameter name=\"city\">",
+                                                   "<parameter name=\"days\">",
+                                                   "<parameter name=\"overwrite\">",
+                                                   "<parameter name=meta>",
+                                                   "</parameter>",
+                                                   "3",
+                                                   "yes",
+                                                   "{\"a\": [1, 2.0]}",
+                                                   "null",
+                                                   "<",
+                                                   "</",
+                                                   "<minimax:tool_",
+                                                   "</param",
+                                                   "<parameter name=",
+                                                   ">",
+                                                   "\"",
+                                                   "'"};
   return kPieces;
 }
 
@@ -244,8 +277,8 @@ std::string StructuredText(std::mt19937_64& rng) {
                                                   " 'x' ", ""};
   static const std::vector<std::string> kKeys = {"city", "days", "overwrite", "meta", "\"k\""};
   static const std::vector<std::string> kValues = {
-      "Paris", "3", "\n  code </parameter> here\n", "yes", "{\"a\": 1}", "", "null", "é🙂",
-      "<parameter name=\"z\">"};
+      "Paris", "3",      "\n  code </parameter> here\n", "yes", "{\"a\": 1}", "",
+      "null",  "é🙂", "<parameter name=\"z\">"};
   std::string text = rng() % 4 ? "thinking\n" : "";
   if (rng() % 5) text += "</think>\n\n";
   if (rng() % 2) text += "Sure.\n";
@@ -276,11 +309,17 @@ std::string StructuredText(std::mt19937_64& rng) {
   return text;
 }
 
+#ifdef __SANITIZE_ADDRESS__
+constexpr int kGeneratedTexts = 1000;  // the sanitizer build is ~10x slower
+#else
+constexpr int kGeneratedTexts = 4000;
+#endif
+
 TEST(StreamingParserTest, MatchesNonStreamingOnGeneratedTexts) {
   std::mt19937_64 rng(7);
   int compared = 0;
   int cut_inside = 0;
-  for (int iter = 0; iter < 4000; ++iter) {
+  for (int iter = 0; iter < kGeneratedTexts; ++iter) {
     const std::string text = iter % 3 ? StructuredText(rng) : RandomText(rng);
     const ReasoningMode mode = iter % 2 ? ReasoningMode::kSplit : ReasoningMode::kAppendThink;
     const char* tools = iter % 7 == 0 ? "null" : kTools;
@@ -317,8 +356,8 @@ TEST(StreamingParserTest, MatchesNonStreamingOnGeneratedTexts) {
       ++compared;
     }
   }
-  EXPECT_GT(compared, 2000);
-  EXPECT_GT(cut_inside, 50);
+  EXPECT_GT(compared, kGeneratedTexts / 2);
+  EXPECT_GT(cut_inside, kGeneratedTexts / 80);
 }
 
 }  // namespace

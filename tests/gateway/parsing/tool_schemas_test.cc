@@ -72,7 +72,8 @@ TEST(ConvertArgumentValueTest, NumberSchema) {
   EXPECT_EQ(Convert(s, "inf"), "\"inf\"");
   EXPECT_EQ(Convert(s, "NaN"), "\"NaN\"");
   EXPECT_EQ(Convert(s, "1e400"), "\"1e400\"");
-  EXPECT_EQ(Convert(s, "0.000000000000000000000000000001e400"), "\"0.000000000000000000000000000001e400\"");
+  EXPECT_EQ(Convert(s, "0.000000000000000000000000000001e400"),
+            "\"0.000000000000000000000000000001e400\"");
   EXPECT_EQ(Convert(s, "1e"), "\"1e\"");
   EXPECT_EQ(Convert(s, "."), "\".\"");
 }
