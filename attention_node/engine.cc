@@ -65,6 +65,11 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   const ModelConfig& c = config();
   const int64_t d_model = c.hidden_size;
 
+  out->logits.clear();
+  out->first_row.clear();
+  out->num_rows.clear();
+  if (batch.empty()) return absl::OkStatus();
+
   // Validate everything before touching the cache.
   absl::flat_hash_set<int> seen;
   int64_t total_blocks = 0;
@@ -72,8 +77,8 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   for (size_t e = 0; e < batch.size(); ++e) {
     const StepInput& in = batch[e];
     if (!cache_->IsLive(in.seq)) {
-      return absl::InvalidArgumentError(absl::StrCat("batch entry ", e, ": sequence ", in.seq,
-                                                      " is not live in the kv cache"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch entry ", e, ": sequence ", in.seq, " is not live in the kv cache"));
     }
     if (!seen.insert(in.seq).second) {
       return absl::InvalidArgumentError(
@@ -98,9 +103,9 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     n_tokens += static_cast<int64_t>(in.tokens.size());
   }
   if (total_blocks > cache_->free_blocks()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "kv cache: this step needs ", total_blocks, " more blocks, only ",
-        cache_->free_blocks(), " of ", cache_->num_blocks(), " are free"));
+    return absl::ResourceExhaustedError(absl::StrCat("kv cache: this step needs ", total_blocks,
+                                                     " more blocks, only ", cache_->free_blocks(),
+                                                     " of ", cache_->num_blocks(), " are free"));
   }
   for (const StepInput& in : batch) {
     RETURN_IF_ERROR(
@@ -155,8 +160,8 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     }
   }
   for (size_t e = 0; e < batch.size(); ++e) {
-    cache_->SetLength(batch[e].seq, cache_->Length(batch[e].seq) +
-                                        static_cast<int64_t>(batch[e].tokens.size()));
+    cache_->SetLength(batch[e].seq,
+                      cache_->Length(batch[e].seq) + static_cast<int64_t>(batch[e].tokens.size()));
   }
 
   // Final norm and lm_head over the rows the caller asked for.
@@ -177,9 +182,11 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     std::memcpy(final_rows + out->first_row[e] * d_model, hidden + first_token * d_model,
                 sizeof(float) * out->num_rows[e] * d_model);
   }
-  kernels::RmsNorm(final_rows, weights_->final_norm().data(), rows, d_model, eps, final_rows);
   out->logits.resize(rows * static_cast<int64_t>(c.vocab_size));
-  if (rows > 0) MatMul(final_rows, rows, weights_->lm_head(), out->logits.data());
+  if (rows > 0) {
+    kernels::RmsNorm(final_rows, weights_->final_norm().data(), rows, d_model, eps, final_rows);
+    MatMul(final_rows, rows, weights_->lm_head(), out->logits.data());
+  }
   return absl::OkStatus();
 }
 
@@ -281,21 +288,20 @@ void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float*
       const float* x = qkv + item.row_begin * 3 * q_dim;
       float* o = attn + item.row_begin * q_dim;
       if (has_state_[item.entry]) {
-        kernels::LightningDecode(x, item.rows, heads, d, item.head, item.head + 1,
-                                 w.slopes.data(), state, o);
+        kernels::LightningDecode(x, item.rows, heads, d, item.head, item.head + 1, w.slopes.data(),
+                                 state, o);
       } else {
         const size_t need = kernels::LightningPrefillScratchFloats(d, block_size);
         if (scratch.size() < need) scratch.resize(need);
-        kernels::LightningPrefill(x, item.rows, heads, d, item.head, item.head + 1,
-                                  w.slopes.data(), block_size, state, scratch.data(), o);
+        kernels::LightningPrefill(x, item.rows, heads, d, item.head, item.head + 1, w.slopes.data(),
+                                  block_size, state, scratch.data(), o);
       }
     }
   });
   for (const StepInput& in : batch) cache_->MarkLinearState(layer, in.seq);
 
   // norm (eps lightning_norm_eps over all H*d values), then * sigmoid(a @ Wgate^T), then out_proj.
-  kernels::RmsNorm(attn, w.norm.data(), n, q_dim, static_cast<float>(c.lightning_norm_eps),
-                   attn);
+  kernels::RmsNorm(attn, w.norm.data(), n, q_dim, static_cast<float>(c.lightning_norm_eps), attn);
   MatMul(normed_.data(), n, w.output_gate, gate);
   for (int64_t i = 0; i < n * q_dim; ++i) {
     const float g = 1.0f / (1.0f + std::exp(-gate[i]));

@@ -26,16 +26,16 @@ enum class LogitsMode {
 
 // One sequence's part of a step.
 struct StepInput {
-  int seq = 0;                        // KvCache sequence id
-  absl::Span<const int32_t> tokens;   // appended at positions Length(seq), Length(seq)+1, ...
+  int seq = 0;                       // KvCache sequence id
+  absl::Span<const int32_t> tokens;  // appended at positions Length(seq), Length(seq)+1, ...
   LogitsMode logits = LogitsMode::kLast;
 };
 
 struct StepOutput {
   // Rows of logits in batch order: kAll gives one row per token, kLast one, kNone none.
-  std::vector<float> logits;        // [rows, vocab]
-  std::vector<int64_t> first_row;   // per StepInput: its first row in `logits`
-  std::vector<int64_t> num_rows;    // per StepInput
+  std::vector<float> logits;       // [rows, vocab]
+  std::vector<int64_t> first_row;  // per StepInput: its first row in `logits`
+  std::vector<int64_t> num_rows;   // per StepInput
   const float* Row(int64_t row, int vocab) const { return logits.data() + row * vocab; }
 };
 
@@ -91,7 +91,7 @@ class Engine {
     int head;
   };
   std::vector<AttentionItem> items_;
-  std::vector<char> has_state_;        // per entry: lightning state existed before this step
+  std::vector<char> has_state_;  // per entry: lightning state existed before this step
 };
 
 }  // namespace afd::attention

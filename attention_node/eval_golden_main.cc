@@ -65,8 +65,7 @@ int main(int argc, char** argv) {
         options.prompts.push_back(k);
       }
     } else if (arg == "--threads") {
-      if (!absl::SimpleAtoi(value("--threads"), &options.num_threads) ||
-          options.num_threads <= 0) {
+      if (!absl::SimpleAtoi(value("--threads"), &options.num_threads) || options.num_threads <= 0) {
         std::fprintf(stderr, "afd-eval-golden: --threads needs a positive integer\n");
         return 2;
       }
@@ -76,8 +75,7 @@ int main(int argc, char** argv) {
         return 2;
       }
     } else if (arg == "--batch-tolerance") {
-      if (!absl::SimpleAtod(value("--batch-tolerance"), &batch_tolerance) ||
-          batch_tolerance < 0) {
+      if (!absl::SimpleAtod(value("--batch-tolerance"), &batch_tolerance) || batch_tolerance < 0) {
         std::fprintf(stderr, "afd-eval-golden: bad --batch-tolerance\n");
         return 2;
       }
@@ -122,9 +120,8 @@ int main(int argc, char** argv) {
       std::snprintf(batched, sizeof(batched), "%.3e", r.batched_max_abs);
     }
     std::printf("%-7d %6lld %5lld %12.3e %12.3e %8s %12s  %s\n", r.index,
-                static_cast<long long>(r.prompt_tokens),
-                static_cast<long long>(r.generated_tokens), r.prefill_max_abs, r.decode_max_abs,
-                greedy, batched, pass ? "ok" : "FAIL");
+                static_cast<long long>(r.prompt_tokens), static_cast<long long>(r.generated_tokens),
+                r.prefill_max_abs, r.decode_max_abs, greedy, batched, pass ? "ok" : "FAIL");
   }
   std::printf("%s (tolerance %.1e, batched %.1e)\n", ok ? "PASS" : "FAIL", tolerance,
               batch_tolerance);

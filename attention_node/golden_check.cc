@@ -21,8 +21,8 @@ namespace afd::attention {
 namespace {
 
 struct GoldenPrompt {
-  std::vector<int32_t> input_ids;     // [L]
-  std::vector<int32_t> greedy_ids;    // [T]
+  std::vector<int32_t> input_ids;         // [L]
+  std::vector<int32_t> greedy_ids;        // [T]
   const float* prefill_logits = nullptr;  // [L, V] (mapped)
   const float* decode_logits = nullptr;   // [T, V] (mapped)
 };
@@ -34,10 +34,9 @@ absl::StatusOr<const TensorView*> Find(const SafetensorsFile& file, const std::s
     return absl::NotFoundError(absl::StrCat(file.path(), ": no tensor ", name));
   }
   if (t->dtype != dtype || static_cast<int>(t->shape.size()) != rank) {
-    return absl::InvalidArgumentError(absl::StrCat(file.path(), ": ", name, " is ",
-                                                   DTypeName(t->dtype), " ",
-                                                   ShapeString(t->shape), ", expected ",
-                                                   DTypeName(dtype), " of rank ", rank));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file.path(), ": ", name, " is ", DTypeName(t->dtype), " ",
+                     ShapeString(t->shape), ", expected ", DTypeName(dtype), " of rank ", rank));
   }
   if (dtype == DType::kF32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(file.path(), ": ", name, " is misaligned"));
@@ -192,9 +191,9 @@ absl::StatusOr<std::vector<GoldenPromptResult>> RunGoldenCase(const std::string&
     for (const GoldenPrompt& g : prompts) {
       max_tokens = std::max<int64_t>(max_tokens, g.input_ids.size() + g.greedy_ids.size());
     }
-    ASSIGN_OR_RETURN(Runner r, MakeRunner(*weights, backend.get(), &pool,
-                                          static_cast<int>(prompts.size()), max_tokens,
-                                          options.block_size));
+    ASSIGN_OR_RETURN(Runner r,
+                     MakeRunner(*weights, backend.get(), &pool, static_cast<int>(prompts.size()),
+                                max_tokens, options.block_size));
     std::vector<int> seqs;
     std::vector<SequenceLogits> batched(prompts.size());
     std::vector<StepInput> inputs;

@@ -25,10 +25,10 @@ struct GoldenPromptResult {
   int index = 0;
   int64_t prompt_tokens = 0;
   int64_t generated_tokens = 0;
-  float prefill_max_abs = 0;    // max |engine - reference| over every prefill logit
-  float decode_max_abs = 0;     // same over decode_logits (row 0 = last prompt position)
+  float prefill_max_abs = 0;       // max |engine - reference| over every prefill logit
+  float decode_max_abs = 0;        // same over decode_logits (row 0 = last prompt position)
   int first_greedy_mismatch = -1;  // first step whose argmax differs from greedy_ids; -1: none
-  float batched_max_abs = -1;   // max |batched - alone| over all rows; -1 when not run
+  float batched_max_abs = -1;      // max |batched - alone| over all rows; -1 when not run
 };
 
 // NOT_FOUND / INVALID_ARGUMENT for a missing or malformed model or golden file, or a prompt

@@ -6,8 +6,7 @@
 
 namespace afd::attention {
 
-InProcessExpertBackend::InProcessExpertBackend(const ModelConfig& config,
-                                               kernels::ThreadPool* pool)
+InProcessExpertBackend::InProcessExpertBackend(const ModelConfig& config, kernels::ThreadPool* pool)
     : config_(config), ffn_(config.hidden_size, config.intermediate_size, pool) {}
 
 absl::StatusOr<std::unique_ptr<InProcessExpertBackend>> InProcessExpertBackend::Create(
@@ -25,12 +24,10 @@ absl::StatusOr<std::unique_ptr<InProcessExpertBackend>> InProcessExpertBackend::
 
 absl::Status InProcessExpertBackend::Run(const ExpertRequest& request, float* out) {
   if (request.layer < 0 || request.layer >= config_.num_hidden_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("expert request: layer ", request.layer,
-                                                   " outside [0, ", config_.num_hidden_layers,
-                                                   ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expert request: layer ", request.layer, " outside [0, ", config_.num_hidden_layers, ")"));
   }
-  if (request.hidden_dim != config_.hidden_size || request.top_k <= 0 ||
-      request.num_tokens < 0) {
+  if (request.hidden_dim != config_.hidden_size || request.top_k <= 0 || request.num_tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "expert request: hidden_dim ", request.hidden_dim, " (model: ", config_.hidden_size,
         "), top_k ", request.top_k, ", num_tokens ", request.num_tokens));
@@ -51,9 +48,9 @@ absl::Status InProcessExpertBackend::Run(const ExpertRequest& request, float* ou
   }
   terms_.resize(num_pairs * request.hidden_dim);
   const std::vector<ExpertWeights>& layer = experts_[request.layer];
-  RETURN_IF_ERROR(ffn_.Run(request.hidden, request.num_tokens, pairs_,
-                           [&](int32_t e) -> const ExpertWeights* { return &layer[e]; },
-                           terms_.data()));
+  RETURN_IF_ERROR(ffn_.Run(
+      request.hidden, request.num_tokens, pairs_,
+      [&](int32_t e) -> const ExpertWeights* { return &layer[e]; }, terms_.data()));
   CombineExpertTerms(pairs_, terms_.data(), request.num_tokens, request.hidden_dim, out);
   return absl::OkStatus();
 }

@@ -37,16 +37,15 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
   for (int l = 0; l < config.num_hidden_layers; ++l) {
     cache->layer_slot_[l] = config.IsLinearLayer(l) ? cache->num_linear_layers_++ : num_full++;
   }
-  const int64_t pool_floats = options.num_blocks * config.num_key_value_heads *
-                              options.block_size * config.head_dim;
+  const int64_t pool_floats =
+      options.num_blocks * config.num_key_value_heads * options.block_size * config.head_dim;
   for (int i = 0; i < num_full; ++i) {
     cache->k_pools_.push_back(AllocateZeroed(pool_floats));
     cache->v_pools_.push_back(AllocateZeroed(pool_floats));
     if (cache->k_pools_.back() == nullptr || cache->v_pools_.back() == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("kv cache: cannot allocate ", 2 * num_full, " pools of ",
-                       pool_floats * sizeof(float), " bytes (", options.num_blocks,
-                       " blocks); lower the block count"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "kv cache: cannot allocate ", 2 * num_full, " pools of ", pool_floats * sizeof(float),
+          " bytes (", options.num_blocks, " blocks); lower the block count"));
     }
   }
   cache->free_blocks_.resize(options.num_blocks);
@@ -62,16 +61,16 @@ absl::StatusOr<int> KvCache::AddSequence() {
   for (int s = 0; s < static_cast<int>(sequences_.size()); ++s) {
     Sequence& seq = sequences_[s];
     if (seq.live) continue;
-    const int64_t state_floats = int64_t{config_.num_attention_heads} * config_.head_dim *
-                                 config_.head_dim;
+    const int64_t state_floats =
+        int64_t{config_.num_attention_heads} * config_.head_dim * config_.head_dim;
     seq.state.clear();
     for (int i = 0; i < num_linear_layers_; ++i) {
       seq.state.push_back(AllocateZeroed(state_floats));
       if (seq.state.back() == nullptr) {
         seq.state.clear();
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "kv cache: cannot allocate the lightning states of a new sequence (",
-            num_linear_layers_, " x ", state_floats * sizeof(float), " bytes)"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("kv cache: cannot allocate the lightning states of a new sequence (",
+                         num_linear_layers_, " x ", state_floats * sizeof(float), " bytes)"));
       }
     }
     seq.has_state.assign(num_linear_layers_, false);

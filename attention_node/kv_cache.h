@@ -67,7 +67,7 @@ class KvCache {
   struct Sequence {
     bool live = false;
     int64_t length = 0;
-    std::vector<int32_t> blocks;            // block table
+    std::vector<int32_t> blocks;                  // block table
     std::vector<std::unique_ptr<float[]>> state;  // per linear layer slot: [H, d, d]
     std::vector<bool> has_state;                  // per linear layer slot
   };
@@ -81,7 +81,7 @@ class KvCache {
   int num_linear_layers_ = 0;
   std::vector<std::unique_ptr<float[]>> k_pools_;  // per full layer: [num_blocks, Hkv, bs, d]
   std::vector<std::unique_ptr<float[]>> v_pools_;
-  std::vector<int32_t> free_blocks_;         // stack of free pool blocks
+  std::vector<int32_t> free_blocks_;  // stack of free pool blocks
   std::vector<Sequence> sequences_;
   int live_ = 0;
 };

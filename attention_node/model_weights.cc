@@ -79,8 +79,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelConf
   const int64_t kv_dim = int64_t{config.num_key_value_heads} * config.head_dim;
   const int64_t vocab = config.vocab_size;
 
-  ASSIGN_OR_RETURN(m->embedding_, LoadLinear(checkpoint, config, "model.embed_tokens", vocab,
-                                             d_model));
+  ASSIGN_OR_RETURN(m->embedding_,
+                   LoadLinear(checkpoint, config, "model.embed_tokens", vocab, d_model));
   if (config.tie_word_embeddings && !checkpoint.Has("lm_head.weight")) {
     m->lm_head_ = m->embedding_;
   } else {
@@ -99,11 +99,10 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelConf
                      LoadFloatVector(checkpoint, p + "post_attention_layernorm.weight", d_model));
     if (lw.linear) {
       LightningWeights& w = lw.lightning;
-      ASSIGN_OR_RETURN(w.qkv_proj,
-                       LoadLinear(checkpoint, config, p + "self_attn.qkv_proj", 3 * q_dim,
-                                  d_model));
-      ASSIGN_OR_RETURN(w.output_gate, LoadLinear(checkpoint, config, p + "self_attn.output_gate",
-                                                 q_dim, d_model));
+      ASSIGN_OR_RETURN(
+          w.qkv_proj, LoadLinear(checkpoint, config, p + "self_attn.qkv_proj", 3 * q_dim, d_model));
+      ASSIGN_OR_RETURN(w.output_gate,
+                       LoadLinear(checkpoint, config, p + "self_attn.output_gate", q_dim, d_model));
       ASSIGN_OR_RETURN(w.out_proj,
                        LoadLinear(checkpoint, config, p + "self_attn.out_proj", d_model, q_dim));
       ASSIGN_OR_RETURN(w.norm, LoadFloatVector(checkpoint, p + "self_attn.norm.weight", q_dim));
@@ -119,8 +118,10 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelConf
       ASSIGN_OR_RETURN(w.o_proj,
                        LoadLinear(checkpoint, config, p + "self_attn.o_proj", d_model, q_dim));
       if (config.use_qk_norm) {
-        ASSIGN_OR_RETURN(w.q_norm, LoadFloatVector(checkpoint, p + "self_attn.q_norm.weight", q_dim));
-        ASSIGN_OR_RETURN(w.k_norm, LoadFloatVector(checkpoint, p + "self_attn.k_norm.weight", kv_dim));
+        ASSIGN_OR_RETURN(w.q_norm,
+                         LoadFloatVector(checkpoint, p + "self_attn.q_norm.weight", q_dim));
+        ASSIGN_OR_RETURN(w.k_norm,
+                         LoadFloatVector(checkpoint, p + "self_attn.k_norm.weight", kv_dim));
       }
     }
     ASSIGN_OR_RETURN(lw.router, LoadLinear(checkpoint, config, p + "block_sparse_moe.gate",
@@ -128,7 +129,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelConf
     if (config.scoring == RouterScoring::kSigmoidWithBias && config.use_routing_bias) {
       ASSIGN_OR_RETURN(lw.router_bias,
                        LoadFloatVector(checkpoint, p + "block_sparse_moe.e_score_correction_bias",
-                                  config.num_local_experts));
+                                       config.num_local_experts));
     }
   }
   return m;
@@ -136,9 +137,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelConf
 
 absl::Status ModelWeights::Embed(int32_t token, float* out) const {
   if (token < 0 || token >= config_.vocab_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("token id ", token, " is outside the vocabulary [0, ", config_.vocab_size,
-                     ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token id ", token, " is outside the vocabulary [0, ", config_.vocab_size, ")"));
   }
   DequantizeRow(embedding_, token, out);
   return absl::OkStatus();

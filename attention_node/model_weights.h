@@ -37,13 +37,13 @@ struct LightningWeights {
 };
 
 struct LayerWeights {
-  bool linear = false;                // lightning layer (else full attention)
-  std::vector<float> input_norm;      // [D]
-  std::vector<float> post_norm;       // [D]
-  FullAttentionWeights full;          // when !linear
-  LightningWeights lightning;         // when linear
-  kernels::WeightView router;         // [E, D] (fp32 or bf16 as stored)
-  std::vector<float> router_bias;     // [E]; empty when the model has none
+  bool linear = false;             // lightning layer (else full attention)
+  std::vector<float> input_norm;   // [D]
+  std::vector<float> post_norm;    // [D]
+  FullAttentionWeights full;       // when !linear
+  LightningWeights lightning;      // when linear
+  kernels::WeightView router;      // [E, D] (fp32 or bf16 as stored)
+  std::vector<float> router_bias;  // [E]; empty when the model has none
 };
 
 class ModelWeights {
@@ -56,8 +56,8 @@ class ModelWeights {
   const ModelConfig& config() const { return config_; }
   const LayerWeights& layer(int index) const { return layers_[index]; }
   const std::vector<float>& final_norm() const { return final_norm_; }  // [D]
-  const kernels::WeightView& lm_head() const { return lm_head_; }        // [V, D]
-  const kernels::WeightView& embedding() const { return embedding_; }    // [V, D]
+  const kernels::WeightView& lm_head() const { return lm_head_; }       // [V, D]
+  const kernels::WeightView& embedding() const { return embedding_; }   // [V, D]
 
   // out: [D] = the embedding row of `token` widened to fp32. INVALID_ARGUMENT when `token` is
   // outside [0, vocab_size).

@@ -23,8 +23,7 @@ int32_t ArgMax(const std::vector<float>& v) {
 
 }  // namespace
 
-absl::StatusOr<Sampler> Sampler::Create(const SamplingParams& p,
-                                        absl::Span<const int32_t> prompt) {
+absl::StatusOr<Sampler> Sampler::Create(const SamplingParams& p, absl::Span<const int32_t> prompt) {
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {
     return absl::InvalidArgumentError(
         absl::StrCat("sampling: temperature must be >= 0, got ", p.temperature));
@@ -41,8 +40,8 @@ absl::StatusOr<Sampler> Sampler::Create(const SamplingParams& p,
         absl::StrCat("sampling: min_p must be in [0, 1], got ", p.min_p));
   }
   if (!(p.repetition_penalty > 0.0f) || !std::isfinite(p.repetition_penalty)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling: repetition_penalty must be > 0, got ", p.repetition_penalty));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling: repetition_penalty must be > 0, got ", p.repetition_penalty));
   }
   if (!std::isfinite(p.presence_penalty) || !std::isfinite(p.frequency_penalty)) {
     return absl::InvalidArgumentError("sampling: presence/frequency penalties must be finite");
@@ -75,8 +74,7 @@ void Sampler::ApplyPenalties(std::vector<float>& logits) const {
     for (int32_t t : generated_) ++counts[t];
     for (const auto& [t, count] : counts) {
       if (t < 0 || t >= vocab) continue;
-      logits[t] -= params_.frequency_penalty * static_cast<float>(count) +
-                   params_.presence_penalty;
+      logits[t] -= params_.frequency_penalty * static_cast<float>(count) + params_.presence_penalty;
     }
   }
 }

@@ -14,15 +14,15 @@
 namespace afd::attention {
 
 struct SamplingParams {
-  float temperature = 0.0f;          // 0: greedy (argmax, lowest id on ties)
-  int top_k = 0;                     // keep the k most likely tokens; 0: all
-  float top_p = 1.0f;                // keep the smallest set with probability >= top_p; 1: all
-  float min_p = 0.0f;                // drop tokens with p < min_p * p_max; 0: none
-  float repetition_penalty = 1.0f;   // > 1 discourages tokens of the prompt and output
-  float presence_penalty = 0.0f;     // subtracted once from tokens already generated
-  float frequency_penalty = 0.0f;    // subtracted per occurrence in the generated tokens
-  uint64_t seed = 0;                 // RNG seed for non-greedy sampling
-  int top_logprobs = 0;              // how many most likely alternatives to report (0..20)
+  float temperature = 0.0f;         // 0: greedy (argmax, lowest id on ties)
+  int top_k = 0;                    // keep the k most likely tokens; 0: all
+  float top_p = 1.0f;               // keep the smallest set with probability >= top_p; 1: all
+  float min_p = 0.0f;               // drop tokens with p < min_p * p_max; 0: none
+  float repetition_penalty = 1.0f;  // > 1 discourages tokens of the prompt and output
+  float presence_penalty = 0.0f;    // subtracted once from tokens already generated
+  float frequency_penalty = 0.0f;   // subtracted per occurrence in the generated tokens
+  uint64_t seed = 0;                // RNG seed for non-greedy sampling
+  int top_logprobs = 0;             // how many most likely alternatives to report (0..20)
 };
 
 struct TokenLogprob {
@@ -32,8 +32,8 @@ struct TokenLogprob {
 
 struct SampleResult {
   int32_t token = 0;
-  float logprob = 0.0f;              // of the chosen token under the raw logits
-  std::vector<TokenLogprob> top;     // top_logprobs alternatives, most likely first
+  float logprob = 0.0f;           // of the chosen token under the raw logits
+  std::vector<TokenLogprob> top;  // top_logprobs alternatives, most likely first
 };
 
 class Sampler {
@@ -60,8 +60,8 @@ class Sampler {
   std::vector<int32_t> prompt_;
   std::vector<int32_t> generated_;
   std::mt19937_64 rng_;
-  std::vector<float> work_;       // [vocab] processed logits
-  std::vector<int32_t> order_;    // candidate ids
+  std::vector<float> work_;     // [vocab] processed logits
+  std::vector<int32_t> order_;  // candidate ids
 };
 
 }  // namespace afd::attention

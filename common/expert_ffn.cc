@@ -19,12 +19,12 @@ constexpr int64_t kRowTile = 32;  // output rows per parallel work item
 
 int64_t NumTiles(int64_t rows) { return (rows + kRowTile - 1) / kRowTile; }
 
-absl::Status CheckShape(const kernels::WeightView& w, int64_t rows, int64_t cols,
-                        const char* name, int32_t expert) {
+absl::Status CheckShape(const kernels::WeightView& w, int64_t rows, int64_t cols, const char* name,
+                        int32_t expert) {
   if (w.data == nullptr || w.rows != rows || w.cols != cols) {
     return absl::InvalidArgumentError(absl::StrCat("expert ", expert, ": ", name, " is [", w.rows,
-                                                   ", ", w.cols, "], expected [", rows, ", ",
-                                                   cols, "]"));
+                                                   ", ", w.cols, "], expected [", rows, ", ", cols,
+                                                   "]"));
   }
   return absl::OkStatus();
 }
@@ -32,27 +32,26 @@ absl::Status CheckShape(const kernels::WeightView& w, int64_t rows, int64_t cols
 }  // namespace
 
 absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint,
-                                                const ModelConfig& config, int layer,
-                                                int expert) {
+                                                const ModelConfig& config, int layer, int expert) {
   const int64_t d = config.hidden_size;
   const int64_t inter = config.intermediate_size;
   ExpertWeights w;
-  ASSIGN_OR_RETURN(w.w1, LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w1"),
-                                     inter, d));
-  ASSIGN_OR_RETURN(w.w3, LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w3"),
-                                     inter, d));
-  ASSIGN_OR_RETURN(w.w2, LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w2"),
-                                     d, inter));
+  ASSIGN_OR_RETURN(w.w1,
+                   LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w1"), inter, d));
+  ASSIGN_OR_RETURN(w.w3,
+                   LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w3"), inter, d));
+  ASSIGN_OR_RETURN(w.w2,
+                   LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w2"), d, inter));
   return w;
 }
 
 ExpertFfn::ExpertFfn(int hidden_dim, int intermediate_dim, kernels::ThreadPool* pool)
     : hidden_dim_(hidden_dim), intermediate_dim_(intermediate_dim), pool_(pool) {}
 
-void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n,
-                          float* gate_up, float* y, kernels::ThreadPool* pool) const {
+void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n, float* gate_up,
+                          float* y, kernels::ThreadPool* pool) const {
   const int64_t inter = intermediate_dim_;
-  float* gate = gate_up;          // [n, I]
+  float* gate = gate_up;            // [n, I]
   float* up = gate_up + n * inter;  // [n, I]
   if (pool == nullptr || pool->num_threads() <= 1) {
     kernels::MatMul(x_rows, n, w.w1, gate);
@@ -63,8 +62,7 @@ void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n
     pool->ParallelFor(2 * tiles, [&](int64_t begin, int64_t end) {
       const int64_t b1 = std::min(begin, tiles), e1 = std::min(end, tiles);
       if (b1 < e1) {
-        kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter),
-                            gate);
+        kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter), gate);
       }
       const int64_t b3 = std::max(begin, tiles) - tiles, e3 = std::max(end, tiles) - tiles;
       if (b3 < e3) {
@@ -76,8 +74,7 @@ void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n
   kernels::MatMul(gate, n, w.w2, y, pool);
 }
 
-absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens,
-                            absl::Span<const ExpertPair> pairs,
+absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const ExpertPair> pairs,
                             absl::FunctionRef<const ExpertWeights*(int32_t)> experts,
                             float* terms) {
   const int64_t d = hidden_dim_;
@@ -107,8 +104,8 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens,
     while (j < num_pairs && pairs[order_[j]].expert == first.expert) {
       const int32_t token = pairs[order_[j]].token;
       if (token < 0 || token >= num_tokens) {
-        return absl::InvalidArgumentError(absl::StrCat("expert pair ", order_[j], ": token ",
-                                                       token, " outside [0, ", num_tokens, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("expert pair ", order_[j], ": token ", token,
+                                                       " outside [0, ", num_tokens, ")"));
       }
       ++j;
     }
@@ -133,8 +130,8 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens,
 
   auto run_group = [&](const Group& g, kernels::ThreadPool* pool) {
     const int64_t n = g.end - g.begin;
-    RunExpert(*g.weights, x_rows_.data() + g.begin * d, n,
-              gate_up_.data() + g.begin * 2 * inter, y_rows_.data() + g.begin * d, pool);
+    RunExpert(*g.weights, x_rows_.data() + g.begin * d, n, gate_up_.data() + g.begin * 2 * inter,
+              y_rows_.data() + g.begin * d, pool);
   };
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
   if (threads > 1 && static_cast<int>(groups.size()) >= 2 * threads) {
@@ -157,8 +154,8 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens,
   return absl::OkStatus();
 }
 
-void CombineExpertTerms(absl::Span<const ExpertPair> pairs, const float* terms,
-                        int64_t num_tokens, int hidden_dim, float* out) {
+void CombineExpertTerms(absl::Span<const ExpertPair> pairs, const float* terms, int64_t num_tokens,
+                        int hidden_dim, float* out) {
   const int64_t d = hidden_dim;
   std::fill(out, out + num_tokens * d, 0.0f);
   std::vector<int32_t> order(pairs.size());

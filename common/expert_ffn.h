@@ -60,22 +60,22 @@ class ExpertFfn {
  private:
   // One expert over its rows: x_rows [n, D] -> y [n, D] (unweighted), using scratch of
   // n * 2I floats; `pool` may be null.
-  void RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n, float* gate_up,
-                 float* y, kernels::ThreadPool* pool) const;
+  void RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n, float* gate_up, float* y,
+                 kernels::ThreadPool* pool) const;
 
   int hidden_dim_;
   int intermediate_dim_;
   kernels::ThreadPool* pool_;
-  std::vector<int32_t> order_;     // pair indices grouped by expert
-  std::vector<float> x_rows_;      // [pairs, D] gathered inputs
-  std::vector<float> gate_up_;     // [pairs, 2I]
-  std::vector<float> y_rows_;      // [pairs, D]
+  std::vector<int32_t> order_;  // pair indices grouped by expert
+  std::vector<float> x_rows_;   // [pairs, D] gathered inputs
+  std::vector<float> gate_up_;  // [pairs, 2I]
+  std::vector<float> y_rows_;   // [pairs, D]
 };
 
 // out[t] = +0.0f + terms of t's pairs added in ascending expert id (ties: pair order), for t in
 // [0, num_tokens); tokens with no pair get +0.0f. terms: [pairs.size(), hidden_dim];
 // out: [num_tokens, hidden_dim].
-void CombineExpertTerms(absl::Span<const ExpertPair> pairs, const float* terms,
-                        int64_t num_tokens, int hidden_dim, float* out);
+void CombineExpertTerms(absl::Span<const ExpertPair> pairs, const float* terms, int64_t num_tokens,
+                        int hidden_dim, float* out);
 
 }  // namespace afd

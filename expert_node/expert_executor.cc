@@ -31,8 +31,8 @@ absl::Status ExpertExecutor::Check(const ExpertBatchView& batch) const {
                                                    " outside [0, ", config.num_hidden_layers,
                                                    ")"));
   }
-  ExpertSet missing(config.num_hidden_layers, config.num_local_experts);
   const int64_t pairs = batch.num_pairs();
+  bool all_hosted = true;
   for (int64_t p = 0; p < pairs; ++p) {
     const uint32_t e = batch.expert_ids[p];
     if (e >= static_cast<uint32_t>(config.num_local_experts)) {
@@ -40,14 +40,15 @@ absl::Status ExpertExecutor::Check(const ExpertBatchView& batch) const {
                                                      " does not exist (the model has ",
                                                      config.num_local_experts, " per layer)"));
     }
-    if (store_->Find(batch.layer, static_cast<int>(e)) == nullptr) {
-      missing.Add(batch.layer, static_cast<int>(e));
-    }
+    all_hosted = all_hosted && store_->Find(batch.layer, static_cast<int>(e)) != nullptr;
   }
-  if (!missing.empty()) {
-    return absl::NotFoundError(absl::StrCat(node_name_, ": does not host ", missing.ToString()));
+  if (all_hosted) return absl::OkStatus();
+  ExpertSet missing(config.num_hidden_layers, config.num_local_experts);
+  for (int64_t p = 0; p < pairs; ++p) {
+    const int e = static_cast<int>(batch.expert_ids[p]);
+    if (store_->Find(batch.layer, e) == nullptr) missing.Add(batch.layer, e);
   }
-  return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat(node_name_, ": does not host ", missing.ToString()));
 }
 
 absl::Status ExpertExecutor::Run(const ExpertBatchView& batch, std::vector<float>* rows) {

@@ -28,6 +28,7 @@
 #include "common/rpc/channel.h"
 #include "common/rpc/expert_codec.h"
 #include "common/rpc/server.h"
+#include "common/rpc/status_codec.h"
 #include "expert_node/expert_executor.h"
 #include "expert_node/expert_node_service.h"
 #include "expert_node/expert_store.h"
@@ -229,6 +230,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     server = *std::move(started);
+    server->SetServing(afd::v1::ExpertNode::service_full_name(), true);
   }
 
   // The node's shape from Describe.

@@ -76,6 +76,7 @@ std::unique_ptr<LocalNode> StartNode(const std::string& model, const std::string
     std::exit(1);
   }
   node->server = *std::move(server);
+  node->server->SetServing(afd::v1::ExpertNode::service_full_name(), true);
   node->address = listen.rfind("unix", 0) == 0
                       ? listen
                       : absl::StrCat("127.0.0.1:", node->server->port());

@@ -68,9 +68,9 @@ inline void AttendOne(const float* q, int64_t num_keys, const KeyFn& key, const 
   for (int64_t j = 0; j < num_keys; ++j) Axpy(scores[j] * inv_sum, value(j), dim, out);
 }
 
-void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions,
-                        const PagedKvView& kv, const AttentionShape& shape, int head_begin,
-                        int head_end, float* scores, float* out) {
+void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
+                        const AttentionShape& shape, int head_begin, int head_end, float* scores,
+                        float* out) {
   const int d = shape.head_dim;
   const int hkv = shape.num_kv_heads;
   const int group = shape.num_heads / hkv;
@@ -94,8 +94,8 @@ void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions,
 }
 
 void CausalAttentionImpl(const float* q, const float* k, const float* v, int64_t n,
-                         const AttentionShape& shape, int head_begin, int head_end,
-                         float* scores, float* out) {
+                         const AttentionShape& shape, int head_begin, int head_end, float* scores,
+                         float* out) {
   const int d = shape.head_dim;
   const int hkv = shape.num_kv_heads;
   const int group = shape.num_heads / hkv;
@@ -123,15 +123,14 @@ HWY_EXPORT(CausalAttentionImpl);
 void PagedAttention(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
                     const AttentionShape& shape, int head_begin, int head_end, float* scores,
                     float* out) {
-  HWY_DYNAMIC_DISPATCH(PagedAttentionImpl)(q, n, positions, kv, shape, head_begin, head_end,
-                                           scores, out);
+  HWY_DYNAMIC_DISPATCH(PagedAttentionImpl)
+  (q, n, positions, kv, shape, head_begin, head_end, scores, out);
 }
 
 void CausalAttention(const float* q, const float* k, const float* v, int64_t n,
                      const AttentionShape& shape, int head_begin, int head_end, float* scores,
                      float* out) {
-  HWY_DYNAMIC_DISPATCH(CausalAttentionImpl)(q, k, v, n, shape, head_begin, head_end, scores,
-                                            out);
+  HWY_DYNAMIC_DISPATCH(CausalAttentionImpl)(q, k, v, n, shape, head_begin, head_end, scores, out);
 }
 
 namespace {

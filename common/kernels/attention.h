@@ -19,9 +19,9 @@ struct AttentionShape {
 // b*block_size + block_size - 1) is pool block block_table[b]; a pool block holds, per KV
 // head, block_size consecutive key (value) vectors.
 struct PagedKvView {
-  const float* k_pool = nullptr;          // [num_pool_blocks, num_kv_heads, block_size, head_dim]
-  const float* v_pool = nullptr;          // [num_pool_blocks, num_kv_heads, block_size, head_dim]
-  const int32_t* block_table = nullptr;   // [ceil(num_cached_tokens / block_size)]
+  const float* k_pool = nullptr;         // [num_pool_blocks, num_kv_heads, block_size, head_dim]
+  const float* v_pool = nullptr;         // [num_pool_blocks, num_kv_heads, block_size, head_dim]
+  const int32_t* block_table = nullptr;  // [ceil(num_cached_tokens / block_size)]
   int block_size = 16;
 };
 

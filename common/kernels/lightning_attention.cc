@@ -56,17 +56,17 @@ inline void Axpy(float p, const float* v, int dim, float* out) {
   for (; i < dim; ++i) out[i] += p * v[i];
 }
 
-void LightningPrefillImpl(const float* qkv, int64_t n, int num_heads, int head_dim,
-                          int head_begin, int head_end, const float* slopes, int block_size,
-                          float* state, float* scratch, float* out) {
+void LightningPrefillImpl(const float* qkv, int64_t n, int num_heads, int head_dim, int head_begin,
+                          int head_end, const float* slopes, int block_size, float* state,
+                          float* scratch, float* out) {
   const hn::ScalableTag<float> df;
   const int lanes = static_cast<int>(hn::Lanes(df));
   const int d = head_dim;
   const int bsz = block_size;
-  float* decay = scratch;             // [B + 1]
-  float* scores = decay + bsz + 1;    // [B]
-  float* o_intra = scores + bsz;      // [d]
-  float* kv_new = o_intra + d;        // [d, d]
+  float* decay = scratch;           // [B + 1]
+  float* scores = decay + bsz + 1;  // [B]
+  float* o_intra = scores + bsz;    // [d]
+  float* kv_new = o_intra + d;      // [d, d]
   const int64_t token_stride = static_cast<int64_t>(num_heads) * 3 * d;
   for (int h = head_begin; h < head_end; ++h) {
     FillDecayTable(slopes[h], bsz, decay);
@@ -117,9 +117,8 @@ void LightningPrefillImpl(const float* qkv, int64_t n, int num_heads, int head_d
   }
 }
 
-void LightningDecodeImpl(const float* qkv, int64_t n, int num_heads, int head_dim,
-                         int head_begin, int head_end, const float* slopes, float* state,
-                         float* out) {
+void LightningDecodeImpl(const float* qkv, int64_t n, int num_heads, int head_dim, int head_begin,
+                         int head_end, const float* slopes, float* state, float* out) {
   const hn::ScalableTag<float> df;
   const int lanes = static_cast<int>(hn::Lanes(df));
   const int d = head_dim;
@@ -140,8 +139,8 @@ void LightningDecodeImpl(const float* qkv, int64_t n, int num_heads, int head_di
         int b = 0;
         // S[a, b] = ratio * S[a, b] + k[a] * v[b], each product rounded as transformers does.
         for (; b + lanes <= d; b += lanes) {
-          const auto updated = hn::Add(hn::Mul(vratio, hn::LoadU(df, row + b)),
-                                       hn::Mul(ka, hn::LoadU(df, v + b)));
+          const auto updated =
+              hn::Add(hn::Mul(vratio, hn::LoadU(df, row + b)), hn::Mul(ka, hn::LoadU(df, v + b)));
           hn::StoreU(updated, df, row + b);
         }
         for (; b < d; ++b) row[b] = ratio * row[b] + k[a] * v[b];
@@ -163,8 +162,7 @@ HWY_EXPORT(LightningDecodeImpl);
 
 std::vector<float> LightningSlopes(int num_heads, int layer, int num_layers) {
   const float base = static_cast<float>(1.0 / std::pow(2.0, 8.0 / num_heads));
-  const float factor =
-      static_cast<float>(1.0 - layer / (num_layers - 1 + 1e-5) + 1e-5);
+  const float factor = static_cast<float>(1.0 - layer / (num_layers - 1 + 1e-5) + 1e-5);
   std::vector<float> slopes(num_heads);
   for (int h = 0; h < num_heads; ++h) {
     const float rate = static_cast<float>(std::pow(static_cast<double>(base), h + 1));
@@ -181,14 +179,14 @@ size_t LightningPrefillScratchFloats(int head_dim, int block_size) {
 void LightningPrefill(const float* qkv, int64_t n, int num_heads, int head_dim, int head_begin,
                       int head_end, const float* slopes, int block_size, float* state,
                       float* scratch, float* out) {
-  HWY_DYNAMIC_DISPATCH(LightningPrefillImpl)(qkv, n, num_heads, head_dim, head_begin, head_end,
-                                             slopes, block_size, state, scratch, out);
+  HWY_DYNAMIC_DISPATCH(LightningPrefillImpl)
+  (qkv, n, num_heads, head_dim, head_begin, head_end, slopes, block_size, state, scratch, out);
 }
 
 void LightningDecode(const float* qkv, int64_t n, int num_heads, int head_dim, int head_begin,
                      int head_end, const float* slopes, float* state, float* out) {
-  HWY_DYNAMIC_DISPATCH(LightningDecodeImpl)(qkv, n, num_heads, head_dim, head_begin, head_end,
-                                            slopes, state, out);
+  HWY_DYNAMIC_DISPATCH(LightningDecodeImpl)
+  (qkv, n, num_heads, head_dim, head_begin, head_end, slopes, state, out);
 }
 
 void LightningPrefillReference(const float* qkv, int64_t n, int num_heads, int head_dim,

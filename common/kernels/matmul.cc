@@ -52,22 +52,31 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
 // ---------------------------------------------------------------------------------------------
-// Weight decoders. Load() widens kVecs consecutive float vectors of one weight row starting at
-// column c (natural order); Scalar() widens one element. For block-scaled types, Load() returns
-// value / kScaleMul (the caller multiplies by scale * kScaleMul, a power of two, so exact) and
-// Scalar() returns the value itself.
+// Weight decoders. Each widens one chunk of kVecs * Lanes consecutive weights of a row, starting
+// at byte pointer p, into kVecs float vectors:
+// - Load(): the order the decode kernel uses. Lane l of vector v holds chunk element
+//   Element(v, l); the decode kernel packs the activations in the same order. Identity unless
+//   kPermuted.
+// - LoadNatural(): natural order (vector v lane l = element v * Lanes + l), for the prefill.
+// - Scalar(row, c): one element, for tails.
+// For block-scaled types the vectors hold value / kScaleMul (the caller multiplies by
+// scale * kScaleMul, a power of two, so exactly) and Scalar() returns the value itself.
+// kConstRegs: vector registers the decoder keeps live across a loop.
 
 struct DecF32 {
   static constexpr int kVecs = 2;
   static constexpr bool kScaled = false;
+  static constexpr bool kPermuted = false;
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = 4;
+  static constexpr int kConstRegs = 0;
   explicit DecF32(DF) {}
-  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
-    const float* p = reinterpret_cast<const float*>(row) + c;
-    const size_t lanes = hn::Lanes(d);
-    for (int v = 0; v < kVecs; ++v) w[v] = hn::LoadU(d, p + v * lanes);
+  HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
+    const float* f = reinterpret_cast<const float*>(p);
+    for (int v = 0; v < kVecs; ++v) w[v] = hn::LoadU(d, f + v * hn::Lanes(d));
   }
+  HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
+  static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
   static float Scalar(const uint8_t* row, int64_t c) {
     float f;
     memcpy(&f, row + 4 * c, 4);
@@ -78,15 +87,18 @@ struct DecF32 {
 struct DecBf16 {
   static constexpr int kVecs = 2;
   static constexpr bool kScaled = false;
+  static constexpr bool kPermuted = false;
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = 2;
+  static constexpr int kConstRegs = 0;
   explicit DecBf16(DF) {}
-  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+  HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
     const hn::Rebind<hwy::bfloat16_t, DF> dbf;
-    const hwy::bfloat16_t* p = reinterpret_cast<const hwy::bfloat16_t*>(row) + c;
-    const size_t lanes = hn::Lanes(d);
-    for (int v = 0; v < kVecs; ++v) w[v] = hn::PromoteTo(d, hn::LoadU(dbf, p + v * lanes));
+    const hwy::bfloat16_t* b = reinterpret_cast<const hwy::bfloat16_t*>(p);
+    for (int v = 0; v < kVecs; ++v) w[v] = hn::PromoteTo(d, hn::LoadU(dbf, b + v * hn::Lanes(d)));
   }
+  HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
+  static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
   static float Scalar(const uint8_t* row, int64_t c) {
     uint16_t v;
     memcpy(&v, row + 2 * c, 2);
@@ -97,15 +109,18 @@ struct DecBf16 {
 struct DecF16 {
   static constexpr int kVecs = 2;
   static constexpr bool kScaled = false;
+  static constexpr bool kPermuted = false;
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = 2;
+  static constexpr int kConstRegs = 0;
   explicit DecF16(DF) {}
-  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+  HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
     const hn::Rebind<hwy::float16_t, DF> dh;
-    const hwy::float16_t* p = reinterpret_cast<const hwy::float16_t*>(row) + c;
-    const size_t lanes = hn::Lanes(d);
-    for (int v = 0; v < kVecs; ++v) w[v] = hn::PromoteTo(d, hn::LoadU(dh, p + v * lanes));
+    const hwy::float16_t* h = reinterpret_cast<const hwy::float16_t*>(p);
+    for (int v = 0; v < kVecs; ++v) w[v] = hn::PromoteTo(d, hn::LoadU(dh, h + v * hn::Lanes(d)));
   }
+  HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
+  static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
   static float Scalar(const uint8_t* row, int64_t c) {
     uint16_t v;
     memcpy(&v, row + 2 * c, 2);
@@ -114,14 +129,19 @@ struct DecF16 {
 };
 
 #if HWY_TARGET == HWY_AVX3_DL
-// e4m3fn -> exact bf16 bits via two 128-entry byte tables (low and high byte of the bf16 of
-// |v|), the sign bit copied over, and one masked byte permute per output vector that places
-// the two bytes in the top half of each fp32 lane. 64 weights: 6 shuffles + 1 ternlog.
+// e4m3fn -> exact bf16 bits (NaN included) through two 128-entry byte tables, lo[|v|] and
+// hi[|v|] (vpermi2b), with the sign bit copied into hi. Load(): the two byte planes are
+// interleaved into bf16 words (vpunpck[lh]bw) and each 32-bit lane yields two fp32 values
+// (even word << 16, odd word & 0xFFFF0000): 64 weights in 9 instructions, lanes permuted
+// within 128-bit blocks (Element). LoadNatural(): one masked two-table byte permute per output
+// vector instead.
 struct DecFp8 {
   static constexpr int kVecs = 4;
   static constexpr bool kScaled = true;
+  static constexpr bool kPermuted = true;
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = 1;
+  static constexpr int kConstRegs = 6;
 
   explicit DecFp8(DF) {
     alignas(64) uint8_t lo[128], hi[128], idx[4][64];
@@ -134,8 +154,8 @@ struct DecFp8 {
       for (int i = 0; i < 16; ++i) {
         idx[j][4 * i + 0] = 0;
         idx[j][4 * i + 1] = 0;
-        idx[j][4 * i + 2] = static_cast<uint8_t>(16 * j + i);       // from `lo`
-        idx[j][4 * i + 3] = static_cast<uint8_t>(64 + 16 * j + i);  // from `hi`
+        idx[j][4 * i + 2] = static_cast<uint8_t>(16 * j + i);       // from the low plane
+        idx[j][4 * i + 3] = static_cast<uint8_t>(64 + 16 * j + i);  // from the high plane
       }
     }
     lo0_ = _mm512_load_si512(lo);
@@ -145,12 +165,33 @@ struct DecFp8 {
     for (int j = 0; j < 4; ++j) idx_[j] = _mm512_load_si512(idx[j]);
   }
 
-  HWY_INLINE void Load(DF, const uint8_t* row, int64_t c, VF* w) const {
-    const __m512i v = _mm512_loadu_si512(row + c);
-    const __m512i lo = _mm512_permutex2var_epi8(lo0_, v, lo1_);
-    __m512i hi = _mm512_permutex2var_epi8(hi0_, v, hi1_);
-    hi = _mm512_ternarylogic_epi32(hi, v, _mm512_set1_epi8(static_cast<char>(0x80)),
-                                   0xF8);  // hi | (v & 0x80)
+  // Low and high bytes of the bf16 of each of the 64 weights at p.
+  HWY_INLINE void Planes(const uint8_t* p, __m512i* lo, __m512i* hi) const {
+    const __m512i v = _mm512_loadu_si512(p);
+    *lo = _mm512_permutex2var_epi8(lo0_, v, lo1_);
+    const __m512i h = _mm512_permutex2var_epi8(hi0_, v, hi1_);
+    *hi = _mm512_ternarylogic_epi32(h, v, _mm512_set1_epi8(static_cast<char>(0x80)),
+                                    0xF8);  // h | (v & 0x80)
+  }
+  HWY_INLINE void Load(DF, const uint8_t* p, VF* w) const {
+    __m512i lo, hi;
+    Planes(p, &lo, &hi);
+    const __m512i b0 = _mm512_unpacklo_epi8(lo, hi);
+    const __m512i b1 = _mm512_unpackhi_epi8(lo, hi);
+    const __m512i top = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    w[0] = VF{_mm512_castsi512_ps(_mm512_slli_epi32(b0, 16))};
+    w[1] = VF{_mm512_castsi512_ps(_mm512_and_si512(b0, top))};
+    w[2] = VF{_mm512_castsi512_ps(_mm512_slli_epi32(b1, 16))};
+    w[3] = VF{_mm512_castsi512_ps(_mm512_and_si512(b1, top))};
+  }
+  // Lane 4q + i of vector v (q: 128-bit block, i < 4) holds element 16q + 2i + {0, 1, 8, 9}[v].
+  static int64_t Element(int v, int64_t lane, int64_t) {
+    static constexpr int kOffset[4] = {0, 1, 8, 9};
+    return 16 * (lane / 4) + 2 * (lane % 4) + kOffset[v];
+  }
+  HWY_INLINE void LoadNatural(DF, const uint8_t* p, VF* w) const {
+    __m512i lo, hi;
+    Planes(p, &lo, &hi);
     constexpr __mmask64 kTopBytes = 0xCCCCCCCCCCCCCCCCull;
     for (int j = 0; j < 4; ++j) {
       w[j] = VF{_mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(kTopBytes, lo, idx_[j], hi))};
@@ -167,14 +208,18 @@ struct DecFp8 {
 struct DecFp8 {
   static constexpr int kVecs = 1;
   static constexpr bool kScaled = true;
+  static constexpr bool kPermuted = false;
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = 1;
+  static constexpr int kConstRegs = 0;
   explicit DecFp8(DF) : table_(Table()) {}
-  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+  HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
     float tmp[HWY_LANES(float)];
-    for (size_t i = 0; i < hn::Lanes(d); ++i) tmp[i] = table_[row[c + i]];
+    for (size_t i = 0; i < hn::Lanes(d); ++i) tmp[i] = table_[p[i]];
     w[0] = hn::LoadU(d, tmp);
   }
+  HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
+  static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
   static float Scalar(const uint8_t* row, int64_t c) { return Fp8E4M3ToFloat(row[c]); }
   static const float* Table() {
     static const struct Values {
@@ -193,15 +238,17 @@ struct DecFp8 {
 struct DecFp8 {
   static constexpr int kVecs = 2;
   static constexpr bool kScaled = true;
+  static constexpr bool kPermuted = false;
   static constexpr float kScaleMul = 256.0f;
   static constexpr size_t kBytes = 1;
+  static constexpr int kConstRegs = 3;
   explicit DecFp8(DF) {}
-  HWY_INLINE void Load(DF d, const uint8_t* row, int64_t c, VF* w) const {
+  HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
     const hn::Repartition<int16_t, DF> d16;  // 2 * Lanes(d) lanes
     const hn::Rebind<int8_t, decltype(d16)> d8;
     const hn::Repartition<hwy::float16_t, DF> dh;
     const hn::Half<decltype(dh)> dhh;
-    const auto b = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + c));
+    const auto b = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(p)));
     auto h = hn::And(hn::ShiftLeft<7>(b), hn::Set(d16, static_cast<int16_t>(0xBFFF)));
     const auto k7f = hn::Set(d16, static_cast<int16_t>(0x7F));
     h = hn::IfThenElse(hn::Eq(hn::And(b, k7f), k7f), hn::Set(d16, static_cast<int16_t>(0x7E00)),
@@ -210,6 +257,8 @@ struct DecFp8 {
     w[0] = hn::PromoteTo(d, hn::LowerHalf(dhh, hf));
     w[1] = hn::PromoteTo(d, hn::UpperHalf(dhh, hf));
   }
+  HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
+  static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
   static float Scalar(const uint8_t* row, int64_t c) { return Fp8E4M3ToFloat(row[c]); }
 };
 #endif
@@ -217,49 +266,100 @@ struct DecFp8 {
 // ---------------------------------------------------------------------------------------------
 // Decode kernel.
 
-// Rows per tile for N tokens: enough independent accumulators to hide the FMA latency, few
-// enough that accumulators, decoder constants and widened weights stay in registers.
-constexpr int RowsPerTile(int n) { return n == 1 ? 8 : n == 2 ? 4 : n <= 4 ? 3 : 2; }
+// Vector registers of the target.
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr int kVectorRegs = 16;
+#else
+constexpr int kVectorRegs = 32;
+#endif
 
-// Activations of a decode product, packed so that one pointer reaches every token:
-// main[(c / L) * N * L + t * L + l] = x[t, c + l] * s(c) for c < main_cols (a multiple of the
-// decoder chunk), then the tail tail[t * tail_cols + j] = x[t, main_cols + j] * s(...).
-// s(c) = scales[c / block_cols] * mul, or 1 without scales.
+// Rows per tile for N tokens: the tallest tile whose accumulators (R * N), activations (reused
+// by every row, kVecs * N), widened weights (two rows in flight) and decoder constants fit in
+// the registers; 1 when none does (then the activations come straight from L1).
+template <class Dec>
+constexpr int RowsPerTile(int n) {
+  for (int r : {8, 6, 4, 3, 2}) {
+    if (r * n + Dec::kVecs * n + 2 * Dec::kVecs + Dec::kConstRegs <= kVectorRegs - 2) return r;
+  }
+  return 1;
+}
+
+// Activations of a decode product, packed so that one pointer reaches every token, in the
+// decoder's lane order: for c < main_cols (a multiple of the chunk),
+// out[(c / L + v) * N * L + t * L + l] = x[t, c + Element(v, l)] for the chunk at c; then the
+// tail out[main_cols * N + t * tail_cols + j] = x[t, main_cols + j].
+template <class Dec>
 void PackX(const float* HWY_RESTRICT x, int64_t n, int64_t cols, int64_t main_cols,
-           const float* scales, int64_t block_cols, float mul, float* HWY_RESTRICT out) {
+           float* HWY_RESTRICT out) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk = Dec::kVecs * lanes;
   const int64_t tail_cols = cols - main_cols;
+  const hn::RebindToSigned<DF> di;
+  hn::Vec<decltype(di)> index[Dec::kVecs];
+  if (Dec::kPermuted) {
+    int32_t tmp[HWY_LANES(float)];
+    for (int v = 0; v < Dec::kVecs; ++v) {
+      for (int64_t l = 0; l < lanes; ++l) tmp[l] = static_cast<int32_t>(Dec::Element(v, l, lanes));
+      index[v] = hn::LoadU(di, tmp);
+    }
+  }
   for (int64_t t = 0; t < n; ++t) {
     const float* xr = x + t * cols;
-    for (int64_t c = 0; c < main_cols; c += lanes) {
-      auto v = hn::LoadU(d, xr + c);
-      if (scales != nullptr) {
-        // A vector never straddles a scale block when block_cols is a multiple of the lane
-        // count; otherwise scale lane by lane.
-        if (block_cols % lanes == 0) {
-          v = hn::Mul(v, hn::Set(d, scales[c / block_cols] * mul));
-        } else {
-          float* o = out + (c / lanes) * n * lanes + t * lanes;
-          for (int64_t l = 0; l < lanes; ++l) o[l] = xr[c + l] * (scales[(c + l) / block_cols] * mul);
-          continue;
-        }
+    for (int64_t c = 0; c < main_cols; c += chunk) {
+      for (int v = 0; v < Dec::kVecs; ++v) {
+        const auto xv = Dec::kPermuted ? hn::GatherIndex(d, xr + c, index[v])
+                                       : hn::LoadU(d, xr + c + v * lanes);
+        hn::Store(xv, d, out + (c / lanes + v) * n * lanes + t * lanes);
       }
-      hn::Store(v, d, out + (c / lanes) * n * lanes + t * lanes);
     }
     float* tail = out + main_cols * n + t * tail_cols;
+    for (int64_t j = 0; j < tail_cols; ++j) tail[j] = xr[main_cols + j];
+  }
+}
+
+// out = packed activations `in` (see PackX) with column col multiplied by
+// scales[col / block_cols] * mul.
+template <class Dec>
+void ScalePacked(const float* HWY_RESTRICT in, int64_t n, int64_t cols, int64_t main_cols,
+                 const float* scales, int64_t block_cols, float mul, float* HWY_RESTRICT out) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk = Dec::kVecs * lanes;
+  const int64_t tail_cols = cols - main_cols;
+  for (int64_t c = 0; c < main_cols; c += chunk) {
+    const float* src = in + c * n;
+    float* dst = out + c * n;
+    if (block_cols % chunk == 0) {  // one scale for the whole chunk
+      const VF s = hn::Set(d, scales[c / block_cols] * mul);
+      for (int64_t i = 0; i < chunk * n; i += lanes) {
+        hn::Store(hn::Mul(hn::Load(d, src + i), s), d, dst + i);
+      }
+    } else {
+      for (int v = 0; v < Dec::kVecs; ++v) {
+        for (int64_t t = 0; t < n; ++t) {
+          const int64_t o = (v * n + t) * lanes;
+          for (int64_t l = 0; l < lanes; ++l) {
+            const int64_t col = c + Dec::Element(v, l, lanes);
+            dst[o + l] = src[o + l] * (scales[col / block_cols] * mul);
+          }
+        }
+      }
+    }
+  }
+  for (int64_t t = 0; t < n; ++t) {
     for (int64_t j = 0; j < tail_cols; ++j) {
-      const int64_t c = main_cols + j;
-      tail[j] = scales != nullptr ? xr[c] * (scales[c / block_cols] * mul) : xr[c];
+      const int64_t col = main_cols + j, i = main_cols * n + t * tail_cols + j;
+      out[i] = in[i] * (scales[col / block_cols] * mul);
     }
   }
 }
 
 // One tile: R weight rows x N tokens over `cols` columns (the main part: a multiple of the
-// chunk, except in the last column block where `tail_cols` more follow). Rows start at `rows`
-// with stride `row_stride` bytes in Dec's format; `xp` is the packed activation block for these
-// columns and `tail` the packed tail. Widened weights are divided by Dec::kScaleMul for
-// block-scaled types: there the activations carry the scale.
+// chunk; in the last column block `tail_cols` more follow). Rows start at `rows` with stride
+// `row_stride` bytes in Dec's format; `xp` is the packed activation block for these columns
+// and `tail` the packed tail. Widened weights are divided by Dec::kScaleMul for block-scaled
+// types: there the activations carry the scale.
 // Accumulators start from zero, or from `acc_in` ([R * N] vectors) when given; they end in
 // `acc_out` when given, else y[t * y_stride + r] = their sum (plus the tail).
 // `prefetch`: also prefetch the same columns of the next R rows.
@@ -275,13 +375,16 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
   const uint8_t* row_ptr[R];
   for (int r = 0; r < R; ++r) row_ptr[r] = rows + r * row_stride;
   const int64_t next = R * row_stride;
-  constexpr int64_t kChunkBytes = static_cast<int64_t>(Dec::kVecs * HWY_LANES(float) *
-                                                       Dec::kBytes);
+  const int64_t chunk_bytes = chunk * static_cast<int64_t>(Dec::kBytes);
+  // One-row tiles keep two accumulator sets (even and odd vectors of a chunk) so that enough
+  // independent FMA chains are in flight.
+  constexpr int kSets = R == 1 && Dec::kVecs > 1 ? 2 : 1;
 
-  VF acc[R][N];
+  VF acc[kSets][R][N];
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < N; ++t) {
-      acc[r][t] = acc_in ? hn::Load(d, acc_in + (r * N + t) * lanes) : hn::Zero(d);
+      acc[0][r][t] = acc_in ? hn::Load(d, acc_in + (r * N + t) * lanes) : hn::Zero(d);
+      if (kSets == 2) acc[kSets - 1][r][t] = hn::Zero(d);
     }
   }
   for (int64_t c = 0; c < cols; c += chunk) {
@@ -289,20 +392,26 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
     for (int r = 0; r < R; ++r) {
       const uint8_t* wp = row_ptr[r] + c * static_cast<int64_t>(Dec::kBytes);
       if (prefetch) {
-        for (int64_t line = 0; line < kChunkBytes; line += 64) hwy::Prefetch(wp + next + line);
+        for (int64_t line = 0; line < chunk_bytes; line += 64) hwy::Prefetch(wp + next + line);
       }
       VF wv[Dec::kVecs];
-      dec.Load(d, wp, 0, wv);
+      dec.Load(d, wp, wv);
       for (int v = 0; v < Dec::kVecs; ++v) {
         for (int t = 0; t < N; ++t) {
-          acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xc + (v * N + t) * lanes), acc[r][t]);
+          VF& a = acc[v % kSets][r][t];
+          a = hn::MulAdd(wv[v], hn::LoadU(d, xc + (v * N + t) * lanes), a);
         }
       }
     }
   }
+  if (kSets == 2) {
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < N; ++t) acc[0][r][t] = hn::Add(acc[0][r][t], acc[kSets - 1][r][t]);
+    }
+  }
   if (acc_out != nullptr) {
     for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < N; ++t) hn::Store(acc[r][t], d, acc_out + (r * N + t) * lanes);
+      for (int t = 0; t < N; ++t) hn::Store(acc[0][r][t], d, acc_out + (r * N + t) * lanes);
     }
     return;
   }
@@ -315,7 +424,7 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < N; ++t) {
-      y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(d, acc[r][t])) + tail_sum[r][t];
+      y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(d, acc[0][r][t])) + tail_sum[r][t];
     }
   }
 }
@@ -332,7 +441,8 @@ constexpr int64_t kDecodeRowBlock = 48;
 template <class Dec, int N>
 void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_begin,
              int64_t row_end, float* y) {
-  constexpr int R = RowsPerTile(N);
+  constexpr int R = RowsPerTile<Dec>(N);
+  static_assert(kDecodeRowBlock % R == 0, "row block must hold whole tiles");
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t chunk = Dec::kVecs * lanes;
   const int64_t cols = w.cols;
@@ -351,14 +461,14 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
                          nullptr, nullptr, y + r, w.rows, r + 2 * R <= row_end);
     }
   } else {
-    float* acc = internal::MatMulScratch(4, kDecodeRowBlock / R * R * N * lanes);
+    float* acc = internal::MatMulScratch(4, kDecodeRowBlock * N * lanes);
     for (int64_t rb = row_begin; rb < full_end; rb += kDecodeRowBlock) {
       const int64_t re = std::min(full_end, rb + kDecodeRowBlock);
       for (int64_t c0 = 0; c0 < main_cols; c0 += kc) {
         const int64_t len = std::min(kc, main_cols - c0);
         const bool first = c0 == 0, last = c0 + len == main_cols;
         for (int64_t r = rb; r < re; r += R) {
-          float* a = acc + (r - rb) / R * (R * N * lanes);
+          float* a = acc + (r - rb) * N * lanes;
           DotTile<Dec, R, N>(dec, xp + c0 * N, len, tail, last ? tail_cols : 0,
                              base + r * row_bytes + c0 * static_cast<int64_t>(Dec::kBytes),
                              row_bytes, first ? nullptr : a, last ? nullptr : a, y + r, w.rows,
@@ -373,29 +483,30 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
   }
 }
 
-// N tokens: packs the activations once (block-scaled weights: once per block of output rows,
-// with that block's scales folded in, so the inner loop has no multiply).
+// N tokens: packs the activations once; block-scaled weights: per block of output rows, a
+// copy with that block's scales folded in, so the inner loop has no multiply.
 template <class Dec, int N>
 void DecodeRowsN(const Dec& dec, const float* x, const WeightView& w, int64_t row_begin,
                  int64_t row_end, float* y) {
   const int64_t chunk = Dec::kVecs * static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t main_cols = w.cols / chunk * chunk;
+  const float* xp = x;  // one token, natural order: x already has the packed layout
+  if (N > 1 || Dec::kPermuted) {
+    float* packed = internal::MatMulScratch(3, N * w.cols);
+    PackX<Dec>(x, N, w.cols, main_cols, packed);
+    xp = packed;
+  }
   if (!Dec::kScaled) {
-    const float* xp = x;  // one token: x already has the packed layout
-    if (N > 1) {
-      float* packed = internal::MatMulScratch(3, N * w.cols);
-      PackX(x, N, w.cols, main_cols, nullptr, 1, 1.0f, packed);
-      xp = packed;
-    }
     DotRows<Dec, N>(dec, xp, w, row_begin, row_end, y);
     return;
   }
-  float* xs = internal::MatMulScratch(3, N * w.cols);
+  float* xs = internal::MatMulScratch(5, N * w.cols);
   const int64_t ncb = (w.cols + w.block_cols - 1) / w.block_cols;
   for (int64_t rb = row_begin / w.block_rows; rb * w.block_rows < row_end; ++rb) {
     const int64_t lo = std::max(row_begin, rb * w.block_rows);
     const int64_t hi = std::min(row_end, (rb + 1) * w.block_rows);
-    PackX(x, N, w.cols, main_cols, w.scales + rb * ncb, w.block_cols, Dec::kScaleMul, xs);
+    ScalePacked<Dec>(xp, N, w.cols, main_cols, w.scales + rb * ncb, w.block_cols, Dec::kScaleMul,
+                     xs);
     DotRows<Dec, N>(dec, xs, w, lo, hi, y);
   }
 }
@@ -452,7 +563,7 @@ void WidenRow(const Dec& dec, const WeightView& w, int64_t row, float* HWY_RESTR
     int64_t c = c0;
     for (; c + chunk <= c1; c += chunk) {
       VF wv[Dec::kVecs];
-      dec.Load(d, p, c, wv);
+      dec.LoadNatural(d, p + c * static_cast<int64_t>(Dec::kBytes), wv);
       for (int v = 0; v < Dec::kVecs; ++v) {
         hn::StoreU(Dec::kScaled ? hn::Mul(wv[v], sv) : wv[v], d, out + c + v * lanes);
       }
@@ -580,7 +691,7 @@ float* MatMulScratch(int slot, size_t count) {
     hwy::AlignedFreeUniquePtr<float[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[5];
+  thread_local Buffer buffers[6];
   Buffer& b = buffers[slot];
   if (b.size < count) {
     b.data = hwy::AllocateAligned<float>(count);

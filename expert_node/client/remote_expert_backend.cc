@@ -356,7 +356,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
 
   // 1. One live node per needed expert, rotating over the replicas from call to call.
   chosen_node_.assign(model_.num_local_experts, -1);
-  ExpertSet unavailable(model_.num_hidden_layers, model_.num_local_experts);
+  bool all_served = true;
   for (int64_t s = 0; s < t_count * k_count; ++s) {
     if (received_[s]) continue;
     const int e = request.expert_ids[s];
@@ -370,9 +370,13 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
         break;
       }
     }
-    if (chosen_node_[e] == -2) unavailable.Add(layer, e);
+    all_served = all_served && chosen_node_[e] != -2;
   }
-  if (!unavailable.empty()) {
+  if (!all_served) {
+    ExpertSet unavailable(model_.num_hidden_layers, model_.num_local_experts);
+    for (int e = 0; e < model_.num_local_experts; ++e) {
+      if (chosen_node_[e] == -2) unavailable.Add(layer, e);
+    }
     std::string why;
     for (int e : unavailable.ExpertsOf(layer)) {
       for (int n : placement_.Hosts(layer, e)) {
@@ -420,7 +424,8 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
   }
 
   // 3. Send every node's batch before waiting for any.
-  std::vector<Node*> round;
+  std::vector<Node*>& round = round_;
+  round.clear();
   for (auto& node_ptr : nodes_) {
     Node& node = *node_ptr;
     if (node.token_index.empty()) continue;

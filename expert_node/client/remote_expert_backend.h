@@ -130,6 +130,7 @@ class RemoteExpertBackend : public ExpertBackend {
   std::vector<int32_t> prefix_len_;        // [T] slots covered by a folded prefix row
   std::vector<int32_t> chosen_node_;       // [E] node serving each expert this round, -1 none
   std::vector<uint8_t> excluded_;          // [nodes] failed during this call
+  std::vector<Node*> round_;               // nodes sent a batch in the current round
 
   absl::Mutex reconnect_mu_;
   bool stopping_ ABSL_GUARDED_BY(reconnect_mu_) = false;

@@ -1,13 +1,12 @@
 // Tests of the softmax attention kernels (common/kernels/attention.h): fast path vs reference
 // twin, paged vs contiguous layout, GQA head mapping, causal masking, and a float64 oracle.
-#include "common/kernels/attention.h"
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
 #include <vector>
 
+#include "common/kernels/attention.h"
 #include "gtest/gtest.h"
 
 namespace afd::kernels {
@@ -80,9 +79,8 @@ AttentionShape Shape(int heads, int kv_heads, int d) {
 }
 
 // Float64 textbook attention of query row i (position pos) over contiguous keys 0..pos.
-std::vector<double> Oracle(const float* q, const std::vector<float>& k,
-                           const std::vector<float>& v, const AttentionShape& s, int64_t pos,
-                           int head) {
+std::vector<double> Oracle(const float* q, const std::vector<float>& k, const std::vector<float>& v,
+                           const AttentionShape& s, int64_t pos, int head) {
   const int d = s.head_dim, hkv = s.num_kv_heads, kvh = head / (s.num_heads / hkv);
   std::vector<double> scores(pos + 1);
   double mx = -INFINITY;

@@ -95,6 +95,11 @@ TEST_P(EngineTest, LogitsModesSelectRows) {
   EXPECT_LE(MaxAbsDiff(out.Row(4, v), out.Row(5, v), v), 1e-5f);
   EXPECT_EQ(cache_->Length(a), 5);
   EXPECT_EQ(cache_->Length(b), 5);
+  // A step that asks for no logits still advances the sequence.
+  ASSERT_TRUE(engine_->Step({{b, {&tokens[0], 1}, LogitsMode::kNone}}, &out).ok());
+  EXPECT_TRUE(out.logits.empty());
+  EXPECT_EQ(out.num_rows, (std::vector<int64_t>{0}));
+  EXPECT_EQ(cache_->Length(b), 6);
 }
 
 TEST_P(EngineTest, PrefillAgreesWithTokenByTokenDecode) {

@@ -89,10 +89,11 @@ std::vector<float> ReferenceTerm(const ExpertWeights& w, const float* x, float w
 }
 
 absl::Status RunFfn(ExpertFfn& ffn, const Experts& experts, const std::vector<float>& x,
-                 int64_t tokens, const std::vector<ExpertPair>& pairs, std::vector<float>* terms) {
+                    int64_t tokens, const std::vector<ExpertPair>& pairs,
+                    std::vector<float>* terms) {
   terms->assign(pairs.size() * kHidden, 0.0f);
-  return ffn.Run(x.data(), tokens, pairs, [&](int32_t e) { return experts.Get(e); },
-                 terms->data());
+  return ffn.Run(
+      x.data(), tokens, pairs, [&](int32_t e) { return experts.Get(e); }, terms->data());
 }
 
 TEST(ExpertFfnTest, TermsMatchThePerTokenReference) {
@@ -104,8 +105,8 @@ TEST(ExpertFfnTest, TermsMatchThePerTokenReference) {
   std::vector<float> terms;
   ASSERT_TRUE(RunFfn(ffn, experts, x, tokens, pairs, &terms).ok());
   for (size_t p = 0; p < pairs.size(); ++p) {
-    const std::vector<float> want = ReferenceTerm(*experts.Get(pairs[p].expert),
-                                                  &x[pairs[p].token * kHidden], pairs[p].weight);
+    const std::vector<float> want =
+        ReferenceTerm(*experts.Get(pairs[p].expert), &x[pairs[p].token * kHidden], pairs[p].weight);
     for (int c = 0; c < kHidden; ++c) {
       ASSERT_NEAR(terms[p * kHidden + c], want[c], 1e-5f * (1 + std::fabs(want[c])))
           << "pair " << p;

@@ -101,9 +101,9 @@ TEST(KvCacheTest, KeyAddressesMatchThePagedViewAndNeverOverlap) {
         for (int h = 0; h < config.num_key_value_heads; ++h) {
           float* k = cache->Key(layer, seq, pos, h);
           float* v = cache->Value(layer, seq, pos, h);
-          const int64_t off = kernels::PagedKvOffset(view.block_table[pos / 4], h, pos % 4,
-                                                     config.num_key_value_heads, 4,
-                                                     config.head_dim);
+          const int64_t off =
+              kernels::PagedKvOffset(view.block_table[pos / 4], h, pos % 4,
+                                     config.num_key_value_heads, 4, config.head_dim);
           EXPECT_EQ(k, view.k_pool + off);
           EXPECT_EQ(v, view.v_pool + off);
           EXPECT_TRUE(seen.insert(k).second);

@@ -93,7 +93,8 @@ TEST(LightningAttentionTest, DecodeMatchesReference) {
   EXPECT_LE(MaxAbsDiff(state, ref_state), 1e-6f * MaxAbs(ref_state));
 }
 
-// o_t = sum_{j<=t} lambda^(t-j) (q_t . k_j) v_j and S_n = sum_j lambda^(n-1-j) k_j^T v_j, in double.
+// o_t = sum_{j<=t} lambda^(t-j) (q_t . k_j) v_j and S_n = sum_j lambda^(n-1-j) k_j^T v_j, in
+// double.
 void ExactRecurrence(const std::vector<float>& qkv, int64_t n, int heads, int d,
                      const std::vector<float>& slopes, std::vector<double>* out,
                      std::vector<double>* state) {
@@ -155,8 +156,8 @@ TEST(LightningAttentionTest, DecodeContinuesTheBlockPathState) {
   std::vector<float> state(heads * d * d, 0.0f), split(n * heads * d);
   LightningPrefill(qkv.data(), first, heads, d, 0, heads, slopes.data(), block, state.data(),
                    scratch.data(), split.data());
-  LightningDecode(qkv.data() + first * heads * 3 * d, n - first, heads, d, 0, heads,
-                  slopes.data(), state.data(), split.data() + first * heads * d);
+  LightningDecode(qkv.data() + first * heads * 3 * d, n - first, heads, d, 0, heads, slopes.data(),
+                  state.data(), split.data() + first * heads * d);
   EXPECT_LE(MaxAbsDiff(split, whole), 1e-5f * MaxAbs(whole));
   EXPECT_LE(MaxAbsDiff(state, whole_state), 1e-5f * MaxAbs(whole_state));
 }
@@ -171,10 +172,10 @@ TEST(LightningAttentionTest, HeadRangesComposeToTheFullComputation) {
   LightningPrefill(qkv.data(), n, heads, d, 0, heads, slopes.data(), block, s1.data(),
                    scratch.data(), o1.data());
   std::vector<float> s2(heads * d * d, 0.0f), o2(n * heads * d);
-  LightningPrefill(qkv.data(), n, heads, d, 2, 4, slopes.data(), block, s2.data(),
-                   scratch.data(), o2.data());
-  LightningPrefill(qkv.data(), n, heads, d, 0, 2, slopes.data(), block, s2.data(),
-                   scratch.data(), o2.data());
+  LightningPrefill(qkv.data(), n, heads, d, 2, 4, slopes.data(), block, s2.data(), scratch.data(),
+                   o2.data());
+  LightningPrefill(qkv.data(), n, heads, d, 0, 2, slopes.data(), block, s2.data(), scratch.data(),
+                   o2.data());
   EXPECT_EQ(o1, o2);
   EXPECT_EQ(s1, s2);
 }

@@ -111,8 +111,8 @@ TEST(SamplerTest, PresenceAndFrequencyPenaltiesCountGeneratedTokens) {
   p.presence_penalty = 0.1f;
   Sampler s = Make(p, {1, 1, 1});  // the prompt does not count
   const std::vector<float> logits = {1.0f, 0.95f};
-  EXPECT_EQ(s.Sample(logits).token, 0);   // 1.0 vs 0.95
-  EXPECT_EQ(s.Sample(logits).token, 1);   // 1.0 - 0.5 vs 0.95
+  EXPECT_EQ(s.Sample(logits).token, 0);  // 1.0 vs 0.95
+  EXPECT_EQ(s.Sample(logits).token, 1);  // 1.0 - 0.5 vs 0.95
   EXPECT_EQ(s.generated(), (std::vector<int32_t>{0, 1}));
 }
 

@@ -129,7 +129,7 @@ TEST(PreTokenizerTest, Gpt4oRegexKeepsOnlyMatchesInOrder) {
       "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| "
       "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
   EXPECT_EQ(SplitWith(SplitConfig(o200k, "Removed", true), "HELLO's World 12345\n\n  x/y"),
-            (Pieces{"HELLO's", " World", " ", "123", "45", "\n\n", " ", " x", "/", "y"}));
+            (Pieces{"HELLO's", " World", " ", "123", "45", "\n\n", " ", " x", "/y"}));
 }
 
 TEST(PreTokenizerTest, UnsupportedTypesAreErrors) {

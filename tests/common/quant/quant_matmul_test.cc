@@ -1,0 +1,386 @@
+// Tests for common/kernels/quant_matmul.h: the QUANT.md worked examples bit for bit (AWQ nibble
+// interleave, MLX streams of 3/4/5/6 bits), then both product kernels (decode, prefill) against
+// QuantMatMulReference on random packed matrices for every width, group size, scale dtype, token
+// count, row range and Highway target.
+#include "common/kernels/quant_matmul.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/kernels/matmul.h"
+#include "gtest/gtest.h"
+#include "hwy/targets.h"
+
+namespace afd::kernels {
+namespace {
+
+template <class Body>
+void ForEachTarget(const Body& body) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    body(std::string(hwy::TargetName(target)));
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+// Owns the bytes behind a QuantMatrix.
+struct TestQuant {
+  std::vector<uint32_t> data, zeros;
+  std::vector<uint8_t> scales, biases;
+  QuantMatrix m;
+};
+
+void PutScale(std::vector<uint8_t>& out, size_t i, float v, WeightType type) {
+  if (type == WeightType::kF32) {
+    memcpy(&out[4 * i], &v, 4);
+    return;
+  }
+  uint16_t h;
+  if (type == WeightType::kBF16) {
+    h = FloatToBf16(v);
+  } else {
+    // Exact for the values used here (multiples of 2^-12 well inside the normal range).
+    const float a = std::fabs(v);
+    int e;
+    const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+    const uint16_t mant = static_cast<uint16_t>(std::lround((m * 2 - 1) * 1024));
+    h = static_cast<uint16_t>((v < 0 ? 0x8000 : 0) | ((e - 1 + 15) << 10) | mant);
+    if (a == 0) h = 0;
+  }
+  memcpy(&out[2 * i], &h, 2);
+}
+
+// Random codes (every bit pattern of the packed words is valid), scales of both signs.
+TestQuant MakeMlx(int64_t rows, int64_t cols, int bits, int group, WeightType scale_type,
+                  std::mt19937& rng) {
+  TestQuant tq;
+  const int64_t words = cols * bits / 32;
+  tq.data.resize(rows * words);
+  for (uint32_t& w : tq.data) w = static_cast<uint32_t>(rng());
+  const int64_t groups = cols / group;
+  const size_t sz = scale_type == WeightType::kF32 ? 4 : 2;
+  tq.scales.resize(rows * groups * sz);
+  tq.biases.resize(rows * groups * sz);
+  std::uniform_int_distribution<int> pick(-64, 64);
+  for (int64_t i = 0; i < rows * groups; ++i) {
+    PutScale(tq.scales, i, pick(rng) / 4096.0f, scale_type);
+    PutScale(tq.biases, i, pick(rng) / 512.0f, scale_type);
+  }
+  tq.m.format = QuantFormat::kMlxAffine;
+  tq.m.rows = rows;
+  tq.m.cols = cols;
+  tq.m.bits = bits;
+  tq.m.group_size = group;
+  tq.m.data = tq.data.data();
+  tq.m.scales = tq.scales.data();
+  tq.m.biases = tq.biases.data();
+  tq.m.scale_type = scale_type;
+  return tq;
+}
+
+TestQuant MakeAwq(int64_t rows, int64_t cols, int group, WeightType scale_type, bool with_zeros,
+                  std::mt19937& rng) {
+  TestQuant tq;
+  tq.data.resize(cols * rows / 8);
+  for (uint32_t& w : tq.data) w = static_cast<uint32_t>(rng());
+  const int64_t groups = cols / group;
+  if (with_zeros) {
+    tq.zeros.resize(groups * rows / 8);
+    for (uint32_t& w : tq.zeros) w = static_cast<uint32_t>(rng());
+  }
+  const size_t sz = scale_type == WeightType::kF32 ? 4 : 2;
+  tq.scales.resize(groups * rows * sz);
+  std::uniform_int_distribution<int> pick(-64, 64);
+  for (int64_t i = 0; i < groups * rows; ++i) PutScale(tq.scales, i, pick(rng) / 4096.0f, scale_type);
+  tq.m.format = QuantFormat::kAwqInt4;
+  tq.m.rows = rows;
+  tq.m.cols = cols;
+  tq.m.bits = 4;
+  tq.m.group_size = group;
+  tq.m.data = tq.data.data();
+  tq.m.zeros = with_zeros ? tq.zeros.data() : nullptr;
+  tq.m.scales = tq.scales.data();
+  tq.m.scale_type = scale_type;
+  return tq;
+}
+
+std::vector<float> RandomX(int64_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& f : v) f = uni(rng);
+  return v;
+}
+
+// |got - want| <= 1e-5 * (sum |x| |w| of the row): the error bound of two fp32 summation
+// orders of the same products.
+void ExpectMatches(const std::vector<float>& x, int64_t n, const QuantMatrix& m,
+                   const std::vector<float>& got, const std::vector<float>& want,
+                   const std::string& what, int64_t row_begin = 0, int64_t row_end = -1) {
+  if (row_end < 0) row_end = m.rows;
+  int bad = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t r = row_begin; r < row_end && bad < 5; ++r) {
+      double mag = 0;
+      for (int64_t c = 0; c < m.cols; ++c) {
+        mag += std::fabs(x[t * m.cols + c] * QuantWeightAt(m, r, c));
+      }
+      const float g = got[t * m.rows + r], w = want[t * m.rows + r];
+      if (!(std::fabs(g - w) <= 1e-5 * mag + 1e-6)) {
+        ADD_FAILURE() << what << " token " << t << " row " << r << ": got " << g << " want " << w;
+        ++bad;
+      }
+    }
+  }
+}
+
+TEST(QuantCodesTest, AwqWorkedExamples) {
+  // QUANT.md §1.3/§1.4: qweight[5][2] = 0x75316420 holds columns 16..23 = 0..7; with zeros
+  // 0x88888888 and scales 0.01: W[16 + j][5] = (j - 8) * 0.01.
+  const int64_t rows = 32, cols = 8;
+  std::vector<uint32_t> qweight(cols * rows / 8, 0), qzeros(rows / 8, 0x88888888u);
+  qweight[5 * (rows / 8) + 2] = 0x75316420u;
+  qweight[1 * (rows / 8) + 0] = 0x76543210u;
+  qweight[2 * (rows / 8) + 0] = 0xF0000000u;
+  std::vector<float> scales(rows, 0.01f);
+  QuantMatrix m;
+  m.format = QuantFormat::kAwqInt4;
+  m.rows = rows;
+  m.cols = cols;
+  m.bits = 4;
+  m.group_size = cols;
+  m.data = qweight.data();
+  m.zeros = qzeros.data();
+  m.scales = scales.data();
+  m.scale_type = WeightType::kF32;
+  ASSERT_EQ(QuantMatrixProblem(m), nullptr);
+  for (int j = 0; j < 8; ++j) {
+    EXPECT_EQ(QuantCodeAt(m, 16 + j, 5), static_cast<uint32_t>(j));
+    EXPECT_EQ(AwqZeroAt(m, 16 + j, 5), 8u);
+    EXPECT_FLOAT_EQ(QuantWeightAt(m, 16 + j, 5), (j - 8.0f) * 0.01f);
+  }
+  // 0x76543210 unpacks to columns [0, 4, 1, 5, 2, 6, 3, 7].
+  const uint32_t expect[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+  for (int j = 0; j < 8; ++j) EXPECT_EQ(QuantCodeAt(m, j, 1), expect[j]) << j;
+  // 0xF0000000 (negative as int32): column 7 = 15, the others 0.
+  for (int j = 0; j < 8; ++j) EXPECT_EQ(QuantCodeAt(m, j, 2), j == 7 ? 15u : 0u) << j;
+  // Without qzeros every zero point is 8.
+  m.zeros = nullptr;
+  EXPECT_EQ(AwqZeroAt(m, 3, 3), 8u);
+}
+
+TEST(QuantCodesTest, MlxWorkedExamples) {
+  struct Case {
+    int bits;
+    std::vector<uint32_t> words;
+    int period;  // codes are j % period for j < 32
+  };
+  const Case cases[] = {
+      {4, {0x76543210u, 0xFEDCBA98u, 0x76543210u, 0xFEDCBA98u}, 16},
+      {3, {0x88fac688u, 0xc688fac6u, 0xfac688fau}, 8},
+      {5, {0x8a418820u, 0xc5a92839u, 0xca307b9au, 0x38bdab49u, 0xffbbcdebu}, 32},
+      {6, {0x440c2040u, 0xa2481c61u, 0x3ce34c2cu, 0x544d2450u, 0xa6585d65u, 0x7de75c6du}, 32},
+  };
+  for (const Case& c : cases) {
+    std::vector<uint16_t> ones(1, FloatToBf16(1.0f)), zero(1, 0);
+    QuantMatrix m;
+    m.format = QuantFormat::kMlxAffine;
+    m.rows = 1;
+    m.cols = 32;
+    m.bits = c.bits;
+    m.group_size = 32;
+    m.data = c.words.data();
+    m.scales = ones.data();
+    m.biases = zero.data();
+    ASSERT_EQ(QuantMatrixProblem(m), nullptr);
+    for (int j = 0; j < 32; ++j) {
+      EXPECT_EQ(QuantCodeAt(m, 0, j), static_cast<uint32_t>(j % c.period))
+          << c.bits << "-bit element " << j;
+    }
+    // The kernels decode the same codes: x = e_j picks W[0][j].
+    std::vector<float> x(32 * 32, 0.0f), y(32, 0.0f);
+    for (int j = 0; j < 32; ++j) x[j * 32 + j] = 1.0f;
+    ForEachTarget([&](const std::string& target) {
+      for (bool prefill : {false, true}) {
+        internal::QuantMatMulRowsKernel(x.data(), 32, m, 0, 1, y.data(), prefill);
+        for (int j = 0; j < 32; ++j) {
+          EXPECT_EQ(y[j], static_cast<float>(j % c.period))
+              << target << " " << c.bits << "-bit prefill " << prefill << " element " << j;
+        }
+      }
+    });
+  }
+}
+
+TEST(QuantCodesTest, MlxScaleTimesCodePlusBias) {
+  // w = s * q + b with a negative scale: q = 0 maps to the group maximum.
+  const uint32_t word = 0x0000000Fu;  // codes 15, 0, 0, ...
+  std::vector<uint32_t> words(4, 0);
+  words[0] = word;
+  std::vector<uint16_t> s(1, FloatToBf16(-0.5f)), b(1, FloatToBf16(3.0f));
+  QuantMatrix m;
+  m.format = QuantFormat::kMlxAffine;
+  m.rows = 1;
+  m.cols = 32;
+  m.bits = 4;
+  m.group_size = 32;
+  m.data = words.data();
+  m.scales = s.data();
+  m.biases = b.data();
+  EXPECT_FLOAT_EQ(QuantWeightAt(m, 0, 0), -4.5f);
+  EXPECT_FLOAT_EQ(QuantWeightAt(m, 0, 1), 3.0f);
+  std::vector<float> row(32);
+  QuantDequantizeRow(m, 0, row.data());
+  EXPECT_FLOAT_EQ(row[0], -4.5f);
+  EXPECT_FLOAT_EQ(row[31], 3.0f);
+}
+
+TEST(QuantMatrixProblemTest, NamesWhatIsWrong) {
+  std::mt19937 rng(1);
+  TestQuant ok = MakeMlx(4, 64, 4, 32, WeightType::kBF16, rng);
+  EXPECT_EQ(QuantMatrixProblem(ok.m), nullptr);
+  QuantMatrix m = ok.m;
+  m.bits = 7;
+  EXPECT_NE(QuantMatrixProblem(m), nullptr);
+  m = ok.m;
+  m.group_size = 48;
+  EXPECT_NE(QuantMatrixProblem(m), nullptr);
+  m = ok.m;
+  m.biases = nullptr;
+  EXPECT_NE(QuantMatrixProblem(m), nullptr);
+  TestQuant awq = MakeAwq(16, 64, 32, WeightType::kF16, true, rng);
+  EXPECT_EQ(QuantMatrixProblem(awq.m), nullptr);
+  m = awq.m;
+  m.rows = 12;
+  EXPECT_NE(QuantMatrixProblem(m), nullptr);
+  m = awq.m;
+  m.bits = 8;
+  EXPECT_NE(QuantMatrixProblem(m), nullptr);
+}
+
+TEST(QuantMatMulTest, MlxBothKernelsMatchReference) {
+  std::mt19937 rng(7);
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
+    for (int group : {32, 64, 128}) {
+      const WeightType st = bits == 5 ? WeightType::kF16 : bits == 6 ? WeightType::kF32
+                                                                     : WeightType::kBF16;
+      TestQuant tq = MakeMlx(37, 256, bits, group, st, rng);
+      for (int64_t n : {1, 2, 3, 5, 8, 11, 16, 21}) {
+        const std::vector<float> x = RandomX(n * tq.m.cols, rng);
+        std::vector<float> want(n * tq.m.rows);
+        QuantMatMulReference(x.data(), n, tq.m, want.data());
+        ForEachTarget([&](const std::string& target) {
+          for (bool prefill : {false, true}) {
+            std::vector<float> got(n * tq.m.rows, -7.0f);
+            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(),
+                                            prefill);
+            ExpectMatches(x, n, tq.m, got, want,
+                          target + " mlx bits " + std::to_string(bits) + " group " +
+                              std::to_string(group) + " n " + std::to_string(n) +
+                              (prefill ? " prefill" : " decode"));
+          }
+          std::vector<float> got(n * tq.m.rows);
+          QuantMatMul(x.data(), n, tq.m, got.data());
+          ExpectMatches(x, n, tq.m, got, want, target + " QuantMatMul");
+        });
+      }
+    }
+  }
+}
+
+TEST(QuantMatMulTest, AwqBothKernelsMatchReference) {
+  std::mt19937 rng(11);
+  for (int group : {32, 64, 128, 256}) {
+    for (bool zeros : {true, false}) {
+      const WeightType st = group == 64 ? WeightType::kBF16
+                            : group == 128 ? WeightType::kF32
+                                           : WeightType::kF16;
+      // 200 outputs: full tiles, single chunks and an 8-column tail on every target.
+      TestQuant tq = MakeAwq(200, 256, group, st, zeros, rng);
+      for (int64_t n : {1, 2, 3, 4, 7, 8, 9, 16, 23}) {
+        const std::vector<float> x = RandomX(n * tq.m.cols, rng);
+        std::vector<float> want(n * tq.m.rows);
+        QuantMatMulReference(x.data(), n, tq.m, want.data());
+        ForEachTarget([&](const std::string& target) {
+          for (bool prefill : {false, true}) {
+            std::vector<float> got(n * tq.m.rows, -7.0f);
+            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(),
+                                            prefill);
+            ExpectMatches(x, n, tq.m, got, want,
+                          target + " awq group " + std::to_string(group) + " zeros " +
+                              std::to_string(zeros) + " n " + std::to_string(n) +
+                              (prefill ? " prefill" : " decode"));
+          }
+        });
+      }
+    }
+  }
+}
+
+TEST(QuantMatMulTest, RowRangesWriteOnlyTheirRows) {
+  std::mt19937 rng(3);
+  TestQuant mlx = MakeMlx(50, 128, 4, 64, WeightType::kBF16, rng);
+  TestQuant awq = MakeAwq(96, 128, 64, WeightType::kF16, true, rng);
+  for (const QuantMatrix* m : {&mlx.m, &awq.m}) {
+    for (int64_t n : {1, 4, 17}) {
+      const std::vector<float> x = RandomX(n * m->cols, rng);
+      std::vector<float> want(n * m->rows);
+      QuantMatMulReference(x.data(), n, *m, want.data());
+      ForEachTarget([&](const std::string& target) {
+        for (bool prefill : {false, true}) {
+          // Ranges that start and end off every tile and word boundary.
+          for (auto [b, e] : {std::pair<int64_t, int64_t>{3, 29}, {16, 48}, {40, 41}, {0, 8}}) {
+            std::vector<float> got(n * m->rows, -7.0f);
+            internal::QuantMatMulRowsKernel(x.data(), n, *m, b, e, got.data(), prefill);
+            ExpectMatches(x, n, *m, got, want, target + " range", b, e);
+            for (int64_t t = 0; t < n; ++t) {
+              for (int64_t r = 0; r < m->rows; ++r) {
+                if (r < b || r >= e) {
+                  ASSERT_EQ(got[t * m->rows + r], -7.0f) << target << " wrote row " << r;
+                }
+              }
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+TEST(QuantMatMulTest, LastRowOfATensorIsReadWithoutOverrun) {
+  // The packed data ends exactly at a page boundary followed by an unreadable page: the
+  // kernels must not touch a byte past the last row (3/5/6-bit rows end mid-window).
+  const long page = sysconf(_SC_PAGESIZE);
+  for (int bits : {3, 5, 6}) {
+    const int64_t rows = 2, cols = 64;
+    const size_t bytes = rows * cols * bits / 8;
+    uint8_t* region = static_cast<uint8_t*>(
+        mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(region, MAP_FAILED);
+    ASSERT_EQ(mprotect(region + page, page, PROT_NONE), 0);
+    uint8_t* data = region + page - bytes;
+    std::mt19937 rng(bits);
+    for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<uint8_t>(rng());
+    TestQuant tq = MakeMlx(rows, cols, bits, 32, WeightType::kBF16, rng);
+    tq.m.data = data;
+    const std::vector<float> x = RandomX(cols, rng);
+    std::vector<float> want(rows), got(rows);
+    QuantMatMulReference(x.data(), 1, tq.m, want.data());
+    ForEachTarget([&](const std::string& target) {
+      for (bool prefill : {false, true}) {
+        internal::QuantMatMulRowsKernel(x.data(), 1, tq.m, 0, rows, got.data(), prefill);
+        ExpectMatches(x, 1, tq.m, got, want, target + " edge " + std::to_string(bits));
+      }
+    });
+    munmap(region, 2 * page);
+  }
+}
+
+}  // namespace
+}  // namespace afd::kernels
