@@ -22,14 +22,12 @@ ExpertExecutor::ExpertExecutor(const ExpertStore* store, ComputePool* compute,
 absl::Status ExpertExecutor::Check(const ExpertBatchView& batch) const {
   const ModelConfig& config = store_->config();
   if (batch.hidden_dim != config.hidden_size) {
-    return absl::InvalidArgumentError(absl::StrCat(node_name_, ": hidden size ",
-                                                   batch.hidden_dim, ", the model's is ",
-                                                   config.hidden_size));
+    return absl::InvalidArgumentError(absl::StrCat(node_name_, ": hidden size ", batch.hidden_dim,
+                                                   ", the model's is ", config.hidden_size));
   }
   if (batch.layer < 0 || batch.layer >= config.num_hidden_layers) {
     return absl::InvalidArgumentError(absl::StrCat(node_name_, ": layer ", batch.layer,
-                                                   " outside [0, ", config.num_hidden_layers,
-                                                   ")"));
+                                                   " outside [0, ", config.num_hidden_layers, ")"));
   }
   const int64_t pairs = batch.num_pairs();
   bool all_hosted = true;

@@ -157,11 +157,12 @@ int main(int argc, char** argv) {
   (*server)->SetServing(service_name, true);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("afd-expert-node: %s ready: %s, %.1f MiB of %s expert weights, %d threads, "
-              "loaded in %.2f s\n",
-              node_name.c_str(), (*store)->hosted().ToString().c_str(),
-              (*store)->hosted_bytes() / 1048576.0, (*store)->weight_dtype().c_str(),
-              node_threads, seconds);
+  std::printf(
+      "afd-expert-node: %s ready: %s, %.1f MiB of %s expert weights, %d threads, "
+      "loaded in %.2f s\n",
+      node_name.c_str(), (*store)->hosted().ToString().c_str(),
+      (*store)->hosted_bytes() / 1048576.0, (*store)->weight_dtype().c_str(), node_threads,
+      seconds);
   std::fflush(stdout);
 
   int signal_number = 0;

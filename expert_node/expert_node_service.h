@@ -25,8 +25,7 @@ class ExpertNodeService final : public v1::ExpertNode::Service {
   grpc::Status Forward(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::ExpertResult, v1::ExpertBatch>* stream) override;
-  grpc::Status Describe(grpc::ServerContext* context,
-                        const v1::DescribeExpertNodeRequest* request,
+  grpc::Status Describe(grpc::ServerContext* context, const v1::DescribeExpertNodeRequest* request,
                         v1::ExpertNodeInfo* info) override;
 
  private:

@@ -13,10 +13,14 @@ namespace {
 
 const char* WeightTypeName(kernels::WeightType type) {
   switch (type) {
-    case kernels::WeightType::kF32: return "F32";
-    case kernels::WeightType::kBF16: return "BF16";
-    case kernels::WeightType::kF16: return "F16";
-    case kernels::WeightType::kFp8E4M3: return "F8_E4M3";
+    case kernels::WeightType::kF32:
+      return "F32";
+    case kernels::WeightType::kBF16:
+      return "BF16";
+    case kernels::WeightType::kF16:
+      return "F16";
+    case kernels::WeightType::kFp8E4M3:
+      return "F8_E4M3";
   }
   return "?";
 }
@@ -47,11 +51,10 @@ absl::StatusOr<std::unique_ptr<ExpertStore>> ExpertStore::Load(const std::string
   std::unique_ptr<ExpertStore> store(new ExpertStore());
   ASSIGN_OR_RETURN(store->config_, LoadModelConfig(model_dir));
   const ModelConfig& config = store->config_;
-  ASSIGN_OR_RETURN(store->hosted_, ExpertSet::FromSpec(spec, config.num_hidden_layers,
-                                                       config.num_local_experts));
+  ASSIGN_OR_RETURN(store->hosted_,
+                   ExpertSet::FromSpec(spec, config.num_hidden_layers, config.num_local_experts));
   ASSIGN_OR_RETURN(store->checkpoint_, Checkpoint::Open(model_dir));
-  store->weights_.resize(static_cast<size_t>(config.num_hidden_layers) *
-                         config.num_local_experts);
+  store->weights_.resize(static_cast<size_t>(config.num_hidden_layers) * config.num_local_experts);
   for (int l = 0; l < config.num_hidden_layers; ++l) {
     for (int e : store->hosted_.ExpertsOf(l)) {
       ASSIGN_OR_RETURN(ExpertWeights w, LoadExpertWeights(*store->checkpoint_, config, l, e));

@@ -127,6 +127,7 @@ class Scheduler {
   void Loop();
   // Moves new requests into the queue and applies aborts. False once shutting down.
   bool Drain();
+  bool HasNews() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Admit();
   // Chooses this step's chunks and reserves their KV blocks (preempting if short).
   void BuildStep(std::vector<StepInput>* inputs, std::vector<Sequence*>* owners);
@@ -145,7 +146,8 @@ class Scheduler {
   KvCache* cache_;
   const SchedulerOptions options_;
   const int vocab_;
-  const int64_t max_context_;  // longest sequence (tokens): model context and KV capacity
+  bool paged_ = false;        // the model has full-attention layers (KV blocks)
+  int64_t max_context_ = 0;   // longest sequence (tokens): model context and KV capacity
 
   std::vector<SchedulerLane> lanes_;
   std::vector<std::unique_ptr<IsolatingExpertBackend>> isolators_;  // per lane

@@ -70,10 +70,10 @@ struct Cell {
 };
 
 // One stream's loop: pre-encoded batches, send one, wait for its result, repeat.
-void StreamLoop(const std::shared_ptr<grpc::Channel>& channel, const Shape& shape,
-                int layer_choice, int tokens, bool bf16, int stream_index,
-                std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point end,
-                Cell* cell) {
+void StreamLoop(const std::shared_ptr<grpc::Channel>& channel, const Shape& shape, int layer_choice,
+                int tokens, bool bf16, int stream_index,
+                std::chrono::steady_clock::time_point start,
+                std::chrono::steady_clock::time_point end, Cell* cell) {
   // Eight distinct batches per stream, cycling over the hosted layers.
   struct Prepared {
     afd::v1::ExpertBatch proto;
@@ -93,9 +93,9 @@ void StreamLoop(const std::shared_ptr<grpc::Channel>& channel, const Shape& shap
   }
   for (int i = 0; i < 8; ++i) {
     const int layer = layers[(stream_index + i) % layers.size()];
-    afd::bench::SyntheticBatch b = afd::bench::MakeSyntheticBatch(
-        tokens, shape.hidden_dim, shape.top_k, shape.experts_of_layer[layer],
-        1000u * stream_index + i);
+    afd::bench::SyntheticBatch b =
+        afd::bench::MakeSyntheticBatch(tokens, shape.hidden_dim, shape.top_k,
+                                       shape.experts_of_layer[layer], 1000u * stream_index + i);
     std::vector<uint32_t> offsets, ids(b.expert_ids.begin(), b.expert_ids.end());
     for (int t = 0; t <= tokens; ++t) offsets.push_back(t * shape.top_k);
     afd::ExpertBatchView v;
@@ -265,16 +265,17 @@ int main(int argc, char** argv) {
       }
     }
   }
-  shape.bytes_per_expert = hosted > 0 ? static_cast<double>(info.hosted_weight_bytes()) / hosted : 0;
+  shape.bytes_per_expert =
+      hosted > 0 ? static_cast<double>(info.hosted_weight_bytes()) / hosted : 0;
   if (top_k == 0 && !model_dir.empty()) top_k = store->config().num_experts_per_tok;
   shape.top_k = top_k > 0 ? top_k : 8;
 
-  std::printf("expert node %s at %s: %s, hidden %u, intermediate %u, %lld experts hosted "
-              "(%.1f MiB each, %s), %u threads; top-%d, %s hidden states\n\n",
-              info.node_name().c_str(), target.c_str(), info.model_type().c_str(),
-              info.hidden_dim(), info.intermediate_dim(), static_cast<long long>(hosted),
-              shape.bytes_per_expert / 1048576.0, info.weight_dtype().c_str(), info.threads(),
-              shape.top_k, bf16 ? "bf16" : "fp32");
+  std::printf(
+      "expert node %s at %s: %s, hidden %u, intermediate %u, %lld experts hosted "
+      "(%.1f MiB each, %s), %u threads; top-%d, %s hidden states\n\n",
+      info.node_name().c_str(), target.c_str(), info.model_type().c_str(), info.hidden_dim(),
+      info.intermediate_dim(), static_cast<long long>(hosted), shape.bytes_per_expert / 1048576.0,
+      info.weight_dtype().c_str(), info.threads(), shape.top_k, bf16 ? "bf16" : "fp32");
   std::printf("%7s %5s %10s %11s %12s %9s %9s %11s\n", "tokens", "conc", "calls/s", "tokens/s",
               "weights GB/s", "p50 ms", "p99 ms", "node p50 ms");
   for (int tokens : batch_tokens) {

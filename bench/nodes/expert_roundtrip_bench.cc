@@ -77,9 +77,8 @@ std::unique_ptr<LocalNode> StartNode(const std::string& model, const std::string
   }
   node->server = *std::move(server);
   node->server->SetServing(afd::v1::ExpertNode::service_full_name(), true);
-  node->address = listen.rfind("unix", 0) == 0
-                      ? listen
-                      : absl::StrCat("127.0.0.1:", node->server->port());
+  node->address =
+      listen.rfind("unix", 0) == 0 ? listen : absl::StrCat("127.0.0.1:", node->server->port());
   return node;
 }
 
@@ -139,9 +138,9 @@ void PrintRow(const char* name, Timing t, const std::string& extra) {
               extra.c_str());
 }
 
-std::unique_ptr<RemoteExpertBackend> Remote(const afd::ModelConfig& config,
-                                            const std::vector<afd::attention::RemoteExpertNode>& nodes,
-                                            bool fold) {
+std::unique_ptr<RemoteExpertBackend> Remote(
+    const afd::ModelConfig& config, const std::vector<afd::attention::RemoteExpertNode>& nodes,
+    bool fold) {
   afd::attention::RemoteExpertBackendOptions options;
   options.fold_prefix = fold;
   absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> remote =
@@ -213,13 +212,14 @@ int main(int argc, char** argv) {
         tokens, config.hidden_size, config.num_experts_per_tok, all_experts, seed));
   }
   std::vector<float> out(tokens * config.hidden_size);
-  std::printf("model %s: hidden %d, intermediate %d, top-%d of %d experts, %d layers; "
-              "%lld token(s) per call, %d calls\n\n",
-              model.c_str(), config.hidden_size, config.intermediate_size,
-              config.num_experts_per_tok, config.num_local_experts, config.num_hidden_layers,
-              static_cast<long long>(tokens), iterations);
-  std::printf("%-28s %9s %9s %9s %9s %s\n", "backend (1 expert node)", "p50 us", "p90 us",
-              "p99 us", "mean us", "node compute / traffic per call");
+  std::printf(
+      "model %s: hidden %d, intermediate %d, top-%d of %d experts, %d layers; "
+      "%lld token(s) per call, %d calls\n\n",
+      model.c_str(), config.hidden_size, config.intermediate_size, config.num_experts_per_tok,
+      config.num_local_experts, config.num_hidden_layers, static_cast<long long>(tokens),
+      iterations);
+  std::printf("%-28s %9s %9s %9s %9s %s\n", "backend (1 expert node)", "p50 us", "p90 us", "p99 us",
+              "mean us", "node compute / traffic per call");
 
   // The in-process reference on the same inputs.
   {
@@ -243,9 +243,9 @@ int main(int argc, char** argv) {
   };
   std::vector<Transport> transports;
   if (target.empty()) {
-    transports = {{"remote, loopback TCP", "127.0.0.1:0"},
-                  {"remote, unix socket",
-                   absl::StrCat("unix:/tmp/afd_roundtrip_bench_", getpid(), ".sock")}};
+    transports = {
+        {"remote, loopback TCP", "127.0.0.1:0"},
+        {"remote, unix socket", absl::StrCat("unix:/tmp/afd_roundtrip_bench_", getpid(), ".sock")}};
   } else {
     transports = {{"remote, --target", target}};
   }
@@ -262,18 +262,18 @@ int main(int argc, char** argv) {
     Timing t = Time(*remote, in, tokens, config, iterations, &out);
     const RemoteExpertBackend::Stats after = remote->stats();
     const double calls = static_cast<double>(after.calls - before.calls);
-    PrintRow(transport.name, t,
-             absl::StrCat("node ", (after.node_compute_ns - before.node_compute_ns) / calls / 1e3,
-                          " us; sent ", (after.bytes_sent - before.bytes_sent) / calls,
-                          " B, received ", (after.bytes_received - before.bytes_received) / calls,
-                          " B"));
+    PrintRow(
+        transport.name, t,
+        absl::StrCat("node ", (after.node_compute_ns - before.node_compute_ns) / calls / 1e3,
+                     " us; sent ", (after.bytes_sent - before.bytes_sent) / calls, " B, received ",
+                     (after.bytes_received - before.bytes_received) / calls, " B"));
   }
 
   if (traffic) {
     std::printf("\nresult traffic per token (rows of %d floats = %d B); %lld tokens per call\n",
                 config.hidden_size, config.hidden_size * 4, static_cast<long long>(tokens));
-    std::printf("%-6s %-26s %14s %14s %14s\n", "nodes", "layout", "per-pair rows",
-                "folded rows", "per-node sums");
+    std::printf("%-6s %-26s %14s %14s %14s\n", "nodes", "layout", "per-pair rows", "folded rows",
+                "per-node sums");
     for (int n : {1, 2, 4}) {
       if (n > config.num_local_experts) continue;
       absl::StatusOr<std::vector<afd::ExpertSpec>> specs =
@@ -282,10 +282,9 @@ int main(int argc, char** argv) {
       std::vector<afd::attention::RemoteExpertNode> endpoints;
       for (int i = 0; i < n; ++i) {
         const std::string spec = afd::FormatExpertSpec((*specs)[i]);
-        nodes.push_back(StartNode(model, spec,
-                                  absl::StrCat("unix:/tmp/afd_roundtrip_bench_", getpid(), "_",
-                                               n, "_", i, ".sock"),
-                                  1));
+        nodes.push_back(StartNode(
+            model, spec,
+            absl::StrCat("unix:/tmp/afd_roundtrip_bench_", getpid(), "_", n, "_", i, ".sock"), 1));
         endpoints.push_back({absl::StrCat("e", i), nodes.back()->address, (*specs)[i]});
       }
       double rows[2] = {0, 0}, per_node_sums = 0;
@@ -303,9 +302,10 @@ int main(int argc, char** argv) {
                   n == 1 ? "all experts" : "contiguous expert ranges", rows[0], rows[1],
                   per_node_sums);
     }
-    std::printf("(per-pair rows = top-k; folded = the token's leading run of experts on one node "
-                "sent as one exact fp32 prefix sum; per-node sums = the lower bound, which would "
-                "not be bitwise placement-independent)\n");
+    std::printf(
+        "(per-pair rows = top-k; folded = the token's leading run of experts on one node "
+        "sent as one exact fp32 prefix sum; per-node sums = the lower bound, which would "
+        "not be bitwise placement-independent)\n");
   }
   return 0;
 }

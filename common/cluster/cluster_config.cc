@@ -43,9 +43,9 @@ class Reader {
       bool known = false;
       for (const char* k : keys) known = known || key == k;
       if (!known) {
-        return Error(source_, kv.first, Join(path, key),
-                     absl::StrCat("unknown key (expected one of: ", absl::StrJoin(keys, ", "),
-                                  ")"));
+        return Error(
+            source_, kv.first, Join(path, key),
+            absl::StrCat("unknown key (expected one of: ", absl::StrJoin(keys, ", "), ")"));
       }
     }
     return absl::OkStatus();
@@ -148,15 +148,16 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
   if (!root.IsDefined() || root.IsNull()) {
     return absl::InvalidArgumentError(absl::StrCat(r.source(), ": empty cluster config"));
   }
-  RETURN_IF_ERROR(r.ExpectMap(root, "", {"model", "limits", "deadlines", "tls", "gateways",
-                                         "attention_nodes", "expert_nodes"}));
+  RETURN_IF_ERROR(r.ExpectMap(
+      root, "",
+      {"model", "limits", "deadlines", "tls", "gateways", "attention_nodes", "expert_nodes"}));
   RETURN_IF_ERROR(r.String(root, "model", "", &config->model_dir));
 
   if (const YAML::Node n = root["limits"]; n.IsDefined() && !n.IsNull()) {
-    RETURN_IF_ERROR(r.ExpectMap(n, "limits",
-                                {"max_sequences", "kv_blocks", "kv_block_tokens",
-                                 "max_prompt_tokens", "max_new_tokens", "max_batch_tokens",
-                                 "micro_batches", "max_queue_depth"}));
+    RETURN_IF_ERROR(
+        r.ExpectMap(n, "limits",
+                    {"max_sequences", "kv_blocks", "kv_block_tokens", "max_prompt_tokens",
+                     "max_new_tokens", "max_batch_tokens", "micro_batches", "max_queue_depth"}));
     LimitsConfig& l = config->limits;
     RETURN_IF_ERROR(r.Int(n, "max_sequences", "limits", &l.max_sequences, 1));
     RETURN_IF_ERROR(r.Int(n, "kv_blocks", "limits", &l.kv_blocks, 1));
@@ -173,8 +174,8 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
                                  "reconnect_max_backoff_ms", "startup_timeout_ms"}));
     DeadlinesConfig& d = config->deadlines;
     RETURN_IF_ERROR(r.Int(n, "expert_call_ms", "deadlines", &d.expert_call_ms, 1));
-    RETURN_IF_ERROR(r.Int(n, "reconnect_initial_backoff_ms", "deadlines",
-                          &d.reconnect_initial_backoff_ms, 1));
+    RETURN_IF_ERROR(
+        r.Int(n, "reconnect_initial_backoff_ms", "deadlines", &d.reconnect_initial_backoff_ms, 1));
     RETURN_IF_ERROR(
         r.Int(n, "reconnect_max_backoff_ms", "deadlines", &d.reconnect_max_backoff_ms, 1));
     RETURN_IF_ERROR(r.Int(n, "startup_timeout_ms", "deadlines", &d.startup_timeout_ms, 1));
@@ -205,18 +206,17 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
                              s = absl::InvalidArgumentError("must be host:port");
                            }
                            if (!s.ok()) {
-                             return Error(r.source(), y["http_listen"],
-                                          Join(path, "http_listen"), s.message());
+                             return Error(r.source(), y["http_listen"], Join(path, "http_listen"),
+                                          s.message());
                            }
                            return absl::OkStatus();
                          }));
-  RETURN_IF_ERROR(r.List(root, "attention_nodes", &config->attention_nodes,
-                         [&](const YAML::Node& y, const std::string& path,
-                             AttentionNodeConfig* a) {
-                           RETURN_IF_ERROR(
-                               r.ExpectMap(y, path, {"name", "address", "listen", "threads"}));
-                           return r.Node(y, path, &a->node);
-                         }));
+  RETURN_IF_ERROR(
+      r.List(root, "attention_nodes", &config->attention_nodes,
+             [&](const YAML::Node& y, const std::string& path, AttentionNodeConfig* a) {
+               RETURN_IF_ERROR(r.ExpectMap(y, path, {"name", "address", "listen", "threads"}));
+               return r.Node(y, path, &a->node);
+             }));
   RETURN_IF_ERROR(r.List(
       root, "expert_nodes", &config->expert_nodes,
       [&](const YAML::Node& y, const std::string& path, ExpertNodeConfig* e) {
@@ -237,8 +237,8 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
           absl::StrCat(r.source(), ": node name \"", node->name, "\" is used twice"));
     }
     if (!addresses.insert(node->address).second) {
-      return absl::InvalidArgumentError(absl::StrCat(r.source(), ": address \"", node->address,
-                                                     "\" is used by two nodes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(r.source(), ": address \"", node->address, "\" is used by two nodes"));
     }
   }
   return absl::OkStatus();
@@ -294,9 +294,9 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& yaml_text,
     const YAML::Node root = YAML::Load(yaml_text);
     RETURN_IF_ERROR(ParseRoot(reader, root, &config));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, e.mark.is_null() ? std::string() : absl::StrCat(":", e.mark.line + 1), ": ",
-        e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, e.mark.is_null() ? std::string() : absl::StrCat(":", e.mark.line + 1),
+                     ": ", e.msg));
   }
   return config;
 }
@@ -386,8 +386,7 @@ absl::Status ValidateAddress(absl::string_view address, bool allow_port_zero) {
         absl::StrCat("\"", address, "\" is not host:port or unix:/path"));
   }
   const absl::string_view host = rest.substr(0, colon);
-  if (host.find(':') != absl::string_view::npos &&
-      !(host.front() == '[' && host.back() == ']')) {
+  if (host.find(':') != absl::string_view::npos && !(host.front() == '[' && host.back() == ']')) {
     return absl::InvalidArgumentError(
         absl::StrCat("\"", address, "\": IPv6 hosts go in brackets, e.g. [::1]:50051"));
   }
@@ -395,9 +394,9 @@ absl::Status ValidateAddress(absl::string_view address, bool allow_port_zero) {
   const absl::string_view port_text = rest.substr(colon + 1);
   if (port_text.empty() || !absl::SimpleAtoi(port_text, &port) || port < 0 || port > 65535 ||
       (port == 0 && !allow_port_zero)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "\"", address, "\": port \"", port_text, "\" is not in ", allow_port_zero ? 0 : 1,
-        "-65535"));
+    return absl::InvalidArgumentError(absl::StrCat("\"", address, "\": port \"", port_text,
+                                                   "\" is not in ", allow_port_zero ? 0 : 1,
+                                                   "-65535"));
   }
   return absl::OkStatus();
 }
@@ -411,9 +410,9 @@ std::string ListenAddress(const NodeConfig& node) {
 absl::StatusOr<std::vector<ExpertSpec>> GenerateExpertPlacement(int num_experts, int num_nodes,
                                                                 int replicas) {
   if (replicas < 1 || num_nodes < replicas || num_experts < num_nodes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expert placement: need 1 <= replicas (", replicas, ") <= expert nodes (", num_nodes,
-        ") <= experts per layer (", num_experts, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("expert placement: need 1 <= replicas (",
+                                                   replicas, ") <= expert nodes (", num_nodes,
+                                                   ") <= experts per layer (", num_experts, ")"));
   }
   // Chunk c = experts [c*E/N, (c+1)*E/N).
   auto chunk_begin = [&](int c) { return static_cast<int>(int64_t{c} * num_experts / num_nodes); };
@@ -442,9 +441,9 @@ absl::StatusOr<std::vector<ExpertSpec>> GenerateExpertPlacement(int num_experts,
 }
 
 absl::StatusOr<ClusterConfig> MakeLocalClusterConfig(const LocalClusterOptions& options) {
-  ASSIGN_OR_RETURN(std::vector<ExpertSpec> specs,
-                   GenerateExpertPlacement(options.num_experts, options.num_expert_nodes,
-                                           options.replicas));
+  ASSIGN_OR_RETURN(
+      std::vector<ExpertSpec> specs,
+      GenerateExpertPlacement(options.num_experts, options.num_expert_nodes, options.replicas));
   if (options.num_attention_nodes < 1) {
     return absl::InvalidArgumentError("local cluster: need at least one attention node");
   }
@@ -475,8 +474,8 @@ absl::StatusOr<ClusterConfig> MakeLocalClusterConfig(const LocalClusterOptions& 
     config.expert_nodes.push_back(expert);
   }
   if (options.socket_dir.empty() && (options.base_port < 1 || next_port - 1 > 65535)) {
-    return absl::InvalidArgumentError(absl::StrCat("local cluster: ports ", options.base_port,
-                                                   "-", next_port - 1, " are not all valid"));
+    return absl::InvalidArgumentError(absl::StrCat("local cluster: ports ", options.base_port, "-",
+                                                   next_port - 1, " are not all valid"));
   }
   return config;
 }

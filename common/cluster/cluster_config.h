@@ -49,21 +49,21 @@ struct GatewayConfig {
 
 // Admission and capacity limits of every attention node (and the gateway's queue).
 struct LimitsConfig {
-  int max_sequences = 64;        // sequences decoded together per attention node
-  int kv_blocks = 4096;          // KV-cache blocks per attention node
-  int kv_block_tokens = 16;      // tokens per KV block
-  int max_prompt_tokens = 0;     // longest accepted prompt, tokens; 0 = the model's context
-  int max_new_tokens = 4096;     // cap on a request's max_tokens (and its default)
-  int max_batch_tokens = 2048;   // tokens per engine step (prefill is chunked to fit), tokens
-  int micro_batches = 2;         // micro-batches per step ping-ponging with expert calls
-  int max_queue_depth = 256;     // waiting requests per attention node before RESOURCE_EXHAUSTED
+  int max_sequences = 64;       // sequences decoded together per attention node
+  int kv_blocks = 4096;         // KV-cache blocks per attention node
+  int kv_block_tokens = 16;     // tokens per KV block
+  int max_prompt_tokens = 0;    // longest accepted prompt, tokens; 0 = the model's context
+  int max_new_tokens = 4096;    // cap on a request's max_tokens (and its default)
+  int max_batch_tokens = 2048;  // tokens per engine step (prefill is chunked to fit), tokens
+  int micro_batches = 2;        // micro-batches per step ping-ponging with expert calls
+  int max_queue_depth = 256;    // waiting requests per attention node before RESOURCE_EXHAUSTED
 };
 
 struct DeadlinesConfig {
-  int expert_call_ms = 10000;           // one expert-node call (per layer, per micro-batch), ms
+  int expert_call_ms = 10000;             // one expert-node call (per layer, per micro-batch), ms
   int reconnect_initial_backoff_ms = 50;  // first delay before reconnecting a lost node, ms
   int reconnect_max_backoff_ms = 1000;    // cap of the doubling reconnect delay, ms
-  int startup_timeout_ms = 120000;       // how long a node waits for its peers to be ready, ms
+  int startup_timeout_ms = 120000;        // how long a node waits for its peers to be ready, ms
 };
 
 struct ClusterConfig {
@@ -112,14 +112,14 @@ absl::StatusOr<std::vector<ExpertSpec>> GenerateExpertPlacement(int num_experts,
 // 127.0.0.1 ports counting up from `base_port`.
 struct LocalClusterOptions {
   std::string model_dir;
-  int num_experts = 0;           // experts per layer of the model
+  int num_experts = 0;  // experts per layer of the model
   int num_expert_nodes = 1;
   int replicas = 1;
   int num_attention_nodes = 1;
-  std::string socket_dir;        // e.g. "/tmp/afd-<pid>"; empty: TCP
-  int base_port = 50050;         // gateway gets base_port, then attention and expert nodes
-  int http_port = 8080;          // gateway HTTP port; 0: HTTP off
-  int threads_per_node = 0;      // threads of each node; 0 = all hardware threads
+  std::string socket_dir;    // e.g. "/tmp/afd-<pid>"; empty: TCP
+  int base_port = 50050;     // gateway gets base_port, then attention and expert nodes
+  int http_port = 8080;      // gateway HTTP port; 0: HTTP off
+  int threads_per_node = 0;  // threads of each node; 0 = all hardware threads
 };
 absl::StatusOr<ClusterConfig> MakeLocalClusterConfig(const LocalClusterOptions& options);
 

@@ -31,8 +31,8 @@ absl::Status ValidateExpertBatch(const ExpertBatchView& batch) {
     for (uint32_t p = begin + 1; p < end; ++p) {
       if (batch.expert_ids[p] <= batch.expert_ids[p - 1]) {
         return absl::InvalidArgumentError(
-            absl::StrCat("expert batch: token ", t, ": expert ids ", batch.expert_ids[p - 1],
-                         ", ", batch.expert_ids[p], " are not strictly ascending"));
+            absl::StrCat("expert batch: token ", t, ": expert ids ", batch.expert_ids[p - 1], ", ",
+                         batch.expert_ids[p], " are not strictly ascending"));
       }
     }
     if (batch.fold != nullptr && batch.fold[t] > end - begin) {

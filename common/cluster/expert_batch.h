@@ -12,10 +12,10 @@
 namespace afd {
 
 struct ExpertBatchView {
-  uint64_t id = 0;       // echoed in the result
+  uint64_t id = 0;  // echoed in the result
   int layer = 0;
-  int64_t num_tokens = 0;  // T
-  int hidden_dim = 0;      // D
+  int64_t num_tokens = 0;                // T
+  int hidden_dim = 0;                    // D
   const float* hidden = nullptr;         // [*, D] input rows
   const int32_t* token_index = nullptr;  // optional [T]: token t's row of `hidden`; null: row t
   const uint32_t* offsets = nullptr;     // [T + 1], token t's pairs are [offsets[t], offsets[t+1])

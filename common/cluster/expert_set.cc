@@ -21,8 +21,8 @@ absl::StatusOr<int> ParseId(absl::string_view token, absl::string_view spec) {
   token = absl::StripAsciiWhitespace(token);
   if (token.empty() || !absl::SimpleAtoi(token, &value) || value < 0 || value > kMaxId ||
       !std::all_of(token.begin(), token.end(), [](char c) { return absl::ascii_isdigit(c); })) {
-    return absl::InvalidArgumentError(absl::StrCat("expert spec \"", spec, "\": \"", token,
-                                                   "\" is not a non-negative integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert spec \"", spec, "\": \"", token, "\" is not a non-negative integer"));
   }
   return value;
 }
@@ -82,8 +82,7 @@ IdRanges ToRanges(const std::vector<int>& ids, int universe) {
   return out;
 }
 
-absl::Status CheckRanges(const IdRanges& ids, int limit, const char* what,
-                         const ExpertSpec& spec) {
+absl::Status CheckRanges(const IdRanges& ids, int limit, const char* what, const ExpertSpec& spec) {
   for (const auto& r : ids.ranges) {
     if (r.second >= limit) {
       return absl::InvalidArgumentError(

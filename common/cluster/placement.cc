@@ -5,9 +5,8 @@
 
 namespace afd {
 
-absl::StatusOr<Placement> Placement::Build(const std::vector<ExpertSet>& node_sets,
-                                           int num_layers, int num_experts,
-                                           bool require_complete) {
+absl::StatusOr<Placement> Placement::Build(const std::vector<ExpertSet>& node_sets, int num_layers,
+                                           int num_experts, bool require_complete) {
   Placement p;
   p.num_layers_ = num_layers;
   p.num_experts_ = num_experts;
@@ -16,10 +15,9 @@ absl::StatusOr<Placement> Placement::Build(const std::vector<ExpertSet>& node_se
   for (int n = 0; n < p.num_nodes_; ++n) {
     const ExpertSet& set = node_sets[n];
     if (set.num_layers() != num_layers || set.num_experts() != num_experts) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("placement: node ", n, " has an expert set for ", set.num_layers(),
-                       " layers x ", set.num_experts(), " experts, the model has ", num_layers,
-                       " x ", num_experts));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "placement: node ", n, " has an expert set for ", set.num_layers(), " layers x ",
+          set.num_experts(), " experts, the model has ", num_layers, " x ", num_experts));
     }
     for (int l = 0; l < num_layers; ++l) {
       for (int e = 0; e < num_experts; ++e) {
@@ -30,8 +28,7 @@ absl::StatusOr<Placement> Placement::Build(const std::vector<ExpertSet>& node_se
   if (require_complete) {
     ExpertSet missing = p.Unhosted();
     if (!missing.empty()) {
-      return absl::UnavailableError(
-          absl::StrCat("no expert node hosts ", missing.ToString()));
+      return absl::UnavailableError(absl::StrCat("no expert node hosts ", missing.ToString()));
     }
   }
   return p;

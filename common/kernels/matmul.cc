@@ -362,19 +362,20 @@ void ScalePacked(const float* HWY_RESTRICT in, int64_t n, int64_t cols, int64_t 
 // types: there the activations carry the scale.
 // Accumulators start from zero, or from `acc_in` ([R * N] vectors) when given; they end in
 // `acc_out` when given, else y[t * y_stride + r] = their sum (plus the tail).
-// `prefetch`: also prefetch the same columns of the next R rows.
+// `prefetch` (may be null): a later tile's first row (same row stride, R rows), whose columns
+// are prefetched alongside this tile's.
 template <class Dec, int R, int N>
 HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t cols,
                           const float* HWY_RESTRICT tail, int64_t tail_cols,
                           const uint8_t* rows, int64_t row_stride, const float* acc_in,
                           float* acc_out, float* HWY_RESTRICT y, int64_t y_stride,
-                          bool prefetch) {
+                          const uint8_t* prefetch) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t chunk = Dec::kVecs * lanes;
   const uint8_t* row_ptr[R];
   for (int r = 0; r < R; ++r) row_ptr[r] = rows + r * row_stride;
-  const int64_t next = R * row_stride;
+  const int64_t next = prefetch - rows;  // same offset for every row
   const int64_t chunk_bytes = chunk * static_cast<int64_t>(Dec::kBytes);
   // One-row tiles keep two accumulator sets (even and odd vectors of a chunk) so that enough
   // independent FMA chains are in flight.
@@ -391,7 +392,7 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
     const float* xc = xp + c * N;
     for (int r = 0; r < R; ++r) {
       const uint8_t* wp = row_ptr[r] + c * static_cast<int64_t>(Dec::kBytes);
-      if (prefetch) {
+      if (prefetch != nullptr) {
         for (int64_t line = 0; line < chunk_bytes; line += 64) hwy::Prefetch(wp + next + line);
       }
       VF wv[Dec::kVecs];
@@ -435,6 +436,28 @@ constexpr int64_t kDecodeXBytes = 16 << 10;
 // Rows per column-blocked pass (a multiple of every tile height); their partial sums wait in
 // a per-thread scratch between column blocks.
 constexpr int64_t kDecodeRowBlock = 48;
+// How far ahead of the tile being computed its weights are prefetched: enough bytes in flight
+// to cover the memory latency at full bandwidth.
+constexpr int64_t kPrefetchAheadBytes = 8 << 10;
+
+// Tile order of DotRows: row blocks of `row_block` rows; in each, column blocks of `kc`; in
+// each, tiles of R rows.
+struct TileCursor {
+  int64_t row_end, row_block, main_cols, kc, rows_per_tile;
+  int64_t rb, c0, r;
+  bool valid;
+  void Advance() {
+    r += rows_per_tile;
+    if (r < std::min(row_end, rb + row_block)) return;
+    c0 += kc;
+    r = rb;
+    if (c0 < main_cols) return;
+    c0 = 0;
+    rb += row_block;
+    r = rb;
+    valid = rb < row_end;
+  }
+};
 
 // Output rows [row_begin, row_end) from packed activations `xp` (see PackX), in tiles of R rows
 // (then single rows).
@@ -450,36 +473,35 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
   const float* tail = xp + main_cols * N;
   const int64_t tail_cols = cols - main_cols;
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
-  const int64_t row_bytes = cols * static_cast<int64_t>(Dec::kBytes);
+  const int64_t elem = static_cast<int64_t>(Dec::kBytes);
+  const int64_t row_bytes = cols * elem;
   const int64_t full_end = row_begin + (row_end - row_begin) / R * R;
 
-  int64_t kc = std::max<int64_t>(chunk, kDecodeXBytes / (N * 4) / chunk * chunk);
-  if (kc * 2 > main_cols) kc = main_cols;  // not worth blocking
-  if (kc == main_cols) {
-    for (int64_t r = row_begin; r < full_end; r += R) {
-      DotTile<Dec, R, N>(dec, xp, main_cols, tail, tail_cols, base + r * row_bytes, row_bytes,
-                         nullptr, nullptr, y + r, w.rows, r + 2 * R <= row_end);
+  if (full_end > row_begin && main_cols > 0) {
+    int64_t kc = std::max<int64_t>(chunk, kDecodeXBytes / (N * 4) / chunk * chunk);
+    const bool blocked = kc * 2 <= main_cols;  // else not worth blocking
+    if (!blocked) kc = main_cols;
+    float* acc = blocked ? internal::MatMulScratch(4, kDecodeRowBlock * N * lanes) : nullptr;
+    TileCursor cur{full_end, blocked ? kDecodeRowBlock : full_end - row_begin, main_cols, kc, R,
+                   row_begin, 0, row_begin, true};
+    TileCursor ahead = cur;
+    const int64_t tile_bytes = R * kc * elem;
+    for (int64_t i = (kPrefetchAheadBytes + tile_bytes - 1) / tile_bytes; i > 0; --i) {
+      if (ahead.valid) ahead.Advance();
     }
-  } else {
-    float* acc = internal::MatMulScratch(4, kDecodeRowBlock * N * lanes);
-    for (int64_t rb = row_begin; rb < full_end; rb += kDecodeRowBlock) {
-      const int64_t re = std::min(full_end, rb + kDecodeRowBlock);
-      for (int64_t c0 = 0; c0 < main_cols; c0 += kc) {
-        const int64_t len = std::min(kc, main_cols - c0);
-        const bool first = c0 == 0, last = c0 + len == main_cols;
-        for (int64_t r = rb; r < re; r += R) {
-          float* a = acc + (r - rb) * N * lanes;
-          DotTile<Dec, R, N>(dec, xp + c0 * N, len, tail, last ? tail_cols : 0,
-                             base + r * row_bytes + c0 * static_cast<int64_t>(Dec::kBytes),
-                             row_bytes, first ? nullptr : a, last ? nullptr : a, y + r, w.rows,
-                             r + 2 * R <= re);
-        }
-      }
+    for (; cur.valid; cur.Advance(), ahead.valid ? ahead.Advance() : void()) {
+      const int64_t len = std::min(kc, main_cols - cur.c0);
+      const bool first = cur.c0 == 0, last = cur.c0 + len == main_cols;
+      float* a = blocked ? acc + (cur.r - cur.rb) * N * lanes : nullptr;
+      DotTile<Dec, R, N>(dec, xp + cur.c0 * N, len, tail, last ? tail_cols : 0,
+                         base + cur.r * row_bytes + cur.c0 * elem, row_bytes,
+                         first ? nullptr : a, last ? nullptr : a, y + cur.r, w.rows,
+                         ahead.valid ? base + ahead.r * row_bytes + ahead.c0 * elem : nullptr);
     }
   }
   for (int64_t r = full_end; r < row_end; ++r) {
     DotTile<Dec, 1, N>(dec, xp, main_cols, tail, tail_cols, base + r * row_bytes, row_bytes,
-                       nullptr, nullptr, y + r, w.rows, false);
+                       nullptr, nullptr, y + r, w.rows, nullptr);
   }
 }
 

@@ -421,7 +421,7 @@ HWY_NOINLINE void MlxDotTile(const Dec& dec, const QuantMatrix& w, int64_t r0, c
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < N; ++t) y[t * w.rows + r0 + r] = hn::ReduceSum(d, acc[r][t]);
+    for (int t = 0; t < N; ++t) y[t * w.rows + r0 + r] = hn::GetLane(hn::SumOfLanes(d, acc[r][t]));
   }
 }
 
@@ -558,7 +558,7 @@ void GroupSums(const float* x, int64_t n, int64_t cols, int64_t group, float* xs
       VF s = hn::Zero(d);
       int64_t i = 0;
       for (; i + lanes <= group; i += lanes) s = hn::Add(s, hn::LoadU(d, p + i));
-      float sum = hn::ReduceSum(d, s);
+      float sum = hn::GetLane(hn::SumOfLanes(d, s));
       for (; i < group; ++i) sum += p[i];
       xsum[t * groups + g] = sum;
     }

@@ -56,14 +56,13 @@ absl::Status CheckServing(grpc::Channel& channel, const std::string& service,
   const grpc::Status status = stub->Check(&context, request, &response);
   if (!status.ok()) {
     absl::Status s = FromGrpcStatus(status);
-    return absl::UnavailableError(
-        absl::StrCat("health of \"", service, "\": ", absl::StatusCodeToString(s.code()), ": ",
-                     s.message()));
+    return absl::UnavailableError(absl::StrCat(
+        "health of \"", service, "\": ", absl::StatusCodeToString(s.code()), ": ", s.message()));
   }
   if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
     return absl::UnavailableError(absl::StrCat(
-        "health of \"", service, "\": ",
-        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())));
+        "health of \"", service,
+        "\": ", grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())));
   }
   return absl::OkStatus();
 }
@@ -77,8 +76,8 @@ absl::Status WaitUntilServing(grpc::Channel& channel, const std::string& service
     if (last.ok()) return last;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   } while (absl::Now() < deadline);
-  return absl::DeadlineExceededError(absl::StrCat("not serving after ", absl::FormatDuration(timeout),
-                                                  ": ", last.message()));
+  return absl::DeadlineExceededError(
+      absl::StrCat("not serving after ", absl::FormatDuration(timeout), ": ", last.message()));
 }
 
 }  // namespace afd::rpc

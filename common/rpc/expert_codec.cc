@@ -13,9 +13,7 @@ namespace {
 
 constexpr int64_t kMaxHiddenDim = 1 << 20;
 
-bool FloatAligned(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % alignof(float) == 0;
-}
+bool FloatAligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % alignof(float) == 0; }
 
 template <typename T>
 void CopyInto(const T* src, int64_t n, google::protobuf::RepeatedField<T>* dst) {
@@ -79,17 +77,21 @@ absl::Status DecodeExpertBatch(const v1::ExpertBatch& proto, std::vector<float>*
   }
   size_t element_bytes = 0;
   switch (proto.dtype()) {
-    case v1::DTYPE_F32: element_bytes = 4; break;
-    case v1::DTYPE_BF16: element_bytes = 2; break;
+    case v1::DTYPE_F32:
+      element_bytes = 4;
+      break;
+    case v1::DTYPE_BF16:
+      element_bytes = 2;
+      break;
     default:
-      return Invalid("dtype", absl::StrCat(v1::DType_Name(proto.dtype()),
-                                           " is not supported (F32 or BF16)"));
+      return Invalid(
+          "dtype", absl::StrCat(v1::DType_Name(proto.dtype()), " is not supported (F32 or BF16)"));
   }
   const uint64_t expected_bytes = static_cast<uint64_t>(t_count) * d * element_bytes;
   if (proto.hidden().size() != expected_bytes) {
-    return Invalid("hidden", absl::StrCat(proto.hidden().size(), " bytes, expected ", t_count,
-                                          " tokens x ", d, " x ", element_bytes, " = ",
-                                          expected_bytes));
+    return Invalid(
+        "hidden", absl::StrCat(proto.hidden().size(), " bytes, expected ", t_count, " tokens x ", d,
+                               " x ", element_bytes, " = ", expected_bytes));
   }
   const int64_t offsets_size = proto.offsets_size();
   if (t_count > 0 ? offsets_size != t_count + 1 : offsets_size > 1) {
@@ -158,17 +160,17 @@ void EncodeExpertResultError(uint64_t id, const absl::Status& status, v1::Expert
   proto->set_compute_ns(0);
 }
 
-absl::StatusOr<const float*> DecodeExpertResult(const v1::ExpertResult& proto,
-                                                uint64_t expected_id, int64_t expected_rows,
-                                                int hidden_dim, std::vector<float>* scratch) {
+absl::StatusOr<const float*> DecodeExpertResult(const v1::ExpertResult& proto, uint64_t expected_id,
+                                                int64_t expected_rows, int hidden_dim,
+                                                std::vector<float>* scratch) {
   if (proto.has_status()) RETURN_IF_ERROR(FromProtoStatus(proto.status()));
   const uint64_t expected_bytes = static_cast<uint64_t>(expected_rows) * hidden_dim * 4;
   if (proto.id() != expected_id || proto.num_rows() != expected_rows ||
       proto.rows().size() != expected_bytes) {
-    return absl::InternalError(absl::StrCat(
-        "expert result: got id ", proto.id(), " with ", proto.num_rows(), " rows in ",
-        proto.rows().size(), " bytes, expected id ", expected_id, " with ", expected_rows,
-        " rows of ", hidden_dim, " floats"));
+    return absl::InternalError(absl::StrCat("expert result: got id ", proto.id(), " with ",
+                                            proto.num_rows(), " rows in ", proto.rows().size(),
+                                            " bytes, expected id ", expected_id, " with ",
+                                            expected_rows, " rows of ", hidden_dim, " floats"));
   }
   const char* bytes = proto.rows().data();
   if (FloatAligned(bytes)) return reinterpret_cast<const float*>(bytes);

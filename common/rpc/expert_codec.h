@@ -36,8 +36,8 @@ void EncodeExpertResultError(uint64_t id, const absl::Status& status, v1::Expert
 // The rows of a result for the batch `expected_id` that should have `expected_rows` rows of
 // `hidden_dim`: the node's own error status if it sent one; INTERNAL for a mismatched id, row
 // count or byte length. The pointer is into `proto`, or into *scratch when not float-aligned.
-absl::StatusOr<const float*> DecodeExpertResult(const v1::ExpertResult& proto,
-                                                uint64_t expected_id, int64_t expected_rows,
-                                                int hidden_dim, std::vector<float>* scratch);
+absl::StatusOr<const float*> DecodeExpertResult(const v1::ExpertResult& proto, uint64_t expected_id,
+                                                int64_t expected_rows, int hidden_dim,
+                                                std::vector<float>* scratch);
 
 }  // namespace afd::rpc

@@ -18,8 +18,9 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
   if (options.tls.enabled()) {
     if (options.tls.cert_file.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(options.listen, ": tls.ca_file alone cannot serve TLS; set cert_file "
-                                       "and key_file"));
+          absl::StrCat(options.listen,
+                       ": tls.ca_file alone cannot serve TLS; set cert_file "
+                       "and key_file"));
     }
     ASSIGN_OR_RETURN(TlsPem pem, ReadTlsFiles(options.tls));
     grpc::SslServerCredentialsOptions ssl(

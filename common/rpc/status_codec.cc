@@ -26,9 +26,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   const int code = status.error_code();
-  return absl::Status(KnownCode(code) ? static_cast<absl::StatusCode>(code)
-                                      : absl::StatusCode::kUnknown,
-                      status.error_message());
+  return absl::Status(
+      KnownCode(code) ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
+      status.error_message());
 }
 
 void ToProtoStatus(const absl::Status& status, v1::Status* proto) {

@@ -9,8 +9,8 @@
 
 namespace afd::rpc {
 
-void EncodeTensor(absl::Span<const float> values, absl::Span<const int64_t> shape,
-                  v1::DType dtype, v1::Tensor* proto) {
+void EncodeTensor(absl::Span<const float> values, absl::Span<const int64_t> shape, v1::DType dtype,
+                  v1::Tensor* proto) {
   proto->set_dtype(dtype);
   proto->mutable_shape()->Assign(shape.begin(), shape.end());
   std::string* data = proto->mutable_data();
@@ -31,8 +31,12 @@ absl::Status DecodeTensor(const v1::Tensor& proto, std::vector<float>* values,
                           std::vector<int64_t>* shape) {
   size_t element_bytes = 0;
   switch (proto.dtype()) {
-    case v1::DTYPE_F32: element_bytes = 4; break;
-    case v1::DTYPE_BF16: element_bytes = 2; break;
+    case v1::DTYPE_F32:
+      element_bytes = 4;
+      break;
+    case v1::DTYPE_BF16:
+      element_bytes = 2;
+      break;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("tensor: dtype ", v1::DType_Name(proto.dtype()), " is not supported"));

@@ -12,8 +12,8 @@
 namespace afd::rpc {
 
 // values: prod(shape) floats, row-major. dtype F32 (exact) or BF16 (round to nearest even).
-void EncodeTensor(absl::Span<const float> values, absl::Span<const int64_t> shape,
-                  v1::DType dtype, v1::Tensor* proto);
+void EncodeTensor(absl::Span<const float> values, absl::Span<const int64_t> shape, v1::DType dtype,
+                  v1::Tensor* proto);
 
 // Widens into *values (resized) and copies the shape. INVALID_ARGUMENT for an unknown dtype,
 // a negative dimension, or bytes != prod(shape) x element size.

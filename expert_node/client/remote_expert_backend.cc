@@ -106,12 +106,12 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
     node->name = nodes[i].name;
     node->address = nodes[i].address;
     node->backoff = absl::Milliseconds(options.reconnect_initial_backoff_ms);
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = rpc::MakeChannel(
-        nodes[i].address, options.tls,
-        {options.reconnect_initial_backoff_ms, options.reconnect_max_backoff_ms});
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        rpc::MakeChannel(nodes[i].address, options.tls,
+                         {options.reconnect_initial_backoff_ms, options.reconnect_max_backoff_ms});
     if (!channel.ok()) {
-      return absl::Status(channel.status().code(), absl::StrCat("expert node ", nodes[i].name,
-                                                                ": ", channel.status().message()));
+      return absl::Status(channel.status().code(), absl::StrCat("expert node ", nodes[i].name, ": ",
+                                                                channel.status().message()));
     }
     node->channel = *std::move(channel);
     node->stub = v1::ExpertNode::NewStub(node->channel);
@@ -199,8 +199,8 @@ absl::Status RemoteExpertBackend::WaitForNodes(absl::Duration timeout) {
   for (auto& node : nodes_) {
     absl::Status s = rpc::WaitUntilServing(*node->channel, v1::ExpertNode::service_full_name(),
                                            std::max(deadline - absl::Now(), absl::Milliseconds(1)));
-    if (!s.ok()) absl::StrAppend(&missing, missing.empty() ? "" : "; ", node->Label(), ": ",
-                                 s.message());
+    if (!s.ok())
+      absl::StrAppend(&missing, missing.empty() ? "" : "; ", node->Label(), ": ", s.message());
   }
   if (!missing.empty()) {
     return absl::DeadlineExceededError(absl::StrCat("expert nodes not ready: ", missing));
@@ -211,16 +211,16 @@ absl::Status RemoteExpertBackend::WaitForNodes(absl::Duration timeout) {
 absl::Status RemoteExpertBackend::ValidateRequest(const ExpertRequest& r) const {
   if (r.layer < 0 || r.layer >= model_.num_hidden_layers) {
     return absl::InvalidArgumentError(absl::StrCat("expert request: layer ", r.layer,
-                                                   " outside [0, ", model_.num_hidden_layers,
-                                                   ")"));
+                                                   " outside [0, ", model_.num_hidden_layers, ")"));
   }
-  if (r.hidden_dim != model_.hidden_size || r.top_k <= 0 ||
-      r.top_k > model_.num_local_experts || r.num_tokens < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expert request: hidden_dim ", r.hidden_dim, " (model: ", model_.hidden_size,
-        "), top_k ", r.top_k, ", num_tokens ", r.num_tokens));
+  if (r.hidden_dim != model_.hidden_size || r.top_k <= 0 || r.top_k > model_.num_local_experts ||
+      r.num_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("expert request: hidden_dim ", r.hidden_dim,
+                                                   " (model: ", model_.hidden_size, "), top_k ",
+                                                   r.top_k, ", num_tokens ", r.num_tokens));
   }
-  if (r.num_tokens > 0 && (r.hidden == nullptr || r.expert_ids == nullptr || r.weights == nullptr)) {
+  if (r.num_tokens > 0 &&
+      (r.hidden == nullptr || r.expert_ids == nullptr || r.weights == nullptr)) {
     return absl::InvalidArgumentError("expert request: missing hidden states, ids or weights");
   }
   for (int64_t t = 0; t < r.num_tokens; ++t) {
@@ -272,8 +272,7 @@ void RemoteExpertBackend::FailNode(Node& node, const std::string& reason) {
   stream->context.TryCancel();
   zombies_.push_back(std::move(node.stream));
   node.retry_at = absl::Now() + node.backoff;
-  node.backoff =
-      std::min(node.backoff * 2, absl::Milliseconds(options_.reconnect_max_backoff_ms));
+  node.backoff = std::min(node.backoff * 2, absl::Milliseconds(options_.reconnect_max_backoff_ms));
   {
     absl::MutexLock lock(&reconnect_mu_);
     lost_[node.index] = 1;
@@ -296,8 +295,7 @@ void RemoteExpertBackend::MaybeReap(Stream* stream) {
 bool RemoteExpertBackend::Pump(absl::Time deadline) {
   void* tag = nullptr;
   bool ok = false;
-  if (cq_->AsyncNext(&tag, &ok, absl::ToChronoTime(deadline)) !=
-      grpc::CompletionQueue::GOT_EVENT) {
+  if (cq_->AsyncNext(&tag, &ok, absl::ToChronoTime(deadline)) != grpc::CompletionQueue::GOT_EVENT) {
     return false;
   }
   HandleEvent(static_cast<Op*>(tag), ok);
@@ -307,9 +305,15 @@ bool RemoteExpertBackend::Pump(absl::Time deadline) {
 void RemoteExpertBackend::HandleEvent(Op* op, bool ok) {
   Stream* stream = op->stream;
   switch (op->kind) {
-    case Op::kWrite: stream->write_pending = false; break;
-    case Op::kRead: stream->read_pending = false; break;
-    case Op::kFinish: stream->finish_pending = false; break;
+    case Op::kWrite:
+      stream->write_pending = false;
+      break;
+    case Op::kRead:
+      stream->read_pending = false;
+      break;
+    case Op::kFinish:
+      stream->finish_pending = false;
+      break;
   }
   if (stream->dead) {
     MaybeReap(stream);

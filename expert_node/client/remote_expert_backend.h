@@ -42,7 +42,7 @@ struct RemoteExpertNode {
 };
 
 struct RemoteExpertBackendOptions {
-  int call_deadline_ms = 10000;         // per expert-node call (one round of a Run), ms
+  int call_deadline_ms = 10000;           // per expert-node call (one round of a Run), ms
   int reconnect_initial_backoff_ms = 50;  // first reconnect delay after a node is lost, ms
   int reconnect_max_backoff_ms = 1000;    // cap of the doubling reconnect delay, ms
   TlsConfig tls;
@@ -55,16 +55,16 @@ class RemoteExpertBackend : public ExpertBackend {
  public:
   // Counters since creation (for benchmarks and tests).
   struct Stats {
-    uint64_t calls = 0;           // Run calls
-    uint64_t batches = 0;         // ExpertBatch messages sent
-    uint64_t retried_pairs = 0;   // (token, expert) pairs sent again after a failure
-    uint64_t tokens_sent = 0;     // sum over batches of their tokens
-    uint64_t pairs_sent = 0;      // sum over batches of their pairs
-    uint64_t rows_received = 0;   // result rows (one per pair, or per folded prefix)
-    uint64_t bytes_sent = 0;      // serialized ExpertBatch bytes
-    uint64_t bytes_received = 0;  // serialized ExpertResult bytes
-    uint64_t node_failures = 0;   // streams lost or timed out
-    uint64_t reconnects = 0;      // streams (re)opened
+    uint64_t calls = 0;            // Run calls
+    uint64_t batches = 0;          // ExpertBatch messages sent
+    uint64_t retried_pairs = 0;    // (token, expert) pairs sent again after a failure
+    uint64_t tokens_sent = 0;      // sum over batches of their tokens
+    uint64_t pairs_sent = 0;       // sum over batches of their pairs
+    uint64_t rows_received = 0;    // result rows (one per pair, or per folded prefix)
+    uint64_t bytes_sent = 0;       // serialized ExpertBatch bytes
+    uint64_t bytes_received = 0;   // serialized ExpertResult bytes
+    uint64_t node_failures = 0;    // streams lost or timed out
+    uint64_t reconnects = 0;       // streams (re)opened
     uint64_t node_compute_ns = 0;  // compute time the nodes reported for the batches
   };
 
@@ -75,8 +75,8 @@ class RemoteExpertBackend : public ExpertBackend {
       const ModelConfig& model, const std::vector<RemoteExpertNode>& nodes,
       const RemoteExpertBackendOptions& options);
   // The expert nodes, deadlines and TLS files of a cluster config.
-  static absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> Create(
-      const ModelConfig& model, const ClusterConfig& cluster);
+  static absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> Create(const ModelConfig& model,
+                                                                     const ClusterConfig& cluster);
   ~RemoteExpertBackend() override;
 
   // See ExpertBackend::Run. INVALID_ARGUMENT for a malformed request (layer, hidden size, top_k,
@@ -125,12 +125,12 @@ class RemoteExpertBackend : public ExpertBackend {
   Stats stats_;
 
   // Per call (reused between calls).
-  std::vector<uint8_t> received_;          // [T * K] slot has its term
-  std::vector<const float*> slot_rows_;    // [T * K] term row (or prefix row at slot 0)
-  std::vector<int32_t> prefix_len_;        // [T] slots covered by a folded prefix row
-  std::vector<int32_t> chosen_node_;       // [E] node serving each expert this round, -1 none
-  std::vector<uint8_t> excluded_;          // [nodes] failed during this call
-  std::vector<Node*> round_;               // nodes sent a batch in the current round
+  std::vector<uint8_t> received_;        // [T * K] slot has its term
+  std::vector<const float*> slot_rows_;  // [T * K] term row (or prefix row at slot 0)
+  std::vector<int32_t> prefix_len_;      // [T] slots covered by a folded prefix row
+  std::vector<int32_t> chosen_node_;     // [E] node serving each expert this round, -1 none
+  std::vector<uint8_t> excluded_;        // [nodes] failed during this call
+  std::vector<Node*> round_;             // nodes sent a batch in the current round
 
   absl::Mutex reconnect_mu_;
   bool stopping_ ABSL_GUARDED_BY(reconnect_mu_) = false;

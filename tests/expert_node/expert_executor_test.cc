@@ -62,14 +62,15 @@ class ExpertExecutorTest : public ::testing::Test {
     std::vector<ExpertPair> pairs;
     for (int64_t t = 0; t < b.num_tokens; ++t) {
       for (int k = 0; k < b.top_k; ++k) {
-        pairs.push_back({static_cast<int32_t>(t), b.expert_ids[t * b.top_k + k],
-                         b.weights[t * b.top_k + k]});
+        pairs.push_back(
+            {static_cast<int32_t>(t), b.expert_ids[t * b.top_k + k], b.weights[t * b.top_k + k]});
       }
     }
     ExpertFfn ffn(config().hidden_size, config().intermediate_size, nullptr);
     std::vector<float> terms(pairs.size() * b.hidden_dim);
-    absl::Status s = ffn.Run(b.hidden.data(), b.num_tokens, pairs,
-                             [&](int32_t e) { return store_->Find(b.layer, e); }, terms.data());
+    absl::Status s = ffn.Run(
+        b.hidden.data(), b.num_tokens, pairs, [&](int32_t e) { return store_->Find(b.layer, e); },
+        terms.data());
     EXPECT_TRUE(s.ok()) << s;
     return terms;
   }
@@ -78,12 +79,14 @@ class ExpertExecutorTest : public ::testing::Test {
 };
 
 TEST_F(ExpertExecutorTest, RowsAreTheSharedFfnTermsBitForBit) {
-  for (int64_t tokens : {1, 5, 40}) {
-    const RoutedBatch b = MakeRoutedBatch(1, tokens, config().hidden_size,
-                                          config().num_experts_per_tok,
-                                          config().num_local_experts, 7 + tokens);
+  for (int64_t tokens : {1, 3, 5, 40}) {
+    const RoutedBatch b =
+        MakeRoutedBatch(1, tokens, config().hidden_size, config().num_experts_per_tok,
+                        config().num_local_experts, 7 + tokens);
     const std::vector<float> terms = Terms(b);
-    for (int threads : {1, 2, 3}) {
+    // 2 and 3 threads run experts in parallel; 8 (more than half the experts a batch uses)
+    // splits each expert's products across the threads.
+    for (int threads : {1, 2, 3, 8}) {
       ComputePool compute(threads);
       ExpertExecutor executor(store_.get(), &compute, "e0");
       const Csr csr = ToCsr(b, 0);

@@ -93,9 +93,8 @@ TEST(ExpertNodeMainTest, PrintsUsageAndRejectsBadArguments) {
   EXPECT_EQ(RunToExit({"--config", config, "--node", "e5"}, &out), 1);
   EXPECT_NE(out.find("no expert node named \"e5\" (expert nodes: e0)"), std::string::npos) << out;
   EXPECT_EQ(RunToExit({"--config", "/nonexistent.yaml", "--node", "e0"}, &out), 1);
-  EXPECT_EQ(RunToExit({"--model", GoldenModel("m2-tiny"), "--port", "0", "--experts", "0-99"},
-                      &out),
-            1);
+  EXPECT_EQ(
+      RunToExit({"--model", GoldenModel("m2-tiny"), "--port", "0", "--experts", "0-99"}, &out), 1);
   EXPECT_NE(out.find("expert 99 does not exist"), std::string::npos) << out;
 }
 

@@ -57,15 +57,16 @@ class ExpertNodeServiceTest : public ::testing::Test {
     std::vector<ExpertPair> pairs;
     for (int64_t t = 0; t < batch_.num_tokens; ++t) {
       for (int k = 0; k < 2; ++k) {
-        pairs.push_back({static_cast<int32_t>(t), batch_.expert_ids[t * 2 + k],
-                         batch_.weights[t * 2 + k]});
+        pairs.push_back(
+            {static_cast<int32_t>(t), batch_.expert_ids[t * 2 + k], batch_.weights[t * 2 + k]});
       }
     }
     const ModelConfig& c = node_->store().config();
     ExpertFfn ffn(c.hidden_size, c.intermediate_size, nullptr);
     std::vector<float> terms(pairs.size() * 64);
-    EXPECT_TRUE(ffn.Run(batch_.hidden.data(), batch_.num_tokens, pairs,
-                        [&](int32_t e) { return node_->store().Find(1, e); }, terms.data())
+    EXPECT_TRUE(ffn.Run(
+                       batch_.hidden.data(), batch_.num_tokens, pairs,
+                       [&](int32_t e) { return node_->store().Find(1, e); }, terms.data())
                     .ok());
     return terms;
   }
@@ -102,8 +103,8 @@ TEST_F(ExpertNodeServiceTest, BadBatchesGetErrorsAndTheStreamStaysUp) {
     const char* expected;
   };
   const Case cases[] = {
-      {"expert not hosted", [](v1::ExpertBatch* b) { b->set_expert_ids(1, 6); },
-       grpc::NOT_FOUND, "e0: does not host layer 1 experts 6"},
+      {"expert not hosted", [](v1::ExpertBatch* b) { b->set_expert_ids(1, 6); }, grpc::NOT_FOUND,
+       "e0: does not host layer 1 experts 6"},
       {"expert outside the model", [](v1::ExpertBatch* b) { b->set_expert_ids(1, 8); },
        grpc::INVALID_ARGUMENT, "does not exist"},
       {"wrong hidden size",
@@ -114,8 +115,8 @@ TEST_F(ExpertNodeServiceTest, BadBatchesGetErrorsAndTheStreamStaysUp) {
        grpc::INVALID_ARGUMENT, "hidden size 32"},
       {"bad byte length", [](v1::ExpertBatch* b) { b->mutable_hidden()->resize(7); },
        grpc::INVALID_ARGUMENT, "hidden: 7 bytes"},
-      {"malformed csr", [](v1::ExpertBatch* b) { b->set_offsets(1, 5); },
-       grpc::INVALID_ARGUMENT, "offsets"},
+      {"malformed csr", [](v1::ExpertBatch* b) { b->set_offsets(1, 5); }, grpc::INVALID_ARGUMENT,
+       "offsets"},
       {"layer outside the model", [](v1::ExpertBatch* b) { b->set_layer(3); },
        grpc::INVALID_ARGUMENT, "layer 3"},
       {"bad dtype", [](v1::ExpertBatch* b) { b->set_dtype(v1::DTYPE_UNSPECIFIED); },

@@ -38,8 +38,8 @@ inline std::string GoldenModel(const std::string& name) {
 // A unique unix socket path for this process.
 inline std::string SocketPath(const std::string& tag) {
   static int counter = 0;
-  return absl::StrCat("unix:", ::testing::TempDir(), "/afd_", tag, "_", getpid(), "_",
-                      counter++, ".sock");
+  return absl::StrCat("unix:", ::testing::TempDir(), "/afd_", tag, "_", getpid(), "_", counter++,
+                      ".sock");
 }
 
 // A routed batch like the router makes: per token top_k distinct experts ascending, positive
@@ -49,7 +49,7 @@ struct RoutedBatch {
   int64_t num_tokens = 0;
   int hidden_dim = 0;
   int top_k = 0;
-  std::vector<float> hidden;       // [T, D]
+  std::vector<float> hidden;        // [T, D]
   std::vector<int32_t> expert_ids;  // [T, K]
   std::vector<float> weights;       // [T, K]
 
@@ -141,8 +141,7 @@ class LocalExpertNode {
     if (!server.ok()) return server.status();
     server_ = *std::move(server);
     server_->SetServing(service_name, true);
-    address_ = listen.rfind("unix", 0) == 0 ? listen
-                                            : absl::StrCat("127.0.0.1:", server_->port());
+    address_ = listen.rfind("unix", 0) == 0 ? listen : absl::StrCat("127.0.0.1:", server_->port());
     return absl::OkStatus();
   }
 

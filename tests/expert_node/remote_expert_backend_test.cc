@@ -123,8 +123,8 @@ std::vector<Layout> Layouts(int num_experts) {
       {"3 nodes", {range(0, e / 3 - 1), range(e / 3, 2 * e / 3 - 1), range(2 * e / 3, e - 1)}},
       {"2 nodes, 2 replicas", {"all", "all"}},
       {"3 nodes, 2 replicas",
-       {range(0, 2 * e / 3 - 1), range(e / 3, e - 1), range(0, e / 3 - 1) + "," +
-                                                           range(2 * e / 3, e - 1)}},
+       {range(0, 2 * e / 3 - 1), range(e / 3, e - 1),
+        range(0, e / 3 - 1) + "," + range(2 * e / 3, e - 1)}},
       {"3 nodes, interleaved and uneven",
        {"0:0,3,5;1:all;2:" + range(0, e / 2), "0:1-2,4;2:" + range(e / 2 + 1, e - 1),
         "0:" + range(6, e - 1) + ";2:" + range(e / 4, e - 1)}},

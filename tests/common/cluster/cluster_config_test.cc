@@ -139,7 +139,8 @@ TEST(ClusterConfigTest, ReportsErrorsWithFileLineAndKey) {
     absl::Status s = ParseError(c.yaml);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.yaml;
     EXPECT_NE(s.message().find(c.expected), std::string::npos)
-        << "yaml:\n" << c.yaml << "\nmessage: " << s.message() << "\nexpected: " << c.expected;
+        << "yaml:\n"
+        << c.yaml << "\nmessage: " << s.message() << "\nexpected: " << c.expected;
   }
 }
 

@@ -50,8 +50,8 @@ TEST(ExpertBatchTest, RejectsMalformedCsr) {
 TEST(ExpertBatchTest, FoldSumsTheLeadingPairsFromPositiveZero) {
   // Token 0: 3 pairs, fold 2; token 1: 1 pair, fold 0; token 2: 2 pairs, fold 1.
   Batch b{{}, {0, 3, 4, 6}, {0, 1, 2, 5, 0, 3}, {2, 0, 1}, {1, 1, 1, 1, 1, 1}};
-  const std::vector<float> terms = {1.f, -0.f, 1e8f, 1.f, -1e8f, 2.f, 3.f, 4.f,
-                                    -0.f, 5.f, 6.f, 7.f};  // [6 pairs, 2]
+  const std::vector<float> terms = {1.f, -0.f, 1e8f, 1.f, -1e8f, 2.f,
+                                    3.f, 4.f,  -0.f, 5.f, 6.f,   7.f};  // [6 pairs, 2]
   ExpertBatchView v = b.View(2);
   ASSERT_EQ(ExpertResultRows(v), 5);
   std::vector<float> rows(5 * 2);

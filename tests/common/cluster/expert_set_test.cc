@@ -14,8 +14,7 @@ TEST(ExpertSpecTest, ParsesAllForms) {
   ASSERT_EQ(spec->entries.size(), 3u);
   EXPECT_FALSE(spec->entries[0].layers.all);
   EXPECT_EQ(spec->entries[0].layers.ranges, (std::vector<std::pair<int, int>>{{0, 2}}));
-  EXPECT_EQ(spec->entries[0].experts.ranges,
-            (std::vector<std::pair<int, int>>{{0, 3}, {7, 7}}));
+  EXPECT_EQ(spec->entries[0].experts.ranges, (std::vector<std::pair<int, int>>{{0, 3}, {7, 7}}));
   EXPECT_TRUE(spec->entries[1].experts.all);
   EXPECT_TRUE(spec->entries[2].layers.all);
   EXPECT_EQ(FormatExpertSpec(*spec), "0-2:0-3,7;3:all;8-9");

@@ -93,12 +93,10 @@ TEST_F(ExpertCodecTest, RejectsEveryMalformedField) {
   };
   const Case cases[] = {
       {"short hidden", [](v1::ExpertBatch* p) { p->mutable_hidden()->pop_back(); }, "hidden:"},
-      {"long hidden", [](v1::ExpertBatch* p) { p->mutable_hidden()->append("1234"); },
-       "hidden:"},
+      {"long hidden", [](v1::ExpertBatch* p) { p->mutable_hidden()->append("1234"); }, "hidden:"},
       {"zero hidden dim", [](v1::ExpertBatch* p) { p->set_hidden_dim(0); }, "hidden_dim"},
       {"wrong hidden dim", [](v1::ExpertBatch* p) { p->set_hidden_dim(3); }, "hidden:"},
-      {"unknown dtype", [](v1::ExpertBatch* p) { p->set_dtype(v1::DTYPE_UNSPECIFIED); },
-       "dtype"},
+      {"unknown dtype", [](v1::ExpertBatch* p) { p->set_dtype(v1::DTYPE_UNSPECIFIED); }, "dtype"},
       {"offsets too short", [](v1::ExpertBatch* p) { p->mutable_offsets()->RemoveLast(); },
        "offsets"},
       {"offsets beyond pairs", [](v1::ExpertBatch* p) { p->set_offsets(3, 6); },

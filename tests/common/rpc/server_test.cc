@@ -43,8 +43,8 @@ TEST(NodeServerTest, ReportsLivenessAndReadinessSeparately) {
 
 TEST(NodeServerTest, ServesOnUnixSockets) {
   v1::ExpertNode::Service service;
-  const std::string path = ::testing::TempDir() + "/node_server_test." +
-                           std::to_string(getpid()) + ".sock";
+  const std::string path =
+      ::testing::TempDir() + "/node_server_test." + std::to_string(getpid()) + ".sock";
   absl::StatusOr<std::unique_ptr<NodeServer>> server =
       NodeServer::Start({"unix:" + path, {}}, {{kService, &service}});
   ASSERT_TRUE(server.ok()) << server.status();
@@ -103,7 +103,8 @@ std::string ListServicesByReflection(const std::shared_ptr<grpc::Channel>& chann
   std::vector<grpc::Slice> slices;
   in.Dump(&slices);
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   context.TryCancel();
   grpc::Status status;
   call->Finish(&status, reinterpret_cast<void*>(4));

@@ -10,10 +10,10 @@ namespace afd::rpc {
 namespace {
 
 TEST(StatusCodecTest, KeepsCodesAndMessages) {
-  for (absl::Status s : {absl::OkStatus(), absl::InvalidArgumentError("bad shape"),
-                         absl::NotFoundError("expert 7: not hosted"),
-                         absl::UnavailableError("down"), absl::DeadlineExceededError("slow"),
-                         absl::ResourceExhaustedError("full")}) {
+  for (absl::Status s :
+       {absl::OkStatus(), absl::InvalidArgumentError("bad shape"),
+        absl::NotFoundError("expert 7: not hosted"), absl::UnavailableError("down"),
+        absl::DeadlineExceededError("slow"), absl::ResourceExhaustedError("full")}) {
     const grpc::Status g = ToGrpcStatus(s);
     EXPECT_EQ(static_cast<int>(g.error_code()), static_cast<int>(s.code()));
     EXPECT_EQ(FromGrpcStatus(g), s);

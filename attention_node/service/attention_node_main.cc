@@ -1,0 +1,270 @@
+// afd-attention-node: serves the afd.v1.AttentionNode gRPC service for one attention node of
+// cluster.yaml (or a standalone one with --model): binds first (liveness SERVING, readiness
+// NOT_SERVING), loads the dense weights (embedding, attention, norms, routers, lm_head; expert
+// tensors are never read here), connects to the cluster's expert nodes (one RemoteExpertBackend
+// per micro-batch lane; all experts in process when the cluster has no expert node), waits for
+// them up to the startup timeout, then reports ready. SIGINT/SIGTERM stop it cleanly.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "attention_node/in_process_expert_backend.h"
+#include "attention_node/kv_cache.h"
+#include "attention_node/model_weights.h"
+#include "attention_node/service/attention_node_service.h"
+#include "attention_node/service/scheduler.h"
+#include "common/cluster/cluster_config.h"
+#include "common/kernels/thread_pool.h"
+#include "common/model_config.h"
+#include "common/rpc/server.h"
+#include "common/safetensors.h"
+#include "common/weights.h"
+#include "expert_node/client/remote_expert_backend.h"
+
+namespace {
+
+void Usage(FILE* f) {
+  std::fprintf(
+      f,
+      "usage: afd-attention-node --config cluster.yaml --node NAME [overrides]\n"
+      "       afd-attention-node --model DIR --port N [overrides]\n\n"
+      "Serves one attention node (afd.v1.AttentionNode over gRPC): KV cache, dense weights,\n"
+      "continuous batching and sampling; the experts run on the cluster's expert nodes (in\n"
+      "this process when the cluster has none).\n"
+      "  --config FILE          cluster.yaml naming the nodes, limits, deadlines and TLS files\n"
+      "  --node NAME            which attention node of the config this process is\n"
+      "  --model DIR            checkpoint directory (overrides the config's `model`)\n"
+      "  --port N               listen on [::]:N (0 = any free port, printed at start)\n"
+      "  --listen ADDR          listen address, e.g. 127.0.0.1:50051 or unix:/tmp/a0.sock\n"
+      "  --threads N            compute threads per micro-batch lane (default: config, else\n"
+      "                         all cores)\n"
+      "  --kv-blocks N          KV cache blocks (default: limits.kv_blocks)\n"
+      "  --max-sequences N      sequences in the cache at once (default: limits.max_sequences)\n"
+      "  --max-batch-tokens N   tokens per engine step (default: limits.max_batch_tokens)\n"
+      "  --micro-batches N      micro-batches per step (default: limits.micro_batches)\n"
+      "  --in-process-experts   run every expert in this process even if the config lists\n"
+      "                         expert nodes\n");
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "afd-attention-node: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, node_name, model_dir, listen;
+  int port = -1, threads = -1, kv_blocks = -1, max_sequences = -1, max_batch_tokens = -1,
+      micro_batches = -1;
+  bool in_process = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "afd-attention-node: %s needs a value\n", arg.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    auto number = [&](int* out, int min) {
+      const std::string v = value();
+      if (!absl::SimpleAtoi(v, out) || *out < min) {
+        std::fprintf(stderr, "afd-attention-node: bad value for %s: %s\n", arg.c_str(),
+                     v.c_str());
+        std::exit(2);
+      }
+    };
+    if (arg == "--help" || arg == "-h") {
+      Usage(stdout);
+      return 0;
+    } else if (arg == "--config") {
+      config_path = value();
+    } else if (arg == "--node") {
+      node_name = value();
+    } else if (arg == "--model") {
+      model_dir = value();
+    } else if (arg == "--port") {
+      number(&port, 0);
+    } else if (arg == "--listen") {
+      listen = value();
+    } else if (arg == "--threads") {
+      number(&threads, 0);
+    } else if (arg == "--kv-blocks") {
+      number(&kv_blocks, 1);
+    } else if (arg == "--max-sequences") {
+      number(&max_sequences, 1);
+    } else if (arg == "--max-batch-tokens") {
+      number(&max_batch_tokens, 1);
+    } else if (arg == "--micro-batches") {
+      number(&micro_batches, 1);
+    } else if (arg == "--in-process-experts") {
+      in_process = true;
+    } else {
+      std::fprintf(stderr, "afd-attention-node: unknown argument %s\n\n", arg.c_str());
+      Usage(stderr);
+      return 2;
+    }
+  }
+
+  // Flags -> settings: the config's entry, then the overrides.
+  afd::ClusterConfig cluster;
+  int node_threads = 0;
+  if (!config_path.empty()) {
+    if (node_name.empty()) return Fail("--config needs --node NAME");
+    absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(config_path);
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+    cluster = *std::move(loaded);
+    const afd::AttentionNodeConfig* node = cluster.FindAttentionNode(node_name);
+    if (node == nullptr) {
+      std::string names;
+      for (const auto& n : cluster.attention_nodes) absl::StrAppend(&names, " ", n.node.name);
+      return Fail(absl::StrCat(config_path, ": no attention node named \"", node_name,
+                               "\" (attention nodes:", names.empty() ? " none" : names, ")"));
+    }
+    if (model_dir.empty()) model_dir = cluster.model_dir;
+    if (listen.empty() && port < 0) listen = afd::ListenAddress(node->node);
+    node_threads = node->node.threads;
+  } else if (node_name.empty()) {
+    node_name = "attention";
+  }
+  if (model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
+  if (port >= 0) listen = absl::StrCat("[::]:", port);
+  if (listen.empty()) return Fail("no listen address: pass --port N, --listen ADDR or --config");
+  afd::LimitsConfig& limits = cluster.limits;
+  if (kv_blocks > 0) limits.kv_blocks = kv_blocks;
+  if (max_sequences > 0) limits.max_sequences = max_sequences;
+  if (max_batch_tokens > 0) limits.max_batch_tokens = max_batch_tokens;
+  if (micro_batches > 0) limits.micro_batches = micro_batches;
+  if (threads >= 0) node_threads = threads;
+  if (node_threads == 0) node_threads = static_cast<int>(std::thread::hardware_concurrency());
+  const bool remote = !in_process && !cluster.expert_nodes.empty();
+
+  // SIGINT/SIGTERM are taken by sigwait below; block them before gRPC starts its threads.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  afd::attention::AttentionNodeService service(node_name);
+  const std::string service_name = afd::v1::AttentionNode::service_full_name();
+  absl::StatusOr<std::unique_ptr<afd::rpc::NodeServer>> server =
+      afd::rpc::NodeServer::Start({listen, cluster.tls}, {{service_name, &service}});
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  std::printf("afd-attention-node: %s listening on %s port %d (loading %s)\n", node_name.c_str(),
+              listen.c_str(), (*server)->port(), model_dir.c_str());
+  std::fflush(stdout);
+  auto fail_loading = [&](const absl::Status& s) {
+    (*server)->Shutdown(absl::ZeroDuration());
+    return Fail(absl::StrCat(node_name, ": ", s.message()));
+  };
+
+  // Dense weights only: ModelWeights views the non-expert tensors of the mapped checkpoint.
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<afd::ModelConfig> config = afd::LoadModelConfig(model_dir);
+  if (!config.ok()) return fail_loading(config.status());
+  absl::StatusOr<std::unique_ptr<afd::Checkpoint>> checkpoint = afd::Checkpoint::Open(model_dir);
+  if (!checkpoint.ok()) return fail_loading(checkpoint.status());
+  if (absl::Status s = afd::ValidateCheckpoint(*config, **checkpoint); !s.ok()) {
+    return fail_loading(s);
+  }
+  absl::StatusOr<std::unique_ptr<afd::attention::ModelWeights>> weights =
+      afd::attention::ModelWeights::Load(*config, **checkpoint);
+  if (!weights.ok()) return fail_loading(weights.status());
+  afd::attention::KvCacheOptions cache_options;
+  cache_options.num_blocks = limits.kv_blocks;
+  cache_options.block_size = limits.kv_block_tokens;
+  cache_options.max_sequences = limits.max_sequences;
+  absl::StatusOr<std::unique_ptr<afd::attention::KvCache>> cache =
+      afd::attention::KvCache::Create(*config, cache_options);
+  if (!cache.ok()) return fail_loading(cache.status());
+
+  // One lane per micro-batch in flight when the experts are remote; one lane in process.
+  const int num_lanes = remote ? limits.micro_batches : 1;
+  std::vector<std::unique_ptr<afd::kernels::ThreadPool>> pools;
+  std::vector<std::unique_ptr<afd::attention::ExpertBackend>> backends;
+  std::vector<afd::attention::SchedulerLane> lanes;
+  for (int i = 0; i < num_lanes; ++i) {
+    pools.push_back(std::make_unique<afd::kernels::ThreadPool>(node_threads));
+    if (remote) {
+      absl::StatusOr<std::unique_ptr<afd::attention::RemoteExpertBackend>> backend =
+          afd::attention::RemoteExpertBackend::Create(*config, cluster);
+      if (!backend.ok()) return fail_loading(backend.status());
+      backends.push_back(std::move(*backend));
+    } else {
+      absl::StatusOr<std::unique_ptr<afd::attention::InProcessExpertBackend>> backend =
+          afd::attention::InProcessExpertBackend::Create(*config, **checkpoint,
+                                                         pools.back().get());
+      if (!backend.ok()) return fail_loading(backend.status());
+      backends.push_back(std::move(*backend));
+    }
+    lanes.push_back({backends.back().get(), pools.back().get()});
+  }
+  if (remote) {
+    std::printf("afd-attention-node: %s waiting up to %d ms for %zu expert nodes\n",
+                node_name.c_str(), cluster.deadlines.startup_timeout_ms,
+                cluster.expert_nodes.size());
+    std::fflush(stdout);
+    const absl::Time deadline =
+        absl::Now() + absl::Milliseconds(cluster.deadlines.startup_timeout_ms);
+    for (auto& backend : backends) {
+      auto* r = static_cast<afd::attention::RemoteExpertBackend*>(backend.get());
+      if (absl::Status s = r->WaitForNodes(deadline - absl::Now()); !s.ok()) {
+        return fail_loading(s);
+      }
+    }
+  }
+  afd::attention::SchedulerOptions options;
+  options.max_prompt_tokens = limits.max_prompt_tokens;
+  options.max_new_tokens = limits.max_new_tokens;
+  options.max_batch_tokens = limits.max_batch_tokens;
+  options.micro_batches = limits.micro_batches;
+  options.max_queue_depth = limits.max_queue_depth;
+  absl::StatusOr<std::unique_ptr<afd::attention::Scheduler>> scheduler =
+      afd::attention::Scheduler::Create(weights->get(), cache->get(), lanes, options);
+  if (!scheduler.ok()) return fail_loading(scheduler.status());
+
+  afd::v1::AttentionNodeInfo info;
+  info.set_model_type(config->model_type);
+  info.set_vocab_size(config->vocab_size);
+  info.set_hidden_dim(config->hidden_size);
+  info.set_num_layers(config->num_hidden_layers);
+  info.set_eos_token_id(config->eos_token_id);
+  info.set_max_sequences(limits.max_sequences);
+  info.set_max_prompt_tokens(limits.max_prompt_tokens > 0 ? limits.max_prompt_tokens
+                                                          : config->max_position_embeddings);
+  info.set_kv_block_tokens(limits.kv_block_tokens);
+  if (remote) {
+    for (const auto& e : cluster.expert_nodes) info.add_expert_nodes(e.node.name);
+  }
+  service.SetReady(scheduler->get(), info);
+  (*server)->SetServing(service_name, true);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("afd-attention-node: %s ready: %s, %d layers, experts %s, %d kv blocks of %d "
+              "tokens, %d micro-batch lane(s) x %d threads, ready in %.2f s\n",
+              node_name.c_str(), config->model_type.c_str(), config->num_hidden_layers,
+              remote ? absl::StrCat("on ", cluster.expert_nodes.size(), " expert nodes").c_str()
+                     : "in process",
+              limits.kv_blocks, limits.kv_block_tokens, num_lanes, node_threads, seconds);
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::printf("afd-attention-node: %s stopping (signal %d)\n", node_name.c_str(), signal_number);
+  std::fflush(stdout);
+  (*scheduler)->Shutdown();
+  (*server)->Shutdown(absl::Seconds(1));
+  (*server)->Wait();
+  return 0;
+}
