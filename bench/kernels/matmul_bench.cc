@@ -12,8 +12,8 @@
 // 2. Decode (n = 1, 8; bf16 and fp8; 1 and 2 threads): GB/s of weights read and % of the
 //    bandwidth measured with the same thread count. Each call reads a different copy of the
 //    weights (>= 1 GiB of copies in all, more than any L3), so the weights stream from DRAM.
-// 3. Prefill (n = 128; f32 = OpenBLAS sgemm through MatMul, bf16, fp8): GFLOP/s and % of
-//    sgemm with the same thread count.
+// 3. Prefill (n = 128; f32 = OpenBLAS sgemm through MatMul, f32-kernel = the prefill kernel
+//    on fp32 weights, bf16, fp8): GFLOP/s and % of sgemm with the same thread count.
 // 4. ThreadPool::ParallelFor overhead (empty body), 2 threads.
 // Times are per call: best and median over repeated calls for about `S` seconds (default 0.3)
 // per row; rates use the best time. Inputs are fixed (seeded generator).
@@ -86,6 +86,7 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include "common/kernels/matmul.h"
+#include "common/kernels/matmul_internal.h"
 #include "common/kernels/thread_pool.h"
 
 namespace afd::bench {
@@ -222,8 +223,10 @@ struct Shape {
 };
 constexpr Shape kShapes[] = {{1536, 1536}, {768, 1536}, {1536, 768}, {32000, 1536}};
 
-// Times MatMul over the copies in turn.
-Timing TimeMatMul(const WeightCopies& weights, int64_t n, int threads, double seconds) {
+// Times MatMul over the copies in turn; `force_prefill` runs the prefill kernel directly
+// (rows split across the threads) instead of MatMul's choice.
+Timing TimeMatMul(const WeightCopies& weights, int64_t n, int threads, double seconds,
+                  bool force_prefill = false) {
   const WeightView& w0 = weights.Get(0);
   std::vector<float> x(n * w0.cols), y(n * w0.rows);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1f * static_cast<float>(i));
@@ -231,7 +234,19 @@ Timing TimeMatMul(const WeightCopies& weights, int64_t n, int threads, double se
   if (threads > 1) pool = std::make_unique<ThreadPool>(threads);
   openblas_set_num_threads(threads);
   size_t i = 0;
-  return Time(seconds, [&] { kernels::MatMul(x.data(), n, weights.Get(i++), y.data(), pool.get()); });
+  return Time(seconds, [&] {
+    const WeightView& w = weights.Get(i++);
+    if (!force_prefill) {
+      kernels::MatMul(x.data(), n, w, y.data(), pool.get());
+    } else if (pool == nullptr) {
+      kernels::internal::MatMulRowsKernel(x.data(), n, w, 0, w.rows, y.data(), true);
+    } else {
+      pool->ParallelFor(w.rows / 16, [&](int64_t b, int64_t e) {
+        const int64_t end = e == w.rows / 16 ? w.rows : e * 16;
+        kernels::internal::MatMulRowsKernel(x.data(), n, w, b * 16, end, y.data(), true);
+      });
+    }
+  });
 }
 
 }  // namespace
@@ -270,7 +285,8 @@ int main(int argc, char** argv) {
   }
   std::printf("%-34s %10s %10s\n", "baseline", "1 thread", "2 threads");
   std::printf("%-34s %10.1f %10.1f\n", "read bandwidth GB/s", bw[1], bw[2]);
-  std::printf("%-34s %10.1f %10.1f\n\n", "sgemm GFLOP/s (128x1536x1536)", sgemm[1], sgemm[2]);
+  std::printf("%-34s %10.1f %10.1f  (OpenBLAS core %s)\n\n", "sgemm GFLOP/s (128x1536x1536)",
+              sgemm[1], sgemm[2], openblas_get_corename());
 
   std::printf("%-34s %10s %10s %8s %6s\n",
               hot ? "decode (weights hot in cache)" : "decode (weights from DRAM)", "best us",
@@ -298,16 +314,24 @@ int main(int argc, char** argv) {
 
   std::printf("\n%-34s %10s %10s %8s %6s\n", "prefill n=128", "best us", "median us",
               "GFLOP/s", "%sgemm");
-  for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kFp8E4M3}) {
+  struct PrefillKind {
+    WeightType type;
+    bool force_kernel;
+    const char* name;
+  };
+  for (const PrefillKind& kind : {PrefillKind{WeightType::kF32, false, "f32"},
+                                  PrefillKind{WeightType::kF32, true, "f32-kernel"},
+                                  PrefillKind{WeightType::kBF16, false, "bf16"},
+                                  PrefillKind{WeightType::kFp8E4M3, false, "fp8"}}) {
     for (const Shape& s : kShapes) {
       std::unique_ptr<WeightCopies> weights;
       for (int threads : {1, 2}) {
         char name[128];
-        std::snprintf(name, sizeof(name), "prefill %s %lldx%lld n128 t%d", TypeName(type),
+        std::snprintf(name, sizeof(name), "prefill %s %lldx%lld n128 t%d", kind.name,
                       static_cast<long long>(s.rows), static_cast<long long>(s.cols), threads);
         if (!keep(name)) continue;
-        if (!weights) weights = std::make_unique<WeightCopies>(type, s.rows, s.cols, 0);
-        const Timing t = TimeMatMul(*weights, 128, threads, seconds);
+        if (!weights) weights = std::make_unique<WeightCopies>(kind.type, s.rows, s.cols, 0);
+        const Timing t = TimeMatMul(*weights, 128, threads, seconds, kind.force_kernel);
         const double gflops = 2.0 * 128 * s.rows * s.cols / t.best_s / 1e9;
         std::printf("%-34s %10.1f %10.1f %8.1f %5.0f%%\n", name, t.best_s * 1e6,
                     t.median_s * 1e6, gflops, 100.0 * gflops / sgemm[threads]);

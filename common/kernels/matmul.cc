@@ -477,7 +477,7 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
   const int64_t row_bytes = cols * elem;
   const int64_t full_end = row_begin + (row_end - row_begin) / R * R;
 
-  if (full_end > row_begin && main_cols > 0) {
+  if (full_end > row_begin) {
     int64_t kc = std::max<int64_t>(chunk, kDecodeXBytes / (N * 4) / chunk * chunk);
     const bool blocked = kc * 2 <= main_cols;  // else not worth blocking
     if (!blocked) kc = main_cols;
@@ -485,7 +485,7 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
     TileCursor cur{full_end, blocked ? kDecodeRowBlock : full_end - row_begin, main_cols, kc, R,
                    row_begin, 0, row_begin, true};
     TileCursor ahead = cur;
-    const int64_t tile_bytes = R * kc * elem;
+    const int64_t tile_bytes = std::max<int64_t>(1, R * kc * elem);
     for (int64_t i = (kPrefetchAheadBytes + tile_bytes - 1) / tile_bytes; i > 0; --i) {
       if (ahead.valid) ahead.Advance();
     }

@@ -576,8 +576,8 @@ void AwqDecodeN(const Dec& dec, const float* x, const QuantMatrix& w, int64_t co
   int64_t c = col_begin;
   // Leading columns up to a word boundary, then full tiles, single chunks, and a scalar tail.
   AwqScalarDec scalar;
-  if (c % 8 != 0) {
-    scalar.count = std::min(col_end, (c + 7) / 8 * 8) - c;
+  for (const int64_t aligned = std::min(col_end, (c + 7) / 8 * 8); c < aligned;) {
+    scalar.count = std::min(lanes, aligned - c);
     AwqTile<AwqScalarDec, 1, N>(scalar, w, c, scalar.count, x, xsum, y);
     c += scalar.count;
   }
@@ -801,7 +801,6 @@ void AwqPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix
   float* panel = qi::QuantScratch(0, w.cols * pw);
   int64_t c = col_begin;
   // Panels need word-aligned starts for the vector decoders; other columns go scalar.
-  AwqScalarDec scalar;
   auto scalar_panel = [&](int64_t count) {
     // kTV scalar chunks of L columns each.
     for (int64_t g = 0; g < w.groups(); ++g) {
@@ -814,14 +813,15 @@ void AwqPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix
     AwqPanelProduct<AwqScalarDec>(x, n, w, panel, c, count, y);
     c += count;
   };
-  if (c % 8 != 0) scalar_panel(std::min(col_end, (c + 7) / 8 * 8) - c);
+  for (const int64_t aligned = std::min(col_end, (c + 7) / 8 * 8); c < aligned;) {
+    scalar_panel(std::min(pw, aligned - c));
+  }
   const bool vector_panel = pw % ChunkValues<Dec>() == 0;
   for (; vector_panel && c + pw <= col_end; c += pw) {
     WidenAwqPanel(dec, w, c, pw, panel);
     AwqPanelProduct<Dec>(x, n, w, panel, c, pw, y);
   }
   while (c < col_end) scalar_panel(std::min(pw, col_end - c));
-  (void)scalar;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ namespace afd::gateway {
 namespace {
 
 std::optional<std::string> Payload(const absl::Status& status, std::string_view key) {
-  std::optional<absl::Cord> value = status.GetPayload(key);
+  auto value = status.GetPayload(absl::string_view(key.data(), key.size()));
   if (!value.has_value()) return std::nullopt;
   return std::string(*value);
 }
@@ -27,13 +27,15 @@ nlohmann::ordered_json ApiError::ToJson() const {
 }
 
 absl::Status InvalidParam(std::string_view param, std::string_view message) {
-  absl::Status status = absl::InvalidArgumentError(message);
-  status.SetPayload(kParamPayload, absl::Cord(param));
+  absl::Status status = absl::InvalidArgumentError(std::string(message));
+  status.SetPayload(absl::string_view(kParamPayload.data(), kParamPayload.size()),
+                    absl::Cord(std::string(param)));
   return status;
 }
 
 absl::Status WithErrorCode(absl::Status status, std::string_view code) {
-  status.SetPayload(kCodePayload, absl::Cord(code));
+  status.SetPayload(absl::string_view(kCodePayload.data(), kCodePayload.size()),
+                    absl::Cord(std::string(code)));
   return status;
 }
 

@@ -54,12 +54,12 @@ GatewayCore::GatewayCore(GatewayOptions options, std::unique_ptr<Tokenizer> toke
 
 absl::Status GatewayCore::CheckApiKey(std::string_view authorization) const {
   if (options_.api_key.empty()) return absl::OkStatus();
-  std::string_view header = authorization;
+  absl::string_view header(authorization.data(), authorization.size());
   if (!absl::ConsumePrefix(&header, "Bearer ") && !absl::ConsumePrefix(&header, "bearer ")) {
     return absl::UnauthenticatedError(
         "missing API key: send it as the header `Authorization: Bearer <key>`");
   }
-  if (!ConstantTimeEquals(header, options_.api_key)) {
+  if (!ConstantTimeEquals(std::string_view(header.data(), header.size()), options_.api_key)) {
     return absl::UnauthenticatedError("incorrect API key provided");
   }
   return absl::OkStatus();
@@ -68,7 +68,7 @@ absl::Status GatewayCore::CheckApiKey(std::string_view authorization) const {
 absl::Status GatewayCore::CheckModel(std::string_view model) const {
   if (model.empty() || model == options_.served_model_name) return absl::OkStatus();
   return WithErrorCode(
-      absl::NotFoundError(absl::StrCat("the model `", model, "` does not exist; this server "
+      absl::NotFoundError(absl::StrCat("the model `", std::string(model), "` does not exist; this server "
                                        "serves `",
                                        options_.served_model_name, "`")),
       "model_not_found");
@@ -87,7 +87,7 @@ std::string GatewayCore::NewRequestId(std::string_view prefix) const {
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
   x ^= x >> 31;
-  return absl::StrFormat("%s%016x%06x", prefix, x, n & 0xFFFFFF);
+  return absl::StrFormat("%s%016x%06x", std::string(prefix), x, n & 0xFFFFFF);
 }
 
 absl::Status GatewayCore::Admit() {

@@ -40,13 +40,13 @@ class Fields {
  public:
   explicit Fields(const Json& body) : body_(body) {}
 
-  const Json* Get(std::string_view key) const {
+  const Json* Get(const std::string& key) const {
     auto it = body_.find(std::string(key));
     if (it == body_.end() || it->is_null()) return nullptr;
     return &*it;
   }
 
-  absl::Status Bool(std::string_view key, bool* out) const {
+  absl::Status Bool(const std::string& key, bool* out) const {
     const Json* v = Get(key);
     if (v == nullptr) return absl::OkStatus();
     if (!v->is_boolean()) return WrongType(key, "a boolean", *v);
@@ -54,7 +54,7 @@ class Fields {
     return absl::OkStatus();
   }
 
-  absl::Status String(std::string_view key, std::string* out) const {
+  absl::Status String(const std::string& key, std::string* out) const {
     const Json* v = Get(key);
     if (v == nullptr) return absl::OkStatus();
     if (!v->is_string()) return WrongType(key, "a string", *v);
@@ -63,7 +63,7 @@ class Fields {
   }
 
   // A number within [lo, hi] (`lo_open`: lo itself excluded).
-  absl::Status Number(std::string_view key, double lo, double hi, bool lo_open,
+  absl::Status Number(const std::string& key, double lo, double hi, bool lo_open,
                       std::optional<float>* out) const {
     const Json* v = Get(key);
     if (v == nullptr) return absl::OkStatus();
@@ -77,7 +77,7 @@ class Fields {
     return absl::OkStatus();
   }
 
-  absl::Status Integer(std::string_view key, int64_t lo, int64_t hi,
+  absl::Status Integer(const std::string& key, int64_t lo, int64_t hi,
                        std::optional<int64_t>* out) const {
     const Json* v = Get(key);
     if (v == nullptr) return absl::OkStatus();
@@ -102,7 +102,7 @@ class Fields {
     return absl::OkStatus();
   }
 
-  static absl::Status WrongType(std::string_view key, std::string_view expected, const Json& v) {
+  static absl::Status WrongType(const std::string& key, const std::string& expected, const Json& v) {
     return InvalidParam(key, absl::StrCat(key, " must be ", expected, ", got ", TypeName(v)));
   }
 

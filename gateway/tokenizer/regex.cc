@@ -30,7 +30,8 @@ void InitializeOnce() {
 MatchRegion::MatchRegion() : region_(onig_region_new()) {}
 MatchRegion::~MatchRegion() { onig_region_free(region_, 1); }
 
-absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern) {
+absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern,
+                                                      bool ascii_fast_path) {
   InitializeOnce();
   if (!IsValidUtf8(pattern)) return absl::InvalidArgumentError("regex: pattern is not UTF-8");
   OnigRegex regex = nullptr;
@@ -49,13 +50,34 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern) 
     return absl::InvalidArgumentError(absl::StrCat("regex /", std::string(pattern),
                                                    "/: ", reinterpret_cast<char*>(message)));
   }
-  return std::unique_ptr<Regex>(new Regex(regex));
+  std::unique_ptr<Regex> compiled(new Regex(regex));
+  if (ascii_fast_path) compiled->fast_ = AsciiRegex::Compile(pattern);
+  return compiled;
 }
 
 Regex::~Regex() { onig_free(regex_); }
 
 int Regex::Search(std::string_view text, size_t from, MatchRegion* region, size_t* match_start,
                   size_t* match_end) const {
+  if (fast_ != nullptr) {
+    size_t s, e;
+    switch (fast_->Search(text, from, &s, &e)) {
+      case AsciiRegex::Result::kMatch:
+        *match_start = s;
+        *match_end = e;
+        return 1;
+      case AsciiRegex::Result::kNoMatch:
+        return 0;
+      case AsciiRegex::Result::kUnknown:
+        from = s;  // no match starts before s
+        break;
+    }
+  }
+  return OnigSearch(text, from, region, match_start, match_end);
+}
+
+int Regex::OnigSearch(std::string_view text, size_t from, MatchRegion* region,
+                      size_t* match_start, size_t* match_end) const {
   const auto* str = reinterpret_cast<const OnigUChar*>(text.data());
   const OnigUChar* end = str + text.size();
   const int rc = onig_search(regex_, str, end, str + from, end, region->get(), ONIG_OPTION_NONE);

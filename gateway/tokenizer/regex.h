@@ -1,6 +1,7 @@
 // Oniguruma regular expressions configured like Hugging Face tokenizers' `onig` crate (UTF-8,
-// Oniguruma syntax, no options), with its find_iter semantics for empty matches. A compiled Regex
-// is immutable and may be searched from many threads, each with its own MatchRegion.
+// Oniguruma syntax, no options), with its find_iter semantics for empty matches. Searches over
+// ASCII text first try an exact fast path (ascii_regex.h) and fall back to Oniguruma. A compiled
+// Regex is immutable and may be searched from many threads, each with its own MatchRegion.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "gateway/tokenizer/ascii_regex.h"
 
 struct re_pattern_buffer;
 struct re_registers;
@@ -30,7 +32,11 @@ class MatchRegion {
 
 class Regex {
  public:
-  static absl::StatusOr<std::unique_ptr<Regex>> Compile(std::string_view pattern);
+  // `ascii_fast_path` false always searches with Oniguruma (for tests of the fast path).
+  static absl::StatusOr<std::unique_ptr<Regex>> Compile(std::string_view pattern,
+                                                        bool ascii_fast_path = true);
+  // True when searches may take the ASCII fast path.
+  bool has_fast_path() const { return fast_ != nullptr; }
   ~Regex();
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;
@@ -72,10 +78,13 @@ class Regex {
 
  private:
   explicit Regex(re_pattern_buffer* regex) : regex_(regex) {}
+  int OnigSearch(std::string_view text, size_t from, MatchRegion* region, size_t* match_start,
+                 size_t* match_end) const;
   static size_t CodePointLengthAt(std::string_view text, size_t pos);
   static absl::Status SearchFailed();
 
   re_pattern_buffer* regex_;
+  std::unique_ptr<AsciiRegex> fast_;
 };
 
 }  // namespace afd::gateway

@@ -1,0 +1,58 @@
+// A fast path for Oniguruma searches over ASCII text: a small backtracking matcher for a subset
+// of Oniguruma syntax (classes, literals, groups incl. (?i:...), alternation, greedy and lazy
+// quantifiers, lookahead), whose single-character classes are evaluated by Oniguruma itself at
+// compile time, so their meaning on ASCII is Oniguruma's by construction. A search answers only
+// when the result cannot depend on any non-ASCII byte; otherwise it says kUnknown and the caller
+// asks Oniguruma. Immutable after Compile; Search is safe from many threads.
+#pragma once
+
+#include <bitset>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace afd::gateway {
+
+class AsciiRegex {
+ public:
+  enum class Result { kMatch, kNoMatch, kUnknown };
+
+  // Returns nullptr when the pattern uses syntax outside the supported subset (anchors,
+  // backreferences, lookbehind, possessive quantifiers, non-ASCII case folding, ...).
+  static std::unique_ptr<AsciiRegex> Compile(std::string_view pattern);
+
+  // Same contract as onig_search(text, start = from, range = end): the leftmost match starting
+  // at or after `from`, lookahead seeing all of `text`. On kUnknown, *match_start is a position
+  // before which no match starts, so Oniguruma can resume the search there.
+  Result Search(std::string_view text, size_t from, size_t* match_start, size_t* match_end) const;
+
+ private:
+  struct Inst {
+    enum class Op : uint8_t { kChar, kSplit, kJmp, kMatch, kLook };
+    Op op;
+    bool negative = false;  // kLook: negative lookahead
+    int32_t x = 0;          // kChar: class index; kSplit: preferred target; kJmp: target;
+                            // kLook: first instruction of the sub-program
+    int32_t y = 0;          // kSplit: other target; kLook: instruction after the lookahead
+  };
+  struct Thread {
+    int32_t pc;
+    uint32_t pos;
+  };
+  class Compiler;
+
+  // Runs the program from `pc` at `pos` until a kMatch instruction (or, for a lookahead
+  // sub-program, its end): sets *end and returns kMatch, or kNoMatch / kUnknown.
+  Result Run(int32_t pc, std::string_view text, size_t pos, size_t* end, int* budget) const;
+
+  std::vector<Inst> program_;
+  std::vector<std::bitset<128>> classes_;
+  // Bytes that can start a match (all 128 when the pattern can match the empty string).
+  std::bitset<128> first_;
+  bool nullable_ = false;
+};
+
+}  // namespace afd::gateway
