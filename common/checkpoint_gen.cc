@@ -17,6 +17,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/kernels/matmul.h"
+#include "common/quant/quant_loader.h"
+#include "common/quant/quant_pack.h"
 #include "common/status.h"
 #include "common/weights.h"
 
@@ -28,15 +31,40 @@ namespace {
 //   in-projections 1/sqrt(fan_in); out-projections (o_proj, out_proj, w2) additionally
 //   1/sqrt(2 * layers) (GPT-2 style) so the residual stream grows slowly; embeddings 1; norms
 //   1 +- 0.1; router gate 1/sqrt(D); routing bias +-0.05.
-enum class Init { kUniform, kNorm, kFp8Codes, kFp8Scales };
+//   Packed quantized tensors (kAwq*, kMlx*) quantize the bf16 values the generator would draw
+//   for their float source tensors (QuantSource), so they hold the same model.
+enum class Init {
+  kUniform,
+  kNorm,
+  kFp8Codes,
+  kFp8Scales,
+  kAwqQweight,
+  kAwqQzeros,
+  kAwqScales,
+  kMlxWeight,
+  kMlxScales,
+  kMlxBiases,
+};
+
+// The float matrices a packed tensor quantizes: one source (or one per stacked expert), each
+// the [out, in] uniform tensor of that name and amplitude.
+struct QuantSource {
+  std::vector<std::string> sources;
+  float amplitude = 0;
+  int64_t out = 0, in = 0;
+  int bits = 4, group = 128;
+};
 
 struct GenTensor {
   TensorSpec spec;
   Init init = Init::kUniform;
   float amplitude = 0;  // uniform half-width (kUniform), weight half-width (kFp8Scales)
+  QuantSource quant;    // packed kinds only
 };
 
 constexpr float kSqrt3 = 1.7320508f;
+constexpr int kMlxGateBits = 8;
+constexpr int kMlxGateGroup = 64;
 constexpr float kFp8Max = 448.0f;
 constexpr int64_t kChunkElements = int64_t{1} << 20;
 
@@ -77,11 +105,56 @@ class TensorListBuilder {
     out_.push_back(std::move(t));
   }
   void Norm(const std::string& name, int64_t n) { Add(name, DType::kBF16, {n}, Init::kNorm, 0.1f); }
-  // A linear layer [out, in]; `residual_out` marks projections back into the residual stream.
-  void Linear(const std::string& prefix, int64_t out, int64_t in, bool residual_out) {
+  static float LinearAmplitude(int64_t in, bool residual_out, int layers) {
     float std_dev = 1.0f / std::sqrt(static_cast<float>(in));
-    if (residual_out) std_dev /= std::sqrt(2.0f * c_.num_hidden_layers);
-    const float amplitude = std_dev * kSqrt3;
+    if (residual_out) std_dev /= std::sqrt(2.0f * layers);
+    return std_dev * kSqrt3;
+  }
+  void AddPacked(const std::string& name, DType dtype, std::vector<int64_t> shape, Init init,
+                 const QuantSource& q) {
+    Add(name, dtype, std::move(shape), init, q.amplitude);
+    out_.back().quant = q;
+  }
+  // AWQ GEMM tensors of linear `prefix` [out, in].
+  void AwqLinear(const std::string& prefix, int64_t out, int64_t in, float amplitude) {
+    const QuantSource q{{prefix + ".weight"}, amplitude, out, in, 4, o_.quant_group};
+    AddPacked(prefix + ".qweight", DType::kI32, {in, out / 8}, Init::kAwqQweight, q);
+    AddPacked(prefix + ".qzeros", DType::kI32, {in / q.group, out / 8}, Init::kAwqQzeros, q);
+    AddPacked(prefix + ".scales", DType::kF16, {in / q.group, out}, Init::kAwqScales, q);
+  }
+  // MLX affine tensors of `prefix` [experts..., out, in] quantizing `sources`.
+  void MlxLinear(const std::string& prefix, std::vector<std::string> sources, int64_t out,
+                 int64_t in, float amplitude, int bits, int group, bool stacked = false) {
+    const int64_t experts = static_cast<int64_t>(sources.size());
+    const QuantSource q{std::move(sources), amplitude, out, in, bits, group};
+    std::vector<int64_t> lead;
+    if (stacked) lead.push_back(experts);
+    auto shape = [&](int64_t last) {
+      std::vector<int64_t> v = lead;
+      v.insert(v.end(), {out, last});
+      return v;
+    };
+    AddPacked(prefix + ".weight", DType::kU32, shape(in * bits / 32), Init::kMlxWeight, q);
+    AddPacked(prefix + ".scales", DType::kBF16, shape(in / group), Init::kMlxScales, q);
+    AddPacked(prefix + ".biases", DType::kBF16, shape(in / group), Init::kMlxBiases, q);
+  }
+  bool AwqFits(int64_t out, int64_t in) const {
+    return o_.quant == GenQuant::kAwq && in % o_.quant_group == 0 && out % 8 == 0;
+  }
+  bool MlxFits(int64_t in, int group) const {
+    return o_.quant == GenQuant::kMlx && in % group == 0;
+  }
+
+  // A linear layer [out, in]; `residual_out` marks projections back into the residual stream.
+  // `quantize`: packed when the options ask for a quantized format (and the shape allows).
+  void Linear(const std::string& prefix, int64_t out, int64_t in, bool residual_out,
+              bool quantize = false) {
+    const float amplitude = LinearAmplitude(in, residual_out, c_.num_hidden_layers);
+    if (quantize && AwqFits(out, in)) return AwqLinear(prefix, out, in, amplitude);
+    if (quantize && MlxFits(in, o_.quant_group)) {
+      return MlxLinear(prefix, {prefix + ".weight"}, out, in, amplitude, o_.quant_bits,
+                       o_.quant_group);
+    }
     if (o_.dtype == GenWeightDType::kFp8) {
       const int64_t b = o_.fp8_block;
       Add(prefix + ".weight", DType::kF8E4M3, {out, in}, Init::kFp8Codes, kFp8Max);
@@ -96,21 +169,27 @@ class TensorListBuilder {
     const int64_t d_model = c_.hidden_size, inter = c_.intermediate_size;
     const int64_t experts = c_.num_local_experts;
     const bool m2 = c_.arch == Architecture::kMiniMaxM2;
-    Add("model.embed_tokens.weight", DType::kBF16, {c_.vocab_size, d_model}, Init::kUniform,
-        kSqrt3);
+    if (MlxFits(d_model, o_.quant_group)) {
+      MlxLinear("model.embed_tokens", {"model.embed_tokens.weight"}, c_.vocab_size, d_model,
+                kSqrt3, o_.quant_bits, o_.quant_group);
+    } else {
+      Add("model.embed_tokens.weight", DType::kBF16, {c_.vocab_size, d_model}, Init::kUniform,
+          kSqrt3);
+    }
+    const bool qa = o_.quantize_attention;
     for (int l = 0; l < c_.num_hidden_layers; ++l) {
       auto name = [&](const char* s) { return LayerTensorName(l, s); };
       Norm(name("input_layernorm.weight"), d_model);
       if (c_.IsLinearLayer(l)) {
-        Linear(name("self_attn.qkv_proj"), 3 * c_.q_dim(), d_model, false);
-        Linear(name("self_attn.output_gate"), c_.q_dim(), d_model, false);
-        Linear(name("self_attn.out_proj"), d_model, c_.q_dim(), true);
+        Linear(name("self_attn.qkv_proj"), 3 * c_.q_dim(), d_model, false, qa);
+        Linear(name("self_attn.output_gate"), c_.q_dim(), d_model, false, qa);
+        Linear(name("self_attn.out_proj"), d_model, c_.q_dim(), true, qa);
         Norm(name("self_attn.norm.weight"), c_.q_dim());
       } else {
-        Linear(name("self_attn.q_proj"), c_.q_dim(), d_model, false);
-        Linear(name("self_attn.k_proj"), c_.kv_dim(), d_model, false);
-        Linear(name("self_attn.v_proj"), c_.kv_dim(), d_model, false);
-        Linear(name("self_attn.o_proj"), d_model, c_.q_dim(), true);
+        Linear(name("self_attn.q_proj"), c_.q_dim(), d_model, false, qa);
+        Linear(name("self_attn.k_proj"), c_.kv_dim(), d_model, false, qa);
+        Linear(name("self_attn.v_proj"), c_.kv_dim(), d_model, false, qa);
+        Linear(name("self_attn.o_proj"), d_model, c_.q_dim(), true, qa);
         if (m2 && c_.use_qk_norm) {
           Norm(name("self_attn.q_norm.weight"), c_.q_dim());
           Norm(name("self_attn.k_norm.weight"), c_.kv_dim());
@@ -118,20 +197,45 @@ class TensorListBuilder {
       }
       Norm(name("post_attention_layernorm.weight"), d_model);
       // The released M2 keeps the router in fp32; Text-01 stores it like the rest.
-      Add(name("block_sparse_moe.gate.weight"), m2 ? DType::kF32 : DType::kBF16, {experts, d_model},
-          Init::kUniform, kSqrt3 / std::sqrt(static_cast<float>(d_model)));
+      // MLX quantizes it too, at 8 bits / group 64 (mlx-lm's quant_predicate for MiniMax).
+      if (MlxFits(d_model, kMlxGateGroup)) {
+        MlxLinear(name("block_sparse_moe.gate"), {name("block_sparse_moe.gate.weight")}, experts,
+                  d_model, kSqrt3 / std::sqrt(static_cast<float>(d_model)), kMlxGateBits,
+                  kMlxGateGroup);
+      } else {
+        Add(name("block_sparse_moe.gate.weight"), m2 ? DType::kF32 : DType::kBF16,
+            {experts, d_model}, Init::kUniform, kSqrt3 / std::sqrt(static_cast<float>(d_model)));
+      }
       if (m2 && c_.use_routing_bias) {
         Add(name("block_sparse_moe.e_score_correction_bias"), DType::kF32, {experts},
             Init::kUniform, 0.05f);
       }
+      if (o_.quant == GenQuant::kMlx) {
+        // Stacked and renamed: w1 -> gate_proj, w3 -> up_proj, w2 -> down_proj.
+        for (const char* proj : {"w1", "w3", "w2"}) {
+          std::vector<std::string> sources;
+          for (int e = 0; e < experts; ++e) {
+            sources.push_back(ExpertLinearName(l, e, proj) + ".weight");
+          }
+          const bool down = std::string(proj) == "w2";
+          MlxLinear(quant::MlxExpertStackName(l, proj), std::move(sources), down ? d_model : inter,
+                    down ? inter : d_model,
+                    LinearAmplitude(down ? inter : d_model, down, c_.num_hidden_layers),
+                    o_.quant_bits, o_.quant_group, /*stacked=*/true);
+        }
+        continue;
+      }
       for (int e = 0; e < experts; ++e) {
-        Linear(ExpertLinearName(l, e, "w1"), inter, d_model, false);
-        Linear(ExpertLinearName(l, e, "w2"), d_model, inter, true);
-        Linear(ExpertLinearName(l, e, "w3"), inter, d_model, false);
+        Linear(ExpertLinearName(l, e, "w1"), inter, d_model, false, true);
+        Linear(ExpertLinearName(l, e, "w2"), d_model, inter, true, true);
+        Linear(ExpertLinearName(l, e, "w3"), inter, d_model, false, true);
       }
     }
     Norm("model.norm.weight", d_model);
-    if (!c_.tie_word_embeddings) {
+    if (!c_.tie_word_embeddings && MlxFits(d_model, o_.quant_group)) {
+      MlxLinear("lm_head", {"lm_head.weight"}, c_.vocab_size, d_model,
+                kSqrt3 / std::sqrt(static_cast<float>(d_model)), o_.quant_bits, o_.quant_group);
+    } else if (!c_.tie_word_embeddings) {
       Add("lm_head.weight", DType::kBF16, {c_.vocab_size, d_model}, Init::kUniform,
           kSqrt3 / std::sqrt(static_cast<float>(d_model)));
     }
@@ -196,8 +300,105 @@ class PipelinedAppender {
   std::future<absl::Status> pending_;
 };
 
+// Random access to the bf16 values WriteTensor draws for a kUniform tensor: value i comes from
+// draw i / 2 of the tensor's SplitMix64 stream (a counter: draw k mixes state0 + (k+1) * step),
+// even i from its high 24 bits, odd i from the next 24.
+class SourceValues {
+ public:
+  SourceValues(uint64_t seed, const std::string& name, float amplitude)
+      : state0_(TensorSeed(seed, name)), amplitude_(amplitude) {}
+  // out[j] = value first + j, j < n.
+  void Get(int64_t first, int64_t n, float* out) const {
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t i = first + j;
+      uint64_t state = state0_ + static_cast<uint64_t>(i / 2) * 0x9E3779B97F4A7C15ull;
+      const uint64_t r = SplitMix64(state);
+      const uint64_t bits24 = i % 2 == 0 ? r >> 40 : (r >> 16) & 0xFFFFFF;
+      out[j] = kernels::Bf16ToFloat(EncodeBf16(amplitude_ * UniformPm1(bits24)));
+    }
+  }
+
+ private:
+  uint64_t state0_;
+  float amplitude_;
+};
+
+// Streams one packed tensor: MLX tensors row block by row block (of every stacked source in
+// turn), AWQ tensors one input group at a time (each group needs all output rows).
+absl::Status WriteQuantTensor(const GenTensor& t, uint64_t seed, PipelinedAppender& out) {
+  const QuantSource& q = t.quant;
+  const int64_t groups = q.in / q.group;
+  std::vector<float> values;
+  std::vector<uint8_t> codes;
+  if (t.init == Init::kMlxWeight || t.init == Init::kMlxScales || t.init == Init::kMlxBiases) {
+    const int64_t words = q.in * q.bits / 32;
+    const int64_t row_bytes = t.init == Init::kMlxWeight ? words * 4 : groups * 2;
+    const int64_t rows_per_chunk = std::max<int64_t>(1, (int64_t{4} << 20) / (q.in * 4));
+    values.resize(q.in);
+    codes.resize(q.in);
+    for (const std::string& source : q.sources) {
+      const SourceValues src(seed, source, q.amplitude);
+      for (int64_t r0 = 0; r0 < q.out; r0 += rows_per_chunk) {
+        const int64_t rn = std::min(rows_per_chunk, q.out - r0);
+        uint8_t* dst = out.NextBuffer(static_cast<size_t>(rn * row_bytes)).data();
+        for (int64_t r = r0; r < r0 + rn; ++r) {
+          src.Get(r * q.in, q.in, values.data());
+          uint8_t* row = dst + (r - r0) * row_bytes;
+          for (int64_t g = 0; g < groups; ++g) {
+            const quant::MlxGroup mg = quant::QuantizeMlxGroup(
+                values.data() + g * q.group, q.group, q.bits, codes.data() + g * q.group);
+            if (t.init == Init::kMlxScales) std::memcpy(row + 2 * g, &mg.scale_bf16, 2);
+            if (t.init == Init::kMlxBiases) std::memcpy(row + 2 * g, &mg.bias_bf16, 2);
+          }
+          if (t.init == Init::kMlxWeight) {
+            const std::vector<uint32_t> packed = quant::PackMlxRow(codes.data(), q.in, q.bits);
+            std::memcpy(row, packed.data(), packed.size() * 4);
+          }
+        }
+        RETURN_IF_ERROR(out.Submit(t.spec.name));
+      }
+    }
+    return absl::OkStatus();
+  }
+  // AWQ: group g of inputs, every output o: codes[o * G + k] for input g * G + k.
+  const SourceValues src(seed, q.sources[0], q.amplitude);
+  values.resize(q.group);
+  codes.resize(q.out * q.group);
+  std::vector<quant::AwqGroup> params(q.out);
+  uint8_t word_codes[8];
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t o = 0; o < q.out; ++o) {
+      src.Get(o * q.in + g * q.group, q.group, values.data());
+      params[o] = quant::QuantizeAwqGroup(values.data(), q.group, codes.data() + o * q.group);
+    }
+    if (t.init == Init::kAwqQweight) {
+      uint8_t* dst = out.NextBuffer(static_cast<size_t>(q.group * q.out / 2)).data();
+      for (int64_t k = 0; k < q.group; ++k) {
+        for (int64_t c = 0; c < q.out / 8; ++c) {
+          for (int j = 0; j < 8; ++j) word_codes[j] = codes[(c * 8 + j) * q.group + k];
+          const uint32_t word = quant::PackAwqWord(word_codes);
+          std::memcpy(dst + (k * (q.out / 8) + c) * 4, &word, 4);
+        }
+      }
+    } else if (t.init == Init::kAwqQzeros) {
+      uint8_t* dst = out.NextBuffer(static_cast<size_t>(q.out / 2)).data();
+      for (int64_t c = 0; c < q.out / 8; ++c) {
+        for (int j = 0; j < 8; ++j) word_codes[j] = params[c * 8 + j].zero;
+        const uint32_t word = quant::PackAwqWord(word_codes);
+        std::memcpy(dst + c * 4, &word, 4);
+      }
+    } else {
+      uint8_t* dst = out.NextBuffer(static_cast<size_t>(q.out * 2)).data();
+      for (int64_t o = 0; o < q.out; ++o) std::memcpy(dst + 2 * o, &params[o].scale_f16, 2);
+    }
+    RETURN_IF_ERROR(out.Submit(t.spec.name));
+  }
+  return absl::OkStatus();
+}
+
 // Streams one tensor into the writer, chunk by chunk.
 absl::Status WriteTensor(const GenTensor& t, uint64_t seed, PipelinedAppender& out) {
+  if (t.init >= Init::kAwqQweight) return WriteQuantTensor(t, seed, out);
   uint64_t state = TensorSeed(seed, t.spec.name);
   // Every init is affine in u: value = offset + scale * u.
   float offset = 0, scale = t.amplitude;
@@ -212,6 +413,8 @@ absl::Status WriteTensor(const GenTensor& t, uint64_t seed, PipelinedAppender& o
       // Per block: the dequant multiplier that maps ±448 onto ±(amplitude * 0.9..1.1).
       offset = t.amplitude / kFp8Max;
       scale = 0.1f * offset;
+      break;
+    default:
       break;
   }
   const int64_t numel = t.spec.numel();
@@ -450,6 +653,46 @@ absl::StatusOr<GenCheckpointStats> GenerateCheckpoint(const ModelConfig& config,
     c.weight_format = WeightFormat::kPlain;
   }
   c.quant_bits = c.quant_group_size = 0;
+  c.quant_overrides.clear();
+  c.quant_skip_modules.clear();
+  c.quant_zero_point = true;
+  if (options.quant != GenQuant::kNone) {
+    const int bits = options.quant_bits, group = options.quant_group;
+    const bool mlx = options.quant == GenQuant::kMlx;
+    if (options.dtype != GenWeightDType::kBF16) {
+      return absl::InvalidArgumentError("generator: --quant quantizes the bf16 weights; "
+                                        "it cannot be combined with fp8");
+    }
+    if (mlx ? !(bits >= 2 && bits <= 8 && bits != 7) : bits != 4) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "generator: ", mlx ? "MLX bits must be 2, 3, 4, 5, 6 or 8" : "AWQ bits must be 4",
+          ", got ", bits));
+    }
+    if (mlx ? !(group == 32 || group == 64 || group == 128) : group <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "generator: ", mlx ? "MLX group must be 32, 64 or 128" : "AWQ group must be positive",
+          ", got ", group));
+    }
+    // The experts are the point of quantizing: both of their input widths must take groups.
+    if (c.hidden_size % group != 0 || c.intermediate_size % group != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "generator: group ", group, " does not divide hidden ", c.hidden_size,
+          " and intermediate ", c.intermediate_size));
+    }
+    c.weight_format = mlx ? WeightFormat::kMlx : WeightFormat::kAwq;
+    c.quant_bits = bits;
+    c.quant_group_size = group;
+    if (mlx && c.hidden_size % kMlxGateGroup == 0) {
+      for (int l = 0; l < c.num_hidden_layers; ++l) {
+        c.quant_overrides[LayerTensorName(l, "block_sparse_moe.gate")] =
+            QuantOverride{true, kMlxGateBits, kMlxGateGroup};
+      }
+    }
+    if (!mlx) {
+      c.quant_skip_modules = {"gate", "lm_head"};
+      if (!options.quantize_attention) c.quant_skip_modules.push_back("self_attn");
+    }
+  }
   // What we write must read back: parse our own config.json before writing any weights.
   const std::string config_json = ModelConfigToJson(c, options.spelling);
   const std::string config_path = JoinPath(out_dir, "config.json");
@@ -468,8 +711,11 @@ absl::StatusOr<GenCheckpointStats> GenerateCheckpoint(const ModelConfig& config,
   RETURN_IF_ERROR(RemoveStaleCheckpointFiles(out_dir));
   GenCheckpointStats stats;
   for (const ShardPlan& shard : shards) {
+    std::map<std::string, std::string> metadata = {{"format", "pt"}};
+    if (c.weight_format == WeightFormat::kMlx) metadata["format"] = "mlx";
     ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsWriter> writer,
-                     SafetensorsWriter::Create(JoinPath(out_dir, shard.file_name), shard.tensors));
+                     SafetensorsWriter::Create(JoinPath(out_dir, shard.file_name), shard.tensors,
+                                               metadata));
     PipelinedAppender out(writer.get());
     for (const TensorSpec& spec : writer->order()) {
       auto it = by_name.find(spec.name);

@@ -32,12 +32,28 @@ enum class GenWeightDType {
   kFp8,   // attention and expert projections FP8 e4m3 + fp32 weight_scale_inv blocks
 };
 
+// Packed quantized output (QUANT.md): the float weights the bf16 generator draws (same seed,
+// same values), quantized as AutoAWQ or mlx would.
+enum class GenQuant {
+  kNone,
+  kAwq,  // experts (and attention unless quantize_attention is false) as AWQ GEMM int4
+         // qweight / qzeros / fp16 scales; router, embeddings, lm_head, norms stay float
+  kMlx,  // mlx affine: experts stacked as switch_mlp.{gate,up,down}_proj, attention (unless
+         // quantize_attention is false), embeddings and lm_head at quant_bits; the router gate
+         // at 8 bits / group 64 (per-module overrides); norms bf16, routing bias fp32
+};
+
 struct GenCheckpointOptions {
   GenWeightDType dtype = GenWeightDType::kBF16;
   uint64_t seed = 0;
   int num_shards = 1;  // 1: model.safetensors; N: model-0000k-of-0000N + index.json
   ConfigSpelling spelling = ConfigSpelling::kOriginal;
   int fp8_block = 128;  // FP8 block size [fp8_block, fp8_block]
+  GenQuant quant = GenQuant::kNone;  // needs dtype kBF16
+  int quant_bits = 4;                // AWQ: 4; MLX: 2, 3, 4, 5, 6 or 8
+  int quant_group = 128;             // input columns per group (a module whose input is not a
+                                     // multiple of it stays float, as mlx-lm does)
+  bool quantize_attention = true;
 };
 
 struct GenCheckpointStats {

@@ -16,12 +16,20 @@ namespace {
 void PrintUsage(std::FILE* out) {
   std::fprintf(out,
                "usage: afd-gen-checkpoint --preset NAME --out DIR [--dtype bf16|fp8] "
-               "[--seed N] [--shards N] [--spelling original|transformers]\n\n"
+               "[--seed N] [--shards N] [--spelling original|transformers]\n"
+               "                          [--quant awq|mlx [--bits B] [--group G] "
+               "[--quantize-attention 0|1]]\n\n"
                "Writes a random-weight MiniMax checkpoint (config.json + safetensors, released\n"
                "tensor names; fp8: e4m3 weights with [128,128] fp32 weight_scale_inv blocks),\n"
                "deterministic from --seed (default 0), streaming with bounded memory.\n"
                "--shards N > 1 writes model-0000k-of-0000N.safetensors + index.json.\n"
-               "--spelling overrides the preset's config.json key spelling.\n\npresets:\n");
+               "--spelling overrides the preset's config.json key spelling.\n"
+               "--quant writes the same bf16 weights packed (QUANT.md): awq = AutoAWQ GEMM\n"
+               "int4 experts (--bits 4, --group default 128), attention too unless\n"
+               "--quantize-attention 0; mlx = mlx affine --bits 2/3/4/5/6/8 (default 4),\n"
+               "--group 32/64/128 (default 64), experts stacked as switch_mlp, embeddings,\n"
+               "attention (unless --quantize-attention 0) and lm_head packed, router gate\n"
+               "8-bit.\n\npresets:\n");
   for (const afd::CheckpointPreset& p : afd::CheckpointPresets()) {
     std::fprintf(out, "  %-12s %s\n", p.name.c_str(), p.description.c_str());
   }
@@ -36,9 +44,10 @@ int BadArgs(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset_name, out_dir, dtype = "bf16", spelling;
+  std::string preset_name, out_dir, dtype = "bf16", spelling, quant;
   uint64_t seed = 0;
   int shards = 1;
+  int bits = 4, group = -1, quantize_attention = 1;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -66,6 +75,17 @@ int main(int argc, char** argv) {
       spelling = value;
     } else if (arg == "--seed") {
       if (!absl::SimpleAtoi(value, &seed)) return BadArgs("--seed needs a non-negative integer");
+    } else if (arg == "--quant") {
+      quant = value;
+    } else if (arg == "--bits") {
+      if (!absl::SimpleAtoi(value, &bits)) return BadArgs("--bits needs an integer");
+    } else if (arg == "--group") {
+      if (!absl::SimpleAtoi(value, &group) || group <= 0) {
+        return BadArgs("--group needs a positive integer");
+      }
+    } else if (arg == "--quantize-attention") {
+      if (value != "0" && value != "1") return BadArgs("--quantize-attention must be 0 or 1");
+      quantize_attention = value == "1";
     } else if (arg == "--shards") {
       if (!absl::SimpleAtoi(value, &shards) || shards < 1) {
         return BadArgs("--shards needs a positive integer");
@@ -89,6 +109,15 @@ int main(int argc, char** argv) {
     options.dtype = afd::GenWeightDType::kFp8;
   } else {
     return BadArgs("--dtype must be bf16 or fp8");
+  }
+  if (quant == "awq" || quant == "mlx") {
+    options.quant = quant == "awq" ? afd::GenQuant::kAwq : afd::GenQuant::kMlx;
+    options.quant_bits = bits;
+    options.quant_group = group > 0 ? group : quant == "awq" ? 128 : 64;
+    options.quantize_attention = quantize_attention != 0;
+    if (dtype != "bf16") return BadArgs("--quant packs the bf16 weights; drop --dtype fp8");
+  } else if (!quant.empty()) {
+    return BadArgs("--quant must be awq or mlx");
   }
   if (spelling == "original") {
     options.spelling = afd::ConfigSpelling::kOriginal;
@@ -121,7 +150,12 @@ int main(int argc, char** argv) {
   std::printf(
       "wrote %s: preset %s, %s, seed %llu, %lld tensors, %.3f GB in %d file(s), "
       "%.1f s (%.0f MB/s)\n",
-      out_dir.c_str(), preset->name.c_str(), dtype.c_str(), static_cast<unsigned long long>(seed),
+      out_dir.c_str(), preset->name.c_str(),
+      quant.empty() ? dtype.c_str()
+                    : (quant + " " + std::to_string(options.quant_bits) + "-bit g" +
+                       std::to_string(options.quant_group))
+                          .c_str(),
+      static_cast<unsigned long long>(seed),
       static_cast<long long>(stats->tensors), stats->file_bytes / 1e9, stats->shards, write_s,
       stats->file_bytes / 1e6 / (write_s > 0 ? write_s : 1e-9));
   return 0;

@@ -200,6 +200,40 @@ absl::Status ParseQuantization(const Reader& r, ModelConfig* c) {
     if (c->quant_group_size <= 0) {
       return r.Error(key + ".group_size", "must be positive");
     }
+    // Every other key is a module path: {"bits": b, "group_size": g[, "mode": "affine"]}, or
+    // false for a module mlx-lm left unquantized.
+    for (auto it = mlx_params->begin(); it != mlx_params->end(); ++it) {
+      const std::string& path = it.key();
+      if (path == "bits" || path == "group_size" || path == "mode") continue;
+      const std::string entry = absl::StrCat(key, ".", path);
+      QuantOverride o;
+      if (it->is_boolean()) {
+        o.quantized = it->get<bool>();
+        o.bits = c->quant_bits;
+        o.group_size = c->quant_group_size;
+        c->quant_overrides[path] = o;
+        continue;
+      }
+      if (!it->is_object()) {
+        return r.Error(entry, absl::StrCat("expected {bits, group_size} or false, got ",
+                                           it->dump()));
+      }
+      Reader oe(*it, r.source(), entry + ".");
+      ASSIGN_OR_RETURN(std::optional<std::string> omode, oe.String("mode"));
+      if (omode.has_value() && *omode != "affine") {
+        return r.Error(entry,
+                       absl::StrCat("MLX mode '", *omode, "' is not supported (only affine)"));
+      }
+      ASSIGN_OR_RETURN(std::optional<int64_t> obits, oe.Int("bits"));
+      ASSIGN_OR_RETURN(std::optional<int64_t> ogroup, oe.Int("group_size"));
+      o.bits = static_cast<int>(obits.value_or(c->quant_bits));
+      o.group_size = static_cast<int>(ogroup.value_or(c->quant_group_size));
+      if (o.bits < 2 || o.bits > 8 || o.bits == 7) {
+        return r.Error(entry + ".bits", absl::StrCat("MLX bits must be 2-6 or 8, got ", o.bits));
+      }
+      if (o.group_size <= 0) return r.Error(entry + ".group_size", "must be positive");
+      c->quant_overrides[path] = o;
+    }
     return absl::OkStatus();
   }
   if (qc == nullptr) return absl::OkStatus();
@@ -244,9 +278,23 @@ absl::Status ParseQuantization(const Reader& r, ModelConfig* c) {
     }
     const int64_t g = group.value_or(128);
     if (g != -1 && g <= 0) return r.Error("quantization_config.group_size", "must be > 0 or -1");
+    ASSIGN_OR_RETURN(std::optional<bool> zero_point, qe.Bool("zero_point"));
     c->weight_format = WeightFormat::kAwq;
     c->quant_bits = 4;
     c->quant_group_size = static_cast<int>(g);
+    c->quant_zero_point = zero_point.value_or(true);
+    if (const json* skip = qe.Find("modules_to_not_convert")) {
+      if (!skip->is_array()) {
+        return r.Error("quantization_config.modules_to_not_convert", "expected a list of strings");
+      }
+      for (const json& m : *skip) {
+        if (!m.is_string()) {
+          return r.Error("quantization_config.modules_to_not_convert",
+                         absl::StrCat("expected strings, got ", m.dump()));
+        }
+        c->quant_skip_modules.push_back(m.get<std::string>());
+      }
+    }
     return absl::OkStatus();
   }
   if (method == "compressed-tensors") {
@@ -616,7 +664,8 @@ std::string ModelConfigToJson(const ModelConfig& c, ConfigSpelling spelling) {
       q["bits"] = c.quant_bits;
       q["group_size"] = c.quant_group_size;
       q["version"] = "gemm";
-      q["zero_point"] = true;
+      q["zero_point"] = c.quant_zero_point;
+      if (!c.quant_skip_modules.empty()) q["modules_to_not_convert"] = c.quant_skip_modules;
       j["quantization_config"] = q;
       break;
     }
@@ -625,6 +674,13 @@ std::string ModelConfigToJson(const ModelConfig& c, ConfigSpelling spelling) {
       q["group_size"] = c.quant_group_size;
       q["bits"] = c.quant_bits;
       q["mode"] = "affine";
+      for (const auto& [path, o] : c.quant_overrides) {
+        if (o.quantized) {
+          q[path] = {{"group_size", o.group_size}, {"bits", o.bits}};
+        } else {
+          q[path] = false;
+        }
+      }
       j["quantization"] = q;
       j["quantization_config"] = q;
       break;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,14 @@ enum class Architecture { kMiniMaxM2, kMiniMaxText01 };
 enum class LayerType { kFullAttention, kLinearAttention };
 enum class RouterScoring { kSigmoidWithBias, kSoftmax };
 enum class WeightFormat { kPlain, kFp8Block, kAwq, kMlx };
+
+// One MLX per-module entry of `quantization` (keyed by the MLX module path, e.g.
+// "model.layers.0.block_sparse_moe.gate"): its own bits / group size, or `false` (kept float).
+struct QuantOverride {
+  bool quantized = true;
+  int bits = 0;
+  int group_size = 0;
+};
 
 struct ModelConfig {
   Architecture arch = Architecture::kMiniMaxM2;
@@ -55,6 +64,12 @@ struct ModelConfig {
   // input-channel group size (AWQ: -1 = the whole input row). 0 otherwise.
   int quant_bits = 0;
   int quant_group_size = 0;
+  // MLX: per-module overrides (QUANT.md §2.1; the router gate is 8-bit / 64 in every repo).
+  std::map<std::string, QuantOverride> quant_overrides;
+  // AWQ: zero_point (false: no qzeros, every zero point is 8) and modules_to_not_convert
+  // (substrings of module paths left unquantized; only a cross-check, the tensors decide).
+  bool quant_zero_point = true;
+  std::vector<std::string> quant_skip_modules;
 
   int64_t q_dim() const { return int64_t{num_attention_heads} * head_dim; }   // H * d
   int64_t kv_dim() const { return int64_t{num_key_value_heads} * head_dim; }  // Hkv * d

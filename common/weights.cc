@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/quant/quant_loader.h"
 #include "common/status.h"
 
 namespace afd {
@@ -34,75 +35,13 @@ absl::StatusOr<TensorView> GetAligned(const Checkpoint& ckpt, const std::string&
   return view;
 }
 
-// AWQ GEMM module (QUANT.md §1.2): qweight I32 [in, out/8], qzeros I32 [in/G, out/8] (optional),
-// scales F16/BF16/F32 [in/G, out].
-absl::Status CheckAwqLinear(const Checkpoint& ckpt, const ModelConfig& config,
-                            const std::string& prefix, int64_t out, int64_t in) {
-  const int64_t group = config.quant_group_size == -1 ? in : config.quant_group_size;
-  if (group <= 0 || in % group != 0 || out % 8 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, ": AWQ needs in (", in,
-                                                   ") divisible by group_size (", group,
-                                                   ") and out (", out, ") divisible by 8"));
-  }
-  const DType i32[] = {DType::kI32};
-  RETURN_IF_ERROR(GetAligned(ckpt, prefix + ".qweight", {in, out / 8}, i32).status());
-  if (ckpt.Has(prefix + ".qzeros")) {
-    RETURN_IF_ERROR(GetAligned(ckpt, prefix + ".qzeros", {in / group, out / 8}, i32).status());
-  }
-  return GetAligned(ckpt, prefix + ".scales", {in / group, out}, kFloatDTypes).status();
-}
-
-// MLX affine module (QUANT.md §2.2): weight U32 [experts..., out, in*b/32], scales and biases
-// [experts..., out, in/G] of one float dtype; b and G are derived from the shapes.
-absl::Status CheckMlxLinear(const Checkpoint& ckpt, const std::string& prefix, int64_t experts,
-                            int64_t out, int64_t in) {
-  ASSIGN_OR_RETURN(TensorView weight, ckpt.Get(prefix + ".weight"));
-  ASSIGN_OR_RETURN(TensorView scales, ckpt.Get(prefix + ".scales"));
-  std::vector<int64_t> lead;
-  if (experts > 0) lead.push_back(experts);
-  const std::string where = absl::StrCat(weight.file, ": tensor '", prefix, ".weight': ");
-  if (weight.dtype != DType::kU32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, "dtype ", DTypeName(weight.dtype), ", expected U32 (MLX packed)"));
-  }
-  const size_t rank = lead.size() + 2;
-  if (weight.shape.size() != rank || scales.shape.size() != rank) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "rank ", weight.shape.size(),
-                                                   " (scales rank ", scales.shape.size(),
-                                                   "), expected ", rank));
-  }
-  const int64_t words = weight.shape.back();
-  const int64_t groups = scales.shape.back();
-  if (groups <= 0 || in % groups != 0 || (words * 32) % in != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, "packed shape ", ShapeString(weight.shape), " / scales ",
-                     ShapeString(scales.shape), " does not fit in features ", in));
-  }
-  const int64_t group = in / groups;
-  const int64_t bits = words * 32 / in;
-  if (!(bits >= 2 && bits <= 8 && bits != 7) || !(group == 32 || group == 64 || group == 128)) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "derived bits ", bits, " / group ", group,
-                                                   " are not an MLX affine layout"));
-  }
-  std::vector<int64_t> wshape = lead, sshape = lead;
-  wshape.insert(wshape.end(), {out, words});
-  sshape.insert(sshape.end(), {out, groups});
-  const DType u32[] = {DType::kU32};
-  RETURN_IF_ERROR(GetAligned(ckpt, prefix + ".weight", wshape, u32).status());
-  RETURN_IF_ERROR(GetAligned(ckpt, prefix + ".scales", sshape, kFloatDTypes).status());
-  const DType same[] = {scales.dtype};
-  return GetAligned(ckpt, prefix + ".biases", sshape, same).status();
-}
-
 // A linear module in whatever form the checkpoint stores it.
+// AWQ (`.qweight/.qzeros/.scales`) and MLX (U32 `.weight` + `.scales/.biases`) modules are
+// checked by common/quant against the declared bits / group size.
 absl::Status CheckLinear(const Checkpoint& ckpt, const ModelConfig& config,
                          const std::string& prefix, int64_t out, int64_t in) {
-  if (config.weight_format == WeightFormat::kAwq && ckpt.Has(prefix + ".qweight")) {
-    return CheckAwqLinear(ckpt, config, prefix, out, in);
-  }
-  if (config.weight_format == WeightFormat::kMlx && ckpt.Has(prefix + ".scales") &&
-      ckpt.Has(prefix + ".weight")) {
-    return CheckMlxLinear(ckpt, prefix, /*experts=*/0, out, in);
+  if (quant::DetectModuleFormat(ckpt, prefix) != quant::ModuleFormat::kFloat) {
+    return quant::LoadQuantizedLinear(ckpt, config, prefix, out, in).status();
   }
   return LoadLinear(ckpt, config, prefix, out, in).status();
 }
@@ -111,8 +50,8 @@ absl::Status CheckLinear(const Checkpoint& ckpt, const ModelConfig& config,
 absl::Status CheckMatrix(const Checkpoint& ckpt, const ModelConfig& config,
                          const std::string& prefix, int64_t rows, int64_t cols,
                          absl::Span<const DType> dtypes) {
-  if (config.weight_format == WeightFormat::kMlx && ckpt.Has(prefix + ".scales")) {
-    return CheckMlxLinear(ckpt, prefix, /*experts=*/0, rows, cols);
+  if (quant::DetectModuleFormat(ckpt, prefix) != quant::ModuleFormat::kFloat) {
+    return quant::LoadQuantizedLinear(ckpt, config, prefix, rows, cols).status();
   }
   return GetAligned(ckpt, prefix + ".weight", {rows, cols}, dtypes).status();
 }
@@ -148,12 +87,7 @@ absl::Status CheckMoe(const Checkpoint& ckpt, const ModelConfig& c, int layer) {
                                {experts}, kRouterDTypes)
                         .status());
   }
-  const std::string stacked = LayerTensorName(layer, "block_sparse_moe.switch_mlp.");
-  if (c.weight_format == WeightFormat::kMlx && ckpt.Has(stacked + "gate_proj.weight")) {
-    RETURN_IF_ERROR(CheckMlxLinear(ckpt, stacked + "gate_proj", experts, inter, d_model));
-    RETURN_IF_ERROR(CheckMlxLinear(ckpt, stacked + "up_proj", experts, inter, d_model));
-    return CheckMlxLinear(ckpt, stacked + "down_proj", experts, d_model, inter);
-  }
+  if (quant::HasStackedExperts(ckpt, layer)) return quant::CheckStackedExperts(ckpt, c, layer);
   for (int e = 0; e < c.num_local_experts; ++e) {
     RETURN_IF_ERROR(CheckLinear(ckpt, c, ExpertLinearName(layer, e, "w1"), inter, d_model));
     RETURN_IF_ERROR(CheckLinear(ckpt, c, ExpertLinearName(layer, e, "w3"), inter, d_model));

@@ -1,13 +1,13 @@
 // expert_roundtrip_bench: the attention-node side of one MoE layer over the network. Times
 // RemoteExpertBackend::Run (the real client: CSR grouping, encode, gRPC stream to an expert
 // node, decode, combine) for a batch of T tokens (default 1) on loopback over TCP and over a
-// unix socket, next to InProcessExpertBackend on the same inputs, and prints p50/p90/p99, the
-// node's compute share, and the traffic per token. With --traffic it also compares the result
-// traffic of per-pair terms (what bitwise equality needs), per-pair terms with the leading run
-// folded (what afd sends), and a hypothetical one-partial-sum-per-token-per-node design, for
-// 1, 2 and 4 expert nodes.
+// unix socket, next to InProcessExpertBackend on the same inputs and thread count, and prints
+// p50/p90/p99, the node's compute share, and the traffic per call. With --traffic it also
+// compares the result traffic of per-pair terms (what bitwise equality needs), per-pair terms
+// with the leading run folded (what afd sends), and a hypothetical one-partial-sum-per-token-
+// per-node design, for 1, 2 and 4 expert nodes.
 //
-// Run (inputs are fixed; the node runs inside this process on one core, the client on another):
+// Run (inputs are fixed; the node runs inside this process, on its own threads):
 //   expert_roundtrip_bench --model tests/data/golden/m2-tiny            # RPC overhead
 //   expert_roundtrip_bench --model /tmp/m2-perf --iterations 2000 --traffic
 //   expert_roundtrip_bench --model /tmp/m2-perf --target unix:/tmp/e0.sock   # external node
@@ -23,6 +23,7 @@
 #include "afd/v1/expert.grpc.pb.h"
 #include "attention_node/in_process_expert_backend.h"
 #include "bench/nodes/bench_util.h"
+#include "common/kernels/thread_pool.h"
 #include "common/model_config.h"
 #include "common/rpc/server.h"
 #include "common/safetensors.h"
@@ -228,8 +229,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "expert_roundtrip_bench: %s\n", checkpoint.status().ToString().c_str());
       return 1;
     }
+    // As many threads as the node gets, so the two differ only by the distribution.
+    afd::kernels::ThreadPool pool(node_threads);
     absl::StatusOr<std::unique_ptr<afd::attention::InProcessExpertBackend>> local =
-        afd::attention::InProcessExpertBackend::Create(config, **checkpoint, nullptr);
+        afd::attention::InProcessExpertBackend::Create(config, **checkpoint,
+                                                       node_threads > 1 ? &pool : nullptr);
     if (!local.ok()) {
       std::fprintf(stderr, "expert_roundtrip_bench: %s\n", local.status().ToString().c_str());
       return 1;

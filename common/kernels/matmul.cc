@@ -556,14 +556,6 @@ void DecodeRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 // ---------------------------------------------------------------------------------------------
 // Prefill kernel.
 
-#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
-constexpr int kMR = 3;  // 16 vector registers
-constexpr int kTV = 2;
-#else
-constexpr int kMR = 6;  // 32 vector registers: 24 accumulators
-constexpr int kTV = 4;
-#endif
-
 // out[c] = W[row, c] (fp32, scale applied) for c < cols.
 template <class Dec>
 void WidenRow(const Dec& dec, const WeightView& w, int64_t row, float* HWY_RESTRICT out) {
@@ -594,64 +586,90 @@ void WidenRow(const Dec& dec, const WeightView& w, int64_t row, float* HWY_RESTR
   }
 }
 
-// out[r * tc + t] = sum_k wd[r * k_dim + k] * xt[k * tc + t] for r < kMR, t < tc = kTV lanes.
+// out[r * tc + t] = sum_k wd[r * k_dim + k] * xt[k * tc + t] for r < MR, t < tc = TV * Lanes:
+// MR x TV accumulators, one broadcast weight times TV token vectors per step.
+template <int MR, int TV>
 HWY_INLINE void PrefillTile(const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wd,
                             int64_t k_dim, float* HWY_RESTRICT out) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
-  const size_t tc = kTV * lanes;
-  VF acc[kMR][kTV];
-  for (int r = 0; r < kMR; ++r) {
-    for (int j = 0; j < kTV; ++j) acc[r][j] = hn::Zero(d);
+  const size_t tc = TV * lanes;
+  VF acc[MR][TV];
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < TV; ++j) acc[r][j] = hn::Zero(d);
   }
   for (int64_t k = 0; k < k_dim; ++k) {
-    VF xv[kTV];
-    for (int j = 0; j < kTV; ++j) xv[j] = hn::Load(d, xt + k * tc + j * lanes);
-    for (int r = 0; r < kMR; ++r) {
+    VF xv[TV];
+    for (int j = 0; j < TV; ++j) xv[j] = hn::Load(d, xt + k * tc + j * lanes);
+    for (int r = 0; r < MR; ++r) {
       const VF b = hn::Set(d, wd[r * k_dim + k]);
-      for (int j = 0; j < kTV; ++j) acc[r][j] = hn::MulAdd(b, xv[j], acc[r][j]);
+      for (int j = 0; j < TV; ++j) acc[r][j] = hn::MulAdd(b, xv[j], acc[r][j]);
     }
   }
-  for (int r = 0; r < kMR; ++r) {
-    for (int j = 0; j < kTV; ++j) hn::Store(acc[r][j], d, out + r * tc + j * lanes);
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < TV; ++j) hn::Store(acc[r][j], d, out + r * tc + j * lanes);
   }
 }
 
+// Tokens [0, tn) (tn <= TV * Lanes) of `x` against rows [row_begin, row_end): transposes the
+// tokens into xt [k_dim, tc] (zero-padded), then widens MR rows at a time into wd and runs
+// the micro-kernel.
+template <class Dec, int MR, int TV>
+HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const WeightView& w,
+                               int64_t row_begin, int64_t row_end, float* y) {
+  const int64_t k_dim = w.cols;
+  const int64_t tc = TV * static_cast<int64_t>(hn::Lanes(DF()));
+  float* xt = internal::MatMulScratch(0, k_dim * tc);  // [k_dim, tc]
+  float* wd = internal::MatMulScratch(1, MR * k_dim);  // [MR, k_dim]
+  float* out = internal::MatMulScratch(2, MR * tc);    // [MR, tc]
+  for (int64_t t = 0; t < tc; ++t) {
+    if (t < tn) {
+      const float* xr = x + t * k_dim;
+      for (int64_t k = 0; k < k_dim; ++k) xt[k * tc + t] = xr[k];
+    } else {
+      for (int64_t k = 0; k < k_dim; ++k) xt[k * tc + t] = 0.0f;
+    }
+  }
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += MR) {
+    const int64_t rn = std::min<int64_t>(MR, row_end - r0);
+    for (int64_t r = 0; r < MR; ++r) {
+      if (r < rn) {
+        WidenRow(dec, w, r0 + r, wd + r * k_dim);
+      } else {
+        std::fill(wd + r * k_dim, wd + (r + 1) * k_dim, 0.0f);
+      }
+    }
+    PrefillTile<MR, TV>(xt, wd, k_dim, out);
+    for (int64_t t = 0; t < tn; ++t) {
+      float* yt = y + t * w.rows + r0;
+      for (int64_t r = 0; r < rn; ++r) yt[r] = out[r * tc + t];
+    }
+  }
+}
+
+// Token chunks of 4 vectors (6-row tiles), or of 2 vectors (12-row tiles) when fewer tokens
+// remain; 16-register targets use 3 x 2 tiles.
 template <class Dec>
 void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                  int64_t row_end, float* y) {
-  const DF d;
-  const Dec dec{d};
-  const int64_t k_dim = w.cols;
-  const int64_t tc = kTV * static_cast<int64_t>(hn::Lanes(d));
-  float* xt = internal::MatMulScratch(0, k_dim * tc);      // [k_dim, tc]
-  float* wd = internal::MatMulScratch(1, kMR * k_dim);     // [kMR, k_dim]
-  float* out = internal::MatMulScratch(2, kMR * tc);       // [kMR, tc]
-  for (int64_t t0 = 0; t0 < n; t0 += tc) {
-    const int64_t tn = std::min(tc, n - t0);
-    for (int64_t t = 0; t < tc; ++t) {
-      if (t < tn) {
-        const float* xr = x + (t0 + t) * k_dim;
-        for (int64_t k = 0; k < k_dim; ++k) xt[k * tc + t] = xr[k];
-      } else {
-        for (int64_t k = 0; k < k_dim; ++k) xt[k * tc + t] = 0.0f;
-      }
+  const Dec dec{DF()};
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  for (int64_t t0 = 0; t0 < n;) {
+    const int64_t left = n - t0;
+    const float* xt = x + t0 * w.cols;
+    float* yt = y + t0 * w.rows;
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+    const int64_t tn = std::min(left, 2 * lanes);
+    PrefillChunk<Dec, 3, 2>(dec, xt, tn, w, row_begin, row_end, yt);
+#else
+    const int64_t tn = std::min(left, left > 2 * lanes ? 4 * lanes : 2 * lanes);
+    if (tn > 2 * lanes) {
+      PrefillChunk<Dec, 6, 4>(dec, xt, tn, w, row_begin, row_end, yt);
+    } else {
+      PrefillChunk<Dec, 12, 2>(dec, xt, tn, w, row_begin, row_end, yt);
     }
-    for (int64_t r0 = row_begin; r0 < row_end; r0 += kMR) {
-      const int64_t rn = std::min<int64_t>(kMR, row_end - r0);
-      for (int64_t r = 0; r < kMR; ++r) {
-        if (r < rn) {
-          WidenRow(dec, w, r0 + r, wd + r * k_dim);
-        } else {
-          std::fill(wd + r * k_dim, wd + (r + 1) * k_dim, 0.0f);
-        }
-      }
-      PrefillTile(xt, wd, k_dim, out);
-      for (int64_t t = 0; t < tn; ++t) {
-        float* yt = y + (t0 + t) * w.rows + r0;
-        for (int64_t r = 0; r < rn; ++r) yt[r] = out[r * tc + t];
-      }
-    }
+#endif
+    t0 += tn;
   }
 }
 

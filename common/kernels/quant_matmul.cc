@@ -27,8 +27,8 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "common/kernels/quant_matmul.cc"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/aligned_allocator.h"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 
 #ifndef AFD_COMMON_KERNELS_QUANT_MATMUL_SHARED_
@@ -266,8 +266,8 @@ struct AwqShiftDec {
   HWY_INLINE void Load(const uint8_t* base, int64_t v0, VF* w) const {
     int64_t q;
     memcpy(&q, base + v0 / 2, 8);
-    const __m512i v = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl_, _mm512_set1_epi64(q)),
-                                       mask_);
+    const __m512i v =
+        _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl_, _mm512_set1_epi64(q)), mask_);
     w[0] = VF{_mm512_cvtepi32_ps(v)};
   }
   __m512i ctrl_, mask_;
@@ -325,11 +325,13 @@ void WidenScales(const void* p, WeightType type, int64_t first, int64_t n, float
   if (type == WeightType::kBF16) {
     const hn::Rebind<hwy::bfloat16_t, DF> db;
     const hwy::bfloat16_t* s = static_cast<const hwy::bfloat16_t*>(p) + first;
-    for (; i + lanes <= n; i += lanes) hn::StoreU(hn::PromoteTo(d, hn::LoadU(db, s + i)), d, out + i);
+    for (; i + lanes <= n; i += lanes)
+      hn::StoreU(hn::PromoteTo(d, hn::LoadU(db, s + i)), d, out + i);
   } else if (type == WeightType::kF16) {
     const hn::Rebind<hwy::float16_t, DF> dh;
     const hwy::float16_t* s = static_cast<const hwy::float16_t*>(p) + first;
-    for (; i + lanes <= n; i += lanes) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, s + i)), d, out + i);
+    for (; i + lanes <= n; i += lanes)
+      hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, s + i)), d, out + i);
   }
   for (; i < n; ++i) out[i] = qi::ScaleAt(p, type, first + i);
 }
@@ -455,14 +457,30 @@ void MlxDecodeRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix&
     const float* xt = x + t * w.cols;
     float* yt = y + t * w.rows;
     switch (std::min<int64_t>(8, n - t)) {
-      case 1: MlxDecodeN<Dec, 1>(dec, xt, w, row_begin, row_end, yt); break;
-      case 2: MlxDecodeN<Dec, 2>(dec, xt, w, row_begin, row_end, yt); break;
-      case 3: MlxDecodeN<Dec, 3>(dec, xt, w, row_begin, row_end, yt); break;
-      case 4: MlxDecodeN<Dec, 4>(dec, xt, w, row_begin, row_end, yt); break;
-      case 5: MlxDecodeN<Dec, 5>(dec, xt, w, row_begin, row_end, yt); break;
-      case 6: MlxDecodeN<Dec, 6>(dec, xt, w, row_begin, row_end, yt); break;
-      case 7: MlxDecodeN<Dec, 7>(dec, xt, w, row_begin, row_end, yt); break;
-      default: MlxDecodeN<Dec, 8>(dec, xt, w, row_begin, row_end, yt); break;
+      case 1:
+        MlxDecodeN<Dec, 1>(dec, xt, w, row_begin, row_end, yt);
+        break;
+      case 2:
+        MlxDecodeN<Dec, 2>(dec, xt, w, row_begin, row_end, yt);
+        break;
+      case 3:
+        MlxDecodeN<Dec, 3>(dec, xt, w, row_begin, row_end, yt);
+        break;
+      case 4:
+        MlxDecodeN<Dec, 4>(dec, xt, w, row_begin, row_end, yt);
+        break;
+      case 5:
+        MlxDecodeN<Dec, 5>(dec, xt, w, row_begin, row_end, yt);
+        break;
+      case 6:
+        MlxDecodeN<Dec, 6>(dec, xt, w, row_begin, row_end, yt);
+        break;
+      case 7:
+        MlxDecodeN<Dec, 7>(dec, xt, w, row_begin, row_end, yt);
+        break;
+      default:
+        MlxDecodeN<Dec, 8>(dec, xt, w, row_begin, row_end, yt);
+        break;
     }
   }
 }
@@ -513,12 +531,11 @@ HWY_NOINLINE void AwqTile(const Dec& dec, const QuantMatrix& w, int64_t c0, int6
       } else {
         for (int k = 0; k < Dec::kVecs; ++k) zf[v * Dec::kVecs + k] = hn::Set(d, 8.0f);
       }
-      LoadColumnScales<Dec>(static_cast<const uint8_t*>(w.scales) +
-                                (g * w.rows) * static_cast<int64_t>(
-                                    w.scale_type == WeightType::kF32 ? 4 : 2),
-                            w.scale_type, c0 + v * kValues,
-                            std::min<int64_t>(kValues, count - v * kValues),
-                            sv + v * Dec::kVecs);
+      LoadColumnScales<Dec>(
+          static_cast<const uint8_t*>(w.scales) +
+              (g * w.rows) * static_cast<int64_t>(w.scale_type == WeightType::kF32 ? 4 : 2),
+          w.scale_type, c0 + v * kValues, std::min<int64_t>(kValues, count - v * kValues),
+          sv + v * Dec::kVecs);
     }
     for (int t = 0; t < N; ++t) {
       const VF xs = hn::Set(d, xsum[t * groups + g]);
@@ -600,14 +617,30 @@ void AwqDecodeRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix&
     const float* xt = x + t * w.cols;
     float* yt = y + t * w.rows;
     switch (std::min<int64_t>(8, n - t)) {
-      case 1: AwqDecodeN<Dec, 1>(dec, xt, w, col_begin, col_end, yt); break;
-      case 2: AwqDecodeN<Dec, 2>(dec, xt, w, col_begin, col_end, yt); break;
-      case 3: AwqDecodeN<Dec, 3>(dec, xt, w, col_begin, col_end, yt); break;
-      case 4: AwqDecodeN<Dec, 4>(dec, xt, w, col_begin, col_end, yt); break;
-      case 5: AwqDecodeN<Dec, 5>(dec, xt, w, col_begin, col_end, yt); break;
-      case 6: AwqDecodeN<Dec, 6>(dec, xt, w, col_begin, col_end, yt); break;
-      case 7: AwqDecodeN<Dec, 7>(dec, xt, w, col_begin, col_end, yt); break;
-      default: AwqDecodeN<Dec, 8>(dec, xt, w, col_begin, col_end, yt); break;
+      case 1:
+        AwqDecodeN<Dec, 1>(dec, xt, w, col_begin, col_end, yt);
+        break;
+      case 2:
+        AwqDecodeN<Dec, 2>(dec, xt, w, col_begin, col_end, yt);
+        break;
+      case 3:
+        AwqDecodeN<Dec, 3>(dec, xt, w, col_begin, col_end, yt);
+        break;
+      case 4:
+        AwqDecodeN<Dec, 4>(dec, xt, w, col_begin, col_end, yt);
+        break;
+      case 5:
+        AwqDecodeN<Dec, 5>(dec, xt, w, col_begin, col_end, yt);
+        break;
+      case 6:
+        AwqDecodeN<Dec, 6>(dec, xt, w, col_begin, col_end, yt);
+        break;
+      case 7:
+        AwqDecodeN<Dec, 7>(dec, xt, w, col_begin, col_end, yt);
+        break;
+      default:
+        AwqDecodeN<Dec, 8>(dec, xt, w, col_begin, col_end, yt);
+        break;
     }
   }
 }
@@ -736,8 +769,7 @@ void WidenAwqPanel(const Dec& dec, const QuantMatrix& w, int64_t c0, int64_t cou
       }
       LoadColumnScales<Dec>(static_cast<const uint8_t*>(w.scales) + g * w.rows * scale_bytes,
                             w.scale_type, c0 + v * kValues,
-                            std::min<int64_t>(kValues, count - v * kValues),
-                            sv + v * Dec::kVecs);
+                            std::min<int64_t>(kValues, count - v * kValues), sv + v * Dec::kVecs);
     }
     for (int64_t i = g * w.group_size; i < (g + 1) * w.group_size; ++i) {
       VF q[J];
@@ -763,8 +795,8 @@ void AwqPanelProduct(const float* x, int64_t n, const QuantMatrix& w, const floa
   int64_t perm[kTV * kMaxLanes];
   for (int64_t j = 0; j < pw; ++j) {
     const int64_t chunk = j / kValues, within = j % kValues;
-    perm[j] = chunk * kValues + Dec::Order(static_cast<int>(within / lanes),
-                                           static_cast<int>(within % lanes));
+    perm[j] = chunk * kValues +
+              Dec::Order(static_cast<int>(within / lanes), static_cast<int>(within % lanes));
   }
   HWY_ALIGN float out[kTV * kMaxLanes];
   for (int64_t t0 = 0; t0 < n; t0 += kMR) {
@@ -864,12 +896,18 @@ void QuantMatMulRowsImpl(const float* x, int64_t n, const QuantMatrix& w, int64_
   }
 #if HWY_TARGET == HWY_AVX3_DL
   switch (w.bits) {
-    case 2: return MlxRows<MlxShiftDec<2>>(x, n, w, row_begin, row_end, y, mode);
-    case 3: return MlxRows<MlxShiftDec<3>>(x, n, w, row_begin, row_end, y, mode);
-    case 4: return MlxRows<MlxShiftDec<4>>(x, n, w, row_begin, row_end, y, mode);
-    case 5: return MlxRows<MlxShiftDec<5>>(x, n, w, row_begin, row_end, y, mode);
-    case 6: return MlxRows<MlxShiftDec<6>>(x, n, w, row_begin, row_end, y, mode);
-    default: return MlxRows<MlxShiftDec<8>>(x, n, w, row_begin, row_end, y, mode);
+    case 2:
+      return MlxRows<MlxShiftDec<2>>(x, n, w, row_begin, row_end, y, mode);
+    case 3:
+      return MlxRows<MlxShiftDec<3>>(x, n, w, row_begin, row_end, y, mode);
+    case 4:
+      return MlxRows<MlxShiftDec<4>>(x, n, w, row_begin, row_end, y, mode);
+    case 5:
+      return MlxRows<MlxShiftDec<5>>(x, n, w, row_begin, row_end, y, mode);
+    case 6:
+      return MlxRows<MlxShiftDec<6>>(x, n, w, row_begin, row_end, y, mode);
+    default:
+      return MlxRows<MlxShiftDec<8>>(x, n, w, row_begin, row_end, y, mode);
   }
 #else
   // The nibble decoder's chunk (2 lanes of codes per byte lane) must divide the group.
@@ -918,7 +956,7 @@ size_t QuantMatrix::Bytes() const {
   const size_t scale_bytes = scale_type == WeightType::kF32 ? 4 : 2;
   const size_t groups = static_cast<size_t>(rows) * static_cast<size_t>(this->groups());
   size_t b = PackedBytes() + groups * scale_bytes;
-  if (format == QuantFormat::kMlxAffine) b += groups * scale_bytes;  // biases
+  if (format == QuantFormat::kMlxAffine) b += groups * scale_bytes;          // biases
   if (format == QuantFormat::kAwqInt4 && zeros != nullptr) b += groups / 2;  // 4-bit zeros
   return b;
 }

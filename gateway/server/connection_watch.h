@@ -56,6 +56,16 @@ class ScopedWatch {
   ~ScopedWatch() { Reset(); }
   ScopedWatch(const ScopedWatch&) = delete;
   ScopedWatch& operator=(const ScopedWatch&) = delete;
+  ScopedWatch& operator=(ScopedWatch&& other) {
+    if (this != &other) {
+      Reset();
+      watch_ = other.watch_;
+      id_ = other.id_;
+      other.watch_ = nullptr;
+      other.id_ = 0;
+    }
+    return *this;
+  }
   void Reset() {
     if (watch_ != nullptr && id_ != 0) watch_->Remove(id_);
     watch_ = nullptr;

@@ -1,12 +1,15 @@
 #include "gateway/server/gateway_core.h"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <limits>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "common/rpc/status_codec.h"
 #include "common/status.h"
 #include "gateway/server/api_error.h"
 
@@ -38,6 +41,32 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 }
 
 }  // namespace
+
+absl::StatusOr<SamplingSettings> LoadGenerationDefaults(const std::string& dir) {
+  SamplingSettings settings;
+  const std::string path = dir + "/generation_config.json";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return settings;
+  std::ostringstream text;
+  text << in.rdbuf();
+  const nlohmann::json json = nlohmann::json::parse(text.str(), nullptr, false);
+  if (json.is_discarded() || !json.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  }
+  auto number = [&](const char* key) -> std::optional<float> {
+    auto it = json.find(key);
+    if (it == json.end() || !it->is_number()) return std::nullopt;
+    return it->get<float>();
+  };
+  settings.temperature = number("temperature");
+  settings.top_p = number("top_p");
+  settings.min_p = number("min_p");
+  settings.repetition_penalty = number("repetition_penalty");
+  if (auto it = json.find("top_k"); it != json.end() && it->is_number_integer()) {
+    settings.top_k = it->get<int32_t>();
+  }
+  return settings;
+}
 
 // ---- GatewayCore ----
 
@@ -283,6 +312,72 @@ absl::Status GatewayCore::PrepareTokenRequest(v1::GenerateRequest* request) cons
     request->set_request_id(NewRequestId("gen-"));
   }
   return absl::OkStatus();
+}
+
+absl::Status GatewayCore::RunTokenRequest(
+    v1::GenerateRequest request, const grpc::ServerContext* parent,
+    const std::function<bool(const v1::GenerateResponse&)>& write) {
+  RETURN_IF_ERROR(PrepareTokenRequest(&request));
+  RETURN_IF_ERROR(Admit());
+  const auto start = std::chrono::steady_clock::now();
+  metrics_.RequestStarted();
+  metrics_.PromptTokens(static_cast<uint64_t>(request.prompt_token_ids_size()));
+  std::string outcome = "error";
+  bool first_token = false;
+  auto last = start;
+  const absl::Status status = [&]() -> absl::Status {
+    CallOptions options;
+    options.parent = parent;
+    if (options_.request_timeout > absl::ZeroDuration()) {
+      options.deadline = absl::Now() + options_.request_timeout;
+    }
+    const int64_t block = std::max(1, options_.kv_block_tokens);
+    options.kv_blocks =
+        (request.prompt_token_ids_size() + request.sampling().max_tokens() + block - 1) / block;
+    ASSIGN_OR_RETURN(std::unique_ptr<GenerateCall> call,
+                     GenerateCall::Start(pool_.get(), request, options));
+    v1::GenerateResponse response;
+    while (call->Read(&response)) {
+      const int n = response.token_ids_size();
+      if (n > 0) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!first_token) {
+          first_token = true;
+          metrics_.RequestFirstToken(Seconds(now - start));
+        } else {
+          for (int i = 0; i < n; ++i) metrics_.InterTokenLatency(Seconds(now - last) / n);
+        }
+        last = now;
+        metrics_.GenerationTokens(static_cast<uint64_t>(n));
+      }
+      if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+        outcome = NodeReason(response.finish_reason());
+      }
+      if (!write(response)) {
+        call->Cancel();
+        outcome = "abort";
+        return absl::CancelledError("the client went away");
+      }
+    }
+    return call->Finish();
+  }();
+  metrics_.RequestFinished(status.ok() ? outcome : "error", first_token,
+                           Seconds(std::chrono::steady_clock::now() - start));
+  Release();
+  return status;
+}
+
+absl::Status GatewayCore::Abort(const std::string& request_id) {
+  std::optional<int> node = pool_->Find(request_id);
+  if (!node.has_value()) {
+    return absl::NotFoundError(absl::StrCat("no running request has id \"", request_id, "\""));
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  v1::AbortRequest request;
+  request.set_request_id(request_id);
+  v1::AbortResponse response;
+  return rpc::FromGrpcStatus(pool_->stub(*node)->Abort(&context, request, &response));
 }
 
 // ---- Generation ----

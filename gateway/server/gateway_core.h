@@ -69,6 +69,11 @@ struct GenerationOutcome {
 
 class GatewayCore;
 
+// Sampling defaults from `dir`/generation_config.json (temperature, top_p, top_k, min_p,
+// repetition_penalty), as vLLM applies them; none when the file is absent. INVALID_ARGUMENT for
+// a malformed file.
+absl::StatusOr<SamplingSettings> LoadGenerationDefaults(const std::string& dir);
+
 // One running request. Create() admits it at the gateway; Begin() routes it and waits for the
 // node's first response, so that admission errors (429, 503, 400) are known before a client sees
 // any status line; Run() streams the rest.
@@ -130,6 +135,12 @@ class GatewayCore {
   absl::StatusOr<PreparedRequest> PrepareCompletion(const CompletionRequest& request) const;
   // A token-id request (gRPC Gateway.Generate): checks the limits and fills defaults.
   absl::Status PrepareTokenRequest(v1::GenerateRequest* request) const;
+  // Runs a token-id request on a node, passing each response to `write` (false: the client is
+  // gone). `parent`: the client's call, whose deadline and cancellation propagate.
+  absl::Status RunTokenRequest(v1::GenerateRequest request, const grpc::ServerContext* parent,
+                               const std::function<bool(const v1::GenerateResponse&)>& write);
+  // Gateway.Abort: NOT_FOUND when no running request has this id.
+  absl::Status Abort(const std::string& request_id);
 
   // Longest context the deployment serves (prompt + output), for /v1/models.
   int64_t max_model_len() const;

@@ -244,7 +244,8 @@ void HttpServer::Routes() {
                     "text/plain; version=0.0.4; charset=utf-8");
   });
 
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
+                                                              httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     ApiError error;
     error.http_status = res.status;
@@ -254,7 +255,7 @@ void HttpServer::Routes() {
                                       : absl::StrCat("HTTP error ", res.status);
     SendError(res, error);
     return httplib::Server::HandlerResponse::Handled;
-  });
+  }));
   s.set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
         SendStatus(res, absl::InternalError("internal error while handling the request"));

@@ -2,6 +2,7 @@
 
 #include <oniguruma.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 
@@ -11,9 +12,16 @@ namespace afd::gateway {
 namespace {
 
 constexpr int kMaxProgramSize = 4096;
+
+// The pre-tokenizer regex of gpt-4o (o200k) and MiniMax-M2.
+constexpr std::string_view kO200kPattern =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 constexpr int kMaxRepeatCopies = 32;
 constexpr int kStackSize = 512;      // backtrack entries per Run; more means kUnknown
-constexpr int kStepBudget = 100000;  // instructions per Search; more means kUnknown
+constexpr int kStepBudget = 100000;  // backtracks per Search; more means kUnknown
 
 std::mutex& OnigCompileMutex() {
   static std::mutex* mu = new std::mutex;
@@ -447,6 +455,15 @@ class AsciiRegex::Compiler {
         for (size_t i = 0; i < n.kids.size(); ++i) {
           if (i + 1 < n.kids.size()) {
             const int split = Push({Inst::Op::kSplit, false, 0, 0});
+            // A branch that must consume a byte is skipped unless the next byte can start it.
+            bool nullable;
+            std::bitset<128> first;
+            Analyze(n.kids[i], &nullable, &first);
+            if (!nullable) {
+              prog[split].op = Inst::Op::kGuardedSplit;
+              prog[split].guard = static_cast<int>(out_->classes_.size());
+              out_->classes_.push_back(first);
+            }
             prog[split].x = Here();
             if (!Emit(n.kids[i])) return false;
             jumps.push_back(Push({Inst::Op::kJmp, false, 0, 0}));
@@ -468,12 +485,19 @@ class AsciiRegex::Compiler {
       }
       case Node::Kind::kRepeat: {
         const Node& body = n.kids[0];
+        if (body.kind == Node::Kind::kClass && n.greedy) {
+          Inst run{Inst::Op::kRun, false, body.cls, 0};
+          run.min = n.min;
+          run.max = n.max;
+          Push(run);
+          return true;
+        }
         for (int i = 0; i < n.min; ++i) {
           if (!Emit(body)) return false;
         }
         if (n.max < 0) {
           // L: split body, end (greedy) ; body ; jmp L ; end:
-          const int split = Push({Inst::Op::kSplit, false, 0, 0});
+          const int split = PushLoopSplit(body, n.greedy);
           const int body_start = Here();
           if (!Emit(body)) return false;
           Push({Inst::Op::kJmp, false, split, 0});
@@ -483,7 +507,7 @@ class AsciiRegex::Compiler {
         // Optional copies, nested: split a, end; a: body; split b, end; b: body; ... end:
         std::vector<int> splits;
         for (int i = n.min; i < n.max; ++i) {
-          splits.push_back(Push({Inst::Op::kSplit, false, 0, 0}));
+          splits.push_back(PushLoopSplit(body, n.greedy));
           const int body_start = Here();
           if (!Emit(body)) return false;
           prog[splits.back()].x = body_start;
@@ -493,6 +517,22 @@ class AsciiRegex::Compiler {
       }
     }
     return false;
+  }
+
+  // The split before an optional or repeated body. When greedy and the body must consume a byte,
+  // it is guarded: if the next byte cannot start the body, the exit is taken without a
+  // backtrack entry (entering the body would fail at once).
+  int PushLoopSplit(const Node& body, bool greedy) {
+    const int split = Push({Inst::Op::kSplit, false, 0, 0});
+    bool nullable;
+    std::bitset<128> first;
+    Analyze(body, &nullable, &first);
+    if (greedy && !nullable) {
+      out_->program_[split].op = Inst::Op::kGuardedSplit;
+      out_->program_[split].guard = static_cast<int>(out_->classes_.size());
+      out_->classes_.push_back(first);
+    }
+    return split;
   }
 
   void SetSplit(int split, int body, int exit, bool greedy) {
@@ -508,12 +548,162 @@ class AsciiRegex::Compiler {
   AsciiRegex* out_;
 };
 
-std::unique_ptr<AsciiRegex> AsciiRegex::Compile(std::string_view pattern) {
+std::unique_ptr<AsciiRegex> AsciiRegex::Compile(std::string_view pattern, bool specialize) {
   if (!IsValidUtf8(pattern)) return nullptr;
   std::unique_ptr<AsciiRegex> regex(new AsciiRegex);
   Compiler compiler(pattern, regex.get());
   if (!compiler.Build()) return nullptr;
+  regex->o200k_ = specialize && pattern == kO200kPattern;
   return regex;
+}
+
+// ASCII character classes of the o200k pattern, as Oniguruma defines them on ASCII.
+namespace {
+enum : uint8_t {
+  kUpper = 1,       // [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]
+  kLower = 2,       // [\p{Ll}\p{Lm}\p{Lo}\p{M}]
+  kDigit = 4,       // \p{N}
+  kSpace = 8,       // \s
+  kNewline = 16,    // [\r\n]
+  kOther = 32,      // [^\s\p{L}\p{N}]
+  kPrefix = 64,     // [^\r\n\p{L}\p{N}]
+  kNonAscii = 128,  // unknown: ask Oniguruma
+};
+
+struct O200kTable {
+  uint8_t bits[256];
+  O200kTable() {
+    for (int c = 0; c < 256; ++c) {
+      uint8_t b = 0;
+      if (c >= 0x80) {
+        b = kNonAscii;
+      } else if (c >= 'A' && c <= 'Z') {
+        b = kUpper;
+      } else if (c >= 'a' && c <= 'z') {
+        b = kLower;
+      } else if (c >= '0' && c <= '9') {
+        b = kDigit;
+      } else {
+        const bool space = (c >= 0x09 && c <= 0x0D) || c == ' ';
+        const bool newline = c == '\r' || c == '\n';
+        b = (space ? kSpace : kOther) | (newline ? kNewline : kPrefix);
+      }
+      bits[c] = b;
+    }
+  }
+};
+const O200kTable kO200k;
+
+}  // namespace
+
+// Hand-written form of kO200kPattern on ASCII (the alternatives are tried in order, with the
+// same backtracking outcomes as Oniguruma); any look at a non-ASCII byte gives kUnknown.
+AsciiRegex::Result AsciiRegex::SearchO200k(std::string_view text, size_t from,
+                                           size_t* match_start, size_t* match_end) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  const size_t p = from;
+  *match_start = p;
+  if (p >= n) return Result::kNoMatch;  // every alternative consumes a byte
+  auto bits = [&](size_t i) -> uint8_t { return i < n ? kO200k.bits[s[i]] : 0; };
+  auto run = [&](size_t i, uint8_t cls, bool* unknown) {
+    while (i < n && (kO200k.bits[s[i]] & cls)) ++i;
+    if (i < n && s[i] >= 0x80) *unknown = true;
+    return i;
+  };
+  bool unknown = false;
+  // (?i:'s|'t|'re|'ve|'m|'ll|'d)? at i: the number of bytes it takes.
+  auto contraction = [&](size_t i) -> size_t {
+    if (i >= n || s[i] != '\'') return 0;
+    if (i + 1 >= n) return 0;
+    if (s[i + 1] >= 0x80) {
+      unknown = true;  // case folding reaches beyond ASCII (e.g. U+017F)
+      return 0;
+    }
+    const char c1 = static_cast<char>(s[i + 1] | 0x20);
+    if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') return 2;
+    if (c1 == 'r' || c1 == 'v' || c1 == 'l') {
+      if (i + 2 >= n) return 0;
+      if (s[i + 2] >= 0x80) {
+        unknown = true;
+        return 0;
+      }
+      const char c2 = static_cast<char>(s[i + 2] | 0x20);
+      if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) {
+        return 3;
+      }
+    }
+    return 0;
+  };
+  const uint8_t first = bits(p);
+  if (first & kNonAscii) return Result::kUnknown;
+
+  // 1: [^\r\n\p{L}\p{N}]?[upper]*[lower]+(contraction)?
+  // 2: [^\r\n\p{L}\p{N}]?[upper]+[lower]*(contraction)?
+  // Upper and lower are disjoint on ASCII, so the runs never need to give bytes back; without
+  // the optional prefix byte both fail when it was there (it is neither upper nor lower).
+  {
+    const size_t q = (first & kPrefix) ? p + 1 : p;
+    const uint8_t at_q = bits(q);
+    if (at_q & kNonAscii) return Result::kUnknown;
+    if (at_q & (kUpper | kLower)) {
+      const size_t upper_end = run(q, kUpper, &unknown);
+      if (unknown) return Result::kUnknown;
+      size_t end = upper_end;
+      if ((bits(upper_end) & kLower) || upper_end > q) {
+        end = run(upper_end, kLower, &unknown);
+        if (unknown) return Result::kUnknown;
+        const size_t c = contraction(end);
+        if (unknown) return Result::kUnknown;
+        *match_end = end + c;
+        return Result::kMatch;
+      }
+    }
+  }
+  // 3: \p{N}{1,3}
+  if (first & kDigit) {
+    size_t end = p + 1;
+    while (end < p + 3 && (bits(end) & kDigit)) ++end;
+    if (end < p + 3 && (bits(end) & kNonAscii)) return Result::kUnknown;
+    *match_end = end;
+    return Result::kMatch;
+  }
+  // 4:  ?[^\s\p{L}\p{N}]+[\r\n/]*
+  {
+    const size_t q = s[p] == ' ' ? p + 1 : p;
+    const uint8_t at_q = bits(q);
+    if (at_q & kNonAscii) return Result::kUnknown;
+    if (at_q & kOther) {
+      size_t end = run(q, kOther, &unknown);
+      if (unknown) return Result::kUnknown;
+      while (end < n && (s[end] == '\r' || s[end] == '\n' || s[end] == '/')) ++end;
+      *match_end = end;
+      return Result::kMatch;
+    }
+  }
+  // 5: \s*[\r\n]+   6: \s+(?!\S)   7: \s+
+  if (first & kSpace) {
+    const size_t space_end = run(p, kSpace, &unknown);
+    if (unknown) return Result::kUnknown;  // a non-ASCII space would extend the run
+    size_t last_newline = n;
+    for (size_t i = space_end; i-- > p;) {
+      if (s[i] == '\r' || s[i] == '\n') {
+        last_newline = i;
+        break;
+      }
+    }
+    if (last_newline != n) {
+      *match_end = last_newline + 1;
+      return Result::kMatch;
+    }
+    if (space_end == n || space_end - p >= 2) {
+      *match_end = space_end == n ? n : space_end - 1;
+      return Result::kMatch;
+    }
+    *match_end = space_end;
+    return Result::kMatch;
+  }
+  return Result::kUnknown;  // not reached on ASCII: every byte starts some alternative
 }
 
 AsciiRegex::Result AsciiRegex::Run(int32_t pc, std::string_view text, size_t pos, size_t* end,
@@ -522,57 +712,91 @@ AsciiRegex::Result AsciiRegex::Run(int32_t pc, std::string_view text, size_t pos
   int depth = 0;
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
-  while (true) {
-    if (--*budget < 0) return Result::kUnknown;
-    const Inst& inst = program_[pc];
-    bool fail = false;
-    switch (inst.op) {
-      case Inst::Op::kChar:
-        if (pos >= n) {
-          fail = true;
-        } else if (s[pos] >= 0x80) {
-          return Result::kUnknown;
-        } else if (classes_[inst.x][s[pos]]) {
-          ++pos;
-          ++pc;
-        } else {
-          fail = true;
-        }
-        break;
-      case Inst::Op::kSplit:
-        if (depth == kStackSize) return Result::kUnknown;
-        stack[depth++] = {inst.y, static_cast<uint32_t>(pos)};
-        pc = inst.x;
-        break;
-      case Inst::Op::kJmp:
-        pc = inst.x;
-        break;
-      case Inst::Op::kMatch:
-        *end = pos;
-        return Result::kMatch;
-      case Inst::Op::kLook: {
-        size_t look_end;
-        const Result r = Run(inst.x, text, pos, &look_end, budget);
-        if (r == Result::kUnknown) return r;
-        if ((r == Result::kMatch) != inst.negative) {
-          pc = inst.y;
-        } else {
-          fail = true;
-        }
-        break;
-      }
-    }
-    if (fail) {
-      if (depth == 0) return Result::kNoMatch;
-      --depth;
-      pc = stack[depth].pc;
-      pos = stack[depth].pos;
-    }
+  const Inst* prog = program_.data();
+  // Each instruction dispatches through its own indirect jump (computed goto), which the
+  // branch predictor handles far better than one shared switch.
+  static const void* const kDispatch[] = {&&op_char, &&op_run,   &&op_split, &&op_guarded,
+                                          &&op_jmp,  &&op_match, &&op_look};
+#define AFD_DISPATCH() goto* kDispatch[static_cast<int>(prog[pc].op)]
+  AFD_DISPATCH();
+
+op_char : {
+  const Inst& inst = prog[pc];
+  if (pos >= n) goto fail;
+  if (s[pos] >= 0x80) return Result::kUnknown;
+  if (!classes_[inst.x][s[pos]]) goto fail;
+  ++pos;
+  ++pc;
+  AFD_DISPATCH();
+}
+op_run : {
+  // Take as many as allowed, then give them back one by one on backtracking.
+  const Inst& inst = prog[pc];
+  const std::bitset<128>& cls = classes_[inst.x];
+  const size_t limit = inst.max < 0 ? n : std::min(n, pos + inst.max);
+  size_t j = pos;
+  while (j < limit && s[j] < 0x80 && cls[s[j]]) ++j;
+  if (j < limit && s[j] >= 0x80) return Result::kUnknown;
+  if (j - pos < static_cast<size_t>(inst.min)) goto fail;
+  const size_t low = pos + inst.min;
+  if (j > low) {
+    if (depth == kStackSize) return Result::kUnknown;
+    stack[depth++] = {pc + 1, static_cast<uint32_t>(j - 1), static_cast<uint32_t>(low)};
   }
+  pos = j;
+  ++pc;
+  AFD_DISPATCH();
+}
+op_guarded : {
+  const Inst& inst = prog[pc];
+  if (pos >= n || (s[pos] < 0x80 && !classes_[inst.guard][s[pos]])) {
+    pc = inst.y;
+    AFD_DISPATCH();
+  }
+  goto op_split;
+}
+op_split : {
+  const Inst& inst = prog[pc];
+  if (depth == kStackSize) return Result::kUnknown;
+  stack[depth++] = {inst.y, static_cast<uint32_t>(pos), kNoRun};
+  pc = inst.x;
+  AFD_DISPATCH();
+}
+op_jmp:
+  pc = prog[pc].x;
+  AFD_DISPATCH();
+op_match:
+  *end = pos;
+  return Result::kMatch;
+op_look : {
+  const Inst& inst = prog[pc];
+  size_t look_end;
+  const Result r = Run(inst.x, text, pos, &look_end, budget);
+  if (r == Result::kUnknown) return r;
+  if ((r == Result::kMatch) == inst.negative) goto fail;
+  pc = inst.y;
+  AFD_DISPATCH();
+}
+fail : {
+  // Backtracking is what can explode, so it is what the budget counts.
+  if (depth == 0) return Result::kNoMatch;
+  if (--*budget < 0) return Result::kUnknown;
+  Thread& top = stack[depth - 1];
+  pc = top.pc;
+  pos = top.pos;
+  if (top.low != kNoRun && top.pos > top.low) {
+    --top.pos;  // the next retry of this run gives back one more byte
+  } else {
+    --depth;
+  }
+  AFD_DISPATCH();
+}
+#undef AFD_DISPATCH
 }
 
 AsciiRegex::Result AsciiRegex::Search(std::string_view text, size_t from, size_t* match_start,
                                       size_t* match_end) const {
+  if (o200k_) return SearchO200k(text, from, match_start, match_end);
   int budget = kStepBudget;
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   if (text.size() > UINT32_MAX) {

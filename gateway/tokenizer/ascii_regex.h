@@ -21,8 +21,9 @@ class AsciiRegex {
   enum class Result { kMatch, kNoMatch, kUnknown };
 
   // Returns nullptr when the pattern uses syntax outside the supported subset (anchors,
-  // backreferences, lookbehind, possessive quantifiers, non-ASCII case folding, ...).
-  static std::unique_ptr<AsciiRegex> Compile(std::string_view pattern);
+  // backreferences, lookbehind, possessive quantifiers, non-ASCII case folding, ...). The
+  // o200k pattern (gpt-4o, MiniMax-M2) gets a hand-written scanner unless `specialize` is false.
+  static std::unique_ptr<AsciiRegex> Compile(std::string_view pattern, bool specialize = true);
 
   // Same contract as onig_search(text, start = from, range = end): the leftmost match starting
   // at or after `from`, lookahead seeing all of `text`. On kUnknown, *match_start is a position
@@ -31,19 +32,28 @@ class AsciiRegex {
 
  private:
   struct Inst {
-    enum class Op : uint8_t { kChar, kSplit, kJmp, kMatch, kLook };
+    enum class Op : uint8_t { kChar, kRun, kSplit, kGuardedSplit, kJmp, kMatch, kLook };
     Op op;
     bool negative = false;  // kLook: negative lookahead
-    int32_t x = 0;          // kChar: class index; kSplit: preferred target; kJmp: target;
-                            // kLook: first instruction of the sub-program
-    int32_t y = 0;          // kSplit: other target; kLook: instruction after the lookahead
+    int32_t x = 0;  // kChar, kRun: class index; kSplit, kGuardedSplit: preferred target;
+                    // kJmp: target; kLook: first instruction of the sub-program
+    int32_t y = 0;  // kSplit: other target; kGuardedSplit: other target, taken directly when
+                    // the next byte is not in class `guard`; kLook: instruction after it
+    int32_t guard = 0;  // kGuardedSplit: class of bytes that can start the preferred branch
+    int32_t min = 0;    // kRun: greedy repeat of one class, min..max times (max < 0: no limit)
+    int32_t max = 0;
   };
   struct Thread {
     int32_t pc;
     uint32_t pos;
+    uint32_t low;  // kRun backtracking: retry at pos - 1, ..., low; kNoRun for plain entries
   };
+  static constexpr uint32_t kNoRun = UINT32_MAX;
   class Compiler;
 
+  // The hand-written o200k scanner: the same contract as Search.
+  static Result SearchO200k(std::string_view text, size_t from, size_t* match_start,
+                            size_t* match_end);
   // Runs the program from `pc` at `pos` until a kMatch instruction (or, for a lookahead
   // sub-program, its end): sets *end and returns kMatch, or kNoMatch / kUnknown.
   Result Run(int32_t pc, std::string_view text, size_t pos, size_t* end, int* budget) const;
@@ -53,6 +63,7 @@ class AsciiRegex {
   // Bytes that can start a match (all 128 when the pattern can match the empty string).
   std::bitset<128> first_;
   bool nullable_ = false;
+  bool o200k_ = false;
 };
 
 }  // namespace afd::gateway

@@ -98,7 +98,8 @@ TestQuant MakeAwq(int64_t rows, int64_t cols, int group, WeightType scale_type, 
   const size_t sz = scale_type == WeightType::kF32 ? 4 : 2;
   tq.scales.resize(groups * rows * sz);
   std::uniform_int_distribution<int> pick(-64, 64);
-  for (int64_t i = 0; i < groups * rows; ++i) PutScale(tq.scales, i, pick(rng) / 4096.0f, scale_type);
+  for (int64_t i = 0; i < groups * rows; ++i)
+    PutScale(tq.scales, i, pick(rng) / 4096.0f, scale_type);
   tq.m.format = QuantFormat::kAwqInt4;
   tq.m.rows = rows;
   tq.m.cols = cols;
@@ -278,8 +279,9 @@ TEST(QuantMatMulTest, MlxBothKernelsMatchReference) {
   std::mt19937 rng(7);
   for (int bits : {2, 3, 4, 5, 6, 8}) {
     for (int group : {32, 64, 128}) {
-      const WeightType st = bits == 5 ? WeightType::kF16 : bits == 6 ? WeightType::kF32
-                                                                     : WeightType::kBF16;
+      const WeightType st = bits == 5   ? WeightType::kF16
+                            : bits == 6 ? WeightType::kF32
+                                        : WeightType::kBF16;
       TestQuant tq = MakeMlx(37, 256, bits, group, st, rng);
       for (int64_t n : {1, 3, 8, 11, 17}) {
         const std::vector<float> x = RandomX(n * tq.m.cols, rng);
@@ -289,8 +291,7 @@ TEST(QuantMatMulTest, MlxBothKernelsMatchReference) {
         ForEachTarget([&](const std::string& target) {
           for (bool prefill : {false, true}) {
             std::vector<float> got(n * tq.m.rows, -7.0f);
-            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(),
-                                            prefill);
+            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(), prefill);
             ExpectMatches(mag, n, tq.m, got, want,
                           target + " mlx bits " + std::to_string(bits) + " group " +
                               std::to_string(group) + " n " + std::to_string(n) +
@@ -309,7 +310,7 @@ TEST(QuantMatMulTest, AwqBothKernelsMatchReference) {
   std::mt19937 rng(11);
   for (int group : {32, 64, 128, 256}) {
     for (bool zeros : {true, false}) {
-      const WeightType st = group == 64 ? WeightType::kBF16
+      const WeightType st = group == 64    ? WeightType::kBF16
                             : group == 128 ? WeightType::kF32
                                            : WeightType::kF16;
       // 200 outputs: full tiles, single chunks and an 8-column tail on every target.
@@ -322,8 +323,7 @@ TEST(QuantMatMulTest, AwqBothKernelsMatchReference) {
         ForEachTarget([&](const std::string& target) {
           for (bool prefill : {false, true}) {
             std::vector<float> got(n * tq.m.rows, -7.0f);
-            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(),
-                                            prefill);
+            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(), prefill);
             ExpectMatches(mag, n, tq.m, got, want,
                           target + " awq group " + std::to_string(group) + " zeros " +
                               std::to_string(zeros) + " n " + std::to_string(n) +

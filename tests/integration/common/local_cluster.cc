@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -165,6 +166,11 @@ LocalCluster::~LocalCluster() {
   if (attention_ != nullptr) attention_->Stop(SIGKILL);
   for (auto& e : experts_) {
     if (e != nullptr) e->Stop(SIGKILL);
+  }
+  // Keep the logs of a failed test for a look; drop them otherwise.
+  if (!::testing::Test::HasFailure()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
   }
 }
 

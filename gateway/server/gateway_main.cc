@@ -1,0 +1,322 @@
+// afd-gateway: the client-facing node. Serves the OpenAI-compatible HTTP API and the
+// afd.v1.Gateway gRPC service, tokenizes and renders chat prompts, and routes each request to
+// the least loaded attention node of cluster.yaml. Binds first (liveness SERVING, readiness
+// NOT_SERVING), loads the tokenizer, then reports ready while at least one attention node is.
+// SIGINT/SIGTERM stop it cleanly.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/cluster/cluster_config.h"
+#include "common/model_config.h"
+#include "common/rpc/server.h"
+#include "gateway/chat/chat_template.h"
+#include "gateway/server/gateway_core.h"
+#include "gateway/server/gateway_service.h"
+#include "gateway/server/http_server.h"
+#include "gateway/server/prompt_encoder.h"
+#include "gateway/tokenizer/tokenizer.h"
+
+namespace {
+
+void Usage(FILE* f) {
+  std::fprintf(
+      f,
+      "usage: afd-gateway --config cluster.yaml --node NAME [overrides]\n"
+      "       afd-gateway --model DIR --attention ADDR[,ADDR...] [--port N] [--http-port N]\n\n"
+      "Serves the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions,\n"
+      "/v1/models, /health, /metrics) and the afd.v1.Gateway gRPC service, routing each\n"
+      "request to the attention node with the most free KV blocks.\n"
+      "  --config FILE          cluster.yaml (nodes, limits, TLS)\n"
+      "  --node NAME            which gateway of the config this process is\n"
+      "  --model DIR            model directory (tokenizer, config.json, chat template)\n"
+      "  --tokenizer DIR        tokenizer directory (default: the model directory)\n"
+      "  --attention LIST       attention nodes without a config: [NAME=]ADDR,...\n"
+      "  --port N | --listen A  gRPC listen address (default: config)\n"
+      "  --http-port N          HTTP port on 0.0.0.0 (0 = any free port; default: config\n"
+      "                         http_listen, else 8080)\n"
+      "  --http-listen HOST:PORT  HTTP listen address\n"
+      "  --no-http              serve gRPC only\n"
+      "  --served-model-name S  the model name clients use (default: model directory name)\n"
+      "  --api-key KEY          require `Authorization: Bearer KEY` (default: $AFD_API_KEY)\n"
+      "  --reasoning-mode M     append_think (default) or split; requests may override\n"
+      "  --model-identity TEXT  system text when a chat has no system message\n"
+      "  --http-threads N       concurrent HTTP requests (default 64)\n"
+      "  --max-in-flight N      requests in the gateway before 429 (default 1024)\n"
+      "  --request-timeout-s S  deadline of each request on the attention node (default none)\n"
+      "  --enable-forced-output accept the afd_forced_output test field (tests only)\n"
+      "  --log-requests         one line per HTTP request on stdout\n");
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "afd-gateway: %s\n", message.c_str());
+  return 1;
+}
+
+std::string BaseName(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool SplitHostPort(const std::string& address, std::string* host, int* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = address.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return absl::SimpleAtoi(address.substr(colon + 1), port) && *port >= 0 && *port <= 65535;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, node_name, model_dir, tokenizer_dir, attention_list, listen;
+  std::string http_listen, served_name, reasoning = "append_think", identity;
+  std::string api_key = std::getenv("AFD_API_KEY") != nullptr ? std::getenv("AFD_API_KEY") : "";
+  int port = -1, http_port = -1, http_threads = 64, max_in_flight = 1024, timeout_s = 0;
+  bool no_http = false, forced_output = false, log_requests = false, identity_set = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "afd-gateway: %s needs a value\n", arg.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    auto number = [&](int* out) {
+      const std::string v = value();
+      if (!absl::SimpleAtoi(v, out) || *out < 0) {
+        std::fprintf(stderr, "afd-gateway: bad value for %s: %s\n", arg.c_str(), v.c_str());
+        std::exit(2);
+      }
+    };
+    if (arg == "--help" || arg == "-h") {
+      Usage(stdout);
+      return 0;
+    } else if (arg == "--config") {
+      config_path = value();
+    } else if (arg == "--node") {
+      node_name = value();
+    } else if (arg == "--model") {
+      model_dir = value();
+    } else if (arg == "--tokenizer") {
+      tokenizer_dir = value();
+    } else if (arg == "--attention") {
+      attention_list = value();
+    } else if (arg == "--port") {
+      number(&port);
+    } else if (arg == "--listen") {
+      listen = value();
+    } else if (arg == "--http-port") {
+      number(&http_port);
+    } else if (arg == "--http-listen") {
+      http_listen = value();
+    } else if (arg == "--no-http") {
+      no_http = true;
+    } else if (arg == "--served-model-name") {
+      served_name = value();
+    } else if (arg == "--api-key") {
+      api_key = value();
+    } else if (arg == "--reasoning-mode") {
+      reasoning = value();
+    } else if (arg == "--model-identity") {
+      identity = value();
+      identity_set = true;
+    } else if (arg == "--http-threads") {
+      number(&http_threads);
+    } else if (arg == "--max-in-flight") {
+      number(&max_in_flight);
+    } else if (arg == "--request-timeout-s") {
+      number(&timeout_s);
+    } else if (arg == "--enable-forced-output") {
+      forced_output = true;
+    } else if (arg == "--log-requests") {
+      log_requests = true;
+    } else {
+      std::fprintf(stderr, "afd-gateway: unknown argument %s\n\n", arg.c_str());
+      Usage(stderr);
+      return 2;
+    }
+  }
+
+  // Flags -> settings: the config's entry, then the overrides.
+  afd::ClusterConfig cluster;
+  std::vector<afd::gateway::AttentionEndpoint> endpoints;
+  if (!config_path.empty()) {
+    if (node_name.empty()) return Fail("--config needs --node NAME");
+    absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(config_path);
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+    cluster = *std::move(loaded);
+    const afd::GatewayConfig* node = cluster.FindGateway(node_name);
+    if (node == nullptr) {
+      std::string names;
+      for (const auto& g : cluster.gateways) absl::StrAppend(&names, " ", g.node.name);
+      return Fail(absl::StrCat(config_path, ": no gateway named \"", node_name,
+                               "\" (gateways:", names.empty() ? " none" : names, ")"));
+    }
+    if (model_dir.empty()) model_dir = cluster.model_dir;
+    if (listen.empty() && port < 0) listen = afd::ListenAddress(node->node);
+    if (http_listen.empty() && http_port < 0) http_listen = node->http_listen;
+    for (const afd::AttentionNodeConfig& a : cluster.attention_nodes) {
+      endpoints.push_back({a.node.name, a.node.address});
+    }
+  } else if (node_name.empty()) {
+    node_name = "gateway";
+  }
+  if (!attention_list.empty()) {
+    endpoints.clear();
+    int index = 0;
+    for (absl::string_view item : absl::StrSplit(attention_list, ',', absl::SkipEmpty())) {
+      const std::string entry(item);
+      const size_t eq = entry.find('=');
+      if (eq == std::string::npos) {
+        endpoints.push_back({absl::StrCat("attn", index), entry});
+      } else {
+        endpoints.push_back({entry.substr(0, eq), entry.substr(eq + 1)});
+      }
+      ++index;
+    }
+  }
+  if (model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
+  if (endpoints.empty()) return Fail("no attention nodes: pass --attention or a --config");
+  if (tokenizer_dir.empty()) tokenizer_dir = model_dir;
+  if (port >= 0) listen = absl::StrCat("[::]:", port);
+  if (listen.empty()) return Fail("no gRPC listen address: pass --port N, --listen or --config");
+  std::string http_host = "0.0.0.0";
+  if (!no_http) {
+    if (http_port >= 0) {
+      http_listen = absl::StrCat("0.0.0.0:", http_port);
+    } else if (http_listen.empty()) {
+      http_listen = "0.0.0.0:8080";
+    }
+    if (!SplitHostPort(http_listen, &http_host, &http_port)) {
+      return Fail(absl::StrCat("bad HTTP listen address \"", http_listen, "\""));
+    }
+  }
+
+  afd::gateway::GatewayOptions options;
+  options.node_name = node_name;
+  options.served_model_name = served_name.empty() ? BaseName(model_dir) : served_name;
+  options.api_key = api_key;
+  absl::StatusOr<afd::gateway::ReasoningMode> mode = afd::gateway::ParseReasoningMode(reasoning);
+  if (!mode.ok()) return Fail("--reasoning-mode must be append_think or split");
+  options.reasoning_mode = *mode;
+  if (identity_set) options.chat_template.model_identity = identity;
+  options.enable_forced_output = forced_output;
+  options.max_prompt_tokens = cluster.limits.max_prompt_tokens;
+  options.max_new_tokens = cluster.limits.max_new_tokens;
+  options.kv_block_tokens = cluster.limits.kv_block_tokens;
+  options.max_in_flight = max_in_flight;
+  if (timeout_s > 0) options.request_timeout = absl::Seconds(timeout_s);
+
+  // SIGINT/SIGTERM are taken by sigtimedwait below; block them before any thread starts.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // The model's facts the gateway needs: context length, sampling defaults, chat template.
+  absl::StatusOr<afd::ModelConfig> model = afd::LoadModelConfig(model_dir);
+  if (!model.ok()) return Fail(std::string(model.status().message()));
+  options.context_length = model->max_position_embeddings;
+  absl::StatusOr<afd::gateway::SamplingSettings> defaults =
+      afd::gateway::LoadGenerationDefaults(model_dir);
+  if (!defaults.ok()) return Fail(std::string(defaults.status().message()));
+  options.default_sampling = *defaults;
+  absl::StatusOr<afd::gateway::ChatTemplateSource> chat_template =
+      afd::gateway::CheckModelChatTemplate(tokenizer_dir);
+  if (!chat_template.ok()) return Fail(std::string(chat_template.status().message()));
+
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::unique_ptr<afd::gateway::Tokenizer>> tokenizer =
+      afd::gateway::Tokenizer::LoadFromDirectory(tokenizer_dir);
+  if (!tokenizer.ok()) {
+    return Fail(absl::StrCat(tokenizer_dir, ": ", tokenizer.status().message()));
+  }
+  absl::StatusOr<std::unique_ptr<afd::gateway::PromptEncoder>> encoder =
+      afd::gateway::PromptEncoder::CreateFromDirectory(tokenizer->get(), tokenizer_dir);
+  if (!encoder.ok()) return Fail(absl::StrCat(tokenizer_dir, ": ", encoder.status().message()));
+  if (std::optional<int32_t> eos = (*tokenizer)->eos_token_id(); eos.has_value()) {
+    options.chat_stop_token_ids.push_back(*eos);
+  }
+
+  afd::gateway::AttentionPoolOptions pool_options;
+  pool_options.tls = cluster.tls;
+  pool_options.reconnect_initial_backoff_ms = cluster.deadlines.reconnect_initial_backoff_ms;
+  pool_options.reconnect_max_backoff_ms = cluster.deadlines.reconnect_max_backoff_ms;
+  absl::StatusOr<std::unique_ptr<afd::gateway::AttentionPool>> pool =
+      afd::gateway::AttentionPool::Create(endpoints, pool_options);
+  if (!pool.ok()) return Fail(std::string(pool.status().message()));
+
+  afd::gateway::GatewayCore core(options, *std::move(tokenizer), *std::move(encoder),
+                                 *std::move(pool));
+  afd::gateway::GatewayService service(&core);
+  const std::string service_name = afd::v1::Gateway::service_full_name();
+  absl::StatusOr<std::unique_ptr<afd::rpc::NodeServer>> server =
+      afd::rpc::NodeServer::Start({listen, cluster.tls}, {{service_name, &service}});
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+
+  std::unique_ptr<afd::gateway::HttpServer> http;
+  if (!no_http) {
+    afd::gateway::HttpOptions http_options;
+    http_options.host = http_host;
+    http_options.port = http_port;
+    http_options.threads = std::max(4, http_threads);
+    http_options.log_requests = log_requests;
+    http = std::make_unique<afd::gateway::HttpServer>(&core, http_options);
+    if (absl::Status s = http->Start(); !s.ok()) {
+      (*server)->Shutdown(absl::ZeroDuration());
+      return Fail(std::string(s.message()));
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("afd-gateway: %s gRPC on %s port %d, HTTP on %s, model \"%s\" (tokenizer %s, %s "
+              "chat template, loaded in %.2f s), %zu attention node(s)\n",
+              node_name.c_str(), listen.c_str(), (*server)->port(),
+              http == nullptr ? "(off)"
+                              : absl::StrCat(http_host, ":", http->port()).c_str(),
+              options.served_model_name.c_str(), tokenizer_dir.c_str(),
+              chat_template->built_in ? "built-in" : chat_template->path.c_str(), seconds,
+              endpoints.size());
+  std::fflush(stdout);
+
+  // Ready while some attention node is; re-checked until a stop signal arrives.
+  bool serving = false;
+  int signal_number = 0;
+  const timespec tick{0, 200 * 1000 * 1000};
+  while (true) {
+    const bool ready = core.pool().AnyReady();
+    if (ready != serving) {
+      serving = ready;
+      (*server)->SetServing(service_name, serving);
+      std::printf("afd-gateway: %s %s\n", node_name.c_str(),
+                  serving ? "ready" : "not ready (no attention node is ready)");
+      std::fflush(stdout);
+    }
+    signal_number = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (signal_number > 0) break;
+  }
+  std::printf("afd-gateway: %s stopping (signal %d)\n", node_name.c_str(), signal_number);
+  std::fflush(stdout);
+  (*server)->SetServing(service_name, false);
+  if (http != nullptr) http->Stop();
+  (*server)->Shutdown(absl::Seconds(1));
+  (*server)->Wait();
+  return 0;
+}
