@@ -12,6 +12,8 @@
 namespace afd::attention {
 namespace {
 
+constexpr uint64_t kNeverAdmitted = ~uint64_t{0};
+
 // The logprobs Sampler::Sample reports (log-softmax of the raw logits in double, top-n by
 // decreasing logit, lower id first on ties), for a token chosen by teacher forcing.
 SampleResult ForcedResult(absl::Span<const float> logits, int32_t token, int top_n) {
@@ -70,7 +72,7 @@ struct Scheduler::Sequence {
   std::vector<int32_t> tokens;  // prompt + generated: what the cache must hold
   int64_t computed = 0;         // tokens of `tokens` in the cache
   int seq = -1;                 // KvCache sequence while admitted
-  uint64_t admission = 0;
+  uint64_t admission = kNeverAdmitted;
   bool prompt_logits_sent = false;
   std::vector<float> prompt_logits;  // [rows so far, vocab] while collecting
   bool ended = false;
@@ -235,11 +237,6 @@ absl::Status Scheduler::Submit(GenerationRequest request, UpdateSink sink) {
   if (live_ids_.contains(id)) {
     return absl::AlreadyExistsError(absl::StrCat("request id \"", id, "\" is already running"));
   }
-  if (queued_ >= std::max(options_.max_queue_depth, 1)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the attention node is full: ", queued_, " requests are waiting for kv cache space "
-        "(max_queue_depth ", options_.max_queue_depth, ")"));
-  }
   live_ids_.insert(id);
   ++queued_;
   incoming_.push_back(std::move(seq));
@@ -275,6 +272,7 @@ void Scheduler::PublishLoad() {
 void Scheduler::Loop() {
   while (Drain()) {
     Admit();
+    RefuseOverflow();
     std::vector<StepInput> inputs;
     std::vector<Sequence*> owners;
     BuildStep(&inputs, &owners);
@@ -363,6 +361,25 @@ void Scheduler::Admit() {
     absl::MutexLock lock(&mu_);
     --queued_;
   }
+}
+
+void Scheduler::RefuseOverflow() {
+  // The newest requests beyond the queue bound; preempted sequences keep their place.
+  int64_t fresh = 0;
+  for (const auto& s : waiting_) fresh += s->admission == kNeverAdmitted ? 1 : 0;
+  for (auto it = waiting_.rbegin(); it != waiting_.rend() && fresh > options_.max_queue_depth;
+       ++it) {
+    Sequence& s = **it;
+    if (s.admission != kNeverAdmitted) continue;
+    End(s, FinishReason::kNone,
+        absl::ResourceExhaustedError(absl::StrCat(
+            "the attention node is full: ", fresh - 1, " requests already wait for kv cache "
+            "space or a sequence slot (max_queue_depth ", options_.max_queue_depth, ")")));
+    --fresh;
+  }
+  waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
+                                [](const std::unique_ptr<Sequence>& s) { return s->ended; }),
+                 waiting_.end());
 }
 
 void Scheduler::BuildStep(std::vector<StepInput>* inputs, std::vector<Sequence*>* owners) {
@@ -517,8 +534,8 @@ void Scheduler::Advance(Sequence& s, int64_t chunk, const StepOutput& out, size_
     return;
   }
   update.finish = finish;
+  End(s, FinishReason::kNone, absl::OkStatus());  // frees the cache and the id first
   Emit(s, std::move(update));
-  End(s, FinishReason::kNone, absl::OkStatus());
 }
 
 void Scheduler::Emit(Sequence& seq, GenerationUpdate update) { seq.sink(std::move(update)); }
@@ -531,7 +548,13 @@ void Scheduler::End(Sequence& seq, FinishReason reason, absl::Status status) {
     cache_->FreeSequence(seq.seq).IgnoreError();
     seq.seq = -1;
   }
-  // reason kNone with OK status: the final update was already emitted by Advance.
+  {
+    // Forgotten before the last update goes out, so the id is free again once it arrives.
+    absl::MutexLock lock(&mu_);
+    live_ids_.erase(seq.request.id);
+    if (was_waiting) --queued_;
+  }
+  // reason kNone with OK status: Advance already sent the last update.
   if (reason != FinishReason::kNone || !status.ok()) {
     GenerationUpdate update;
     update.finish = reason;
@@ -540,9 +563,6 @@ void Scheduler::End(Sequence& seq, FinishReason reason, absl::Status status) {
     update.completion_tokens = seq.generated();
     Emit(seq, std::move(update));
   }
-  absl::MutexLock lock(&mu_);
-  live_ids_.erase(seq.request.id);
-  if (was_waiting) --queued_;
 }
 
 }  // namespace afd::attention

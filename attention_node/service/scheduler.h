@@ -107,8 +107,9 @@ class Scheduler {
   // Queues `request`; its updates go to `sink`. Refused (sink never called) with
   // INVALID_ARGUMENT (empty prompt or id, token id outside the vocabulary, bad sampling values,
   // prompt beyond max_prompt_tokens or the model's context), ALREADY_EXISTS (id in use),
-  // RESOURCE_EXHAUSTED (prompt larger than the whole KV cache, or the queue is full),
-  // UNAVAILABLE (shutting down).
+  // RESOURCE_EXHAUSTED (prompt larger than the whole KV cache), UNAVAILABLE (shutting down).
+  // A request that cannot be admitted at once waits; when more than max_queue_depth wait, the
+  // newest ones end (through their sink) with RESOURCE_EXHAUSTED.
   absl::Status Submit(GenerationRequest request, UpdateSink sink);
   // Ends a waiting or running request: its KV blocks are freed and its last update
   // (finish kAbort) sent before the next step starts. NOT_FOUND for an unknown id.
@@ -129,6 +130,8 @@ class Scheduler {
   bool Drain();
   bool HasNews() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Admit();
+  // Refuses (RESOURCE_EXHAUSTED) the newest never-admitted requests beyond max_queue_depth.
+  void RefuseOverflow();
   // Chooses this step's chunks and reserves their KV blocks (preempting if short).
   void BuildStep(std::vector<StepInput>* inputs, std::vector<Sequence*>* owners);
   void RunStep(const std::vector<StepInput>& inputs, const std::vector<Sequence*>& owners);

@@ -333,7 +333,7 @@ void ScalePacked(const float* HWY_RESTRICT in, int64_t n, int64_t cols, int64_t 
     if (block_cols % chunk == 0) {  // one scale for the whole chunk
       const VF s = hn::Set(d, scales[c / block_cols] * mul);
       for (int64_t i = 0; i < chunk * n; i += lanes) {
-        hn::Store(hn::Mul(hn::Load(d, src + i), s), d, dst + i);
+        hn::Store(hn::Mul(hn::LoadU(d, src + i), s), d, dst + i);
       }
     } else {
       for (int v = 0; v < Dec::kVecs; ++v) {

@@ -13,9 +13,12 @@ bool ShapeIs(const TensorView& t, const std::vector<int64_t>& shape) { return t.
 
 absl::StatusOr<kernels::WeightType> ScaleType(const TensorView& t) {
   switch (t.dtype) {
-    case DType::kF32: return kernels::WeightType::kF32;
-    case DType::kBF16: return kernels::WeightType::kBF16;
-    case DType::kF16: return kernels::WeightType::kF16;
+    case DType::kF32:
+      return kernels::WeightType::kF32;
+    case DType::kBF16:
+      return kernels::WeightType::kBF16;
+    case DType::kF16:
+      return kernels::WeightType::kF16;
     default:
       return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor '", t.name, "': dtype ",
                                                      DTypeName(t.dtype),
@@ -63,8 +66,8 @@ absl::StatusOr<kernels::QuantMatrix> LoadAwqLinear(const Checkpoint& checkpoint,
   ASSIGN_OR_RETURN(TensorView qweight, checkpoint.Get(prefix + ".qweight"));
   absl::StatusOr<TensorView> scales = checkpoint.Get(prefix + ".scales");
   if (!scales.ok()) {
-    return absl::NotFoundError(absl::StrCat(checkpoint.dir(), ": AWQ module '", prefix,
-                                            "' has a qweight but no scales"));
+    return absl::NotFoundError(
+        absl::StrCat(checkpoint.dir(), ": AWQ module '", prefix, "' has a qweight but no scales"));
   }
   int64_t group = config.weight_format == WeightFormat::kAwq ? config.quant_group_size : 0;
   if (group == -1) group = in;
@@ -77,8 +80,8 @@ absl::StatusOr<kernels::QuantMatrix> LoadAwqLinear(const Checkpoint& checkpoint,
                                                    " input features of '", prefix, "'"));
   }
   if (out % 8 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("AWQ '", prefix, "': ", out,
-                                                   " output features are not a multiple of 8"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("AWQ '", prefix, "': ", out, " output features are not a multiple of 8"));
   }
   const std::string layout = absl::StrCat("for 4-bit AWQ codes (8 per int32 along the ", out,
                                           " outputs) of a [", out, ", ", in, "] linear");
@@ -161,8 +164,8 @@ absl::StatusOr<kernels::QuantMatrix> LoadMlxLinear(const Checkpoint& checkpoint,
   }
   const int64_t bits = p.bits, group = p.group_size;
   if (!(bits >= 2 && bits <= 8 && bits != 7)) {
-    return absl::InvalidArgumentError(absl::StrCat("MLX '", prefix, "': bits ", bits,
-                                                   " is not 2, 3, 4, 5, 6 or 8"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("MLX '", prefix, "': bits ", bits, " is not 2, 3, 4, 5, 6 or 8"));
   }
   if (group <= 0 || in % group != 0) {
     return absl::InvalidArgumentError(absl::StrCat("MLX group_size ", group,
@@ -186,9 +189,9 @@ absl::StatusOr<kernels::QuantMatrix> LoadMlxLinear(const Checkpoint& checkpoint,
     if (words > 0 && (words * 32) % in == 0) {
       implied = absl::StrCat("; its last dimension implies ", words * 32 / in, " bits");
     }
-    return WrongShape(weight, want_weight,
-                      absl::StrCat("for ", bits, "-bit MLX codes of a [", out, ", ", in,
-                                   "] linear", implied));
+    return WrongShape(
+        weight, want_weight,
+        absl::StrCat("for ", bits, "-bit MLX codes of a [", out, ", ", in, "] linear", implied));
   }
   for (const TensorView* t : {&*scales, &*biases}) {
     if (!ShapeIs(*t, want_scales)) {
@@ -207,8 +210,8 @@ absl::StatusOr<kernels::QuantMatrix> LoadMlxLinear(const Checkpoint& checkpoint,
         ", expected the scales' ", DTypeName(scales->dtype)));
   }
   if (num_experts > 0 && (expert < 0 || expert >= num_experts)) {
-    return absl::InvalidArgumentError(absl::StrCat("'", prefix, "': expert ", expert,
-                                                   " outside [0, ", num_experts, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", prefix, "': expert ", expert, " outside [0, ", num_experts, ")"));
   }
   const int64_t e = num_experts > 0 ? expert : 0;
   const size_t scale_bytes = DTypeSize(scales->dtype);
@@ -231,9 +234,12 @@ absl::StatusOr<kernels::QuantMatrix> LoadQuantizedLinear(const Checkpoint& check
                                                          const std::string& prefix, int64_t out,
                                                          int64_t in) {
   switch (DetectModuleFormat(checkpoint, prefix)) {
-    case ModuleFormat::kAwq: return LoadAwqLinear(checkpoint, config, prefix, out, in);
-    case ModuleFormat::kMlx: return LoadMlxLinear(checkpoint, config, prefix, out, in);
-    case ModuleFormat::kFloat: break;
+    case ModuleFormat::kAwq:
+      return LoadAwqLinear(checkpoint, config, prefix, out, in);
+    case ModuleFormat::kMlx:
+      return LoadMlxLinear(checkpoint, config, prefix, out, in);
+    case ModuleFormat::kFloat:
+      break;
   }
   return absl::FailedPreconditionError(
       absl::StrCat(checkpoint.dir(), ": '", prefix, "' is not a quantized module"));

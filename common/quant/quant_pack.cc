@@ -16,7 +16,8 @@ constexpr int kAwqColumnOfSlot[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
 uint32_t PackAwqWord(const uint8_t codes[8]) {
   uint32_t word = 0;
-  for (int s = 0; s < 8; ++s) word |= static_cast<uint32_t>(codes[kAwqColumnOfSlot[s]] & 0xF) << (4 * s);
+  for (int s = 0; s < 8; ++s)
+    word |= static_cast<uint32_t>(codes[kAwqColumnOfSlot[s]] & 0xF) << (4 * s);
   return word;
 }
 
@@ -92,7 +93,8 @@ MlxGroup QuantizeMlxGroup(const float* values, int64_t count, int bits, uint8_t*
   g.scale_bf16 = kernels::FloatToBf16(scale);
   g.bias_bf16 = kernels::FloatToBf16(bias);
   for (int64_t i = 0; i < count; ++i) {
-    codes[i] = static_cast<uint8_t>(std::clamp(std::nearbyint((values[i] - bias) / scale), 0.0f, n));
+    codes[i] =
+        static_cast<uint8_t>(std::clamp(std::nearbyint((values[i] - bias) / scale), 0.0f, n));
   }
   return g;
 }

@@ -13,12 +13,6 @@ namespace {
 
 constexpr int kMaxProgramSize = 4096;
 
-// The pre-tokenizer regex of gpt-4o (o200k) and MiniMax-M2.
-constexpr std::string_view kO200kPattern =
-    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
-    "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 constexpr int kMaxRepeatCopies = 32;
 constexpr int kStackSize = 512;      // backtrack entries per Run; more means kUnknown
 constexpr int kStepBudget = 100000;  // backtracks per Search; more means kUnknown
@@ -548,162 +542,12 @@ class AsciiRegex::Compiler {
   AsciiRegex* out_;
 };
 
-std::unique_ptr<AsciiRegex> AsciiRegex::Compile(std::string_view pattern, bool specialize) {
+std::unique_ptr<AsciiRegex> AsciiRegex::Compile(std::string_view pattern) {
   if (!IsValidUtf8(pattern)) return nullptr;
   std::unique_ptr<AsciiRegex> regex(new AsciiRegex);
   Compiler compiler(pattern, regex.get());
   if (!compiler.Build()) return nullptr;
-  regex->o200k_ = specialize && pattern == kO200kPattern;
   return regex;
-}
-
-// ASCII character classes of the o200k pattern, as Oniguruma defines them on ASCII.
-namespace {
-enum : uint8_t {
-  kUpper = 1,       // [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]
-  kLower = 2,       // [\p{Ll}\p{Lm}\p{Lo}\p{M}]
-  kDigit = 4,       // \p{N}
-  kSpace = 8,       // \s
-  kNewline = 16,    // [\r\n]
-  kOther = 32,      // [^\s\p{L}\p{N}]
-  kPrefix = 64,     // [^\r\n\p{L}\p{N}]
-  kNonAscii = 128,  // unknown: ask Oniguruma
-};
-
-struct O200kTable {
-  uint8_t bits[256];
-  O200kTable() {
-    for (int c = 0; c < 256; ++c) {
-      uint8_t b = 0;
-      if (c >= 0x80) {
-        b = kNonAscii;
-      } else if (c >= 'A' && c <= 'Z') {
-        b = kUpper;
-      } else if (c >= 'a' && c <= 'z') {
-        b = kLower;
-      } else if (c >= '0' && c <= '9') {
-        b = kDigit;
-      } else {
-        const bool space = (c >= 0x09 && c <= 0x0D) || c == ' ';
-        const bool newline = c == '\r' || c == '\n';
-        b = (space ? kSpace : kOther) | (newline ? kNewline : kPrefix);
-      }
-      bits[c] = b;
-    }
-  }
-};
-const O200kTable kO200k;
-
-}  // namespace
-
-// Hand-written form of kO200kPattern on ASCII (the alternatives are tried in order, with the
-// same backtracking outcomes as Oniguruma); any look at a non-ASCII byte gives kUnknown.
-AsciiRegex::Result AsciiRegex::SearchO200k(std::string_view text, size_t from,
-                                           size_t* match_start, size_t* match_end) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  const size_t p = from;
-  *match_start = p;
-  if (p >= n) return Result::kNoMatch;  // every alternative consumes a byte
-  auto bits = [&](size_t i) -> uint8_t { return i < n ? kO200k.bits[s[i]] : 0; };
-  auto run = [&](size_t i, uint8_t cls, bool* unknown) {
-    while (i < n && (kO200k.bits[s[i]] & cls)) ++i;
-    if (i < n && s[i] >= 0x80) *unknown = true;
-    return i;
-  };
-  bool unknown = false;
-  // (?i:'s|'t|'re|'ve|'m|'ll|'d)? at i: the number of bytes it takes.
-  auto contraction = [&](size_t i) -> size_t {
-    if (i >= n || s[i] != '\'') return 0;
-    if (i + 1 >= n) return 0;
-    if (s[i + 1] >= 0x80) {
-      unknown = true;  // case folding reaches beyond ASCII (e.g. U+017F)
-      return 0;
-    }
-    const char c1 = static_cast<char>(s[i + 1] | 0x20);
-    if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') return 2;
-    if (c1 == 'r' || c1 == 'v' || c1 == 'l') {
-      if (i + 2 >= n) return 0;
-      if (s[i + 2] >= 0x80) {
-        unknown = true;
-        return 0;
-      }
-      const char c2 = static_cast<char>(s[i + 2] | 0x20);
-      if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) {
-        return 3;
-      }
-    }
-    return 0;
-  };
-  const uint8_t first = bits(p);
-  if (first & kNonAscii) return Result::kUnknown;
-
-  // 1: [^\r\n\p{L}\p{N}]?[upper]*[lower]+(contraction)?
-  // 2: [^\r\n\p{L}\p{N}]?[upper]+[lower]*(contraction)?
-  // Upper and lower are disjoint on ASCII, so the runs never need to give bytes back; without
-  // the optional prefix byte both fail when it was there (it is neither upper nor lower).
-  {
-    const size_t q = (first & kPrefix) ? p + 1 : p;
-    const uint8_t at_q = bits(q);
-    if (at_q & kNonAscii) return Result::kUnknown;
-    if (at_q & (kUpper | kLower)) {
-      const size_t upper_end = run(q, kUpper, &unknown);
-      if (unknown) return Result::kUnknown;
-      size_t end = upper_end;
-      if ((bits(upper_end) & kLower) || upper_end > q) {
-        end = run(upper_end, kLower, &unknown);
-        if (unknown) return Result::kUnknown;
-        const size_t c = contraction(end);
-        if (unknown) return Result::kUnknown;
-        *match_end = end + c;
-        return Result::kMatch;
-      }
-    }
-  }
-  // 3: \p{N}{1,3}
-  if (first & kDigit) {
-    size_t end = p + 1;
-    while (end < p + 3 && (bits(end) & kDigit)) ++end;
-    if (end < p + 3 && (bits(end) & kNonAscii)) return Result::kUnknown;
-    *match_end = end;
-    return Result::kMatch;
-  }
-  // 4:  ?[^\s\p{L}\p{N}]+[\r\n/]*
-  {
-    const size_t q = s[p] == ' ' ? p + 1 : p;
-    const uint8_t at_q = bits(q);
-    if (at_q & kNonAscii) return Result::kUnknown;
-    if (at_q & kOther) {
-      size_t end = run(q, kOther, &unknown);
-      if (unknown) return Result::kUnknown;
-      while (end < n && (s[end] == '\r' || s[end] == '\n' || s[end] == '/')) ++end;
-      *match_end = end;
-      return Result::kMatch;
-    }
-  }
-  // 5: \s*[\r\n]+   6: \s+(?!\S)   7: \s+
-  if (first & kSpace) {
-    const size_t space_end = run(p, kSpace, &unknown);
-    if (unknown) return Result::kUnknown;  // a non-ASCII space would extend the run
-    size_t last_newline = n;
-    for (size_t i = space_end; i-- > p;) {
-      if (s[i] == '\r' || s[i] == '\n') {
-        last_newline = i;
-        break;
-      }
-    }
-    if (last_newline != n) {
-      *match_end = last_newline + 1;
-      return Result::kMatch;
-    }
-    if (space_end == n || space_end - p >= 2) {
-      *match_end = space_end == n ? n : space_end - 1;
-      return Result::kMatch;
-    }
-    *match_end = space_end;
-    return Result::kMatch;
-  }
-  return Result::kUnknown;  // not reached on ASCII: every byte starts some alternative
 }
 
 AsciiRegex::Result AsciiRegex::Run(int32_t pc, std::string_view text, size_t pos, size_t* end,
@@ -796,7 +640,6 @@ fail : {
 
 AsciiRegex::Result AsciiRegex::Search(std::string_view text, size_t from, size_t* match_start,
                                       size_t* match_end) const {
-  if (o200k_) return SearchO200k(text, from, match_start, match_end);
   int budget = kStepBudget;
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   if (text.size() > UINT32_MAX) {

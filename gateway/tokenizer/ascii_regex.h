@@ -21,9 +21,8 @@ class AsciiRegex {
   enum class Result { kMatch, kNoMatch, kUnknown };
 
   // Returns nullptr when the pattern uses syntax outside the supported subset (anchors,
-  // backreferences, lookbehind, possessive quantifiers, non-ASCII case folding, ...). The
-  // o200k pattern (gpt-4o, MiniMax-M2) gets a hand-written scanner unless `specialize` is false.
-  static std::unique_ptr<AsciiRegex> Compile(std::string_view pattern, bool specialize = true);
+  // backreferences, lookbehind, possessive quantifiers, non-ASCII case folding, ...).
+  static std::unique_ptr<AsciiRegex> Compile(std::string_view pattern);
 
   // Same contract as onig_search(text, start = from, range = end): the leftmost match starting
   // at or after `from`, lookahead seeing all of `text`. On kUnknown, *match_start is a position
@@ -51,9 +50,6 @@ class AsciiRegex {
   static constexpr uint32_t kNoRun = UINT32_MAX;
   class Compiler;
 
-  // The hand-written o200k scanner: the same contract as Search.
-  static Result SearchO200k(std::string_view text, size_t from, size_t* match_start,
-                            size_t* match_end);
   // Runs the program from `pc` at `pos` until a kMatch instruction (or, for a lookahead
   // sub-program, its end): sets *end and returns kMatch, or kNoMatch / kUnknown.
   Result Run(int32_t pc, std::string_view text, size_t pos, size_t* end, int* budget) const;
@@ -63,7 +59,6 @@ class AsciiRegex {
   // Bytes that can start a match (all 128 when the pattern can match the empty string).
   std::bitset<128> first_;
   bool nullable_ = false;
-  bool o200k_ = false;
 };
 
 }  // namespace afd::gateway

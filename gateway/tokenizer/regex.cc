@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/tokenizer/o200k_scanner.h"
 #include "gateway/tokenizer/utf8.h"
 
 namespace afd::gateway {
@@ -31,7 +32,7 @@ MatchRegion::MatchRegion() : region_(onig_region_new()) {}
 MatchRegion::~MatchRegion() { onig_region_free(region_, 1); }
 
 absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern,
-                                                      bool ascii_fast_path) {
+                                                      bool fast_path) {
   InitializeOnce();
   if (!IsValidUtf8(pattern)) return absl::InvalidArgumentError("regex: pattern is not UTF-8");
   OnigRegex regex = nullptr;
@@ -51,7 +52,10 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern,
                                                    "/: ", reinterpret_cast<char*>(message)));
   }
   std::unique_ptr<Regex> compiled(new Regex(regex));
-  if (ascii_fast_path) compiled->fast_ = AsciiRegex::Compile(pattern);
+  if (fast_path) {
+    compiled->o200k_ = pattern == kO200kPattern;
+    if (!compiled->o200k_) compiled->fast_ = AsciiRegex::Compile(pattern);
+  }
   return compiled;
 }
 
@@ -59,9 +63,11 @@ Regex::~Regex() { onig_free(regex_); }
 
 int Regex::Search(std::string_view text, size_t from, MatchRegion* region, size_t* match_start,
                   size_t* match_end) const {
-  if (fast_ != nullptr) {
+  if (fast_ != nullptr || o200k_) {
     size_t s, e;
-    switch (fast_->Search(text, from, &s, &e)) {
+    const AsciiRegex::Result result = o200k_ ? SearchO200k(text, from, &s, &e)
+                                             : fast_->Search(text, from, &s, &e);
+    switch (result) {
       case AsciiRegex::Result::kMatch:
         *match_start = s;
         *match_end = e;

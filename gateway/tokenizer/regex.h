@@ -32,17 +32,17 @@ class MatchRegion {
 
 class Regex {
  public:
-  // `ascii_fast_path` false always searches with Oniguruma (for tests of the fast path).
+  // `fast_path` false always searches with Oniguruma (for tests of the fast paths).
   static absl::StatusOr<std::unique_ptr<Regex>> Compile(std::string_view pattern,
-                                                        bool ascii_fast_path = true);
-  // True when searches may take the ASCII fast path.
-  bool has_fast_path() const { return fast_ != nullptr; }
+                                                        bool fast_path = true);
+  // True when searches may take a fast path (the ASCII matcher or the o200k scanner).
+  bool has_fast_path() const { return fast_ != nullptr || o200k_; }
   ~Regex();
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;
 
-  // Leftmost match in text[from, end) (lookaround sees all of `text`): 1 when found, 0 when
-  // none, -1 when Oniguruma gave up (match resource limits).
+  // Leftmost match in text[from, end) (lookaround sees all of `text`, which must be valid
+  // UTF-8): 1 when found, 0 when none, -1 when Oniguruma gave up (match resource limits).
   int Search(std::string_view text, size_t from, MatchRegion* region, size_t* match_start,
              size_t* match_end) const;
   // True when the regex matches at text[0] (anchored, not necessarily the whole text).
@@ -85,6 +85,7 @@ class Regex {
 
   re_pattern_buffer* regex_;
   std::unique_ptr<AsciiRegex> fast_;
+  bool o200k_ = false;  // the o200k pattern, matched by the hand-written scanner
 };
 
 }  // namespace afd::gateway

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "gateway/tokenizer/tokenizer_json.h"
 #include "gateway/tokenizer/utf8.h"
@@ -111,7 +111,7 @@ class BpeCache {
 };
 
 struct Tokenizer::Slot {
-  absl::Mutex mu;
+  std::mutex mu;
   std::vector<AddedTokenSplit> raw_splits;
   std::vector<AddedTokenSplit> normalized_splits;
   std::string norm_a, norm_b;
@@ -123,7 +123,7 @@ struct Tokenizer::Slot {
 // Holds a slot's mutex for the duration of one call.
 struct Tokenizer::SlotLease {
   explicit SlotLease(Slot* s) : slot(s) {}
-  ~SlotLease() { slot->mu.Unlock(); }
+  ~SlotLease() { slot->mu.unlock(); }
   Slot* slot;
 };
 
@@ -251,10 +251,10 @@ Tokenizer::Slot* Tokenizer::AcquireSlot() const {
   const size_t start = std::hash<std::thread::id>()(std::this_thread::get_id()) % n;
   for (size_t k = 0; k < n; ++k) {
     Slot* slot = slots_[(start + k) % n].get();
-    if (slot->mu.TryLock()) return slot;
+    if (slot->mu.try_lock()) return slot;
   }
   Slot* slot = slots_[start].get();
-  slot->mu.Lock();
+  slot->mu.lock();
   return slot;
 }
 

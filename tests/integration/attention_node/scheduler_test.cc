@@ -180,6 +180,8 @@ class SchedulerTest : public ::testing::Test {
       const ReferenceRun ref = Reference(prompts[i], lengths[i]);
       EXPECT_EQ(collectors[i]->tokens(), ref.tokens);
       EXPECT_EQ(collectors[i]->finish(), FinishReason::kLength);
+      // Batch composition and chunking change the kernels' summation order, not the result
+      // beyond float noise.
       EXPECT_LE(MaxAbsDiff(collectors[i]->logits(), ref.logits), 1e-5f);
       EXPECT_LE(MaxAbsDiff(collectors[i]->prompt_logits(), ref.prompt_logits), 1e-5f);
     }
@@ -218,7 +220,9 @@ TEST_F(SchedulerTest, LoneSequenceEqualsTheEngineBitwise) {
 
 TEST_F(SchedulerTest, ConcurrentSequencesWithChunkedPrefillMatchLoneRuns) {
   // 24-token steps: long prompts are chunked and share steps with other sequences' decodes.
-  Start("m2-tiny", {128, 16, 16}, {.max_batch_tokens = 24});
+  SchedulerOptions options;
+  options.max_batch_tokens = 24;
+  Start("m2-tiny", {128, 16, 16}, options);
   CheckConcurrentRequests(12, 40, 10, 1);
   EXPECT_GT(scheduler_->Load().steps, 10u);
 }
@@ -239,29 +243,30 @@ TEST_F(SchedulerTest, LinearAttentionModelBatchesAndChunks) {
 }
 
 TEST_F(SchedulerTest, RequestsWaitForKvSpaceAndAllFinish) {
-  // 6 blocks of 16 tokens: each request needs 3 blocks (30 + 12 tokens), so at most two run.
+  // 6 blocks of 16 tokens: each request is admitted with 3 blocks (its 40-token prompt and the
+  // first new token) and never needs more (40 + 8 tokens), so at most two run at once.
   Start("m2-tiny", {6, 16, 8}, {});
   std::mt19937 rng(4);
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::unique_ptr<Collector>> collectors;
   std::atomic<int> max_running{0};
   for (int i = 0; i < 5; ++i) {
-    prompts.push_back(RandomPrompt(rng, 30, config_.vocab_size));
+    prompts.push_back(RandomPrompt(rng, 40, config_.vocab_size));
     collectors.push_back(std::make_unique<Collector>());
     collectors.back()->OnUpdate([&](const GenerationUpdate&) {
       max_running = std::max(max_running.load(), scheduler_->Load().running);
     });
     ASSERT_TRUE(
-        scheduler_->Submit(Greedy(absl::StrCat("w", i), prompts[i], 12), collectors[i]->Sink())
+        scheduler_->Submit(Greedy(absl::StrCat("w", i), prompts[i], 8), collectors[i]->Sink())
             .ok());
   }
   for (int i = 0; i < 5; ++i) {
     collectors[i]->Wait();
     ASSERT_TRUE(collectors[i]->status().ok()) << collectors[i]->status();
-    EXPECT_EQ(collectors[i]->tokens(), Reference(prompts[i], 12).tokens) << i;
+    EXPECT_EQ(collectors[i]->tokens(), Reference(prompts[i], 8).tokens) << i;
   }
-  EXPECT_LE(max_running.load(), 2);
-  EXPECT_GE(max_running.load(), 1);
+  EXPECT_EQ(max_running.load(), 2);
+  EXPECT_EQ(scheduler_->Load().preemptions, 0u);
   EXPECT_EQ(scheduler_->Load().free_kv_blocks, 6);
 }
 
@@ -286,9 +291,9 @@ TEST_F(SchedulerTest, DecodeOutgrowingTheCachePreemptsAndRecomputes) {
 
 TEST_F(SchedulerTest, RefusesWhatCannotBeServed) {
   SchedulerOptions options;
-  options.max_prompt_tokens = 50;
+  options.max_prompt_tokens = 1100;
   options.max_queue_depth = 1;
-  Start("m2-tiny", {3, 16, 2}, options);  // 48 tokens of KV
+  Start("m2-tiny", {64, 16, 2}, options);  // 1024 tokens of KV, two sequences
   Collector c;
   auto code = [&](GenerationRequest r) { return scheduler_->Submit(std::move(r), c.Sink()).code(); };
   EXPECT_EQ(code(Greedy("", {1, 2}, 4)), absl::StatusCode::kInvalidArgument);
@@ -298,26 +303,28 @@ TEST_F(SchedulerTest, RefusesWhatCannotBeServed) {
   GenerationRequest forced = Greedy("f", {1, 2}, 4);
   forced.forced_tokens = {7, 5000};
   EXPECT_EQ(code(forced), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(code(Greedy("l", std::vector<int32_t>(51, 7), 4)),
+  EXPECT_EQ(code(Greedy("l", std::vector<int32_t>(1101, 7), 4)),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(code(Greedy("k", std::vector<int32_t>(48, 7), 4)),
+  EXPECT_EQ(code(Greedy("k", std::vector<int32_t>(1024, 7), 4)),
             absl::StatusCode::kResourceExhausted);
   GenerationRequest bad = Greedy("s", {1, 2}, 4);
   bad.sampling.top_p = 0;
   EXPECT_EQ(code(bad), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c.updates(), 0);
 
-  // Two long-running sequences fill the cache (and its two slots); one more may wait, the next
-  // is refused; a repeated id is refused too.
-  Collector r0, r1, w, x;
-  ASSERT_TRUE(scheduler_->Submit(Greedy("r0", std::vector<int32_t>(20, 9), 4000), r0.Sink()).ok());
-  ASSERT_TRUE(scheduler_->Submit(Greedy("r1", std::vector<int32_t>(20, 8), 4000), r1.Sink()).ok());
+  // Two long-running sequences take both slots; one more may wait, the next is refused; a
+  // repeated id is refused too.
+  Collector r0, r1, w, x, y;
+  ASSERT_TRUE(scheduler_->Submit(Greedy("r0", {9, 9, 9}, 4000), r0.Sink()).ok());
+  ASSERT_TRUE(scheduler_->Submit(Greedy("r1", {8, 8, 8}, 4000), r1.Sink()).ok());
   while (scheduler_->Load().running < 2) absl::SleepFor(absl::Milliseconds(1));
-  EXPECT_EQ(scheduler_->Submit(Greedy("r0", {1}, 4), x.Sink()).code(),
+  EXPECT_EQ(scheduler_->Submit(Greedy("r0", {1}, 4), y.Sink()).code(),
             absl::StatusCode::kAlreadyExists);
   ASSERT_TRUE(scheduler_->Submit(Greedy("w", {3, 4}, 2), w.Sink()).ok());
-  EXPECT_EQ(scheduler_->Submit(Greedy("x", {3, 4}, 2), x.Sink()).code(),
-            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(scheduler_->Submit(Greedy("x", {3, 4}, 2), x.Sink()).ok());
+  x.Wait();
+  EXPECT_EQ(x.status().code(), absl::StatusCode::kResourceExhausted) << x.status();
+  EXPECT_TRUE(x.tokens().empty());
   EXPECT_EQ(scheduler_->Load().waiting, 1);
   EXPECT_EQ(scheduler_->Abort("nobody").code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(scheduler_->Abort("r0").ok());

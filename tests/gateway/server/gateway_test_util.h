@@ -1,0 +1,48 @@
+// Helpers for the gateway server tests: a tiny byte-level tokenizer with MiniMax-M2's role and
+// markup tokens as added tokens (ids 300..), built in memory.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "gateway/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+#include "tests/gateway/tokenizer/tokenizer_test_util.h"
+
+namespace afd::gateway::testing {
+
+inline constexpr int32_t kRoleId = 300;       // ]~b]   special
+inline constexpr int32_t kEndId = 301;        // [e~[   special
+inline constexpr int32_t kBosId = 302;        // ]~!b[  special
+inline constexpr int32_t kThinkId = 303;      // <think>   not special
+inline constexpr int32_t kThinkEndId = 304;   // </think>  not special
+inline constexpr int32_t kBlockId = 305;      // <minimax:tool_call>   not special
+inline constexpr int32_t kBlockEndId = 306;   // </minimax:tool_call>  not special
+
+// tokenizer.json text: the 256 byte tokens, a few merges, and the added tokens above.
+inline std::string MiniTokenizerJson() {
+  nlohmann::json added = nlohmann::json::array(
+      {AddedTokenJson(kRoleId, "]~b]", true), AddedTokenJson(kEndId, "[e~[", true),
+       AddedTokenJson(kBosId, "]~!b[", true), AddedTokenJson(kThinkId, "<think>", false),
+       AddedTokenJson(kThinkEndId, "</think>", false),
+       AddedTokenJson(kBlockId, "<minimax:tool_call>", false),
+       AddedTokenJson(kBlockEndId, "</minimax:tool_call>", false)});
+  nlohmann::json json = TinyTokenizerJson({{"h", "i"}, {"e", "r"}, {"]", "~"}}, added);
+  // Added tokens need vocab entries too (their ids must be in range).
+  for (const auto& token : added) json["model"]["vocab"][token["content"].get<std::string>()] =
+      token["id"];
+  return json.dump();
+}
+
+inline std::string MiniTokenizerConfigJson() {
+  return R"({"bos_token": "]~!b[", "eos_token": "[e~[", "unk_token": null})";
+}
+
+inline std::unique_ptr<Tokenizer> MiniTokenizer() {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> t =
+      Tokenizer::LoadFromJson(MiniTokenizerJson(), MiniTokenizerConfigJson());
+  if (!t.ok()) return nullptr;
+  return *std::move(t);
+}
+
+}  // namespace afd::gateway::testing
