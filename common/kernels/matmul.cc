@@ -622,12 +622,14 @@ HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const
   float* xt = internal::MatMulScratch(0, k_dim * tc);  // [k_dim, tc]
   float* wd = internal::MatMulScratch(1, MR * k_dim);  // [MR, k_dim]
   float* out = internal::MatMulScratch(2, MR * tc);    // [MR, tc]
-  for (int64_t t = 0; t < tc; ++t) {
-    if (t < tn) {
-      const float* xr = x + t * k_dim;
-      for (int64_t k = 0; k < k_dim; ++k) xt[k * tc + t] = xr[k];
-    } else {
-      for (int64_t k = 0; k < k_dim; ++k) xt[k * tc + t] = 0.0f;
+  // Transpose in blocks of 16 columns, so the 16 destination rows stay in L1.
+  for (int64_t k0 = 0; k0 < k_dim; k0 += 16) {
+    const int64_t k1 = std::min(k_dim, k0 + 16);
+    for (int64_t t = 0; t < tn; ++t) {
+      for (int64_t k = k0; k < k1; ++k) xt[k * tc + t] = x[t * k_dim + k];
+    }
+    for (int64_t t = tn; t < tc; ++t) {
+      for (int64_t k = k0; k < k1; ++k) xt[k * tc + t] = 0.0f;
     }
   }
   for (int64_t r0 = row_begin; r0 < row_end; r0 += MR) {
@@ -750,8 +752,8 @@ void MatMulRowsKernel(const float* x, int64_t n, const WeightView& w, int64_t ro
 
 namespace {
 
-// Output rows per ParallelFor unit (a multiple of every decode tile height).
-constexpr int64_t kRowUnit = 16;
+// Output rows per ParallelFor unit (a multiple of every decode tile height: 8, 6, 4, 3, 2).
+constexpr int64_t kRowUnit = 48;
 
 bool UseSgemm(int64_t n, const WeightView& w) {
   return w.type == WeightType::kF32 && n >= internal::kPrefillMinTokens;

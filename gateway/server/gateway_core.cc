@@ -227,9 +227,17 @@ absl::StatusOr<PreparedRequest> GatewayCore::Finalize(PreparedRequest prepared,
   return prepared;
 }
 
+absl::Status GatewayCore::CheckTextSupport() const {
+  if (tokenizer_ != nullptr && encoder_ != nullptr) return absl::OkStatus();
+  return absl::UnimplementedError(
+      "this gateway has no tokenizer (the model directory has no tokenizer.json): only "
+      "token-id requests (gRPC Gateway.Generate) are served");
+}
+
 absl::StatusOr<PreparedRequest> GatewayCore::PrepareChat(
     const ChatCompletionRequest& request) const {
   RETURN_IF_ERROR(CheckModel(request.model));
+  RETURN_IF_ERROR(CheckTextSupport());
   const nlohmann::ordered_json tools =
       request.tool_choice == ToolChoice::kNone ? nlohmann::ordered_json() : request.tools;
   absl::StatusOr<std::vector<PromptSegment>> segments = RenderChatPromptSegments(
@@ -280,6 +288,7 @@ absl::StatusOr<PreparedRequest> GatewayCore::PrepareChat(
 absl::StatusOr<PreparedRequest> GatewayCore::PrepareCompletion(
     const CompletionRequest& request) const {
   RETURN_IF_ERROR(CheckModel(request.model));
+  RETURN_IF_ERROR(CheckTextSupport());
   PreparedRequest prepared;
   prepared.header.id = NewRequestId("cmpl-");
   prepared.header.created = absl::ToUnixSeconds(absl::Now());
@@ -498,6 +507,10 @@ GenerationOutcome Generation::Run(const DeltaSink& sink) {
     return outcome;
   }
   if (stopped) node_reason_ = "stop";
+  // The forced-output test switch: the canned text is the whole turn, as if the model ended it.
+  if (prepared_.request.forced_token_ids_size() > 0 && node_reason_ == "length") {
+    node_reason_ = "stop";
+  }
   if (!outcome.status.ok()) return outcome;
   const OutputDelta last = assembler_->Finish();
   if (!last.empty() && !sink(last)) outcome.client_gone = true;

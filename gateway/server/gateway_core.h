@@ -120,6 +120,8 @@ class Generation {
 
 class GatewayCore {
  public:
+  // `tokenizer` and `encoder` may both be null: token-id requests only (text and chat
+  // requests are UNIMPLEMENTED).
   GatewayCore(GatewayOptions options, std::unique_ptr<Tokenizer> tokenizer,
               std::unique_ptr<PromptEncoder> encoder, std::unique_ptr<AttentionPool> pool);
 
@@ -157,6 +159,8 @@ class GatewayCore {
   void Release();
 
  private:
+  // UNIMPLEMENTED without a tokenizer.
+  absl::Status CheckTextSupport() const;
   // Token limits for a prompt of `prompt_tokens`: the max_tokens to send, or an error.
   absl::StatusOr<int64_t> CheckLengths(int64_t prompt_tokens,
                                        std::optional<int64_t> requested) const;

@@ -4,6 +4,7 @@
 // NOT_SERVING), loads the tokenizer, then reports ready while at least one attention node is.
 // SIGINT/SIGTERM stop it cleanly.
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -238,21 +239,32 @@ int main(int argc, char** argv) {
       afd::gateway::LoadGenerationDefaults(model_dir);
   if (!defaults.ok()) return Fail(std::string(defaults.status().message()));
   options.default_sampling = *defaults;
-  absl::StatusOr<afd::gateway::ChatTemplateSource> chat_template =
-      afd::gateway::CheckModelChatTemplate(tokenizer_dir);
-  if (!chat_template.ok()) return Fail(std::string(chat_template.status().message()));
-
+  // Without a tokenizer the gateway serves token-id requests only (e.g. golden checks of a
+  // checkpoint that ships none).
+  const bool has_tokenizer = access((tokenizer_dir + "/tokenizer.json").c_str(), R_OK) == 0;
+  std::string template_text = "no";
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::unique_ptr<afd::gateway::Tokenizer>> tokenizer =
-      afd::gateway::Tokenizer::LoadFromDirectory(tokenizer_dir);
-  if (!tokenizer.ok()) {
-    return Fail(absl::StrCat(tokenizer_dir, ": ", tokenizer.status().message()));
-  }
-  absl::StatusOr<std::unique_ptr<afd::gateway::PromptEncoder>> encoder =
-      afd::gateway::PromptEncoder::CreateFromDirectory(tokenizer->get(), tokenizer_dir);
-  if (!encoder.ok()) return Fail(absl::StrCat(tokenizer_dir, ": ", encoder.status().message()));
-  if (std::optional<int32_t> eos = (*tokenizer)->eos_token_id(); eos.has_value()) {
-    options.chat_stop_token_ids.push_back(*eos);
+  std::unique_ptr<afd::gateway::Tokenizer> tokenizer;
+  std::unique_ptr<afd::gateway::PromptEncoder> encoder;
+  if (has_tokenizer) {
+    absl::StatusOr<afd::gateway::ChatTemplateSource> chat_template =
+        afd::gateway::CheckModelChatTemplate(tokenizer_dir);
+    if (!chat_template.ok()) return Fail(std::string(chat_template.status().message()));
+    template_text = chat_template->built_in ? "built-in" : chat_template->path;
+    absl::StatusOr<std::unique_ptr<afd::gateway::Tokenizer>> loaded =
+        afd::gateway::Tokenizer::LoadFromDirectory(tokenizer_dir);
+    if (!loaded.ok()) return Fail(absl::StrCat(tokenizer_dir, ": ", loaded.status().message()));
+    tokenizer = *std::move(loaded);
+    absl::StatusOr<std::unique_ptr<afd::gateway::PromptEncoder>> made =
+        afd::gateway::PromptEncoder::CreateFromDirectory(tokenizer.get(), tokenizer_dir);
+    if (!made.ok()) return Fail(absl::StrCat(tokenizer_dir, ": ", made.status().message()));
+    encoder = *std::move(made);
+    if (std::optional<int32_t> eos = tokenizer->eos_token_id(); eos.has_value()) {
+      options.chat_stop_token_ids.push_back(*eos);
+    }
+  } else {
+    std::printf("afd-gateway: no tokenizer.json in %s: serving token-id requests only\n",
+                tokenizer_dir.c_str());
   }
 
   afd::gateway::AttentionPoolOptions pool_options;
@@ -263,7 +275,7 @@ int main(int argc, char** argv) {
       afd::gateway::AttentionPool::Create(endpoints, pool_options);
   if (!pool.ok()) return Fail(std::string(pool.status().message()));
 
-  afd::gateway::GatewayCore core(options, *std::move(tokenizer), *std::move(encoder),
+  afd::gateway::GatewayCore core(options, std::move(tokenizer), std::move(encoder),
                                  *std::move(pool));
   afd::gateway::GatewayService service(&core);
   const std::string service_name = afd::v1::Gateway::service_full_name();
@@ -286,14 +298,13 @@ int main(int argc, char** argv) {
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string http_text =
+      http == nullptr ? "(off)" : absl::StrCat(http_host, ":", http->port());
   std::printf("afd-gateway: %s gRPC on %s port %d, HTTP on %s, model \"%s\" (tokenizer %s, %s "
               "chat template, loaded in %.2f s), %zu attention node(s)\n",
-              node_name.c_str(), listen.c_str(), (*server)->port(),
-              http == nullptr ? "(off)"
-                              : absl::StrCat(http_host, ":", http->port()).c_str(),
-              options.served_model_name.c_str(), tokenizer_dir.c_str(),
-              chat_template->built_in ? "built-in" : chat_template->path.c_str(), seconds,
-              endpoints.size());
+              node_name.c_str(), listen.c_str(), (*server)->port(), http_text.c_str(),
+              options.served_model_name.c_str(), has_tokenizer ? tokenizer_dir.c_str() : "none",
+              template_text.c_str(), seconds, endpoints.size());
   std::fflush(stdout);
 
   // Ready while some attention node is; re-checked until a stop signal arrives.

@@ -13,6 +13,48 @@ namespace {
 
 using Json = nlohmann::json;
 
+// A 4-ary min-heap of uint64 keys in a caller-owned vector: half the levels of a binary heap,
+// and the smallest of four children is found without data-dependent branches.
+void HeapPush(std::vector<uint64_t>* heap, uint64_t key) {
+  auto& h = *heap;
+  size_t i = h.size();
+  h.push_back(key);
+  while (i > 0) {
+    const size_t parent = (i - 1) / 4;
+    if (h[parent] <= key) break;
+    h[i] = h[parent];
+    i = parent;
+  }
+  h[i] = key;
+}
+
+uint64_t HeapPop(std::vector<uint64_t>* heap) {
+  auto& h = *heap;
+  const uint64_t top = h[0];
+  const uint64_t last = h.back();
+  h.pop_back();
+  const size_t n = h.size();
+  if (n == 0) return top;
+  size_t i = 0;
+  while (true) {
+    const size_t c = 4 * i + 1;
+    if (c >= n) break;
+    size_t best = c;
+    if (c + 3 < n) {
+      const size_t b01 = h[c + 1] < h[c] ? c + 1 : c;
+      const size_t b23 = h[c + 3] < h[c + 2] ? c + 3 : c + 2;
+      best = h[b23] < h[b01] ? b23 : b01;
+    } else {
+      for (size_t k = c + 1; k < n; ++k) best = h[k] < h[best] ? k : best;
+    }
+    if (h[best] >= last) break;
+    h[i] = h[best];
+    i = best;
+  }
+  h[i] = last;
+  return top;
+}
+
 bool IsNullOrEmptyString(const Json& j) {
   return j.is_null() || (j.is_string() && j.get_ref<const std::string&>().empty());
 }
@@ -163,53 +205,53 @@ void BpeModel::Tokenize(std::string_view word, BpeScratch* scratch,
   symbols.resize(n);
   heap.clear();
   const auto* bytes = reinterpret_cast<const unsigned char*>(word.data());
-  for (int i = 0; i < n; ++i) {
-    symbols[i] = {byte_ids_[bytes[i]], i - 1, i + 1 < n ? i + 1 : -1, 1};
-  }
-  const auto after = [](const BpeScratch::Candidate& x, const BpeScratch::Candidate& y) {
-    return x.order > y.order;
-  };
-  auto candidate = [](int32_t pos, int32_t left_id, int32_t right_id, uint64_t merge) {
-    return BpeScratch::Candidate{(merge & 0xFFFFFFFF00000000ULL) | static_cast<uint32_t>(pos),
-                                 left_id, right_id, static_cast<int32_t>(merge & 0xFFFFFFFFu)};
-  };
-  for (int i = 0; i + 1 < n; ++i) {
-    const uint64_t merge = byte_pair_merges_[(bytes[i] << 8) | bytes[i + 1]];
-    if (merge != kNoMerge) heap.push_back(candidate(i, symbols[i].id, symbols[i + 1].id, merge));
-  }
-  std::make_heap(heap.begin(), heap.end(), after);
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), after);
-    const BpeScratch::Candidate top = heap.back();
-    heap.pop_back();
-    const int32_t pos = static_cast<int32_t>(top.order & 0xFFFFFFFFu);
-    BpeScratch::Symbol& left = symbols[pos];
-    // Stale unless both sides are still the symbols this pair was queued for.
-    if (left.len == 0 || left.next < 0 || left.id != top.left_id ||
-        symbols[left.next].id != top.right_id) {
-      continue;
+  // Sets the pair (merge with the next symbol) of symbols[pos] from a merge-map value.
+  auto set_pair = [&](int32_t pos, uint64_t merge) {
+    BpeScratch::Symbol& sym = symbols[pos];
+    if (merge == kNoMerge) {
+      sym.pair_rank = kNoRank;
+      return false;
     }
+    sym.pair_rank = static_cast<uint32_t>(merge >> 32);
+    sym.pair_new_id = static_cast<int32_t>(merge & 0xFFFFFFFFu);
+    return true;
+  };
+  auto lookup = [&](int32_t left, int32_t right) {
+    auto it = merges_.find(PairKey(left, right));
+    return it == merges_.end() ? kNoMerge : it->second;
+  };
+  auto order = [&](int32_t pos) {
+    return (static_cast<uint64_t>(symbols[pos].pair_rank) << 32) | static_cast<uint32_t>(pos);
+  };
+  for (int i = 0; i < n; ++i) {
+    symbols[i] = {byte_ids_[bytes[i]], i - 1, i + 1 < n ? i + 1 : -1, 1, kNoRank, 0};
+  }
+  for (int i = 0; i + 1 < n; ++i) {
+    if (set_pair(i, byte_pair_merges_[(bytes[i] << 8) | bytes[i + 1]])) heap.push_back(order(i));
+  }
+  // The initial candidates are in position order: already a heap when ranks are equal, and
+  // otherwise sorted once.
+  if (!std::is_sorted(heap.begin(), heap.end())) std::sort(heap.begin(), heap.end());
+  while (!heap.empty()) {
+    const uint64_t top = HeapPop(&heap);
+    const int32_t pos = static_cast<int32_t>(top & 0xFFFFFFFFu);
+    BpeScratch::Symbol& left = symbols[pos];
+    if (left.len == 0 || left.pair_rank != static_cast<uint32_t>(top >> 32)) continue;  // stale
     BpeScratch::Symbol& right = symbols[left.next];
-    left.id = top.new_id;
+    left.id = left.pair_new_id;
     left.len += right.len;
     left.next = right.next;
     right.len = 0;
     if (left.next >= 0) symbols[left.next].prev = pos;
-    if (left.prev >= 0) {
-      const int32_t prev_id = symbols[left.prev].id;
-      auto p = merges_.find(PairKey(prev_id, left.id));
-      if (p != merges_.end()) {
-        heap.push_back(candidate(left.prev, prev_id, left.id, p->second));
-        std::push_heap(heap.begin(), heap.end(), after);
-      }
+    if (left.prev >= 0 && set_pair(left.prev, lookup(symbols[left.prev].id, left.id))) {
+      HeapPush(&heap, order(left.prev));
+    } else if (left.prev >= 0) {
+      symbols[left.prev].pair_rank = kNoRank;
     }
-    if (left.next >= 0) {
-      const int32_t next_id = symbols[left.next].id;
-      auto q = merges_.find(PairKey(left.id, next_id));
-      if (q != merges_.end()) {
-        heap.push_back(candidate(pos, left.id, next_id, q->second));
-        std::push_heap(heap.begin(), heap.end(), after);
-      }
+    if (left.next >= 0 && set_pair(pos, lookup(left.id, symbols[left.next].id))) {
+      HeapPush(&heap, order(pos));
+    } else {
+      left.pair_rank = kNoRank;
     }
   }
   for (int i = 0; i >= 0; i = symbols[i].next) ids->push_back(symbols[i].id);

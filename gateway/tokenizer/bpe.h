@@ -24,15 +24,13 @@ struct BpeScratch {
     int32_t prev;  // index of the previous live symbol, -1 at the start
     int32_t next;  // index of the next live symbol, -1 at the end
     int32_t len;   // bytes covered; 0 once merged into its left neighbour
-  };
-  struct Candidate {
-    uint64_t order;  // (rank << 32) | left symbol index: lowest rank first, then leftmost
-    int32_t left_id;
-    int32_t right_id;
-    int32_t new_id;
+    uint32_t pair_rank;   // rank of the merge with the next symbol, kNoRank if none
+    int32_t pair_new_id;  // the token that merge makes
   };
   std::vector<Symbol> symbols;
-  std::vector<Candidate> heap;  // min-heap on order
+  // Min-heap of merge candidates, (rank << 32) | left symbol index: lowest rank first, then
+  // leftmost. A candidate is stale once its symbol's pair_rank no longer equals its rank.
+  std::vector<uint64_t> heap;
 };
 
 class BpeModel {
@@ -76,6 +74,7 @@ class BpeModel {
   absl::flat_hash_map<uint64_t, uint64_t> merges_;
   // The same for pairs of single-byte tokens, indexed by (byte << 8) | byte; kNoMerge if none.
   static constexpr uint64_t kNoMerge = ~uint64_t{0};
+  static constexpr uint32_t kNoRank = ~uint32_t{0};
   std::vector<uint64_t> byte_pair_merges_;
   std::string bytes_arena_;
   std::vector<uint32_t> offsets_;  // [id_limit + 1] into bytes_arena_

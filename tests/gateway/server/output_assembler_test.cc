@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gateway/parsing/tool_schemas.h"
+#include "gateway/tokenizer/utf8.h"
 #include "gtest/gtest.h"
 #include "tests/gateway/server/gateway_test_util.h"
 

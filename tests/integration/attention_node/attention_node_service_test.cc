@@ -285,13 +285,9 @@ TEST_F(AttentionNodeClusterTest, LosingTheOnlyHostFailsExactlyTheRequestsThatNee
   for (int l = 0; l < 3; ++l) {
     if (l != layer) rest.push_back(absl::StrCat(l, ":all"));
   }
-  std::vector<std::string> others;
-  if (expert > 0) others.push_back(absl::StrCat(expert > 1 ? "0-" : "", expert - 1));
-  if (expert > 0 && expert - 1 == 0) others.back() = "0";
-  if (expert < num_experts - 1) {
-    others.push_back(expert + 1 == num_experts - 1
-                         ? absl::StrCat(expert + 1)
-                         : absl::StrCat(expert + 1, "-", num_experts - 1));
+  std::vector<int> others;
+  for (int e = 0; e < num_experts; ++e) {
+    if (e != expert) others.push_back(e);
   }
   rest.push_back(absl::StrCat(layer, ":", absl::StrJoin(others, ",")));
   ClusterSpec spec = Spec("m2-tiny", 2, 1);

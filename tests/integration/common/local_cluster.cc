@@ -167,8 +167,8 @@ LocalCluster::~LocalCluster() {
   for (auto& e : experts_) {
     if (e != nullptr) e->Stop(SIGKILL);
   }
-  // Keep the logs of a failed test for a look; drop them otherwise.
-  if (!::testing::Test::HasFailure()) {
+  // Keep the logs of a failed test (or with AFD_KEEP_LOGS set) for a look; drop them otherwise.
+  if (!::testing::Test::HasFailure() && std::getenv("AFD_KEEP_LOGS") == nullptr) {
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
   }

@@ -69,7 +69,9 @@ struct ClusterSpec {
   DeadlinesConfig deadlines;
 };
 
-// The processes of one cluster: attn0 and expert0..N-1, all on 127.0.0.1.
+// The processes of one cluster: attn0 and expert0..N-1, all on 127.0.0.1. Their logs and
+// cluster.yaml live in a folder under the test temp dir, removed at the end unless the test
+// failed or AFD_KEEP_LOGS is set.
 class LocalCluster {
  public:
   // Writes cluster.yaml (ports chosen free) without starting anything.

@@ -1,0 +1,208 @@
+// Packed-weight product benchmark: how close the AWQ int4 / MLX affine decode kernels get to the
+// machine's memory bandwidth at the m2-perf shapes, next to bf16 through the same dispatch, and
+// the prefill kernels' GFLOP/s.
+//
+// Run (Release build; quiet machine: other load skews every number):
+//   ninja -C build quant_matmul_bench && build/bin/quant_matmul_bench [filter] [--seconds=S]
+// Prints the read bandwidth (sum over a 512 MiB buffer, 1 and 2 threads), then per format,
+// shape, token count and thread count: best and median microseconds per product, GB/s of packed
+// bytes read (codes + scales + zeros/biases) and % of the bandwidth at that thread count. Each
+// call reads a different copy of the weights (>= 512 MiB of copies), so they stream from DRAM.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/kernels/matmul.h"
+#include "common/kernels/quant_matmul.h"
+#include "common/kernels/thread_pool.h"
+
+namespace afd::bench {
+namespace {
+
+using kernels::QuantFormat;
+using kernels::QuantMatrix;
+using kernels::ThreadPool;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kColdBytes = size_t{512} << 20;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+struct Timing {
+  double best_s = 0;
+  double median_s = 0;
+};
+
+template <class Fn>
+Timing Time(double seconds, const Fn& fn) {
+  fn();
+  std::vector<double> times;
+  const auto start = Clock::now();
+  while (times.size() < 5 || Seconds(Clock::now() - start) < seconds) {
+    const auto t0 = Clock::now();
+    fn();
+    times.push_back(Seconds(Clock::now() - t0));
+  }
+  std::sort(times.begin(), times.end());
+  return {times.front(), times[times.size() / 2]};
+}
+
+double MeasureReadBandwidth(int threads, double seconds) {
+  const size_t n = (size_t{512} << 20) / sizeof(uint64_t);
+  std::vector<uint64_t> buf(n, 1);
+  ThreadPool pool(threads);
+  volatile uint64_t sink = 0;
+  const Timing t = Time(seconds, [&] {
+    uint64_t part[8] = {};
+    pool.ParallelFor(threads, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const uint64_t* p = buf.data() + n / threads * i;
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t j = 0; j + 4 <= n / threads; j += 4) {
+          s0 += p[j];
+          s1 += p[j + 1];
+          s2 += p[j + 2];
+          s3 += p[j + 3];
+        }
+        part[i] = s0 + s1 + s2 + s3;
+      }
+    });
+    sink = sink + part[0] + part[1];
+  });
+  return n * sizeof(uint64_t) / t.best_s / 1e9;
+}
+
+// Copies of one random packed matrix; valid codes are any bit pattern.
+class QuantCopies {
+ public:
+  QuantCopies(QuantFormat format, int bits, int group, int64_t rows, int64_t cols) {
+    QuantMatrix m;
+    m.format = format;
+    m.rows = rows;
+    m.cols = cols;
+    m.bits = bits;
+    m.group_size = group;
+    m.scale_type = format == QuantFormat::kAwqInt4 ? kernels::WeightType::kF16
+                                                   : kernels::WeightType::kBF16;
+    const size_t packed = m.PackedBytes();
+    const size_t groups = static_cast<size_t>(rows * (cols / group));
+    const size_t zero_bytes = format == QuantFormat::kAwqInt4 ? groups / 2 : groups * 2;
+    const size_t bytes = packed + groups * 2 + zero_bytes;
+    const size_t copies = std::max<size_t>(1, (kColdBytes + bytes - 1) / bytes);
+    std::mt19937 rng(42);
+    std::vector<uint8_t> first(bytes);
+    for (size_t i = 0; i < packed + zero_bytes * (format == QuantFormat::kAwqInt4); ++i) {
+      first[i] = static_cast<uint8_t>(rng());
+    }
+    const uint16_t scale = format == QuantFormat::kAwqInt4 ? 0x2000 : kernels::FloatToBf16(0.01f);
+    for (size_t i = packed; i < bytes; i += 2) memcpy(&first[i], &scale, 2);
+    for (size_t c = 0; c < copies; ++c) {
+      data_.emplace_back(new uint8_t[bytes]);
+      memcpy(data_.back().get(), first.data(), bytes);
+      uint8_t* p = data_.back().get();
+      m.data = p;
+      if (format == QuantFormat::kAwqInt4) {
+        m.zeros = p + packed;
+        m.scales = p + packed + zero_bytes;
+      } else {
+        m.scales = p + packed;
+        m.biases = p + packed + groups * 2;
+      }
+      views_.push_back(m);
+    }
+  }
+  const QuantMatrix& Get(size_t i) const { return views_[i % views_.size()]; }
+
+ private:
+  std::vector<std::unique_ptr<uint8_t[]>> data_;
+  std::vector<QuantMatrix> views_;
+};
+
+// Rows split across the pool in units of 16, as MatMul does.
+Timing TimeProduct(const QuantCopies& weights, int64_t n, int threads, double seconds) {
+  const QuantMatrix& w0 = weights.Get(0);
+  std::vector<float> x(n * w0.cols), y(n * w0.rows);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1f * static_cast<float>(i));
+  ThreadPool pool(threads);
+  size_t i = 0;
+  return Time(seconds, [&] {
+    const QuantMatrix& w = weights.Get(i++);
+    const int64_t units = (w.rows + 15) / 16;
+    pool.ParallelFor(units, [&](int64_t b, int64_t e) {
+      kernels::QuantMatMulRows(x.data(), n, w, b * 16, std::min(e * 16, w.rows), y.data());
+    });
+  });
+}
+
+struct Format {
+  const char* name;
+  QuantFormat format;
+  int bits;
+  int group;
+};
+constexpr Format kFormats[] = {
+    {"awq4 g128", QuantFormat::kAwqInt4, 4, 128}, {"mlx4 g64", QuantFormat::kMlxAffine, 4, 64},
+    {"mlx3 g64", QuantFormat::kMlxAffine, 3, 64}, {"mlx5 g64", QuantFormat::kMlxAffine, 5, 64},
+    {"mlx6 g64", QuantFormat::kMlxAffine, 6, 64}, {"mlx8 g64", QuantFormat::kMlxAffine, 8, 64},
+};
+struct Shape {
+  int64_t rows, cols;
+};
+constexpr Shape kShapes[] = {{1536, 1536}, {768, 1536}, {1536, 768}, {32000, 1536}};
+
+}  // namespace
+}  // namespace afd::bench
+
+int main(int argc, char** argv) {
+  using namespace afd::bench;
+  std::string filter;
+  double seconds = 0.3;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::printf("usage: quant_matmul_bench [filter] [--seconds=S]\n");
+      return 0;
+    }
+    if (arg.rfind("--seconds=", 0) == 0) {
+      seconds = std::atof(arg.c_str() + 10);
+    } else {
+      filter = arg;
+    }
+  }
+  const double bw[3] = {0, MeasureReadBandwidth(1, seconds), MeasureReadBandwidth(2, seconds)};
+  std::printf("%-34s %10.1f %10.1f\n", "read bandwidth GB/s (512 MiB sum)", bw[1], bw[2]);
+  std::printf("\n%-36s %10s %10s %8s %6s\n", "product", "best us", "median us", "GB/s", "%BW");
+  for (const Format& f : kFormats) {
+    for (const Shape& s : kShapes) {
+      for (int64_t n : {1, 8, 64}) {
+        for (int threads : {1, 2}) {
+          char name[96];
+          std::snprintf(name, sizeof(name), "%s %s %lldx%lld n%lld t%d",
+                        n >= 16 ? "prefill" : "decode", f.name, static_cast<long long>(s.rows),
+                        static_cast<long long>(s.cols), static_cast<long long>(n), threads);
+          if (!filter.empty() && std::string(name).find(filter) == std::string::npos) continue;
+          if (n >= 16 && s.rows > 4096) continue;
+          const QuantCopies copies(f.format, f.bits, f.group, s.rows, s.cols);
+          const Timing t = TimeProduct(copies, n, threads, seconds);
+          const double gbs = copies.Get(0).Bytes() / t.best_s / 1e9;
+          if (n >= 16) {
+            std::printf("%-36s %10.1f %10.1f %8.1f GFLOP/s\n", name, t.best_s * 1e6,
+                        t.median_s * 1e6, 2.0 * n * s.rows * s.cols / t.best_s / 1e9);
+          } else {
+            std::printf("%-36s %10.1f %10.1f %8.2f %5.0f%%\n", name, t.best_s * 1e6,
+                        t.median_s * 1e6, gbs, 100 * gbs / bw[threads]);
+          }
+        }
+      }
+    }
+  }
+  return 0;
+}
