@@ -1,7 +1,6 @@
 // IsolatingExpertBackend (see isolating_expert_backend.h).
 #include "attention_node/service/isolating_expert_backend.h"
 
-#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -53,7 +52,6 @@ absl::Status IsolatingExpertBackend::Run(const ExpertRequest& request, float* ou
       entry_status_[e] =
           absl::Status(s.code(), absl::StrCat("layer ", request.layer, " experts: ", s.message()));
       ++failed_;
-      fprintf(stderr, "ISOLATED entry %zu of %zu\n", e, entries);
     }
     std::memset(entry_out, 0, sizeof(float) * rows * d);
   }

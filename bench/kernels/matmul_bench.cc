@@ -12,8 +12,8 @@
 // 2. Decode (n = 1, 8; bf16 and fp8; 1 and 2 threads): GB/s of weights read and % of the
 //    bandwidth measured with the same thread count. Each call reads a different copy of the
 //    weights (>= 1 GiB of copies in all, more than any L3), so the weights stream from DRAM.
-// 3. Prefill (n = 128; f32 = OpenBLAS sgemm through MatMul, f32-kernel = the prefill kernel
-//    on fp32 weights, bf16, fp8): GFLOP/s and % of sgemm with the same thread count.
+// 3. Prefill (n = 128): per shape OpenBLAS sgemm (the yardstick), then MatMul with f32, bf16
+//    and fp8 weights: GFLOP/s and % of that shape's sgemm with the same thread count.
 // 4. ThreadPool::ParallelFor overhead (empty body), 2 threads.
 // Times are per call: best and median over repeated calls for about `S` seconds (default 0.3)
 // per row; rates use the best time. Inputs are fixed (seeded generator).
@@ -86,7 +86,6 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include "common/kernels/matmul.h"
-#include "common/kernels/matmul_internal.h"
 #include "common/kernels/thread_pool.h"
 
 namespace afd::bench {
@@ -223,30 +222,15 @@ struct Shape {
 };
 constexpr Shape kShapes[] = {{1536, 1536}, {768, 1536}, {1536, 768}, {32000, 1536}};
 
-// Times MatMul over the copies in turn; `force_prefill` runs the prefill kernel directly
-// (rows split across the threads) instead of MatMul's choice.
-Timing TimeMatMul(const WeightCopies& weights, int64_t n, int threads, double seconds,
-                  bool force_prefill = false) {
+// Times MatMul over the copies in turn.
+Timing TimeMatMul(const WeightCopies& weights, int64_t n, int threads, double seconds) {
   const WeightView& w0 = weights.Get(0);
   std::vector<float> x(n * w0.cols), y(n * w0.rows);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1f * static_cast<float>(i));
   std::unique_ptr<ThreadPool> pool;
   if (threads > 1) pool = std::make_unique<ThreadPool>(threads);
-  openblas_set_num_threads(threads);
   size_t i = 0;
-  return Time(seconds, [&] {
-    const WeightView& w = weights.Get(i++);
-    if (!force_prefill) {
-      kernels::MatMul(x.data(), n, w, y.data(), pool.get());
-    } else if (pool == nullptr) {
-      kernels::internal::MatMulRowsKernel(x.data(), n, w, 0, w.rows, y.data(), true);
-    } else {
-      pool->ParallelFor(w.rows / 16, [&](int64_t b, int64_t e) {
-        const int64_t end = e == w.rows / 16 ? w.rows : e * 16;
-        kernels::internal::MatMulRowsKernel(x.data(), n, w, b * 16, end, y.data(), true);
-      });
-    }
-  });
+  return Time(seconds, [&] { kernels::MatMul(x.data(), n, weights.Get(i++), y.data(), pool.get()); });
 }
 
 }  // namespace
@@ -314,27 +298,51 @@ int main(int argc, char** argv) {
 
   std::printf("\n%-34s %10s %10s %8s %6s\n", "prefill n=128", "best us", "median us",
               "GFLOP/s", "%sgemm");
-  struct PrefillKind {
-    WeightType type;
-    bool force_kernel;
-    const char* name;
-  };
-  for (const PrefillKind& kind : {PrefillKind{WeightType::kF32, false, "f32"},
-                                  PrefillKind{WeightType::kF32, true, "f32-kernel"},
-                                  PrefillKind{WeightType::kBF16, false, "bf16"},
-                                  PrefillKind{WeightType::kFp8E4M3, false, "fp8"}}) {
-    for (const Shape& s : kShapes) {
+  // Per shape: OpenBLAS sgemm itself (the yardstick), then MatMul on f32, bf16, fp8 weights.
+  for (const Shape& s : kShapes) {
+    bool any = false;
+    for (const char* type : {"sgemm", "f32", "bf16", "fp8"}) {
+      for (int threads : {1, 2}) {
+        char name[128];
+        std::snprintf(name, sizeof(name), "prefill %s %lldx%lld n128 t%d", type,
+                      static_cast<long long>(s.rows), static_cast<long long>(s.cols), threads);
+        any = any || keep(name);
+      }
+    }
+    if (!any) continue;
+    double shape_sgemm[3] = {0, 0, 0};
+    for (int threads : {1, 2}) {
+      char name[128];
+      std::snprintf(name, sizeof(name), "prefill sgemm %lldx%lld n128 t%d",
+                    static_cast<long long>(s.rows), static_cast<long long>(s.cols), threads);
+      const int m = 128, nn = static_cast<int>(s.rows), k = static_cast<int>(s.cols);
+      std::vector<float> a(static_cast<size_t>(m) * k), b(static_cast<size_t>(nn) * k),
+          c(static_cast<size_t>(m) * nn);
+      for (size_t i = 0; i < a.size(); ++i) a[i] = std::sin(0.1f * static_cast<float>(i));
+      for (size_t i = 0; i < b.size(); ++i) b[i] = std::cos(0.1f * static_cast<float>(i));
+      openblas_set_num_threads(threads);
+      const Timing t = Time(seconds, [&] {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nn, k, 1.0f, a.data(), k,
+                    b.data(), k, 0.0f, c.data(), nn);
+      });
+      shape_sgemm[threads] = 2.0 * m * nn * k / t.best_s / 1e9;
+      if (keep(name)) {
+        std::printf("%-34s %10.1f %10.1f %8.1f %5.0f%%\n", name, t.best_s * 1e6,
+                    t.median_s * 1e6, shape_sgemm[threads], 100.0);
+      }
+    }
+    for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kFp8E4M3}) {
       std::unique_ptr<WeightCopies> weights;
       for (int threads : {1, 2}) {
         char name[128];
-        std::snprintf(name, sizeof(name), "prefill %s %lldx%lld n128 t%d", kind.name,
+        std::snprintf(name, sizeof(name), "prefill %s %lldx%lld n128 t%d", TypeName(type),
                       static_cast<long long>(s.rows), static_cast<long long>(s.cols), threads);
         if (!keep(name)) continue;
-        if (!weights) weights = std::make_unique<WeightCopies>(kind.type, s.rows, s.cols, 0);
-        const Timing t = TimeMatMul(*weights, 128, threads, seconds, kind.force_kernel);
+        if (!weights) weights = std::make_unique<WeightCopies>(type, s.rows, s.cols, 0);
+        const Timing t = TimeMatMul(*weights, 128, threads, seconds);
         const double gflops = 2.0 * 128 * s.rows * s.cols / t.best_s / 1e9;
         std::printf("%-34s %10.1f %10.1f %8.1f %5.0f%%\n", name, t.best_s * 1e6,
-                    t.median_s * 1e6, gflops, 100.0 * gflops / sgemm[threads]);
+                    t.median_s * 1e6, gflops, 100.0 * gflops / shape_sgemm[threads]);
         std::fflush(stdout);
       }
     }

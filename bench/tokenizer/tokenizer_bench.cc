@@ -2,6 +2,8 @@
 // text built deterministically from the golden corpora: the texts of every case of the four
 // tests/data/tokenizers/*/golden.json files, joined with "\n", repeated to at least 10 MiB.
 // hf_tokenizers_bench.mjs builds the same text and times the reference tokenizers.js on it.
+// Encode = the 10 MB text (word cache warm after the first copy), EncodeCold = one copy on a
+// fresh tokenizer, EncodeShortRequests = ~1 KB requests, Decode, Load = reading tokenizer.json.
 //
 // Run (after the tokenizer fixtures exist, e.g. `ctest -R tokenizer_fetch`):
 //   build/bin/tokenizer_bench [--benchmark_filter=Encode]
@@ -37,24 +39,36 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// The benchmark text; empty if the golden files are missing.
-const std::string& MixedText() {
-  static const std::string* text = [] {
+// Every golden case text of the four tokenizers joined with "\n" (~420 KB); empty if the
+// golden files are missing.
+const std::string& UnitText() {
+  static const std::string* unit = [] {
     const std::string data = EnvOr("AFD_TEST_DATA", AFD_SOURCE_DIR "/tests/data");
-    std::string unit;
+    auto* out = new std::string;
     for (const char* name : kNames) {
       const auto golden = nlohmann::json::parse(
           ReadFile(data + "/tokenizers/" + name + "/golden.json"), nullptr, false);
-      if (golden.is_discarded()) return new std::string;
+      if (golden.is_discarded()) {
+        out->clear();
+        return out;
+      }
       for (const auto& c : golden["cases"]) {
-        if (!unit.empty()) unit += '\n';
-        unit += c["text"].get<std::string>();
+        if (!out->empty()) *out += '\n';
+        *out += c["text"].get<std::string>();
       }
     }
+    return out;
+  }();
+  return *unit;
+}
+
+// The benchmark text: the unit repeated to at least 10 MiB.
+const std::string& MixedText() {
+  static const std::string* text = [] {
     auto* out = new std::string;
-    while (out->size() < kTargetBytes) {
+    while (!UnitText().empty() && out->size() < kTargetBytes) {
       if (!out->empty()) *out += '\n';
-      *out += unit;
+      *out += UnitText();
     }
     return out;
   }();
@@ -95,7 +109,30 @@ void BM_Tokenizer_Encode(benchmark::State& state) {
 }
 BENCHMARK(BM_Tokenizer_Encode)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
-// Many short requests (one golden case per call), as the gateway sees them.
+// One copy of the unit on a freshly loaded tokenizer: nothing is cached yet.
+void BM_Tokenizer_EncodeCold(benchmark::State& state) {
+  const std::string dir = EnvOr("AFD_TOKENIZERS_DIR", AFD_BUILD_DIR "/tokenizers");
+  const std::string& text = UnitText();
+  state.SetLabel(kNames[state.range(0)]);
+  std::vector<int32_t> ids;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto t = afd::gateway::Tokenizer::LoadFromDirectory(dir + "/" + kNames[state.range(0)]);
+    ids.clear();
+    state.ResumeTiming();
+    if (!t.ok() || text.empty() || !(*t)->EncodeAppend(text, &ids).ok()) {
+      state.SkipWithError("tokenizer or golden text missing");
+      break;
+    }
+    state.PauseTiming();
+    t->reset();
+    state.ResumeTiming();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * text.size());
+}
+BENCHMARK(BM_Tokenizer_EncodeCold)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Many short requests (about 1 KB each), as the gateway sees them.
 void BM_Tokenizer_EncodeShortRequests(benchmark::State& state) {
   const afd::gateway::Tokenizer* tokenizer = GetTokenizer(state.range(0));
   const std::string& text = MixedText();

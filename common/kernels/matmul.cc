@@ -1,21 +1,27 @@
 // Matrix products against checkpoint-precision weights (see matmul.h).
 //
 // Two kernel families, compiled for every Highway target and chosen at run time:
-// - Decode (n < kPrefillMinTokens): dot products along the input axis. A tile of R output rows
-//   x N tokens (N <= 8) keeps R*N fp32 accumulators in registers; every weight vector is loaded
-//   and widened once and used for all N tokens, so the weights stream from memory exactly once
-//   per 8 tokens. Memory-bound for n = 1..8.
-// - Prefill (n >= kPrefillMinTokens): a register-blocked outer product. A chunk of tokens is
-//   transposed into a small scratch (xT [cols, TC]); kMR weight rows at a time are widened into a
-//   small fp32 scratch tile; the micro-kernel broadcasts one weight and multiplies it into
-//   kTV vectors of tokens. fp32 weights go to OpenBLAS sgemm instead.
-// FP8: AVX3_DL decodes 64 weights with two 128-entry byte tables (vpermi2b) into exact bf16
-// bits; other targets go through fp16 bits (x/256, undone by the scale) and vcvtph2ps.
-// Block scales multiply the widened weight, so every weight equals the reference's
-// fp8 * scale exactly; only the summation order differs from MatMulReference.
+// - Decode (n < kPrefillMinTokens): dot products along the input axis, in tiles of R output
+//   rows x N <= 8 tokens with R * N fp32 accumulators in registers (R from the register budget).
+//   Each weight chunk is widened once and used for all N tokens, so the weights stream from
+//   memory once per 8 tokens; the activations are packed once per call in the decoder's lane
+//   order (one pointer reaches every token), and for N*cols too large for L1 the columns are
+//   blocked with partial sums parked in a small scratch. Weights are software-prefetched ~8 KiB
+//   ahead of the tile being computed. Block-scaled FP8: the scales go into a scaled copy of the
+//   packed activations per block of 128 output rows, so the inner loop has no multiply.
+// - Prefill (n >= kPrefillMinTokens): a register-blocked outer product. A chunk of 64 (or 32)
+//   tokens is transposed into xt [cols, tc]; 6 (or 12) weight rows at a time are widened into a
+//   small fp32 tile (scale applied: the reference's exact weights); the micro-kernel broadcasts
+//   one weight and multiplies it into 4 (or 2) token vectors. fp32 weights take this kernel too:
+//   it runs at the FMA peak, and OpenBLAS falls back to a generic core on VMs that hide the CPU
+//   model (4x slower there).
+// FP8 e4m3 -> fp32: AVX3_DL looks up the exact bf16 bytes of 64 weights in two 128-entry byte
+// tables (vpermi2b) and interleaves them into fp32 lanes (lanes permuted within 128-bit blocks;
+// the packed activations follow); AVX3/AVX2/NEON go through fp16 bits (value / 256, undone by
+// the scale) and vcvtph2ps; the rest uses a 256-entry table. NaN (S.1111.111) stays NaN.
+// Only the summation order (and, in decode, where the fp8 block scale is rounded in) differs
+// from MatMulReference.
 #include "common/kernels/matmul.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
@@ -755,10 +761,6 @@ namespace {
 // Output rows per ParallelFor unit (a multiple of every decode tile height: 8, 6, 4, 3, 2).
 constexpr int64_t kRowUnit = 48;
 
-bool UseSgemm(int64_t n, const WeightView& w) {
-  return w.type == WeightType::kF32 && n >= internal::kPrefillMinTokens;
-}
-
 float WeightAt(const WeightView& w, int64_t r, int64_t c) {
   const int64_t i = r * w.cols + c;
   switch (w.type) {
@@ -840,14 +842,6 @@ float Fp8E4M3ToFloat(uint8_t v) {
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                 int64_t row_end, float* y) {
   if (n <= 0 || row_begin >= row_end) return;
-  if (UseSgemm(n, w)) {
-    const float* wr = static_cast<const float*>(w.data) + row_begin * w.cols;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
-                static_cast<int>(row_end - row_begin), static_cast<int>(w.cols), 1.0f, x,
-                static_cast<int>(w.cols), wr, static_cast<int>(w.cols), 0.0f, y + row_begin,
-                static_cast<int>(w.rows));
-    return;
-  }
   HWY_DYNAMIC_DISPATCH(MatMulRowsImpl)(x, n, w, row_begin, row_end, y);
 }
 
@@ -856,7 +850,7 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y) {
 }
 
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool) {
-  if (pool == nullptr || pool->num_threads() <= 1 || UseSgemm(n, w) || w.rows <= kRowUnit) {
+  if (pool == nullptr || pool->num_threads() <= 1 || w.rows <= kRowUnit) {
     MatMul(x, n, w, y);
     return;
   }

@@ -12,7 +12,8 @@ namespace afd::kernels {
 class ThreadPool;
 
 // y[n, w.rows] = x[n, w.cols] * W^T. `x` row stride is w.cols, `y` row stride is w.rows.
-// Fast path: Highway dynamic dispatch (AVX-512/AVX2/NEON), OpenBLAS sgemm for large fp32.
+// Highway dynamic dispatch (AVX-512/AVX2/NEON): a memory-bound decode kernel for small n and a
+// register-blocked prefill kernel from n = 24 (fp32 weights included).
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y);
 
 // Rows [row_begin, row_end) of the output only (y still has row stride w.rows). Lets callers
@@ -21,8 +22,7 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
                 int64_t row_end, float* y);
 
 // MatMul with the output rows split across `pool`'s threads (the caller takes part). With a
-// null pool or a one-thread pool this is MatMul. Large fp32 products go to OpenBLAS, which
-// uses its own threads.
+// null pool or a one-thread pool this is MatMul.
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool);
 
 // Plain scalar reference twin (dequantize element by element, fp32 accumulation in the

@@ -1,6 +1,7 @@
 #include "gateway/tokenizer/nfc.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "gateway/tokenizer/nfc_tables.h"
@@ -18,8 +19,7 @@ constexpr int kNCount = kVCount * kTCount, kSCount = kLCount * kNCount;
 // (checked by the table generator).
 constexpr char32_t kFirstInteresting = 0x300;
 
-bool IsInert(char32_t cp) {
-  if (cp < kFirstInteresting) return true;
+bool IsInertSlow(char32_t cp) {
   const nfc::CodePointRange* begin = nfc::kNotInertRanges;
   const nfc::CodePointRange* end = begin + nfc::kNumNotInertRanges;
   auto it = std::upper_bound(begin, end, cp, [](char32_t c, const nfc::CodePointRange& r) {
@@ -28,6 +28,25 @@ bool IsInert(char32_t cp) {
   if (it == begin) return true;
   --it;
   return cp > it->last;
+}
+
+// One bit per BMP code point: set when it is NOT an NFC boundary (8 KiB, built once).
+const uint64_t* BmpNotInert() {
+  static const uint64_t* bits = [] {
+    auto* b = new uint64_t[0x10000 / 64]();
+    for (int i = 0; i < nfc::kNumNotInertRanges; ++i) {
+      const auto& r = nfc::kNotInertRanges[i];
+      for (char32_t c = r.first; c <= r.last && c < 0x10000; ++c) b[c >> 6] |= uint64_t{1} << (c & 63);
+    }
+    return b;
+  }();
+  return bits;
+}
+
+inline bool IsInert(char32_t cp) {
+  if (cp < kFirstInteresting) return true;
+  if (cp < 0x10000) return !((BmpNotInert()[cp >> 6] >> (cp & 63)) & 1);
+  return IsInertSlow(cp);
 }
 
 struct CodePoint {

@@ -140,8 +140,12 @@ absl::Status PreTokenizer::Apply(size_t level, std::string_view piece,
 
   const bool invert = step.invert;
   absl::Status status;
+  const bool last = level + 1 == steps_.size();
   auto emit = [&](size_t begin, size_t end) {
-    if (end > begin && status.ok()) {
+    if (end <= begin) return;
+    if (last) {
+      sink(piece.substr(begin, end - begin));
+    } else if (status.ok()) {
       status = Apply(level + 1, piece.substr(begin, end - begin), scratch, sink);
     }
   };

@@ -19,10 +19,12 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Words longer than this are not cached (long words rarely repeat).
-constexpr size_t kMaxCachedWordBytes = 256;
-// A slot's cache is dropped and refilled once it holds this many words.
+// Words longer than this are not cached.
+constexpr size_t kMaxCachedWordBytes = 4096;
+// A slot's cache is dropped and refilled once it holds this many words, key bytes or ids.
 constexpr size_t kMaxCachedWords = 1 << 16;
+constexpr size_t kMaxCachedKeyBytes = 4 << 20;
+constexpr size_t kMaxCachedIds = 1 << 20;
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -86,10 +88,13 @@ class BpeCache {
     return true;
   }
   void Insert(std::string_view word, absl::Span<const int32_t> result) {
-    if (map_.size() >= kMaxCachedWords) {
+    if (map_.size() >= kMaxCachedWords || key_bytes_ + word.size() > kMaxCachedKeyBytes ||
+        ids_.size() + result.size() > kMaxCachedIds) {
       map_.clear();
       ids_.clear();
+      key_bytes_ = 0;
     }
+    key_bytes_ += word.size();
     Entry e;
     e.count = static_cast<uint32_t>(result.size());
     if (result.size() == 1) {
@@ -108,6 +113,7 @@ class BpeCache {
   };
   absl::flat_hash_map<std::string, Entry> map_;
   std::vector<int32_t> ids_;
+  size_t key_bytes_ = 0;
 };
 
 struct Tokenizer::Slot {

@@ -23,14 +23,14 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/integration/gateway/local_cluster.h"
+#include "tests/integration/gateway/gateway_cluster.h"
 
 namespace afd {
 namespace {
 
 using Json = nlohmann::ordered_json;
 
-std::string ModelDir() { return testing::BuildDir() + "/models/default"; }
+std::string ModelDir() { return gateway_testing::BuildDir() + "/models/default"; }
 
 const char kToolOutput[] =
     "The user wants the weather.\n</think>\n\n<minimax:tool_call>\n<invoke name=\"get_weather\">\n"
@@ -39,7 +39,7 @@ const char kToolOutput[] =
 
 // The chat fixture case `name` (messages, tools and the reference rendering).
 Json ChatCase(const std::string& name) {
-  std::ifstream in(testing::TestDataDir() + "/chat/golden.json");
+  std::ifstream in(gateway_testing::TestDataDir() + "/chat/golden.json");
   std::stringstream text;
   text << in.rdbuf();
   const Json all = Json::parse(text.str(), nullptr, false);
@@ -60,14 +60,14 @@ struct SseStream {
 class GatewayChatTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    testing::ClusterSpec spec;
+    gateway_testing::ClusterSpec spec;
     spec.model_dir = ModelDir();
     spec.expert_nodes = 2;
     spec.gateway_args = {"--enable-forced-output"};
     spec.kv_blocks = 512;
     spec.max_prompt_tokens = 2048;
-    absl::StatusOr<std::unique_ptr<testing::LocalCluster>> started =
-        testing::LocalCluster::Start(spec);
+    absl::StatusOr<std::unique_ptr<gateway_testing::GatewayCluster>> started =
+        gateway_testing::GatewayCluster::Start(spec);
     ASSERT_TRUE(started.ok()) << started.status();
     cluster_ = started->release();
     absl::StatusOr<std::unique_ptr<gateway::Tokenizer>> tokenizer =
@@ -154,14 +154,14 @@ class GatewayChatTest : public ::testing::Test {
     return Json::array({{{"role", "user"}, {"content", text}}});
   }
 
-  static testing::LocalCluster* cluster_;
+  static gateway_testing::GatewayCluster* cluster_;
   static gateway::Tokenizer* tokenizer_;
   static gateway::PromptEncoder* encoder_;
   std::unique_ptr<httplib::Client> client_;
   std::unique_ptr<v1::AttentionNode::Stub> attention_;
 };
 
-testing::LocalCluster* GatewayChatTest::cluster_ = nullptr;
+gateway_testing::GatewayCluster* GatewayChatTest::cluster_ = nullptr;
 gateway::Tokenizer* GatewayChatTest::tokenizer_ = nullptr;
 gateway::PromptEncoder* GatewayChatTest::encoder_ = nullptr;
 

@@ -12,86 +12,44 @@
 #include "absl/strings/str_cat.h"
 #include "afd/v1/attention.grpc.pb.h"
 #include "afd/v1/gateway.grpc.pb.h"
-#include "attention_node/engine.h"
-#include "attention_node/in_process_expert_backend.h"
-#include "attention_node/kv_cache.h"
-#include "attention_node/model_weights.h"
-#include "common/kernels/thread_pool.h"
-#include "common/model_config.h"
 #include "common/rpc/channel.h"
-#include "common/safetensors.h"
-#include "common/weights.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
-#include "tests/integration/gateway/local_cluster.h"
+#include "tests/integration/common/local_cluster.h"
+#include "tests/integration/gateway/gateway_cluster.h"
 
 namespace afd {
 namespace {
 
-std::string ModelDir() { return testing::TestDataDir() + "/golden/m2-tiny"; }
+std::string ModelDir() { return gateway_testing::TestDataDir() + "/golden/m2-tiny"; }
 
-std::vector<int32_t> ReadIds(const SafetensorsFile& file, const std::string& name) {
-  std::vector<int32_t> ids;
-  const TensorView* t = file.Find(name);
-  if (t == nullptr) return ids;
-  const int64_t* data = reinterpret_cast<const int64_t*>(t->data);
-  for (int64_t i = 0; i < t->shape[0]; ++i) ids.push_back(static_cast<int32_t>(data[i]));
-  return ids;
-}
-
-// Greedy continuation of `prompt` with the whole model in this process.
+// Greedy continuation of `prompt` with the whole model in this process (the integration
+// harness's reference engine, shared by all cases).
 std::vector<int32_t> InProcessGreedy(const std::vector<int32_t>& prompt, int max_tokens) {
-  ModelConfig config = *LoadModelConfig(ModelDir());
-  std::unique_ptr<Checkpoint> checkpoint = *Checkpoint::Open(ModelDir());
-  std::unique_ptr<attention::ModelWeights> weights =
-      *attention::ModelWeights::Load(config, *checkpoint);
-  kernels::ThreadPool pool(1);
-  std::unique_ptr<attention::InProcessExpertBackend> backend =
-      *attention::InProcessExpertBackend::Create(config, *checkpoint, &pool);
-  attention::KvCacheOptions options;
-  options.block_size = 16;
-  options.max_sequences = 1;
-  options.num_blocks = (static_cast<int64_t>(prompt.size()) + max_tokens + 15) / 16;
-  std::unique_ptr<attention::KvCache> cache = *attention::KvCache::Create(config, options);
-  attention::Engine engine(weights.get(), cache.get(), backend.get(), &pool);
-  const int seq = *cache->AddSequence();
-  std::vector<int32_t> out;
-  std::vector<int32_t> input = prompt;
-  for (int step = 0; step < max_tokens; ++step) {
-    attention::StepOutput result;
-    attention::StepInput in{seq, input, attention::LogitsMode::kLast};
-    if (!engine.Step({&in, 1}, &result).ok()) break;
-    const float* row = result.Row(result.first_row[0], config.vocab_size);
-    int32_t best = 0;
-    for (int v = 1; v < config.vocab_size; ++v) {
-      if (row[v] > row[best]) best = v;
-    }
-    out.push_back(best);
-    input = {best};
-  }
-  return out;
+  static integration::ReferenceEngine* engine =
+      integration::ReferenceEngine::Create(ModelDir())->release();
+  absl::StatusOr<integration::ReferenceRun> run = engine->Greedy(prompt, max_tokens);
+  return run.ok() ? run->tokens : std::vector<int32_t>();
 }
 
 class GatewayTokenTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    testing::ClusterSpec spec;
+    gateway_testing::ClusterSpec spec;
     spec.model_dir = ModelDir();
     spec.expert_nodes = 3;
     spec.replicas = 2;
     spec.http = false;
-    absl::StatusOr<std::unique_ptr<testing::LocalCluster>> started =
-        testing::LocalCluster::Start(spec);
+    absl::StatusOr<std::unique_ptr<gateway_testing::GatewayCluster>> started =
+        gateway_testing::GatewayCluster::Start(spec);
     ASSERT_TRUE(started.ok()) << started.status();
     cluster_ = started->release();
-    absl::StatusOr<std::unique_ptr<SafetensorsFile>> golden =
-        SafetensorsFile::Open(ModelDir() + "/golden.safetensors");
+    absl::StatusOr<std::vector<integration::GoldenPrompt>> golden =
+        integration::LoadGoldenPrompts(ModelDir());
     ASSERT_TRUE(golden.ok()) << golden.status();
-    for (int k = 0;; ++k) {
-      std::vector<int32_t> prompt = ReadIds(**golden, absl::StrCat("prompt", k, ".input_ids"));
-      if (prompt.empty()) break;
-      prompts_.push_back(prompt);
-      golden_greedy_.push_back(ReadIds(**golden, absl::StrCat("prompt", k, ".greedy_ids")));
+    for (const integration::GoldenPrompt& p : *golden) {
+      prompts_.push_back(p.input_ids);
+      golden_greedy_.push_back(p.greedy_ids);
     }
     ASSERT_FALSE(prompts_.empty());
   }
@@ -148,14 +106,14 @@ class GatewayTokenTest : public ::testing::Test {
     return false;
   }
 
-  static testing::LocalCluster* cluster_;
+  static gateway_testing::GatewayCluster* cluster_;
   static std::vector<std::vector<int32_t>> prompts_;
   static std::vector<std::vector<int32_t>> golden_greedy_;
   std::unique_ptr<v1::Gateway::Stub> gateway_;
   std::unique_ptr<v1::AttentionNode::Stub> attention_;
 };
 
-testing::LocalCluster* GatewayTokenTest::cluster_ = nullptr;
+gateway_testing::GatewayCluster* GatewayTokenTest::cluster_ = nullptr;
 std::vector<std::vector<int32_t>> GatewayTokenTest::prompts_;
 std::vector<std::vector<int32_t>> GatewayTokenTest::golden_greedy_;
 

@@ -1,4 +1,4 @@
-// LocalCluster: starts real afd-expert-node, afd-attention-node and afd-gateway processes from
+// GatewayCluster: starts real afd-expert-node, afd-attention-node and afd-gateway processes from
 // the build tree on loopback (gRPC on unix sockets in a temporary folder, HTTP on a free TCP
 // port), waits until each reports SERVING on grpc.health.v1, and stops them in order when
 // destroyed. For the gateway integration tests. Not thread-safe.
@@ -29,7 +29,7 @@
 #include "common/model_config.h"
 #include "common/rpc/channel.h"
 
-namespace afd::testing {
+namespace afd::gateway_testing {
 
 inline std::string BuildDir() {
   const char* dir = std::getenv("AFD_BUILD_DIR");
@@ -70,10 +70,10 @@ struct ClusterSpec {
   int max_prompt_tokens = 0;
 };
 
-class LocalCluster {
+class GatewayCluster {
  public:
-  static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(const ClusterSpec& spec) {
-    auto cluster = std::unique_ptr<LocalCluster>(new LocalCluster());
+  static absl::StatusOr<std::unique_ptr<GatewayCluster>> Start(const ClusterSpec& spec) {
+    auto cluster = std::unique_ptr<GatewayCluster>(new GatewayCluster());
     char dir[] = "/tmp/afd-gw-XXXXXX";
     if (mkdtemp(dir) == nullptr) return absl::InternalError("mkdtemp failed");
     cluster->dir_ = dir;
@@ -116,7 +116,7 @@ class LocalCluster {
     return cluster;
   }
 
-  ~LocalCluster() {
+  ~GatewayCluster() {
     // Gateway first, then attention nodes, then expert nodes.
     for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) Stop(&*it);
     std::error_code ignored;
@@ -160,7 +160,7 @@ class LocalCluster {
     pid_t pid = -1;
   };
 
-  LocalCluster() = default;
+  GatewayCluster() = default;
 
   void Spawn(const NodeConfig& config, const std::string& service,
              const std::vector<std::string>& args) {
@@ -222,4 +222,4 @@ class LocalCluster {
   std::vector<Node> nodes_;
 };
 
-}  // namespace afd::testing
+}  // namespace afd::gateway_testing
