@@ -5,7 +5,9 @@
 // Without --model it prepares the default model: a random-weight `afd-gen-checkpoint --preset
 // default` checkpoint plus a real byte-level BPE tokenizer.json with MiniMax-M2's special and
 // added tokens (afd-make-minimax-tokenizer from the gpt-4o tokenizer on the npm registry).
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -193,9 +195,20 @@ absl::Status PrepareDefaultModel(const std::string& bin_dir, const std::string& 
   return absl::OkStatus();
 }
 
+// Whether `port` can be bound on every address ([::] dual-stack), as the nodes bind it.
 bool PortFree(int port) {
-  httplib::Server probe;
-  return probe.bind_to_port("127.0.0.1", port);
+  const int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  const int off = 0, on = 1;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_any;
+  addr.sin6_port = htons(static_cast<uint16_t>(port));
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
 }
 
 // A child process: one node.
@@ -442,7 +455,11 @@ int main(int argc, char** argv) {
     return Fail("--reasoning-mode must be append_think or split");
   }
   const std::string bin_dir = SelfDir();
-  const std::string build_dir = bin_dir + "/..";
+  std::string build_dir = bin_dir + "/..";
+  if (char* resolved = realpath(build_dir.c_str(), nullptr)) {
+    build_dir = resolved;
+    std::free(resolved);
+  }
   for (const char* program : {"afd-gateway", "afd-attention-node", "afd-expert-node"}) {
     if (access((bin_dir + "/" + program).c_str(), X_OK) != 0) {
       return Fail(absl::StrCat(bin_dir, "/", program, " is missing; build it first"));

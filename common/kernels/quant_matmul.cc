@@ -857,8 +857,399 @@ void AwqPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix
 }
 
 // ---------------------------------------------------------------------------------------------
+// AVX-512 VNNI decode (AVX3_DL). Activations become block floating point per group: with
+// 2^(e-1) <= max|x| < 2^e, X_i = rint(x_i * 2^(22-e)) (23 significant bits, like fp32 for the
+// group's largest values), split exactly into three signed bytes X = 65536 x2 + 256 x1 + x0.
+// vpdpbusd multiplies the unsigned codes by each byte plane, so a group's sum of q * X is exact
+// in int32 and one conversion per block feeds the fp32 accumulators (the scale, zero point and
+// bias applied per group as above). The only rounding beyond fp32 summation is X's, at 2^-23 of
+// the group's largest activation.
+
+#if HWY_TARGET == HWY_AVX3_DL
+#define AFD_VNNI __attribute__((target("avx512vnni")))
+
+bool HasVnni() {
+  static const bool has = __builtin_cpu_supports("avx512vnni");
+  return has;
+}
+
+// The three byte planes of N tokens, each [N, stride] in the kernel's element order, and per
+// token and group the unit 2^(e-22) and the fp32 sum of x ([N, groups + 16], zero padded).
+struct BlockX {
+  const int8_t* plane[3];
+  int64_t stride;
+  const float* unit;
+  const float* sum;
+  int64_t groups_padded;
+};
+
+// Quantizes x [n, cols] into planes at positions pos(c) (pos: natural column -> kernel order),
+// `stride` bytes per token (positions past cols are zero).
+template <class Pos>
+BlockX QuantizeBlockX(const float* x, int64_t n, int64_t cols, int64_t group, int64_t stride,
+                      const Pos& pos) {
+  const DF d;
+  const DI di;
+  const hn::Rebind<int8_t, DI> d8;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t groups = cols / group;
+  const int64_t gp = groups + 16;
+  int8_t* planes = reinterpret_cast<int8_t*>(qi::QuantScratch(3, (3 * n * stride + 64) / 4 + 16));
+  float* unit = qi::QuantScratch(4, 2 * n * gp);
+  float* sum = unit + n * gp;
+  std::fill(unit, unit + 2 * n * gp, 0.0f);
+  std::fill(planes, planes + 3 * n * stride, int8_t{0});
+  HWY_ALIGN int8_t nat[3][kMaxLanes];
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* p = x + t * cols + g * group;
+      VF m = hn::Zero(d), s = hn::Zero(d);
+      int64_t i = 0;
+      for (; i + lanes <= group; i += lanes) {
+        const VF v = hn::LoadU(d, p + i);
+        m = hn::Max(m, hn::Abs(v));
+        s = hn::Add(s, v);
+      }
+      float mx = hn::GetLane(hn::MaxOfLanes(d, m));
+      float total = hn::GetLane(hn::SumOfLanes(d, s));
+      for (int64_t j = i; j < group; ++j) {
+        mx = std::max(mx, std::fabs(p[j]));
+        total += p[j];
+      }
+      int e = 0;
+      if (mx > 0) std::frexp(mx, &e);
+      unit[t * gp + g] = mx > 0 ? std::ldexp(1.0f, e - 22) : 0.0f;
+      sum[t * gp + g] = total;
+      const float inv = mx > 0 ? std::ldexp(1.0f, 22 - e) : 0.0f;
+      for (int64_t i0 = 0; i0 < group; i0 += lanes) {
+        const int64_t cnt = std::min(lanes, group - i0);
+        HWY_ALIGN float buf[kMaxLanes] = {};
+        for (int64_t j = 0; j < cnt; ++j) buf[j] = p[i0 + j];
+        const auto q = hn::NearestInt(hn::Mul(hn::Load(d, buf), hn::Set(d, inv)));
+        const auto x0 = hn::ShiftRight<24>(hn::ShiftLeft<24>(q));
+        const auto q1 = hn::ShiftRight<8>(hn::Sub(q, x0));
+        const auto x1 = hn::ShiftRight<24>(hn::ShiftLeft<24>(q1));
+        const auto x2 = hn::ShiftRight<8>(hn::Sub(q1, x1));
+        hn::Store(hn::DemoteTo(d8, x0), d8, nat[0]);
+        hn::Store(hn::DemoteTo(d8, x1), d8, nat[1]);
+        hn::Store(hn::DemoteTo(d8, x2), d8, nat[2]);
+        for (int64_t j = 0; j < cnt; ++j) {
+          const int64_t at = t * stride + pos(g * group + i0 + j);
+          for (int k = 0; k < 3; ++k) planes[k * n * stride + at] = nat[k][j];
+        }
+      }
+      (void)di;
+    }
+  }
+  BlockX bx;
+  for (int k = 0; k < 3; ++k) bx.plane[k] = planes + k * n * stride;
+  bx.stride = stride;
+  bx.unit = unit;
+  bx.sum = sum;
+  bx.groups_padded = gp;
+  return bx;
+}
+
+// MLX block layout for B-bit codes: kBlock codes from kBlock * B / 8 bytes as kV vectors of
+// 64 u8 codes; byte j of vector v is code Code(v, j) of the block; dword lane l of every vector
+// holds codes of the block's sub-range starting at LaneFirst(l) (one group).
+template <int B>
+struct MlxVnniLayout {
+  static constexpr int kV = B == 4 ? 2 : B == 2 ? 4 : 1;
+  static constexpr int64_t kBlock = 64 * kV;
+  static constexpr int64_t kBlockBytes = kBlock * B / 8;
+  static int64_t Code(int v, int64_t j) {
+    return B == 4 ? 2 * j + v : B == 2 ? 4 * j + v : j;  // 4-bit: low nibble = even code
+  }
+  static int64_t LaneFirst(int l) { return B == 4 ? 8 * l : B == 2 ? 16 * l : 4 * l; }
+  // Position of code c (within the row) in the activation planes.
+  static int64_t Pos(int64_t c) {
+    const int64_t b = c / kBlock, w = c % kBlock;
+    if (B == 4) return b * kBlock + (w % 2) * 64 + w / 2;
+    if (B == 2) return b * kBlock + (w % 4) * 64 + w / 4;
+    return c;
+  }
+};
+
+// Unpacks block `b` of one row into kV vectors of u8 codes (a short last block reads only its
+// bytes; missing codes are 0).
+template <int B>
+AFD_VNNI HWY_INLINE void MlxVnniUnpack(const uint8_t* row, int64_t row_bytes, int64_t b,
+                                       __m512i ctrl, __m512i idx, __m512i* c) {
+  using L = MlxVnniLayout<B>;
+  const uint8_t* p = row + b * L::kBlockBytes;
+  const int64_t nbytes = std::min<int64_t>(L::kBlockBytes, row_bytes - b * L::kBlockBytes);
+  const __m512i v = nbytes == 64 ? _mm512_loadu_si512(p)
+                                 : _mm512_maskz_loadu_epi8(
+                                       _cvtu64_mask64(nbytes >= 64 ? ~0ull : (1ull << nbytes) - 1), p);
+  if (B == 4) {
+    const __m512i m = _mm512_set1_epi8(0x0F);
+    c[0] = _mm512_and_si512(v, m);
+    c[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+  } else if (B == 8) {
+    c[0] = v;
+  } else if (B == 2) {
+    const __m512i m = _mm512_set1_epi8(0x03);
+    c[0] = _mm512_and_si512(v, m);
+    c[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), m);
+    c[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+    c[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), m);
+  } else {
+    // 8 codes per B bytes: each 64-bit lane gathers its pack, then one shift per code.
+    c[0] = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, _mm512_permutexvar_epi8(idx, v)),
+                            _mm512_set1_epi8(static_cast<char>((1 << B) - 1)));
+  }
+}
+
+// R rows x N tokens over every block. sb: fp32 scales [R, groups] then biases [R, groups]
+// (padded by 16). pf: [N, blocks, 16] per-lane units. lane_group: lane -> group offset.
+template <int B, int R, int N>
+AFD_VNNI HWY_NOINLINE void MlxVnniTile(const QuantMatrix& w, int64_t r0, const BlockX& bx,
+                                       const float* pf, const float* sb, __m512i lane_group,
+                                       float* y) {
+  using L = MlxVnniLayout<B>;
+  const int64_t groups = w.groups();
+  const int64_t row_bytes = w.cols * B / 8;
+  const int64_t blocks = (w.cols + L::kBlock - 1) / L::kBlock;
+  alignas(64) uint8_t ctrl_b[64] = {}, idx_b[64] = {};
+  for (int q = 0; q < 8; ++q) {
+    for (int k = 0; k < 8; ++k) {
+      ctrl_b[8 * q + k] = static_cast<uint8_t>(k * B);
+      idx_b[8 * q + k] = static_cast<uint8_t>(std::min(B * q + k, 63));
+    }
+  }
+  const __m512i ctrl = _mm512_load_si512(ctrl_b), idx = _mm512_load_si512(idx_b);
+  const uint8_t* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = static_cast<const uint8_t*>(w.data) + (r0 + r) * row_bytes;
+  __m512 acc[R][N];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < N; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  const __m512 k256 = _mm512_set1_ps(256.0f);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t g0 = b * L::kBlock / w.group_size;
+    for (int r = 0; r < R; ++r) {
+      __m512i c[L::kV];
+      MlxVnniUnpack<B>(rows[r], row_bytes, b, ctrl, idx, c);
+      const __m512 sl = _mm512_permutexvar_ps(lane_group, _mm512_loadu_ps(sb + r * groups + g0));
+      for (int t = 0; t < N; ++t) {
+        const int8_t* x2 = bx.plane[2] + t * bx.stride + b * L::kBlock;
+        const int8_t* x1 = bx.plane[1] + t * bx.stride + b * L::kBlock;
+        const int8_t* x0 = bx.plane[0] + t * bx.stride + b * L::kBlock;
+        __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+        for (int v = 0; v < L::kV; ++v) hi = _mm512_dpbusd_epi32(hi, c[v], _mm512_loadu_si512(x2 + 64 * v));
+        hi = _mm512_slli_epi32(hi, 8);
+        for (int v = 0; v < L::kV; ++v) hi = _mm512_dpbusd_epi32(hi, c[v], _mm512_loadu_si512(x1 + 64 * v));
+        for (int v = 0; v < L::kV; ++v) lo = _mm512_dpbusd_epi32(lo, c[v], _mm512_loadu_si512(x0 + 64 * v));
+        const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(lo));
+        acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(sl, _mm512_load_ps(pf + (t * blocks + b) * 16)),
+                                    acc[r][t]);
+      }
+    }
+  }
+  // Bias terms: sum_g bias[r, g] * sum_t[g].
+  for (int r = 0; r < R; ++r) {
+    const float* bias = sb + (R + r) * groups;
+    for (int t = 0; t < N; ++t) {
+      const float* xs = bx.sum + t * bx.groups_padded;
+      __m512 a = acc[r][t];
+      for (int64_t g = 0; g < groups; g += 16) {
+        const __mmask16 m = static_cast<__mmask16>(groups - g >= 16 ? 0xFFFF : (1u << (groups - g)) - 1);
+        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, bias + g), _mm512_maskz_loadu_ps(m, xs + g), a);
+      }
+      y[t * w.rows + r0 + r] = _mm512_reduce_add_ps(a);
+    }
+  }
+}
+
+template <int B, int N>
+void MlxVnniDecodeN(const float* x, const QuantMatrix& w, int64_t row_begin, int64_t row_end,
+                    float* y) {
+  using L = MlxVnniLayout<B>;
+  const int64_t groups = w.groups();
+  const int64_t blocks = (w.cols + L::kBlock - 1) / L::kBlock;
+  const BlockX bx = QuantizeBlockX(x, N, w.cols, w.group_size, blocks * L::kBlock,
+                                   [](int64_t c) { return L::Pos(c); });
+  alignas(64) int32_t lg[16];
+  for (int l = 0; l < 16; ++l) {
+    lg[l] = static_cast<int32_t>(w.group_size >= L::kBlock ? 0 : L::LaneFirst(l) / w.group_size);
+  }
+  const __m512i lane_group = _mm512_load_si512(lg);
+  float* pf = qi::QuantScratch(5, N * blocks * 16);
+  for (int64_t t = 0; t < N; ++t) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t g0 = b * L::kBlock / w.group_size;
+      for (int l = 0; l < 16; ++l) {
+        const int64_t g = g0 + lg[l];
+        pf[(t * blocks + b) * 16 + l] = g < groups ? bx.unit[t * bx.groups_padded + g] : 0.0f;
+      }
+    }
+  }
+  constexpr int R = N == 1 ? 4 : N == 2 ? 2 : 1;
+  float* sb = qi::QuantScratch(6, 2 * R * groups + 16);
+  int64_t r = row_begin;
+  for (; r + R <= row_end; r += R) {
+    WidenScales(w.scales, w.scale_type, r * groups, R * groups, sb);
+    WidenScales(w.biases, w.scale_type, r * groups, R * groups, sb + R * groups);
+    std::fill(sb + 2 * R * groups, sb + 2 * R * groups + 16, 0.0f);
+    MlxVnniTile<B, R, N>(w, r, bx, pf, sb, lane_group, y);
+  }
+  for (; r < row_end; ++r) {
+    WidenScales(w.scales, w.scale_type, r * groups, groups, sb);
+    WidenScales(w.biases, w.scale_type, r * groups, groups, sb + groups);
+    std::fill(sb + 2 * groups, sb + 2 * groups + 16, 0.0f);
+    MlxVnniTile<B, 1, N>(w, r, bx, pf, sb, lane_group, y);
+  }
+}
+
+template <int B>
+void MlxVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
+                       int64_t row_end, float* y) {
+  for (int64_t t = 0; t < n; t += 4) {
+    const float* xt = x + t * w.cols;
+    float* yt = y + t * w.rows;
+    switch (std::min<int64_t>(4, n - t)) {
+      case 1: MlxVnniDecodeN<B, 1>(xt, w, row_begin, row_end, yt); break;
+      case 2: MlxVnniDecodeN<B, 2>(xt, w, row_begin, row_end, yt); break;
+      case 3: MlxVnniDecodeN<B, 3>(xt, w, row_begin, row_end, yt); break;
+      default: MlxVnniDecodeN<B, 4>(xt, w, row_begin, row_end, yt); break;
+    }
+  }
+}
+
+// AWQ: 64 output columns [c0, c0 + 64) per tile, four input rows per step. Byte j of a qweight
+// row's 32 tile bytes holds slots 2(j%4) (low nibble) and 2(j%4)+1 of word j/4; a two-source
+// byte permute gathers the four rows' nibbles of 16 such bytes into the 4 bytes of one dword
+// lane. Vectors 0/1: low nibbles of bytes 0-15 / 16-31; 2/3: high nibbles.
+int64_t AwqVnniColumn(int v, int j) {
+  const int byte = (v % 2) * 16 + j;
+  return 8 * (byte / 4) + qi::kAwqColumn[2 * (byte % 4) + v / 2];
+}
+
+AFD_VNNI HWY_NOINLINE void AwqVnniTile(const QuantMatrix& w, int64_t c0, const BlockX& bx,
+                                       int64_t t, float* y) {
+  const int64_t group = w.group_size;
+  const int64_t groups = w.groups();
+  const int64_t wb = w.rows / 2;
+  const uint8_t* qweight = static_cast<const uint8_t*>(w.data) + c0 / 2;
+  const uint8_t* qzeros = static_cast<const uint8_t*>(w.zeros);
+  alignas(64) uint8_t idx_b[2][64];
+  alignas(64) int32_t sidx[4][16];
+  for (int j = 0; j < 16; ++j) {
+    for (int h = 0; h < 2; ++h) {
+      const int byte = 16 * h + j;
+      idx_b[h][4 * j + 0] = static_cast<uint8_t>(byte);
+      idx_b[h][4 * j + 1] = static_cast<uint8_t>(32 + byte);
+      idx_b[h][4 * j + 2] = static_cast<uint8_t>(64 + byte);
+      idx_b[h][4 * j + 3] = static_cast<uint8_t>(96 + byte);
+    }
+    for (int v = 0; v < 4; ++v) sidx[v][j] = static_cast<int32_t>(AwqVnniColumn(v, j) % 32);
+  }
+  const __m512i idx0 = _mm512_load_si512(idx_b[0]), idx1 = _mm512_load_si512(idx_b[1]);
+  const __m512i m0f = _mm512_set1_epi8(0x0F);
+  const __m512 k256 = _mm512_set1_ps(256.0f);
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  const int8_t* xp[3] = {bx.plane[0] + t * bx.stride, bx.plane[1] + t * bx.stride,
+                         bx.plane[2] + t * bx.stride};
+  const size_t scale_bytes = w.scale_type == WeightType::kF32 ? 4 : 2;
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i a[3][4];
+    for (int k = 0; k < 3; ++k) {
+      for (int v = 0; v < 4; ++v) a[k][v] = _mm512_setzero_si512();
+    }
+    for (int64_t i = g * group; i < (g + 1) * group; i += 4) {
+      const uint8_t* p = qweight + i * wb;
+      const __m512i A = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + wb)), 1);
+      const __m512i Bv = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * wb))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 3 * wb)), 1);
+      const __m512i alo = _mm512_and_si512(A, m0f), ahi = _mm512_and_si512(_mm512_srli_epi16(A, 4), m0f);
+      const __m512i blo = _mm512_and_si512(Bv, m0f), bhi = _mm512_and_si512(_mm512_srli_epi16(Bv, 4), m0f);
+      const __m512i c[4] = {_mm512_permutex2var_epi8(alo, idx0, blo),
+                            _mm512_permutex2var_epi8(alo, idx1, blo),
+                            _mm512_permutex2var_epi8(ahi, idx0, bhi),
+                            _mm512_permutex2var_epi8(ahi, idx1, bhi)};
+      for (int k = 0; k < 3; ++k) {
+        int32_t xq;
+        memcpy(&xq, xp[k] + i, 4);
+        const __m512i xb = _mm512_set1_epi32(xq);
+        for (int v = 0; v < 4; ++v) a[k][v] = _mm512_dpbusd_epi32(a[k][v], c[v], xb);
+      }
+    }
+    // Zero points and scales of this group in lane order.
+    __m512 zf[4];
+    if (qzeros != nullptr) {
+      const __m256i z = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qzeros + g * wb + c0 / 2));
+      const __m256i zl = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
+      const __m256i zh = _mm256_and_si256(_mm256_srli_epi16(z, 4), _mm256_set1_epi8(0x0F));
+      zf[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(zl)));
+      zf[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(zl, 1)));
+      zf[2] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(zh)));
+      zf[3] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(zh, 1)));
+    } else {
+      for (int v = 0; v < 4; ++v) zf[v] = _mm512_set1_ps(8.0f);
+    }
+    const uint8_t* srow = static_cast<const uint8_t*>(w.scales) + (g * w.rows + c0) * scale_bytes;
+    __m512 sv[4];
+    for (int h = 0; h < 2; ++h) {  // columns [32h, 32h + 32)
+      __m512 s0, s1;
+      const uint8_t* sp = srow + 32 * h * scale_bytes;
+      if (w.scale_type == WeightType::kF32) {
+        s0 = _mm512_loadu_ps(sp);
+        s1 = _mm512_loadu_ps(sp + 64);
+      } else if (w.scale_type == WeightType::kF16) {
+        s0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp)));
+        s1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp + 32)));
+      } else {
+        s0 = _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp))), 16));
+        s1 = _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp + 32))), 16));
+      }
+      // Vector v covers columns [32 * (v % 2), +32): v = h (low nibbles) and v = h + 2 (high).
+      sv[h] = _mm512_permutex2var_ps(s0, _mm512_load_si512(sidx[h]), s1);
+      sv[h + 2] = _mm512_permutex2var_ps(s0, _mm512_load_si512(sidx[h + 2]), s1);
+    }
+    const __m512 unit = _mm512_set1_ps(bx.unit[t * bx.groups_padded + g]);
+    const __m512 xsum = _mm512_set1_ps(bx.sum[t * bx.groups_padded + g]);
+    for (int v = 0; v < 4; ++v) {
+      const __m512i hi = _mm512_add_epi32(_mm512_slli_epi32(a[2][v], 8), a[1][v]);
+      const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(a[0][v]));
+      const __m512 term = _mm512_fnmadd_ps(zf[v], xsum, _mm512_mul_ps(f, unit));
+      acc[v] = _mm512_fmadd_ps(term, sv[v], acc[v]);
+    }
+  }
+  alignas(64) float out[16];
+  for (int v = 0; v < 4; ++v) {
+    _mm512_store_ps(out, acc[v]);
+    for (int j = 0; j < 16; ++j) y[t * w.rows + c0 + AwqVnniColumn(v, j)] = out[j];
+  }
+}
+
+void AwqVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t col_begin,
+                       int64_t col_end, float* y) {
+  const BlockX bx = QuantizeBlockX(x, n, w.cols, w.group_size, w.cols,
+                                   [](int64_t c) { return c; });
+  int64_t c = col_begin;
+  const int64_t aligned = std::min(col_end, (c + 7) / 8 * 8);
+  const AwqShiftDec dec;
+  if (c < aligned) AwqDecodeRows(dec, x, n, w, c, aligned, y);  // leading partial word
+  c = aligned;
+  for (; c + 64 <= col_end; c += 64) {
+    for (int64_t t = 0; t < n; ++t) AwqVnniTile(w, c, bx, t, y);
+  }
+  if (c < col_end) AwqDecodeRows(dec, x, n, w, c, col_end, y);
+}
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
+// ---------------------------------------------------------------------------------------------
 // Dispatch.
 
+// mode: -1 = by token count, 0 = decode kernel, 1 = prefill kernel, 2 = decode kernel without
+// VNNI (the fp32 decode path, for tests).
 template <class Dec>
 void MlxRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin, int64_t row_end,
              float* y, int mode) {
@@ -866,9 +1257,21 @@ void MlxRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
   const bool prefill = mode == 1 || (mode < 0 && n >= internal::kQuantPrefillMinTokens);
   if (prefill) {
     MlxPrefillRows(dec, x, n, w, row_begin, row_end, y);
-  } else {
-    MlxDecodeRows(dec, x, n, w, row_begin, row_end, y);
+    return;
   }
+#if HWY_TARGET == HWY_AVX3_DL
+  if (mode != 2 && HasVnni()) {
+    switch (w.bits) {
+      case 2: return MlxVnniDecodeRows<2>(x, n, w, row_begin, row_end, y);
+      case 3: return MlxVnniDecodeRows<3>(x, n, w, row_begin, row_end, y);
+      case 4: return MlxVnniDecodeRows<4>(x, n, w, row_begin, row_end, y);
+      case 5: return MlxVnniDecodeRows<5>(x, n, w, row_begin, row_end, y);
+      case 6: return MlxVnniDecodeRows<6>(x, n, w, row_begin, row_end, y);
+      default: return MlxVnniDecodeRows<8>(x, n, w, row_begin, row_end, y);
+    }
+  }
+#endif
+  MlxDecodeRows(dec, x, n, w, row_begin, row_end, y);
 }
 
 template <class Dec>
@@ -878,12 +1281,16 @@ void AwqRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
   const bool prefill = mode == 1 || (mode < 0 && n >= internal::kQuantPrefillMinTokens);
   if (prefill) {
     AwqPrefillRows(dec, x, n, w, row_begin, row_end, y);
-  } else {
-    AwqDecodeRows(dec, x, n, w, row_begin, row_end, y);
+    return;
   }
+#if HWY_TARGET == HWY_AVX3_DL
+  if (mode != 2 && HasVnni() && w.group_size % 4 == 0) {
+    return AwqVnniDecodeRows(x, n, w, row_begin, row_end, y);
+  }
+#endif
+  AwqDecodeRows(dec, x, n, w, row_begin, row_end, y);
 }
 
-// mode: -1 = by token count, 0 = decode kernel, 1 = prefill kernel.
 void QuantMatMulRowsImpl(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
                          int64_t row_end, float* y, int mode) {
   if (w.format == QuantFormat::kAwqInt4) {
@@ -935,7 +1342,7 @@ float* QuantScratch(int slot, size_t count) {
     hwy::AlignedFreeUniquePtr<float[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[3];
+  thread_local Buffer buffers[7];
   Buffer& b = buffers[slot];
   if (b.size < count) {
     b.data = hwy::AllocateAligned<float>(count);
@@ -1034,9 +1441,10 @@ void QuantMatMulReference(const float* x, int64_t n, const QuantMatrix& w, float
 namespace internal {
 
 void QuantMatMulRowsKernel(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
-                           int64_t row_end, float* y, bool prefill) {
+                           int64_t row_end, float* y, QuantKernel kernel) {
   if (n <= 0 || row_begin >= row_end) return;
-  HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, prefill ? 1 : 0);
+  const int mode = kernel == QuantKernel::kPrefill ? 1 : kernel == QuantKernel::kDecode ? 0 : 2;
+  HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, mode);
 }
 
 }  // namespace internal

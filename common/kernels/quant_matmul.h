@@ -82,9 +82,14 @@ namespace internal {
 // Smallest token count that takes the prefill kernel.
 constexpr int64_t kQuantPrefillMinTokens = 16;
 
-// QuantMatMulRows with the kernel forced: decode (prefill = false) or prefill (true), any n.
+enum class QuantKernel {
+  kDecode,      // the decode kernel this CPU takes (AVX-512 VNNI where available)
+  kDecodeFp32,  // the fp32 decode kernel (the fallback of CPUs without VNNI)
+  kPrefill,     // the prefill kernel
+};
+// QuantMatMulRows with the kernel forced, any n.
 void QuantMatMulRowsKernel(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
-                           int64_t row_end, float* y, bool prefill);
+                           int64_t row_end, float* y, QuantKernel kernel);
 
 }  // namespace internal
 }  // namespace afd::kernels

@@ -6,37 +6,28 @@
 #include <mutex>
 #include <string>
 
+#include "gateway/tokenizer/regex.h"
 #include "gateway/tokenizer/utf8.h"
 
 namespace afd::gateway {
 namespace {
 
 constexpr int kMaxProgramSize = 4096;
-
 constexpr int kMaxRepeatCopies = 32;
 constexpr int kStackSize = 512;      // backtrack entries per Run; more means kUnknown
 constexpr int kStepBudget = 100000;  // backtracks per Search; more means kUnknown
-
-std::mutex& OnigCompileMutex() {
-  static std::mutex* mu = new std::mutex;
-  return *mu;
-}
 
 // Which ASCII characters the one-character pattern `atom` (under `flags`, e.g. "(?i-m:") matches,
 // according to Oniguruma. nullopt if it does not compile or could match anything but exactly
 // one character.
 std::optional<std::bitset<128>> EvalClass(const std::string& flags, std::string_view atom) {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    OnigEncoding encodings[] = {ONIG_ENCODING_UTF8};
-    onig_initialize(encodings, 1);
-  });
+  InitializeOniguruma();
   const std::string pattern = flags + std::string(atom) + ")";
   OnigRegex regex = nullptr;
   OnigErrorInfo info;
   int rc;
   {
-    std::lock_guard<std::mutex> lock(OnigCompileMutex());
+    std::lock_guard<std::mutex> lock(OnigurumaCompileMutex());
     const auto* p = reinterpret_cast<const OnigUChar*>(pattern.data());
     rc = onig_new(&regex, p, p + pattern.size(), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,
                   ONIG_SYNTAX_ONIGURUMA, &info);

@@ -3,10 +3,10 @@
 #include <oniguruma.h>
 
 #include <atomic>
-#include <cstring>
 #include <cstdint>
-#include <mutex>
+#include <cstring>
 
+#include "gateway/tokenizer/regex.h"
 #include "gateway/tokenizer/utf8.h"
 
 namespace afd::gateway {
@@ -36,8 +36,7 @@ constexpr int kNumBlocks = 0x110000 >> kBlockBits;
 class ClassTable {
  public:
   ClassTable() {
-    OnigEncoding encodings[] = {ONIG_ENCODING_UTF8};
-    onig_initialize(encodings, 1);
+    InitializeOniguruma();
     auto ctype = [](const char* name) {
       auto* p = reinterpret_cast<OnigUChar*>(const_cast<char*>(name));
       return ONIGENC_PROPERTY_NAME_TO_CTYPE(ONIG_ENCODING_UTF8, p, p + std::strlen(name));

@@ -10,15 +10,7 @@
 #include "gateway/tokenizer/utf8.h"
 
 namespace afd::gateway {
-namespace {
-
-// onig_new is not safe to call concurrently (the onig crate serializes it the same way).
-std::mutex& CompileMutex() {
-  static std::mutex* mu = new std::mutex;
-  return *mu;
-}
-
-void InitializeOnce() {
+void InitializeOniguruma() {
   static std::once_flag once;
   std::call_once(once, [] {
     OnigEncoding encodings[] = {ONIG_ENCODING_UTF8};
@@ -26,20 +18,23 @@ void InitializeOnce() {
   });
 }
 
-}  // namespace
+std::mutex& OnigurumaCompileMutex() {
+  static std::mutex* mu = new std::mutex;
+  return *mu;
+}
 
 MatchRegion::MatchRegion() : region_(onig_region_new()) {}
 MatchRegion::~MatchRegion() { onig_region_free(region_, 1); }
 
 absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern,
                                                       bool fast_path) {
-  InitializeOnce();
+  InitializeOniguruma();
   if (!IsValidUtf8(pattern)) return absl::InvalidArgumentError("regex: pattern is not UTF-8");
   OnigRegex regex = nullptr;
   OnigErrorInfo info;
   int rc;
   {
-    std::lock_guard<std::mutex> lock(CompileMutex());
+    std::lock_guard<std::mutex> lock(OnigurumaCompileMutex());
     const auto* p = reinterpret_cast<const OnigUChar*>(pattern.data());
     // The onig crate compiles with Syntax::default(), which is ONIG_SYNTAX_ONIGURUMA.
     rc = onig_new(&regex, p, p + pattern.size(), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,

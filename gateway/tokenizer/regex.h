@@ -1,11 +1,13 @@
 // Oniguruma regular expressions configured like Hugging Face tokenizers' `onig` crate (UTF-8,
-// Oniguruma syntax, no options), with its find_iter semantics for empty matches. Searches over
-// ASCII text first try an exact fast path (ascii_regex.h) and fall back to Oniguruma. A compiled
-// Regex is immutable and may be searched from many threads, each with its own MatchRegion.
+// Oniguruma syntax, no options), with its find_iter semantics for empty matches. Searches first
+// try an exact fast path (the o200k scanner for that pattern, else the ASCII matcher of
+// ascii_regex.h) and ask Oniguruma whenever the fast path cannot decide. A compiled Regex is
+// immutable and may be searched from many threads, each with its own MatchRegion.
 #pragma once
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -16,6 +18,12 @@ struct re_pattern_buffer;
 struct re_registers;
 
 namespace afd::gateway {
+
+// Oniguruma's one-time setup (UTF-8), done on first use; safe from any thread.
+void InitializeOniguruma();
+// onig_new is not safe to call concurrently (the onig crate serializes it the same way): every
+// caller holds this mutex around it.
+std::mutex& OnigurumaCompileMutex();
 
 // Per-thread scratch for match positions (wraps OnigRegion). Not thread-safe.
 class MatchRegion {

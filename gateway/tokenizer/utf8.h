@@ -59,7 +59,8 @@ class Utf8LossyStream {
   bool has_pending() const { return pending_len_ > 0; }
 
  private:
-  // Number of continuation bytes still expected, and the bounds for the next one.
+  // Bytes of the sequence in progress, how many continuation bytes it still needs, and the
+  // range the next one must fall in.
   unsigned char pending_[4] = {0, 0, 0, 0};
   int pending_len_ = 0;
   int needed_ = 0;

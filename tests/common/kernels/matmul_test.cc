@@ -260,7 +260,7 @@ constexpr WeightType kAllTypes[] = {WeightType::kF32, WeightType::kBF16, WeightT
 
 TEST(MatMulTest, MatchesReferenceForEveryTypeShapeAndTarget) {
   const Shape shapes[] = {{1, 1}, {7, 13}, {33, 100}, {64, 256}, {192, 200}, {130, 515}};
-  const int64_t token_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 33};
+  const int64_t token_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 11, 23, 33};
   std::mt19937 rng(1);
   for (WeightType type : kAllTypes) {
     for (const Shape& s : shapes) {
@@ -309,9 +309,9 @@ TEST(MatMulTest, LongRowsTakeTheColumnBlockedDecodePath) {
   // sums kept between blocks), including a ragged last block and rows left over after tiles.
   std::mt19937 rng(9);
   for (WeightType type : kAllTypes) {
-    for (const Shape& s : {Shape{101, 1100}, Shape{53, 2000}}) {
+    for (const Shape& s : {Shape{101, 1100}, Shape{29, 2000}}) {
       TestWeight tw = MakeWeight(type, s.rows, s.cols, rng);
-      for (int64_t n : {2, 4, 5, 8, 13}) {
+      for (int64_t n : {2, 5, 8, 13}) {
         const std::vector<float> x = RandomVector(n * s.cols, rng);
         std::vector<float> want(n * s.rows);
         MatMulReference(x.data(), n, tw.view, want.data());

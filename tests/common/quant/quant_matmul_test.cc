@@ -30,6 +30,16 @@ void ForEachTarget(const Body& body) {
   hwy::SetSupportedTargetsForTest(0);
 }
 
+constexpr internal::QuantKernel kKernels[] = {internal::QuantKernel::kDecode,
+                                              internal::QuantKernel::kDecodeFp32,
+                                              internal::QuantKernel::kPrefill};
+
+std::string KernelName(internal::QuantKernel k) {
+  return k == internal::QuantKernel::kDecode       ? " decode"
+         : k == internal::QuantKernel::kDecodeFp32 ? " decode-fp32"
+                                                   : " prefill";
+}
+
 // Owns the bytes behind a QuantMatrix.
 struct TestQuant {
   std::vector<uint32_t> data, zeros;
@@ -218,11 +228,11 @@ TEST(QuantCodesTest, MlxWorkedExamples) {
     std::vector<float> x(32 * 32, 0.0f), y(32, 0.0f);
     for (int j = 0; j < 32; ++j) x[j * 32 + j] = 1.0f;
     ForEachTarget([&](const std::string& target) {
-      for (bool prefill : {false, true}) {
-        internal::QuantMatMulRowsKernel(x.data(), 32, m, 0, 1, y.data(), prefill);
+      for (internal::QuantKernel kernel : kKernels) {
+        internal::QuantMatMulRowsKernel(x.data(), 32, m, 0, 1, y.data(), kernel);
         for (int j = 0; j < 32; ++j) {
           EXPECT_EQ(y[j], static_cast<float>(j % c.period))
-              << target << " " << c.bits << "-bit prefill " << prefill << " element " << j;
+              << target << " " << c.bits << "-bit " << KernelName(kernel) << " element " << j;
         }
       }
     });
@@ -289,13 +299,13 @@ TEST(QuantMatMulTest, MlxBothKernelsMatchReference) {
         QuantMatMulReference(x.data(), n, tq.m, want.data());
         const std::vector<double> mag = Magnitudes(x, n, tq.m);
         ForEachTarget([&](const std::string& target) {
-          for (bool prefill : {false, true}) {
+          for (internal::QuantKernel kernel : kKernels) {
             std::vector<float> got(n * tq.m.rows, -7.0f);
-            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(), prefill);
+            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(), kernel);
             ExpectMatches(mag, n, tq.m, got, want,
                           target + " mlx bits " + std::to_string(bits) + " group " +
                               std::to_string(group) + " n " + std::to_string(n) +
-                              (prefill ? " prefill" : " decode"));
+                              KernelName(kernel));
           }
           std::vector<float> got(n * tq.m.rows);
           QuantMatMul(x.data(), n, tq.m, got.data());
@@ -321,13 +331,13 @@ TEST(QuantMatMulTest, AwqBothKernelsMatchReference) {
         QuantMatMulReference(x.data(), n, tq.m, want.data());
         const std::vector<double> mag = Magnitudes(x, n, tq.m);
         ForEachTarget([&](const std::string& target) {
-          for (bool prefill : {false, true}) {
+          for (internal::QuantKernel kernel : kKernels) {
             std::vector<float> got(n * tq.m.rows, -7.0f);
-            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(), prefill);
+            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(), kernel);
             ExpectMatches(mag, n, tq.m, got, want,
                           target + " awq group " + std::to_string(group) + " zeros " +
                               std::to_string(zeros) + " n " + std::to_string(n) +
-                              (prefill ? " prefill" : " decode"));
+                              KernelName(kernel));
           }
         });
       }
@@ -346,11 +356,11 @@ TEST(QuantMatMulTest, RowRangesWriteOnlyTheirRows) {
       QuantMatMulReference(x.data(), n, *m, want.data());
       const std::vector<double> mag = Magnitudes(x, n, *m);
       ForEachTarget([&](const std::string& target) {
-        for (bool prefill : {false, true}) {
+        for (internal::QuantKernel kernel : kKernels) {
           // Ranges that start and end off every tile and word boundary.
           for (auto [b, e] : {std::pair<int64_t, int64_t>{3, 29}, {16, 48}, {40, 41}, {0, 8}}) {
             std::vector<float> got(n * m->rows, -7.0f);
-            internal::QuantMatMulRowsKernel(x.data(), n, *m, b, e, got.data(), prefill);
+            internal::QuantMatMulRowsKernel(x.data(), n, *m, b, e, got.data(), kernel);
             ExpectMatches(mag, n, *m, got, want, target + " range", b, e);
             for (int64_t t = 0; t < n; ++t) {
               for (int64_t r = 0; r < m->rows; ++r) {
@@ -387,8 +397,8 @@ TEST(QuantMatMulTest, LastRowOfATensorIsReadWithoutOverrun) {
     QuantMatMulReference(x.data(), 1, tq.m, want.data());
     const std::vector<double> mag = Magnitudes(x, 1, tq.m);
     ForEachTarget([&](const std::string& target) {
-      for (bool prefill : {false, true}) {
-        internal::QuantMatMulRowsKernel(x.data(), 1, tq.m, 0, rows, got.data(), prefill);
+      for (internal::QuantKernel kernel : kKernels) {
+        internal::QuantMatMulRowsKernel(x.data(), 1, tq.m, 0, rows, got.data(), kernel);
         ExpectMatches(mag, 1, tq.m, got, want, target + " edge " + std::to_string(bits));
       }
     });
