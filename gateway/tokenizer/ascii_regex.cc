@@ -78,7 +78,7 @@ class AsciiRegex::Compiler {
   bool Build() {
     Node root;
     if (!ParseAlt(&root) || pos_ != p_.size()) return false;
-    bool nullable;
+    bool nullable = true;
     std::bitset<128> first;
     if (!Analyze(root, &nullable, &first)) return false;
     out_->nullable_ = nullable;
@@ -441,7 +441,7 @@ class AsciiRegex::Compiler {
           if (i + 1 < n.kids.size()) {
             const int split = Push({Inst::Op::kSplit, false, 0, 0});
             // A branch that must consume a byte is skipped unless the next byte can start it.
-            bool nullable;
+            bool nullable = true;
             std::bitset<128> first;
             Analyze(n.kids[i], &nullable, &first);
             if (!nullable) {
@@ -509,7 +509,7 @@ class AsciiRegex::Compiler {
   // backtrack entry (entering the body would fail at once).
   int PushLoopSplit(const Node& body, bool greedy) {
     const int split = Push({Inst::Op::kSplit, false, 0, 0});
-    bool nullable;
+    bool nullable = true;
     std::bitset<128> first;
     Analyze(body, &nullable, &first);
     if (greedy && !nullable) {
