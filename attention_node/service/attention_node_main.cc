@@ -79,8 +79,7 @@ int main(int argc, char** argv) {
     auto number = [&](int* out, int min) {
       const std::string v = value();
       if (!absl::SimpleAtoi(v, out) || *out < min) {
-        std::fprintf(stderr, "afd-attention-node: bad value for %s: %s\n", arg.c_str(),
-                     v.c_str());
+        std::fprintf(stderr, "afd-attention-node: bad value for %s: %s\n", arg.c_str(), v.c_str());
         std::exit(2);
       }
     };
@@ -203,8 +202,7 @@ int main(int argc, char** argv) {
       backends.push_back(std::move(*backend));
     } else {
       absl::StatusOr<std::unique_ptr<afd::attention::InProcessExpertBackend>> backend =
-          afd::attention::InProcessExpertBackend::Create(*config, **checkpoint,
-                                                         pools.back().get());
+          afd::attention::InProcessExpertBackend::Create(*config, **checkpoint, pools.back().get());
       if (!backend.ok()) return fail_loading(backend.status());
       backends.push_back(std::move(*backend));
     }
@@ -251,12 +249,13 @@ int main(int argc, char** argv) {
   (*server)->SetServing(service_name, true);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("afd-attention-node: %s ready: %s, %d layers, experts %s, %d kv blocks of %d "
-              "tokens, %d micro-batch lane(s) x %d threads, ready in %.2f s\n",
-              node_name.c_str(), config->model_type.c_str(), config->num_hidden_layers,
-              remote ? absl::StrCat("on ", cluster.expert_nodes.size(), " expert nodes").c_str()
-                     : "in process",
-              limits.kv_blocks, limits.kv_block_tokens, num_lanes, node_threads, seconds);
+  std::printf(
+      "afd-attention-node: %s ready: %s, %d layers, experts %s, %d kv blocks of %d "
+      "tokens, %d micro-batch lane(s) x %d threads, ready in %.2f s\n",
+      node_name.c_str(), config->model_type.c_str(), config->num_hidden_layers,
+      remote ? absl::StrCat("on ", cluster.expert_nodes.size(), " expert nodes").c_str()
+             : "in process",
+      limits.kv_blocks, limits.kv_block_tokens, num_lanes, node_threads, seconds);
   std::fflush(stdout);
 
   int signal_number = 0;

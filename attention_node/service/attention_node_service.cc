@@ -137,8 +137,8 @@ grpc::ServerUnaryReactor* AttentionNodeService::Abort(grpc::CallbackServerContex
                                                       v1::AbortResponse* response) {
   Scheduler* scheduler = scheduler_.load();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(rpc::ToGrpcStatus(scheduler == nullptr ? Loading()
-                                                         : scheduler->Abort(request->request_id())));
+  reactor->Finish(rpc::ToGrpcStatus(
+      scheduler == nullptr ? Loading() : scheduler->Abort(request->request_id())));
   return reactor;
 }
 
@@ -156,4 +156,3 @@ grpc::ServerUnaryReactor* AttentionNodeService::Describe(
 }
 
 }  // namespace afd::attention
-

@@ -40,17 +40,17 @@ absl::StatusOr<GenerationRequest> DecodeGenerateRequest(const v1::GenerateReques
   p.frequency_penalty = s.frequency_penalty();
   if (!(p.presence_penalty >= -2.0f && p.presence_penalty <= 2.0f) ||
       !(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling: presence_penalty (", p.presence_penalty, ") and frequency_penalty (",
-        p.frequency_penalty, ") must be in [-2, 2]"));
+    return absl::InvalidArgumentError(absl::StrCat("sampling: presence_penalty (",
+                                                   p.presence_penalty, ") and frequency_penalty (",
+                                                   p.frequency_penalty, ") must be in [-2, 2]"));
   }
   if (s.top_logprobs() > 20) {
     return absl::InvalidArgumentError(
         absl::StrCat("sampling: top_logprobs must be in [0, 20], got ", s.top_logprobs()));
   }
   p.top_logprobs = static_cast<int>(s.top_logprobs());
-  p.seed = s.has_seed() ? s.seed() : (uint64_t{std::random_device{}()} << 32) ^
-                                         std::random_device{}();
+  p.seed =
+      s.has_seed() ? s.seed() : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   request.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
   request.ignore_eos = s.ignore_eos();
   request.max_tokens = static_cast<int>(std::min<uint32_t>(s.max_tokens(), 1u << 30));
@@ -82,7 +82,8 @@ void EncodeGenerationUpdate(const std::string& request_id, const GenerationUpdat
   }
   if (!update.logits.empty()) {
     const int64_t rows = static_cast<int64_t>(update.logits.size()) / vocab;
-    rpc::EncodeTensor(update.logits, {rows, int64_t{vocab}}, v1::DTYPE_F32, proto->mutable_logits());
+    rpc::EncodeTensor(update.logits, {rows, int64_t{vocab}}, v1::DTYPE_F32,
+                      proto->mutable_logits());
   }
   proto->set_finish_reason(ToProto(update.finish));
   if (update.finish != FinishReason::kNone) {

@@ -28,8 +28,7 @@ absl::Status IsolatingExpertBackend::Run(const ExpertRequest& request, float* ou
   const size_t entries = entry_status_.size();
   if (failed_ == 0) {
     absl::Status s = inner_->Run(request, out);
-    if (s.ok() || !Isolatable(s) || entries <= 1 ||
-        entry_begin_.back() != request.num_tokens) {
+    if (s.ok() || !Isolatable(s) || entries <= 1 || entry_begin_.back() != request.num_tokens) {
       return s;
     }
   }

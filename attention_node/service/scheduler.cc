@@ -43,9 +43,8 @@ SampleResult ForcedResult(absl::Span<const float> logits, int32_t token, int top
 absl::Status CheckVocabulary(absl::Span<const int32_t> tokens, int vocab, const char* what) {
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= vocab) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " token ", i, ": id ", tokens[i],
-                                                     " is outside the vocabulary [0, ", vocab,
-                                                     ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " token ", i, ": id ", tokens[i], " is outside the vocabulary [0, ", vocab, ")"));
     }
   }
   return absl::OkStatus();
@@ -105,7 +104,8 @@ class Scheduler::LaneWorker {
   }
   void Wait() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(+[](bool* busy) { return !*busy; }, &busy_));
+    mu_.Await(absl::Condition(
+        +[](bool* busy) { return !*busy; }, &busy_));
   }
 
  private:
@@ -154,14 +154,13 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const ModelWeights*
   if (cache->live_sequences() != 0) {
     return absl::FailedPreconditionError("scheduler: the kv cache must start empty");
   }
-  std::unique_ptr<Scheduler> scheduler(
-      new Scheduler(weights, cache, std::move(lanes), options));
+  std::unique_ptr<Scheduler> scheduler(new Scheduler(weights, cache, std::move(lanes), options));
   scheduler->thread_ = std::thread([s = scheduler.get()] { s->Loop(); });
   return scheduler;
 }
 
-Scheduler::Scheduler(const ModelWeights* weights, KvCache* cache,
-                     std::vector<SchedulerLane> lanes, const SchedulerOptions& options)
+Scheduler::Scheduler(const ModelWeights* weights, KvCache* cache, std::vector<SchedulerLane> lanes,
+                     const SchedulerOptions& options)
     : weights_(weights),
       cache_(cache),
       options_(options),
@@ -211,15 +210,13 @@ absl::Status Scheduler::Submit(GenerationRequest request, UpdateSink sink) {
   }
   const int64_t model_context = weights_->config().max_position_embeddings;
   if (model_context > 0 && prompt + 1 > model_context) {
-    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", prompt,
-                                                   " tokens; the model's context is ",
-                                                   model_context, " tokens"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the prompt has ", prompt, " tokens; the model's context is ", model_context, " tokens"));
   }
   if (prompt + 1 > max_context_ || BlocksFor(prompt + 1) > cache_->num_blocks()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the prompt has ", prompt, " tokens; this node's kv cache holds at most ", max_context_,
-        " tokens per sequence (", cache_->num_blocks(), " blocks of ", cache_->block_size(),
-        ")"));
+        " tokens per sequence (", cache_->num_blocks(), " blocks of ", cache_->block_size(), ")"));
   }
   if (request.max_tokens < 0) {
     return absl::InvalidArgumentError(
@@ -230,8 +227,8 @@ absl::Status Scheduler::Submit(GenerationRequest request, UpdateSink sink) {
   int max_new = options_.max_new_tokens;
   if (request.max_tokens > 0) max_new = std::min(max_new, request.max_tokens);
   const std::string id = request.id;
-  auto seq = std::make_unique<Sequence>(std::move(request), std::move(sink),
-                                        std::move(*sampler), max_new);
+  auto seq =
+      std::make_unique<Sequence>(std::move(request), std::move(sink), std::move(*sampler), max_new);
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the attention node is shutting down");
   if (live_ids_.contains(id)) {
@@ -301,9 +298,7 @@ void Scheduler::Loop() {
   PublishLoad();
 }
 
-bool Scheduler::HasNews() const {
-  return stopping_ || !incoming_.empty() || !aborts_.empty();
-}
+bool Scheduler::HasNews() const { return stopping_ || !incoming_.empty() || !aborts_.empty(); }
 
 bool Scheduler::Drain() {
   std::vector<std::unique_ptr<Sequence>> incoming;
@@ -372,9 +367,10 @@ void Scheduler::RefuseOverflow() {
     Sequence& s = **it;
     if (s.admission != kNeverAdmitted) continue;
     End(s, FinishReason::kNone,
-        absl::ResourceExhaustedError(absl::StrCat(
-            "the attention node is full: ", fresh - 1, " requests already wait for kv cache "
-            "space or a sequence slot (max_queue_depth ", options_.max_queue_depth, ")")));
+        absl::ResourceExhaustedError(absl::StrCat("the attention node is full: ", fresh - 1,
+                                                  " requests already wait for kv cache "
+                                                  "space or a sequence slot (max_queue_depth ",
+                                                  options_.max_queue_depth, ")")));
     --fresh;
   }
   waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
@@ -399,15 +395,15 @@ void Scheduler::BuildStep(std::vector<StepInput>* inputs, std::vector<Sequence*>
         if (s->collecting_prompt_logits() && s->computed < s->prompt_size()) {
           mode = LogitsMode::kAll;
         }
-        inputs->push_back({s->seq, absl::MakeConstSpan(s->tokens.data() + s->computed, chunk),
-                           mode});
+        inputs->push_back(
+            {s->seq, absl::MakeConstSpan(s->tokens.data() + s->computed, chunk), mode});
         owners->push_back(s.get());
       }
     }
     int64_t need = 0;
     for (const StepInput& in : *inputs) {
-      need += cache_->BlocksNeeded(
-          in.seq, cache_->Length(in.seq) + static_cast<int64_t>(in.tokens.size()));
+      need += cache_->BlocksNeeded(in.seq,
+                                   cache_->Length(in.seq) + static_cast<int64_t>(in.tokens.size()));
     }
     if (need <= cache_->free_blocks()) break;
     // Short of blocks: evict the most recently admitted sequence; it is recomputed later.

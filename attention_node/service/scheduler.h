@@ -55,13 +55,13 @@ enum class FinishReason {
 };
 
 struct GenerationRequest {
-  std::string id;                      // unique among the node's live requests
-  std::vector<int32_t> prompt;         // token ids, non-empty
+  std::string id;               // unique among the node's live requests
+  std::vector<int32_t> prompt;  // token ids, non-empty
   SamplingParams sampling;
   std::vector<int32_t> stop_token_ids;  // generation ends after emitting one of these
-  bool ignore_eos = false;             // do not stop at the model's eos token
-  int max_tokens = 0;                  // new tokens at most; 0 = the node's max_new_tokens
-  bool logprobs = false;               // report the chosen tokens' logprobs (+ sampling.top_logprobs)
+  bool ignore_eos = false;              // do not stop at the model's eos token
+  int max_tokens = 0;                   // new tokens at most; 0 = the node's max_new_tokens
+  bool logprobs = false;  // report the chosen tokens' logprobs (+ sampling.top_logprobs)
   bool return_prompt_logits = false;   // [prompt_len, vocab] logits with the first update
   bool return_logits = false;          // [tokens, vocab] logits of every new token
   std::vector<int32_t> forced_tokens;  // teacher forcing: new token t is forced_tokens[t]
@@ -149,8 +149,8 @@ class Scheduler {
   KvCache* cache_;
   const SchedulerOptions options_;
   const int vocab_;
-  bool paged_ = false;        // the model has full-attention layers (KV blocks)
-  int64_t max_context_ = 0;   // longest sequence (tokens): model context and KV capacity
+  bool paged_ = false;       // the model has full-attention layers (KV blocks)
+  int64_t max_context_ = 0;  // longest sequence (tokens): model context and KV capacity
 
   std::vector<SchedulerLane> lanes_;
   std::vector<std::unique_ptr<IsolatingExpertBackend>> isolators_;  // per lane

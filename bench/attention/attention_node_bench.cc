@@ -32,17 +32,16 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 void Usage(FILE* f) {
-  std::fprintf(
-      f,
-      "usage: attention_node_bench --target ADDR [--concurrency 1,4,16] [--requests N]\n"
-      "                            [--prompt-tokens N] [--max-tokens N] [--seed S]\n\n"
-      "Load generator for one attention node (afd.v1.AttentionNode.Generate).\n"
-      "  --target ADDR       the node, e.g. 127.0.0.1:50051 or unix:/tmp/a0.sock\n"
-      "  --concurrency LIST  concurrent clients per run (default 1,4,16)\n"
-      "  --requests N        requests per run (default: 4 x concurrency, at least 8)\n"
-      "  --prompt-tokens N   prompt length (default 32)\n"
-      "  --max-tokens N      new tokens per request (default 64)\n"
-      "  --seed S            prompt generator seed (default 1)\n");
+  std::fprintf(f,
+               "usage: attention_node_bench --target ADDR [--concurrency 1,4,16] [--requests N]\n"
+               "                            [--prompt-tokens N] [--max-tokens N] [--seed S]\n\n"
+               "Load generator for one attention node (afd.v1.AttentionNode.Generate).\n"
+               "  --target ADDR       the node, e.g. 127.0.0.1:50051 or unix:/tmp/a0.sock\n"
+               "  --concurrency LIST  concurrent clients per run (default 1,4,16)\n"
+               "  --requests N        requests per run (default: 4 x concurrency, at least 8)\n"
+               "  --prompt-tokens N   prompt length (default 32)\n"
+               "  --max-tokens N      new tokens per request (default 64)\n"
+               "  --seed S            prompt generator seed (default 1)\n");
 }
 
 double Percentile(std::vector<double> v, double q) {
@@ -154,23 +153,28 @@ int main(int argc, char** argv) {
 
   auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
   auto stub = afd::v1::AttentionNode::NewStub(channel);
+  // Wait (up to a minute) for the node to report ready: it may still be loading or waiting
+  // for its expert nodes.
   afd::v1::AttentionNodeInfo info;
-  {
+  grpc::Status status;
+  const Clock::time_point give_up = Clock::now() + std::chrono::minutes(1);
+  do {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     context.set_wait_for_ready(true);
-    const grpc::Status s = stub->Describe(&context, afd::v1::DescribeAttentionNodeRequest(), &info);
-    if (!s.ok() || !info.ready()) {
-      std::fprintf(stderr, "attention_node_bench: %s is not ready: %s\n", target.c_str(),
-                   s.ok() ? "ready = false" : s.error_message().c_str());
-      return 1;
-    }
+    status = stub->Describe(&context, afd::v1::DescribeAttentionNodeRequest(), &info);
+    if (status.ok() && info.ready()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (Clock::now() < give_up);
+  if (!status.ok() || !info.ready()) {
+    std::fprintf(stderr, "attention_node_bench: %s is not ready: %s\n", target.c_str(),
+                 status.ok() ? "ready = false" : status.error_message().c_str());
+    return 1;
   }
   std::printf("attention node %s (%s, vocab %u, %u kv blocks, %d expert nodes)\n",
               info.node_name().c_str(), info.model_type().c_str(), info.vocab_size(),
               info.total_kv_blocks(), info.expert_nodes_size());
-  std::printf("prompt %d tokens, %d new tokens per request, greedy\n\n", prompt_tokens,
-              max_tokens);
+  std::printf("prompt %d tokens, %d new tokens per request, greedy\n\n", prompt_tokens, max_tokens);
   std::printf("%6s %8s %10s %12s %10s %10s %10s %10s %7s\n", "conc", "requests", "req/s",
               "out tok/s", "ttft p50", "ttft p99", "itl p50", "itl p99", "errors");
 
@@ -189,7 +193,8 @@ int main(int argc, char** argv) {
     std::vector<std::thread> clients;
     for (int t = 0; t < c; ++t) {
       clients.emplace_back([&] {
-        for (int r = next++; r < total; r = next++) stats[r] = RunOne(*stub, prompts[r], max_tokens);
+        for (int r = next++; r < total; r = next++)
+          stats[r] = RunOne(*stub, prompts[r], max_tokens);
       });
     }
     for (std::thread& t : clients) t.join();

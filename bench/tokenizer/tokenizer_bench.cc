@@ -125,13 +125,15 @@ void BM_Tokenizer_EncodeCold(benchmark::State& state) {
       state.SkipWithError("tokenizer or golden text missing");
       break;
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     state.SetIterationTime(s);
     seconds += s;
   }
   // MB/s of the encode calls alone (the loads are excluded).
   if (seconds > 0) {
-    state.counters["MB_per_s"] = static_cast<double>(state.iterations()) * text.size() / 1e6 / seconds;
+    state.counters["MB_per_s"] =
+        static_cast<double>(state.iterations()) * text.size() / 1e6 / seconds;
   }
 }
 BENCHMARK(BM_Tokenizer_EncodeCold)

@@ -973,15 +973,18 @@ struct MlxVnniLayout {
 
 // Unpacks block `b` of one row into kV vectors of u8 codes (a short last block reads only its
 // bytes; missing codes are 0).
-template <int B>
+template <int B, bool kPartial>
 AFD_VNNI HWY_INLINE void MlxVnniUnpack(const uint8_t* row, int64_t row_bytes, int64_t b,
                                        __m512i ctrl, __m512i idx, __m512i* c) {
   using L = MlxVnniLayout<B>;
   const uint8_t* p = row + b * L::kBlockBytes;
-  const int64_t nbytes = std::min<int64_t>(L::kBlockBytes, row_bytes - b * L::kBlockBytes);
-  const __m512i v = nbytes == 64 ? _mm512_loadu_si512(p)
-                                 : _mm512_maskz_loadu_epi8(
-                                       _cvtu64_mask64(nbytes >= 64 ? ~0ull : (1ull << nbytes) - 1), p);
+  __m512i v;
+  if (!kPartial && L::kBlockBytes == 64) {
+    v = _mm512_loadu_si512(p);
+  } else {
+    const int64_t nbytes = std::min<int64_t>(L::kBlockBytes, row_bytes - b * L::kBlockBytes);
+    v = _mm512_maskz_loadu_epi8(_cvtu64_mask64(nbytes >= 64 ? ~0ull : (1ull << nbytes) - 1), p);
+  }
   if (B == 4) {
     const __m512i m = _mm512_set1_epi8(0x0F);
     c[0] = _mm512_and_si512(v, m);
@@ -1001,6 +1004,49 @@ AFD_VNNI HWY_INLINE void MlxVnniUnpack(const uint8_t* row, int64_t row_bytes, in
   }
 }
 
+// One block of R rows x N tokens into acc (the last block of a row may be short: `partial`).
+template <int B, int R, int N, bool kPartial>
+AFD_VNNI HWY_INLINE void MlxVnniBlock(const uint8_t* const* rows, int64_t row_bytes, int64_t b,
+                                      int64_t g0, int64_t groups, const BlockX& bx,
+                                      const float* pf_b, const float* sb, __m512i lane_group,
+                                      __m512i ctrl, __m512i idx, __m512 (&acc)[R][N]) {
+  using L = MlxVnniLayout<B>;
+  const __m512 k256 = _mm512_set1_ps(256.0f);
+  __m512i c[R][L::kV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    MlxVnniUnpack<B, kPartial>(rows[r], row_bytes, b, ctrl, idx, c[r]);
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < N; ++t) {
+    const int8_t* x2 = bx.plane[2] + t * bx.stride + b * L::kBlock;
+    const int8_t* x1 = bx.plane[1] + t * bx.stride + b * L::kBlock;
+    const int8_t* x0 = bx.plane[0] + t * bx.stride + b * L::kBlock;
+    const __m512 pf = _mm512_load_ps(pf_b + t * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int v = 0; v < L::kV; ++v) {
+        hi = _mm512_dpbusd_epi32(hi, c[r][v], _mm512_loadu_si512(x2 + 64 * v));
+      }
+      hi = _mm512_slli_epi32(hi, 8);
+#pragma GCC unroll 4
+      for (int v = 0; v < L::kV; ++v) {
+        hi = _mm512_dpbusd_epi32(hi, c[r][v], _mm512_loadu_si512(x1 + 64 * v));
+      }
+#pragma GCC unroll 4
+      for (int v = 0; v < L::kV; ++v) {
+        lo = _mm512_dpbusd_epi32(lo, c[r][v], _mm512_loadu_si512(x0 + 64 * v));
+      }
+      const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(lo));
+      const __m512 sl =
+          _mm512_permutexvar_ps(lane_group, _mm512_loadu_ps(sb + r * groups + g0));
+      acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(sl, pf), acc[r][t]);
+    }
+  }
+}
+
 // R rows x N tokens over every block. sb: fp32 scales [R, groups] then biases [R, groups]
 // (padded by 16). pf: [N, blocks, 16] per-lane units. lane_group: lane -> group offset.
 template <int B, int R, int N>
@@ -1011,6 +1057,7 @@ AFD_VNNI HWY_NOINLINE void MlxVnniTile(const QuantMatrix& w, int64_t r0, const B
   const int64_t groups = w.groups();
   const int64_t row_bytes = w.cols * B / 8;
   const int64_t blocks = (w.cols + L::kBlock - 1) / L::kBlock;
+  const int64_t full = w.cols / L::kBlock;
   alignas(64) uint8_t ctrl_b[64] = {}, idx_b[64] = {};
   for (int q = 0; q < 8; ++q) {
     for (int k = 0; k < 8; ++k) {
@@ -1025,27 +1072,23 @@ AFD_VNNI HWY_NOINLINE void MlxVnniTile(const QuantMatrix& w, int64_t r0, const B
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < N; ++t) acc[r][t] = _mm512_setzero_ps();
   }
-  const __m512 k256 = _mm512_set1_ps(256.0f);
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t g0 = b * L::kBlock / w.group_size;
-    for (int r = 0; r < R; ++r) {
-      __m512i c[L::kV];
-      MlxVnniUnpack<B>(rows[r], row_bytes, b, ctrl, idx, c);
-      const __m512 sl = _mm512_permutexvar_ps(lane_group, _mm512_loadu_ps(sb + r * groups + g0));
-      for (int t = 0; t < N; ++t) {
-        const int8_t* x2 = bx.plane[2] + t * bx.stride + b * L::kBlock;
-        const int8_t* x1 = bx.plane[1] + t * bx.stride + b * L::kBlock;
-        const int8_t* x0 = bx.plane[0] + t * bx.stride + b * L::kBlock;
-        __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
-        for (int v = 0; v < L::kV; ++v) hi = _mm512_dpbusd_epi32(hi, c[v], _mm512_loadu_si512(x2 + 64 * v));
-        hi = _mm512_slli_epi32(hi, 8);
-        for (int v = 0; v < L::kV; ++v) hi = _mm512_dpbusd_epi32(hi, c[v], _mm512_loadu_si512(x1 + 64 * v));
-        for (int v = 0; v < L::kV; ++v) lo = _mm512_dpbusd_epi32(lo, c[v], _mm512_loadu_si512(x0 + 64 * v));
-        const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(lo));
-        acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(sl, _mm512_load_ps(pf + (t * blocks + b) * 16)),
-                                    acc[r][t]);
-      }
+  // pf is [N, blocks, 16]: block b of token t at pf + (t * blocks + b) * 16, so the block's
+  // tokens are `blocks * 16` floats apart; MlxVnniBlock reads pf_b + t * 16, hence the
+  // per-block copy into a token-contiguous buffer.
+  alignas(64) float pf_b[N * 16];
+  for (int64_t b = 0; b < full; ++b) {
+    for (int t = 0; t < N; ++t) {
+      _mm512_store_ps(pf_b + t * 16, _mm512_load_ps(pf + (t * blocks + b) * 16));
     }
+    MlxVnniBlock<B, R, N, false>(rows, row_bytes, b, b * L::kBlock / w.group_size, groups, bx,
+                                 pf_b, sb, lane_group, ctrl, idx, acc);
+  }
+  if (full < blocks) {
+    for (int t = 0; t < N; ++t) {
+      _mm512_store_ps(pf_b + t * 16, _mm512_load_ps(pf + (t * blocks + full) * 16));
+    }
+    MlxVnniBlock<B, R, N, true>(rows, row_bytes, full, full * L::kBlock / w.group_size, groups,
+                                bx, pf_b, sb, lane_group, ctrl, idx, acc);
   }
   // Bias terms: sum_g bias[r, g] * sum_t[g].
   for (int r = 0; r < R; ++r) {
@@ -1054,8 +1097,10 @@ AFD_VNNI HWY_NOINLINE void MlxVnniTile(const QuantMatrix& w, int64_t r0, const B
       const float* xs = bx.sum + t * bx.groups_padded;
       __m512 a = acc[r][t];
       for (int64_t g = 0; g < groups; g += 16) {
-        const __mmask16 m = static_cast<__mmask16>(groups - g >= 16 ? 0xFFFF : (1u << (groups - g)) - 1);
-        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, bias + g), _mm512_maskz_loadu_ps(m, xs + g), a);
+        const __mmask16 m =
+            static_cast<__mmask16>(groups - g >= 16 ? 0xFFFF : (1u << (groups - g)) - 1);
+        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, bias + g), _mm512_maskz_loadu_ps(m, xs + g),
+                            a);
       }
       y[t * w.rows + r0 + r] = _mm512_reduce_add_ps(a);
     }

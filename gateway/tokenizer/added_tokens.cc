@@ -94,8 +94,7 @@ void AddedTokenMatcher::Split(std::string_view text, MatchRegion* region,
     const AddedToken& token = tokens_[index];
     if (token.single_word) {
       const bool space_before =
-          start == 0 ||
-          !CharAtMatches(*word_char_, text, PreviousCodePoint(text, start), region);
+          start == 0 || !CharAtMatches(*word_char_, text, PreviousCodePoint(text, start), region);
       const bool space_after =
           stop == text.size() || !CharAtMatches(*word_char_, text, stop, region);
       if (!space_before || !space_after) continue;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "gateway/tokenizer/regex.h"
@@ -204,8 +205,9 @@ class AsciiRegex::Compiler {
       const char c = Peek();
       if (c == '\\') {
         pos_ += 2;
-        if (pos_ <= p_.size() && (p_[pos_ - 1] == 'p' || p_[pos_ - 1] == 'P' ||
-                                  p_[pos_ - 1] == 'x' || p_[pos_ - 1] == 'o') &&
+        if (pos_ <= p_.size() &&
+            (p_[pos_ - 1] == 'p' || p_[pos_ - 1] == 'P' || p_[pos_ - 1] == 'x' ||
+             p_[pos_ - 1] == 'o') &&
             Peek() == '{') {
           while (!AtEnd() && Peek() != '}') ++pos_;
           ++pos_;
@@ -298,8 +300,21 @@ class AsciiRegex::Compiler {
           ++pos_;
         }
         break;
-      case 's': case 'S': case 'd': case 'D': case 'w': case 'W': case 'h': case 'H':
-      case 'n': case 'r': case 't': case 'f': case 'v': case 'a': case 'e':
+      case 's':
+      case 'S':
+      case 'd':
+      case 'D':
+      case 'w':
+      case 'W':
+      case 'h':
+      case 'H':
+      case 'n':
+      case 'r':
+      case 't':
+      case 'f':
+      case 'v':
+      case 'a':
+      case 'e':
         break;
       default:
         // Escaped punctuation is a literal; letters and digits are anchors, backreferences and

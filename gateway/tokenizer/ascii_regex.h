@@ -1,21 +1,21 @@
-// A fast path for Oniguruma searches over ASCII text: a small backtracking matcher for a subset
-// of Oniguruma syntax (classes, literals, groups incl. (?i:...), alternation, greedy and lazy
-// quantifiers, lookahead), whose single-character classes are evaluated by Oniguruma itself at
-// compile time, so their meaning on ASCII is Oniguruma's by construction. A search answers only
-// when the result cannot depend on any non-ASCII byte; otherwise it says kUnknown and the caller
-// asks Oniguruma. Immutable after Compile; Search is safe from many threads.
+// Exact fast path for Oniguruma searches over ASCII text (a small backtracking matcher for a
+// subset of the syntax) that defers to Oniguruma whenever non-ASCII text could matter.
+// Immutable after Compile; Search is safe from many threads.
 #pragma once
 
 #include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string_view>
 #include <vector>
 
 namespace afd::gateway {
 
+// Single-character classes are evaluated by Oniguruma itself at compile time, so their meaning
+// on ASCII is Oniguruma's by construction. Supported: classes, literals, groups incl. (?i:...)
+// over ASCII literals, alternation, greedy and lazy quantifiers, lookahead. A search answers
+// only when the result cannot depend on a non-ASCII byte; otherwise it says kUnknown.
 class AsciiRegex {
  public:
   enum class Result { kMatch, kNoMatch, kUnknown };
@@ -34,10 +34,10 @@ class AsciiRegex {
     enum class Op : uint8_t { kChar, kRun, kSplit, kGuardedSplit, kJmp, kMatch, kLook };
     Op op;
     bool negative = false;  // kLook: negative lookahead
-    int32_t x = 0;  // kChar, kRun: class index; kSplit, kGuardedSplit: preferred target;
-                    // kJmp: target; kLook: first instruction of the sub-program
-    int32_t y = 0;  // kSplit: other target; kGuardedSplit: other target, taken directly when
-                    // the next byte is not in class `guard`; kLook: instruction after it
+    int32_t x = 0;          // kChar, kRun: class index; kSplit, kGuardedSplit: preferred target;
+                            // kJmp: target; kLook: first instruction of the sub-program
+    int32_t y = 0;      // kSplit: other target; kGuardedSplit: other target, taken directly when
+                        // the next byte is not in class `guard`; kLook: instruction after it
     int32_t guard = 0;  // kGuardedSplit: class of bytes that can start the preferred branch
     int32_t min = 0;    // kRun: greedy repeat of one class, min..max times (max < 0: no limit)
     int32_t max = 0;

@@ -83,8 +83,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
 
   std::unique_ptr<BpeModel> bpe(new BpeModel);
   auto ignore_merges = model.find("ignore_merges");
-  bpe->ignore_merges_ = ignore_merges != model.end() && ignore_merges->is_boolean() &&
-                        ignore_merges->get<bool>();
+  bpe->ignore_merges_ =
+      ignore_merges != model.end() && ignore_merges->is_boolean() && ignore_merges->get<bool>();
 
   int64_t max_id = -1;
   for (const auto& [text, id] : vocab) {

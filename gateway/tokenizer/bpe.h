@@ -1,6 +1,6 @@
-// Byte-level BPE model (tokenizer.json "model": {"type": "BPE"}): vocabulary and merge ranks,
-// keyed by raw bytes so that pre-tokens never need to be mapped to the byte-level alphabet.
-// Immutable after FromJson; Tokenize is safe from many threads, each with its own BpeScratch.
+// Byte-level BPE model (tokenizer.json "model": {"type": "BPE"}): vocab and merge ranks keyed by
+// raw bytes. Immutable after Create; Tokenize is safe from many threads, each with its own
+// BpeScratch.
 #pragma once
 
 #include <cstdint>
@@ -21,9 +21,9 @@ namespace afd::gateway {
 struct BpeScratch {
   struct Symbol {
     int32_t id;
-    int32_t prev;  // index of the previous live symbol, -1 at the start
-    int32_t next;  // index of the next live symbol, -1 at the end
-    int32_t len;   // bytes covered; 0 once merged into its left neighbour
+    int32_t prev;         // index of the previous live symbol, -1 at the start
+    int32_t next;         // index of the next live symbol, -1 at the end
+    int32_t len;          // bytes covered; 0 once merged into its left neighbour
     uint32_t pair_rank;   // rank of the merge with the next symbol, kNoRank if none
     int32_t pair_new_id;  // the token that merge makes
   };

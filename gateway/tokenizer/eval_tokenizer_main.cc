@@ -73,8 +73,7 @@ int main(int argc, char** argv) {
   const nlohmann::json golden = nlohmann::json::parse(ss.str(), nullptr, false);
   if (golden.is_discarded() || !golden.is_object() || !golden.contains("cases") ||
       !golden["cases"].is_array()) {
-    std::fprintf(stderr, "afd-eval-tokenizer: %s is not a golden cases file\n",
-                 cases_path.c_str());
+    std::fprintf(stderr, "afd-eval-tokenizer: %s is not a golden cases file\n", cases_path.c_str());
     return 2;
   }
 
@@ -87,7 +86,13 @@ int main(int argc, char** argv) {
     }
     const std::string text = c["text"].get<std::string>();
     std::vector<int32_t> want_ids;
-    for (const auto& id : c["ids"]) want_ids.push_back(id.get<int32_t>());
+    for (const auto& id : c["ids"]) {
+      if (!id.is_number_integer()) {
+        std::fprintf(stderr, "afd-eval-tokenizer: case %d has a non-integer id\n", total);
+        return 2;
+      }
+      want_ids.push_back(id.get<int32_t>());
+    }
     std::vector<std::string> problems;
     auto ids = (*tokenizer)->Encode(text);
     if (!ids.ok()) {

@@ -52,8 +52,7 @@ void IncrementalDetokenizer::Release(bool final, std::string* delta) {
   const std::string* stop = nullptr;
   for (const std::string& s : options_.stop_strings) {
     const size_t at = held_.find(s);
-    if (at != std::string::npos &&
-        (at < stop_at || (at == stop_at && s.size() > stop->size()))) {
+    if (at != std::string::npos && (at < stop_at || (at == stop_at && s.size() > stop->size()))) {
       stop_at = at;
       stop = &s;
     }

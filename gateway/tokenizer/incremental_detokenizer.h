@@ -1,10 +1,6 @@
-// Streaming detokenizer: turns generated token ids, fed one at a time, into text deltas for a
-// streaming response. Deltas never end inside a UTF-8 sequence; text that might be the start of a
-// stop string or of a hold-back marker (`<think>`, `</think>`, `<minimax:tool_call>`, ...) is held
-// back until it is disambiguated, so a marker always arrives whole in one delta. On a stop string
-// the text before it is released and everything after it is dropped. The concatenation of all
-// deltas equals Tokenizer::Decode(ids, skip_special_tokens) cut before the matched stop string.
-// One instance per sequence; not thread-safe. The Tokenizer must outlive it.
+// Streaming detokenizer: generated ids in, text deltas out, with stop strings and hold-back
+// markers; the deltas add up to Tokenizer::Decode cut before the stop string. One instance per
+// sequence; not thread-safe. The Tokenizer must outlive it.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +23,10 @@ struct DetokenizerOptions {
   std::vector<std::string> hold_back_markers;
 };
 
+// Deltas never end inside a UTF-8 sequence. Text that might be the start of a stop string or of a
+// hold-back marker (`<think>`, `</think>`, `<minimax:tool_call>`, ...) is held back until it is
+// disambiguated, so a marker always arrives whole in one delta. On a stop string the text before
+// it is released and everything after it is dropped.
 class IncrementalDetokenizer {
  public:
   IncrementalDetokenizer(const Tokenizer* tokenizer, DetokenizerOptions options);

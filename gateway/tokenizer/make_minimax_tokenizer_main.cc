@@ -63,8 +63,7 @@ int main(int argc, char** argv) {
   }
   std::string data(afd::gateway::MinimaxAddedTokensData());
   if (!added_tokens_path.empty() && !ReadFile(added_tokens_path, &data)) {
-    std::fprintf(stderr, "afd-make-minimax-tokenizer: cannot read %s\n",
-                 added_tokens_path.c_str());
+    std::fprintf(stderr, "afd-make-minimax-tokenizer: cannot read %s\n", added_tokens_path.c_str());
     return 1;
   }
   auto files = afd::gateway::MakeMinimaxTokenizer(gpt4o, data);

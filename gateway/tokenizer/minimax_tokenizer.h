@@ -11,7 +11,7 @@
 namespace afd::gateway {
 
 struct MinimaxTokenizerFiles {
-  std::string tokenizer_json;         // byte-identical to the reference file
+  std::string tokenizer_json;  // byte-identical to the reference file
   std::string tokenizer_config_json;
 };
 

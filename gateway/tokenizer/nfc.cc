@@ -22,9 +22,8 @@ constexpr char32_t kFirstInteresting = 0x300;
 bool IsInertSlow(char32_t cp) {
   const nfc::CodePointRange* begin = nfc::kNotInertRanges;
   const nfc::CodePointRange* end = begin + nfc::kNumNotInertRanges;
-  auto it = std::upper_bound(begin, end, cp, [](char32_t c, const nfc::CodePointRange& r) {
-    return c < r.first;
-  });
+  auto it = std::upper_bound(begin, end, cp,
+                             [](char32_t c, const nfc::CodePointRange& r) { return c < r.first; });
   if (it == begin) return true;
   --it;
   return cp > it->last;
@@ -36,7 +35,8 @@ const uint64_t* BmpNotInert() {
     auto* b = new uint64_t[0x10000 / 64]();
     for (int i = 0; i < nfc::kNumNotInertRanges; ++i) {
       const auto& r = nfc::kNotInertRanges[i];
-      for (char32_t c = r.first; c <= r.last && c < 0x10000; ++c) b[c >> 6] |= uint64_t{1} << (c & 63);
+      for (char32_t c = r.first; c <= r.last && c < 0x10000; ++c)
+        b[c >> 6] |= uint64_t{1} << (c & 63);
     }
     return b;
   }();
@@ -66,9 +66,8 @@ void DecomposeInto(char32_t cp, std::vector<CodePoint>* out) {
   if (cp >= 0xC0) {
     const nfc::Decomposition* begin = nfc::kDecompositions;
     const nfc::Decomposition* end = begin + nfc::kNumDecompositions;
-    auto it = std::lower_bound(begin, end, cp, [](const nfc::Decomposition& d, char32_t c) {
-      return d.code_point < c;
-    });
+    auto it = std::lower_bound(
+        begin, end, cp, [](const nfc::Decomposition& d, char32_t c) { return d.code_point < c; });
     if (it != end && it->code_point == cp) {
       for (int k = 0; k < it->length; ++k) {
         const char32_t part = nfc::kDecompositionPool[it->offset + k];
@@ -91,11 +90,11 @@ char32_t Compose(char32_t a, char32_t b) {
   }
   const nfc::Composition* begin = nfc::kCompositions;
   const nfc::Composition* end = begin + nfc::kNumCompositions;
-  auto it = std::lower_bound(begin, end, std::make_pair(a, b),
-                             [](const nfc::Composition& c, const std::pair<char32_t, char32_t>& k) {
-                               return c.first < k.first ||
-                                      (c.first == k.first && c.second < k.second);
-                             });
+  auto it =
+      std::lower_bound(begin, end, std::make_pair(a, b),
+                       [](const nfc::Composition& c, const std::pair<char32_t, char32_t>& k) {
+                         return c.first < k.first || (c.first == k.first && c.second < k.second);
+                       });
   if (it != end && it->first == a && it->second == b) return it->composite;
   return 0;
 }
@@ -162,9 +161,8 @@ int CanonicalCombiningClass(char32_t cp) {
   if (cp < kFirstInteresting) return 0;
   const nfc::CombiningClassRange* begin = nfc::kCombiningClassRanges;
   const nfc::CombiningClassRange* end = begin + nfc::kNumCombiningClassRanges;
-  auto it = std::upper_bound(begin, end, cp, [](char32_t c, const nfc::CombiningClassRange& r) {
-    return c < r.first;
-  });
+  auto it = std::upper_bound(
+      begin, end, cp, [](char32_t c, const nfc::CombiningClassRange& r) { return c < r.first; });
   if (it == begin) return 0;
   --it;
   return cp <= it->last ? it->combining_class : 0;

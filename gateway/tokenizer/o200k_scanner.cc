@@ -246,8 +246,8 @@ AsciiRegex::Result SearchO200k(std::string_view text_view, size_t from, size_t* 
     }
     if (q <= n) {
       size_t end = text.Run(q, kOther);
-      while (end < n && (text.Byte(end) == '\r' || text.Byte(end) == '\n' ||
-                         text.Byte(end) == '/')) {
+      while (end < n &&
+             (text.Byte(end) == '\r' || text.Byte(end) == '\n' || text.Byte(end) == '/')) {
         ++end;
       }
       return finish(end);

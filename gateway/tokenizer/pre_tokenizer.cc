@@ -122,8 +122,7 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::FromJson(const Json&
   return pre;
 }
 
-absl::Status PreTokenizer::Apply(size_t level, std::string_view piece,
-                                 PreTokenizerScratch* scratch,
+absl::Status PreTokenizer::Apply(size_t level, std::string_view piece, PreTokenizerScratch* scratch,
                                  absl::FunctionRef<void(std::string_view)> sink) const {
   if (level == steps_.size()) {
     sink(piece);
@@ -230,8 +229,8 @@ absl::Status PreTokenizer::ForEachPreToken(std::string_view text, PreTokenizerSc
 absl::StatusOr<std::vector<std::string>> PreTokenizer::Split(std::string_view text) const {
   PreTokenizerScratch scratch;
   std::vector<std::string> pieces;
-  RETURN_IF_ERROR(ForEachPreToken(text, &scratch,
-                                  [&](std::string_view p) { pieces.emplace_back(p); }));
+  RETURN_IF_ERROR(
+      ForEachPreToken(text, &scratch, [&](std::string_view p) { pieces.emplace_back(p); }));
   return pieces;
 }
 

@@ -1,6 +1,5 @@
-// Pre-tokenizers of tokenizer.json ("pre_tokenizer"): Split (regex or string pattern, every
-// behaviour, invert), ByteLevel, Digits and Sequence. They cut normalized text into the words
-// that the BPE model encodes one by one. Immutable after FromJson; Split is safe from many
+// Pre-tokenizers of tokenizer.json (Split with every behaviour, ByteLevel, Digits, Sequence): cut
+// normalized text into the words the BPE model encodes. Immutable after FromJson; safe from many
 // threads, each with its own PreTokenizerScratch.
 #pragma once
 
@@ -36,8 +35,9 @@ class PreTokenizer {
   static absl::StatusOr<std::unique_ptr<PreTokenizer>> FromJson(const nlohmann::json& config);
   ~PreTokenizer();
 
-  // Calls sink(piece) for each pre-token of `text`, in order; pieces are non-empty views into
-  // `text` or `scratch`, valid during the call. Fails only when the regex engine gives up.
+  // Calls sink(piece) for each pre-token of `text` (valid UTF-8), in order; pieces are non-empty
+  // views into `text` or `scratch`, valid during the call. Fails only when the regex engine
+  // gives up.
   absl::Status ForEachPreToken(std::string_view text, PreTokenizerScratch* scratch,
                                absl::FunctionRef<void(std::string_view)> sink) const;
   // Convenience form that collects the pieces (as strings).

@@ -1,6 +1,5 @@
-// Order-preserving JSON document that parses any JSON and prints it byte-for-byte like Python's
-// json.dumps(value, indent=2, ensure_ascii=False), which is how Hugging Face tokenizer files are
-// usually written. Used to rewrite tokenizer.json files reproducibly. Plain value type; not
+// Order-preserving JSON document printed byte-for-byte like Python's json.dumps(value, indent=2,
+// ensure_ascii=False), to rewrite tokenizer.json files reproducibly. Plain value type; not
 // thread-safe to mutate.
 #pragma once
 
@@ -22,7 +21,7 @@ struct PythonJson {
   uint64_t uint_value = 0;
   double float_value = 0;
   std::string string_value;
-  std::vector<PythonJson> items;                              // kArray
+  std::vector<PythonJson> items;                            // kArray
   std::vector<std::pair<std::string, PythonJson>> members;  // kObject, in document order
 
   static PythonJson String(std::string s);

@@ -26,8 +26,7 @@ std::mutex& OnigurumaCompileMutex() {
 MatchRegion::MatchRegion() : region_(onig_region_new()) {}
 MatchRegion::~MatchRegion() { onig_region_free(region_, 1); }
 
-absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern,
-                                                      bool fast_path) {
+absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, bool fast_path) {
   InitializeOniguruma();
   if (!IsValidUtf8(pattern)) return absl::InvalidArgumentError("regex: pattern is not UTF-8");
   OnigRegex regex = nullptr;
@@ -43,8 +42,8 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern,
   if (rc != ONIG_NORMAL) {
     OnigUChar message[ONIG_MAX_ERROR_MESSAGE_LEN];
     onig_error_code_to_str(message, rc, &info);
-    return absl::InvalidArgumentError(absl::StrCat("regex /", std::string(pattern),
-                                                   "/: ", reinterpret_cast<char*>(message)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("regex /", std::string(pattern), "/: ", reinterpret_cast<char*>(message)));
   }
   std::unique_ptr<Regex> compiled(new Regex(regex));
   if (fast_path) {
@@ -60,8 +59,8 @@ int Regex::Search(std::string_view text, size_t from, MatchRegion* region, size_
                   size_t* match_end) const {
   if (fast_ != nullptr || o200k_) {
     size_t s, e;
-    const AsciiRegex::Result result = o200k_ ? SearchO200k(text, from, &s, &e)
-                                             : fast_->Search(text, from, &s, &e);
+    const AsciiRegex::Result result =
+        o200k_ ? SearchO200k(text, from, &s, &e) : fast_->Search(text, from, &s, &e);
     switch (result) {
       case AsciiRegex::Result::kMatch:
         *match_start = s;
@@ -77,8 +76,8 @@ int Regex::Search(std::string_view text, size_t from, MatchRegion* region, size_
   return OnigSearch(text, from, region, match_start, match_end);
 }
 
-int Regex::OnigSearch(std::string_view text, size_t from, MatchRegion* region,
-                      size_t* match_start, size_t* match_end) const {
+int Regex::OnigSearch(std::string_view text, size_t from, MatchRegion* region, size_t* match_start,
+                      size_t* match_end) const {
   const auto* str = reinterpret_cast<const OnigUChar*>(text.data());
   const OnigUChar* end = str + text.size();
   const int rc = onig_search(regex_, str, end, str + from, end, region->get(), ONIG_OPTION_NONE);

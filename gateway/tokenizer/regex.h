@@ -1,8 +1,6 @@
-// Oniguruma regular expressions configured like Hugging Face tokenizers' `onig` crate (UTF-8,
-// Oniguruma syntax, no options), with its find_iter semantics for empty matches. Searches first
-// try an exact fast path (the o200k scanner for that pattern, else the ASCII matcher of
-// ascii_regex.h) and ask Oniguruma whenever the fast path cannot decide. A compiled Regex is
-// immutable and may be searched from many threads, each with its own MatchRegion.
+// Oniguruma regular expressions configured like Hugging Face tokenizers' `onig` crate, with its
+// find_iter semantics and exact fast paths. A compiled Regex is immutable and may be searched
+// from many threads, each with its own MatchRegion.
 #pragma once
 
 #include <cstddef>
@@ -38,6 +36,9 @@ class MatchRegion {
   re_registers* region_;
 };
 
+// UTF-8, Oniguruma syntax, no options (as the onig crate compiles Split patterns). Searches first
+// try an exact fast path (the o200k scanner for that pattern, else the ASCII matcher of
+// ascii_regex.h) and ask Oniguruma whenever the fast path cannot decide.
 class Regex {
  public:
   // `fast_path` false always searches with Oniguruma (for tests of the fast paths).

@@ -37,7 +37,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 absl::StatusOr<Json> ParseJson(std::string_view text, std::string_view what) {
   Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(std::string(what), ": invalid JSON"));
+  if (j.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(what), ": invalid JSON"));
+  }
   return j;
 }
 

@@ -1,8 +1,6 @@
-// Hugging Face `tokenizer.json` tokenizer for byte-level BPE models (gpt-4o/o200k, Qwen3,
-// DeepSeek-V3, MiniMax-M2 style): added tokens, normalizer, pre-tokenizer, BPE and the
-// ByteLevel decoder, matching `tokenizers` exactly. Immutable after loading; Encode and Decode
-// are safe from many threads at once (each call borrows one of a few internal scratch/cache
-// slots).
+// Hugging Face `tokenizer.json` tokenizer for byte-level BPE models (gpt-4o, Qwen3, DeepSeek-V3,
+// MiniMax-M2), matching `tokenizers` exactly. Immutable after loading; Encode and Decode are safe
+// from many threads at once (each call borrows one of a few internal scratch/cache slots).
 #pragma once
 
 #include <cstdint>
@@ -84,8 +82,8 @@ class Tokenizer {
   AddedTokenMatcher raw_matcher_;         // added tokens with normalized == false
   AddedTokenMatcher normalized_matcher_;  // added tokens with normalized == true
   absl::flat_hash_map<std::string, int32_t> added_by_content_;
-  std::vector<TokenKind> kinds_;        // [id_limit]
-  std::vector<int32_t> added_index_;    // [id_limit] index into added_tokens_, or -1
+  std::vector<TokenKind> kinds_;      // [id_limit]
+  std::vector<int32_t> added_index_;  // [id_limit] index into added_tokens_, or -1
   std::optional<int32_t> bos_id_, eos_id_, pad_id_, unk_id_;
   std::vector<std::unique_ptr<Slot>> slots_;
 };

@@ -162,8 +162,8 @@ absl::StatusOr<TokenizerJson> ParseTokenizerJson(std::string_view text) {
   Reader reader(&out);
   const bool ok = Json::sax_parse(text.begin(), text.end(), &reader);
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokenizer.json: ", reader.error().empty() ? "invalid JSON" : reader.error()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.json: ", reader.error().empty() ? "invalid JSON" : reader.error()));
   }
   return out;
 }

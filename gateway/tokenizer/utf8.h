@@ -1,7 +1,5 @@
-// UTF-8 helpers for the tokenizer: validation, code point iteration, and lossy decoding that
-// replaces ill-formed bytes with U+FFFD exactly like WHATWG TextDecoder / Rust from_utf8_lossy
-// ("maximal subpart" substitution). Stateless functions are thread-safe; Utf8LossyStream is
-// single-threaded state.
+// UTF-8 helpers: validation, code points, and lossy decoding with WHATWG / Rust from_utf8_lossy
+// "maximal subpart" U+FFFD substitution. Functions are thread-safe; a Utf8LossyStream is not.
 #pragma once
 
 #include <cstddef>

@@ -74,7 +74,9 @@ TEST_F(IncrementalDetokenizerTest, NeverSplitsAUtf8Sequence) {
 TEST_F(IncrementalDetokenizerTest, IllFormedBytesBecomeReplacementCharacters) {
   const std::vector<int32_t> ids = {0xE6, 0xBC, 'a', 0x80, 0xF0};
   EXPECT_EQ(Join(Stream(ids, {})), tokenizer_->Decode(ids, true));
-  EXPECT_EQ(Join(Stream(ids, {})), "\xEF\xBF\xBD" "a\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(Join(Stream(ids, {})),
+            "\xEF\xBF\xBD"
+            "a\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
 TEST_F(IncrementalDetokenizerTest, SkipsOrKeepsSpecialTokens) {
@@ -142,9 +144,9 @@ TEST_F(IncrementalDetokenizerTest, EarliestStopStringWinsAndLaterIdsAreIgnored) 
 
 TEST_F(IncrementalDetokenizerTest, MatchesFullDecodeOnRandomStreams) {
   std::mt19937 rng(3);
-  const std::vector<std::string> pieces = {"a",   "b",  " ",  "th", "<",     "/",   "S",
-                                           "T",   "\n", "é",  "漢", "😀",    "<think>",
-                                           "<eos>", "</think>", "</th"};
+  const std::vector<std::string> pieces = {"a",       "b",     " ",        "th",  "<",  "/",
+                                           "S",       "T",     "\n",       "é",   "漢", "😀",
+                                           "<think>", "<eos>", "</think>", "</th"};
   for (int trial = 0; trial < 300; ++trial) {
     std::string text;
     const int n = rng() % 20;

@@ -78,8 +78,7 @@ TEST(MinimaxTokenizerTest, RejectsAVocabThatAlreadyHasTheTokens) {
       R"({"added_tokens": [], "model": {"vocab": {"<think>": 0}, "merges": []}})";
   const std::string data =
       R"({"added_tokens": [{"id": 7, "content": "<think>"}], "tokenizer_config": {}})";
-  EXPECT_EQ(MakeMinimaxTokenizer(gpt4o, data).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeMinimaxTokenizer(gpt4o, data).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

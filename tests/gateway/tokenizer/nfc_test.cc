@@ -21,11 +21,11 @@ std::string Nfd(std::string_view s) {
 }
 
 TEST(NfcTest, ComposesCombiningSequences) {
-  EXPECT_EQ(Nfc("e\xCC\x81"), "\xC3\xA9");                    // e + U+0301 -> é
+  EXPECT_EQ(Nfc("e\xCC\x81"), "\xC3\xA9");  // e + U+0301 -> é
   EXPECT_EQ(Nfc("Cafe\xCC\x81 au lait"), "Caf\xC3\xA9 au lait");
-  EXPECT_EQ(Nfc("\xE2\x84\xAB"), "\xC3\x85");                 // U+212B ANGSTROM SIGN -> Å
-  EXPECT_EQ(Nfc("\xE2\x84\xA6"), "\xCE\xA9");                 // U+2126 OHM SIGN -> Ω
-  EXPECT_EQ(Nfc(">\xCC\xB8"), "\xE2\x89\xAF");                // > + U+0338 -> ≯
+  EXPECT_EQ(Nfc("\xE2\x84\xAB"), "\xC3\x85");   // U+212B ANGSTROM SIGN -> Å
+  EXPECT_EQ(Nfc("\xE2\x84\xA6"), "\xCE\xA9");   // U+2126 OHM SIGN -> Ω
+  EXPECT_EQ(Nfc(">\xCC\xB8"), "\xE2\x89\xAF");  // > + U+0338 -> ≯
 }
 
 TEST(NfcTest, CompositionExclusionsStayDecomposed) {
@@ -61,7 +61,10 @@ TEST(NfcTest, QuickCheckPassesComposedTextThrough) {
 TEST(NfcTest, LeavesTextAroundChangedSegmentsAlone) {
   EXPECT_EQ(Nfc("xx e\xCC\x81 yy \xE2\x84\xAB zz"), "xx \xC3\xA9 yy \xC3\x85 zz");
   // A leading mark has nothing to compose with.
-  EXPECT_EQ(Nfc("\xCC\x81" "a"), "\xCC\x81" "a");
+  EXPECT_EQ(Nfc("\xCC\x81"
+                "a"),
+            "\xCC\x81"
+            "a");
 }
 
 TEST(NfcTest, TablesAreSortedAndKnowTheirVersion) {

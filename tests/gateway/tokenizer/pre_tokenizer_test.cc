@@ -37,7 +37,10 @@ std::vector<std::pair<size_t, size_t>> Matches(const std::string& pattern, std::
   MatchRegion region;
   std::vector<std::pair<size_t, size_t>> out;
   EXPECT_TRUE((*regex)
-                  ->ForEachMatch(text, &region, [&](size_t s, size_t e) { out.push_back({s, e}); })
+                  ->ForEachMatch(text, &region,
+                                 [&](size_t s, size_t e) {
+                                   out.push_back({s, e});
+                                 })
                   .ok());
   return out;
 }
@@ -50,8 +53,8 @@ TEST(RegexTest, FindIterSkipsAnEmptyMatchRightAfterAMatch) {
 }
 
 TEST(RegexTest, WhitespaceClassIsUnicodeWhiteSpace) {
-  for (const char* space : {" ", "\t", "\xC2\x85", "\xC2\xA0", "\xE2\x80\xA8", "\xE2\x80\xA9",
-                            "\xE3\x80\x80"}) {
+  for (const char* space :
+       {" ", "\t", "\xC2\x85", "\xC2\xA0", "\xE2\x80\xA8", "\xE2\x80\xA9", "\xE3\x80\x80"}) {
     EXPECT_EQ(Matches("\\s", space).size(), 1u) << space;
   }
   for (const char* other : {"\xEF\xBB\xBF", "\xE2\x80\x8B", "\x1C", "\x1F", "a"}) {
@@ -102,8 +105,8 @@ TEST(PreTokenizerTest, DigitsAndByteLevelRegex) {
   digits["individual_digits"] = true;
   EXPECT_EQ(SplitWith(digits, "Hey 123 friend!"), (Pieces{"Hey ", "1", "2", "3", " friend!"}));
 
-  nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false},
-                               {"use_regex", true}};
+  nlohmann::json byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   EXPECT_EQ(SplitWith(byte_level, "Hello my friend, how's it going?"),
             (Pieces{"Hello", " my", " friend", ",", " how", "'s", " it", " going", "?"}));
   byte_level["add_prefix_space"] = true;
@@ -112,12 +115,12 @@ TEST(PreTokenizerTest, DigitsAndByteLevelRegex) {
 
 TEST(PreTokenizerTest, SequenceAppliesEachStepToThePreviousPieces) {
   // deepseek_v3 style: digits isolated first, then a word split that sees them as gaps.
-  nlohmann::json seq = {{"type", "Sequence"},
-                        {"pretokenizers",
-                         {SplitConfig("\\p{N}{1,3}", "Isolated"),
-                          SplitConfig("[A-Za-z]+", "Isolated"),
-                          {{"type", "ByteLevel"}, {"add_prefix_space", false},
-                           {"use_regex", false}}}}};
+  nlohmann::json seq = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {SplitConfig("\\p{N}{1,3}", "Isolated"),
+        SplitConfig("[A-Za-z]+", "Isolated"),
+        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
   EXPECT_EQ(SplitWith(seq, "abc12345def"), (Pieces{"abc", "123", "45", "def"}));
   EXPECT_EQ(SplitWith(seq, ""), Pieces{});
 }

@@ -21,7 +21,8 @@ const char* const kDeepseek1 = "\\p{N}{1,3}";
 const char* const kDeepseek2 =
     "[\xE4\xB8\x80-\xE9\xBE\xA5\xE3\x81\x80-\xE3\x82\x9F\xE3\x82\xA0-\xE3\x83\xBF]+";
 const char* const kDeepseek3 =
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
+    "[!\"#$%&'()*+,\\-./"
+    ":;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
     " ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
 const char* const kGpt2 =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -29,9 +30,55 @@ const char* const kGpt2 =
 // Characters the patterns distinguish, ASCII and not.
 const std::vector<std::string>& Alphabet() {
   static const auto* alphabet = new std::vector<std::string>{
-      "a", "b", "x", "A", "B", "Z", "s", "S", "t", "T", "r", "R", "e", "E", "v", "V", "l", "L",
-      "m", "M", "d", "D", "'", "'", "0", "7", "9", " ", " ", " ", "\t", "\n", "\r", "\v", "\f",
-      "\x1c", "\x1f", "\x7f", "!", ",", ".", "/", "-", "?", "[", "]", "\\", "_", "\x01",
+      "a",
+      "b",
+      "x",
+      "A",
+      "B",
+      "Z",
+      "s",
+      "S",
+      "t",
+      "T",
+      "r",
+      "R",
+      "e",
+      "E",
+      "v",
+      "V",
+      "l",
+      "L",
+      "m",
+      "M",
+      "d",
+      "D",
+      "'",
+      "'",
+      "0",
+      "7",
+      "9",
+      " ",
+      " ",
+      " ",
+      "\t",
+      "\n",
+      "\r",
+      "\v",
+      "\f",
+      "\x1c",
+      "\x1f",
+      "\x7f",
+      "!",
+      ",",
+      ".",
+      "/",
+      "-",
+      "?",
+      "[",
+      "]",
+      "\\",
+      "_",
+      "\x01",
       "\xC3\xA9",          // é
       "\xC5\xBF",          // ſ, folds to s
       "\xE2\x84\xAA",      // KELVIN SIGN, folds to k
@@ -104,10 +151,11 @@ TEST(RegexFastPathTest, AsciiMatcherMatchesOnigurumaOnTokenizerPatterns) {
 
 TEST(RegexFastPathTest, AsciiMatcherMatchesOnigurumaOnOtherSyntax) {
   for (const char* p :
-       {"a+?b", "(?:ab|a)c", "x{2,3}?y", "a{,2}s", "(?:a|b){1,3}", "[a-d&&[^b]]+",
-        "(?i:ab|st)", "(?=a)[a-z]+", "(?!x)..", "\\d{1,3}|\\s+(?!\\S)|\\S+", "(?m:.)+", ".+",
-        "[\\]\\-x]+", "(?<name>r)e", "\\x41|\\u0042|\\t", "(ab)+|a", "[[:alpha:]]+", "\\w+|\\W",
-        "\\h+", "[^a-z]+?", "(?-i:s)", "e*?v"}) {
+       {"a+?b",         "(?:ab|a)c",    "x{2,3}?y",    "a{,2}s",      "(?:a|b){1,3}",
+        "[a-d&&[^b]]+", "(?i:ab|st)",   "(?=a)[a-z]+", "(?!x)..",     "\\d{1,3}|\\s+(?!\\S)|\\S+",
+        "(?m:.)+",      ".+",           "[\\]\\-x]+",  "(?<name>r)e", "\\x41|\\u0042|\\t",
+        "(ab)+|a",      "[[:alpha:]]+", "\\w+|\\W",    "\\h+",        "[^a-z]+?",
+        "(?-i:s)",      "e*?v"}) {
     ExpectSameSearches(p, 400, 3);
   }
 }

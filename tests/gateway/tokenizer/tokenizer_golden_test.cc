@@ -35,8 +35,8 @@ std::vector<GoldenCase> LoadCases(const std::string& name) {
   std::vector<GoldenCase> cases;
   if (golden.is_discarded()) return cases;
   for (const auto& c : golden["cases"]) {
-    cases.push_back({c["text"], c["ids"].get<std::vector<int32_t>>(), c["decoded"],
-                     c["decoded_skip_special"]});
+    cases.push_back(
+        {c["text"], c["ids"].get<std::vector<int32_t>>(), c["decoded"], c["decoded_skip_special"]});
   }
   return cases;
 }
@@ -125,8 +125,7 @@ TEST_P(TokenizerGoldenTest, EncodesConcurrently) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTokenizers, TokenizerGoldenTest,
-                         ::testing::Values("gpt4o", "qwen3", "deepseek_v3",
-                                           "minimax-m2-synthetic"),
+                         ::testing::Values("gpt4o", "qwen3", "deepseek_v3", "minimax-m2-synthetic"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            std::string name = info.param;
                            for (char& c : name) {

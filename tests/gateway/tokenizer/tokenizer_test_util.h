@@ -24,8 +24,8 @@ inline std::string ByteLevel(std::string_view bytes) {
 // per merge (ids 256, 257, ... in merge order). Merges are given as raw byte strings.
 inline nlohmann::json TinyTokenizerJson(
     const std::vector<std::pair<std::string, std::string>>& merges,
-    nlohmann::json added_tokens = nlohmann::json::array(),
-    nlohmann::json normalizer = nullptr, nlohmann::json pre_tokenizer = nullptr) {
+    nlohmann::json added_tokens = nlohmann::json::array(), nlohmann::json normalizer = nullptr,
+    nlohmann::json pre_tokenizer = nullptr) {
   nlohmann::json vocab = nlohmann::json::object();
   for (int b = 0; b < 256; ++b) vocab[ByteLevel(std::string(1, static_cast<char>(b)))] = b;
   nlohmann::json merge_list = nlohmann::json::array();
@@ -61,9 +61,8 @@ inline nlohmann::json TinyTokenizerJson(
 
 inline nlohmann::json AddedTokenJson(int id, const std::string& content, bool special,
                                      bool normalized = false) {
-  return {{"id", id},          {"content", content}, {"single_word", false},
-          {"lstrip", false},   {"rstrip", false},    {"normalized", normalized},
-          {"special", special}};
+  return {{"id", id},        {"content", content},       {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", normalized}, {"special", special}};
 }
 
 // tests/data (ctest sets AFD_TEST_DATA).

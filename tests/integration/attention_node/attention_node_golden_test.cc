@@ -70,20 +70,20 @@ TEST_P(AttentionNodeGoldenTest, GreedyRunsEqualTheInProcessEngineBitwise) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Layouts, AttentionNodeGoldenTest,
-    ::testing::Values(Layout{"m2-tiny", 1, 1}, Layout{"m2-tiny", 2, 1}, Layout{"m2-tiny", 3, 2},
-                      Layout{"m2-medium", 1, 1}, Layout{"m2-medium", 2, 2},
-                      Layout{"m2-medium", 3, 1}, Layout{"m2-fp8", 2, 1},
-                      Layout{"text01-tiny", 3, 2}),
-    [](const ::testing::TestParamInfo<Layout>& info) {
-      std::string name = absl::StrCat(info.param.model, "_", info.param.expert_nodes, "nodes_",
-                                       info.param.replicas, "replicas");
-      for (char& c : name) {
-        if (c == '-') c = '_';
-      }
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(Layouts, AttentionNodeGoldenTest,
+                         ::testing::Values(Layout{"m2-tiny", 1, 1}, Layout{"m2-tiny", 2, 1},
+                                           Layout{"m2-tiny", 3, 2}, Layout{"m2-medium", 1, 1},
+                                           Layout{"m2-medium", 2, 2}, Layout{"m2-medium", 3, 1},
+                                           Layout{"m2-fp8", 2, 1}, Layout{"text01-tiny", 3, 2}),
+                         [](const ::testing::TestParamInfo<Layout>& info) {
+                           std::string name =
+                               absl::StrCat(info.param.model, "_", info.param.expert_nodes,
+                                            "nodes_", info.param.replicas, "replicas");
+                           for (char& c : name) {
+                             if (c == '-') c = '_';
+                           }
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace afd::integration

@@ -228,18 +228,17 @@ TEST_F(AttentionNodeClusterTest, KillingOneReplicaMidGenerationFailsNoRequest) {
   std::vector<v1::GenerateRequest> requests;
   for (int i = 0; i < 8; ++i) {
     requests.push_back(GreedyRequest(absl::StrCat("k", i),
-                                     RandomPrompt(rng, 4 + static_cast<int>(rng() % 30), 1024),
-                                     40, false));
+                                     RandomPrompt(rng, 4 + static_cast<int>(rng() % 30), 1024), 40,
+                                     false));
   }
   std::vector<GenerateResult> results(requests.size());
   std::atomic<int> responses{0};
   std::vector<std::thread> threads;
   for (size_t i = 0; i < requests.size(); ++i) {
     threads.emplace_back([&, i] {
-      results[i] = RunGenerate(*stub_, requests[i], absl::Seconds(30),
-                               [&](const v1::GenerateResponse&, grpc::ClientContext&) {
-                                 ++responses;
-                               });
+      results[i] =
+          RunGenerate(*stub_, requests[i], absl::Seconds(30),
+                      [&](const v1::GenerateResponse&, grpc::ClientContext&) { ++responses; });
     });
   }
   while (responses.load() < 24) absl::SleepFor(absl::Milliseconds(1));
@@ -307,8 +306,7 @@ TEST_F(AttentionNodeClusterTest, LosingTheOnlyHostFailsExactlyTheRequestsThatNee
     if (needs) {
       ++failed;
       EXPECT_EQ(results[i].status.code(), absl::StatusCode::kUnavailable) << results[i].status;
-      EXPECT_NE(results[i].status.message().find(missing), std::string::npos)
-          << results[i].status;
+      EXPECT_NE(results[i].status.message().find(missing), std::string::npos) << results[i].status;
     } else {
       ASSERT_TRUE(results[i].status.ok()) << results[i].status;
       const std::vector<int32_t> prompt(requests[i].prompt_token_ids().begin(),
@@ -358,9 +356,9 @@ TEST_F(AttentionNodeClusterTest, CancelAndAbortFreeTheKvBlocks) {
   std::atomic<bool> started{false};
   GenerateResult aborted;
   std::thread runner([&] {
-    aborted = RunGenerate(*stub_, GreedyRequest("abort-me", prompt, 4000, false),
-                          absl::Seconds(30), [&](const v1::GenerateResponse&,
-                                                 grpc::ClientContext&) { started = true; });
+    aborted =
+        RunGenerate(*stub_, GreedyRequest("abort-me", prompt, 4000, false), absl::Seconds(30),
+                    [&](const v1::GenerateResponse&, grpc::ClientContext&) { started = true; });
   });
   while (!started.load()) absl::SleepFor(absl::Milliseconds(1));
   grpc::ClientContext context;
@@ -384,8 +382,7 @@ TEST_F(AttentionNodeClusterTest, MalformedInputGetsInvalidArgumentAndServersStay
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(s.message().find("1000"), std::string::npos) << s;
   EXPECT_EQ(code(GreedyRequest("neg", {-4}, 3, false)).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(code(GreedyRequest("empty", {}, 3, false)).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(GreedyRequest("empty", {}, 3, false)).code(), absl::StatusCode::kInvalidArgument);
   v1::GenerateRequest bad_sampling = GreedyRequest("topp", {5}, 3, false);
   bad_sampling.mutable_sampling()->set_top_p(2.0f);
   EXPECT_EQ(code(bad_sampling).code(), absl::StatusCode::kInvalidArgument);

@@ -53,20 +53,44 @@ class Collector {
   // Runs on the scheduler thread for every update, before it is recorded.
   void OnUpdate(std::function<void(const GenerationUpdate&)> fn) { on_update_ = std::move(fn); }
 
-  std::vector<int32_t> tokens() { absl::MutexLock l(&mu_); return tokens_; }
-  std::vector<SampleResult> results() { absl::MutexLock l(&mu_); return results_; }
+  std::vector<int32_t> tokens() {
+    absl::MutexLock l(&mu_);
+    return tokens_;
+  }
+  std::vector<SampleResult> results() {
+    absl::MutexLock l(&mu_);
+    return results_;
+  }
   std::vector<float> logprobs() {
     absl::MutexLock l(&mu_);
     std::vector<float> out;
     for (const SampleResult& r : results_) out.push_back(r.logprob);
     return out;
   }
-  std::vector<float> logits() { absl::MutexLock l(&mu_); return logits_; }
-  std::vector<float> prompt_logits() { absl::MutexLock l(&mu_); return prompt_logits_; }
-  FinishReason finish() { absl::MutexLock l(&mu_); return finish_; }
-  absl::Status status() { absl::MutexLock l(&mu_); return status_; }
-  int updates() { absl::MutexLock l(&mu_); return updates_; }
-  int64_t completion_tokens() { absl::MutexLock l(&mu_); return completion_tokens_; }
+  std::vector<float> logits() {
+    absl::MutexLock l(&mu_);
+    return logits_;
+  }
+  std::vector<float> prompt_logits() {
+    absl::MutexLock l(&mu_);
+    return prompt_logits_;
+  }
+  FinishReason finish() {
+    absl::MutexLock l(&mu_);
+    return finish_;
+  }
+  absl::Status status() {
+    absl::MutexLock l(&mu_);
+    return status_;
+  }
+  int updates() {
+    absl::MutexLock l(&mu_);
+    return updates_;
+  }
+  int64_t completion_tokens() {
+    absl::MutexLock l(&mu_);
+    return completion_tokens_;
+  }
 
  private:
   absl::Mutex mu_;
@@ -140,7 +164,8 @@ class SchedulerTest : public ::testing::Test {
         Scheduler::Create(weights_.get(), cache_.get(), scheduler_lanes, options);
     ASSERT_TRUE(scheduler.ok()) << scheduler.status();
     scheduler_ = std::move(*scheduler);
-    absl::StatusOr<std::unique_ptr<ReferenceEngine>> reference = ReferenceEngine::Create(model_dir_);
+    absl::StatusOr<std::unique_ptr<ReferenceEngine>> reference =
+        ReferenceEngine::Create(model_dir_);
     ASSERT_TRUE(reference.ok()) << reference.status();
     reference_ = std::move(*reference);
   }
@@ -163,8 +188,8 @@ class SchedulerTest : public ::testing::Test {
     std::vector<int> lengths;
     std::vector<std::unique_ptr<Collector>> collectors;
     for (int i = 0; i < count; ++i) {
-      prompts.push_back(RandomPrompt(rng, 1 + static_cast<int>(rng() % max_prompt),
-                                     config_.vocab_size));
+      prompts.push_back(
+          RandomPrompt(rng, 1 + static_cast<int>(rng() % max_prompt), config_.vocab_size));
       lengths.push_back(2 + static_cast<int>(rng() % (max_new - 1)));
       collectors.push_back(std::make_unique<Collector>());
       ASSERT_TRUE(scheduler_
@@ -173,8 +198,7 @@ class SchedulerTest : public ::testing::Test {
                       .ok());
     }
     for (int i = 0; i < count; ++i) {
-      SCOPED_TRACE(absl::StrCat("request ", i, " prompt ", prompts[i].size(), " new ",
-                                lengths[i]));
+      SCOPED_TRACE(absl::StrCat("request ", i, " prompt ", prompts[i].size(), " new ", lengths[i]));
       collectors[i]->Wait();
       ASSERT_TRUE(collectors[i]->status().ok()) << collectors[i]->status();
       const ReferenceRun ref = Reference(prompts[i], lengths[i]);
@@ -295,7 +319,9 @@ TEST_F(SchedulerTest, RefusesWhatCannotBeServed) {
   options.max_queue_depth = 1;
   Start("m2-tiny", {64, 16, 2}, options);  // 1024 tokens of KV, two sequences
   Collector c;
-  auto code = [&](GenerationRequest r) { return scheduler_->Submit(std::move(r), c.Sink()).code(); };
+  auto code = [&](GenerationRequest r) {
+    return scheduler_->Submit(std::move(r), c.Sink()).code();
+  };
   EXPECT_EQ(code(Greedy("", {1, 2}, 4)), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(Greedy("e", {}, 4)), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(Greedy("v", {1, 1000}, 4)), absl::StatusCode::kInvalidArgument);
@@ -351,7 +377,8 @@ TEST_F(SchedulerTest, AbortFreesTheKvBlocksBeforeTheNextStep) {
       free_at_end = cache_->free_blocks();  // the scheduler thread owns the cache here
     }
   });
-  ASSERT_TRUE(scheduler_->Submit(Greedy("long", std::vector<int32_t>(40, 11), 3000), c.Sink()).ok());
+  ASSERT_TRUE(
+      scheduler_->Submit(Greedy("long", std::vector<int32_t>(40, 11), 3000), c.Sink()).ok());
   c.Wait();
   EXPECT_EQ(c.finish(), FinishReason::kAbort);
   EXPECT_TRUE(c.status().ok());

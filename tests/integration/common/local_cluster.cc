@@ -120,8 +120,8 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Create(const Cluster
   if (specs.empty()) {
     absl::StatusOr<ModelConfig> model = LoadModelConfig(spec.model_dir);
     if (!model.ok()) return model.status();
-    absl::StatusOr<std::vector<ExpertSpec>> placement = GenerateExpertPlacement(
-        model->num_local_experts, spec.num_expert_nodes, spec.replicas);
+    absl::StatusOr<std::vector<ExpertSpec>> placement =
+        GenerateExpertPlacement(model->num_local_experts, spec.num_expert_nodes, spec.replicas);
     if (!placement.ok()) return placement.status();
     for (const ExpertSpec& s : *placement) specs.push_back(FormatExpertSpec(s));
   }
@@ -149,7 +149,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Create(const Cluster
 }
 
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const ClusterSpec& spec,
-                                                                 absl::Duration timeout) {
+                                                                  absl::Duration timeout) {
   absl::StatusOr<std::unique_ptr<LocalCluster>> cluster = Create(spec);
   if (!cluster.ok()) return cluster.status();
   for (int i = 0; i < (*cluster)->num_expert_nodes(); ++i) {
@@ -206,8 +206,8 @@ absl::Status LocalCluster::StartExpertNode(int index, bool wait, absl::Duration 
 
 absl::Status LocalCluster::StartAttentionNode(bool wait, absl::Duration timeout) {
   attention_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{BinaryPath("afd-attention-node"), "--config", config_path_,
-                               "--node", "attn0"},
+      std::vector<std::string>{BinaryPath("afd-attention-node"), "--config", config_path_, "--node",
+                               "attn0"},
       absl::StrCat(dir_, "/attn0.log"));
   if (!wait) return absl::OkStatus();
   return WaitReady(attention_address(), "afd.v1.AttentionNode", attention_.get(), timeout);
@@ -295,8 +295,7 @@ absl::StatusOr<std::vector<float>> ReadF32(const SafetensorsFile& file, const st
   return out;
 }
 
-absl::StatusOr<std::vector<int32_t>> ReadIds(const SafetensorsFile& file,
-                                             const std::string& name) {
+absl::StatusOr<std::vector<int32_t>> ReadIds(const SafetensorsFile& file, const std::string& name) {
   const TensorView* t = file.Find(name);
   if (t == nullptr || t->dtype != DType::kI64) {
     return absl::NotFoundError(absl::StrCat(file.path(), ": no I64 tensor ", name));

@@ -78,7 +78,7 @@ class LocalCluster {
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Create(const ClusterSpec& spec);
   // Create + start every expert node, then the attention node, and wait until all are ready.
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(const ClusterSpec& spec,
-                                                            absl::Duration timeout);
+                                                             absl::Duration timeout);
   ~LocalCluster();
 
   const ClusterConfig& config() const { return config_; }
@@ -121,10 +121,10 @@ struct GenerateResult {
   absl::Status status;  // the call's final status
   std::string request_id;
   std::vector<int32_t> tokens;
-  std::vector<float> logprobs;                 // per token, when requested
-  std::vector<std::vector<int32_t>> top_ids;   // per token, when requested
-  std::vector<float> prompt_logits;            // [prompt, vocab] when requested
-  std::vector<float> logits;                   // [tokens, vocab] when requested
+  std::vector<float> logprobs;                // per token, when requested
+  std::vector<std::vector<int32_t>> top_ids;  // per token, when requested
+  std::vector<float> prompt_logits;           // [prompt, vocab] when requested
+  std::vector<float> logits;                  // [tokens, vocab] when requested
   v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
   v1::Usage usage;
   int responses = 0;
@@ -132,11 +132,10 @@ struct GenerateResult {
 
 // Runs one Generate call to the end. `on_response` (optional) sees each response as it comes,
 // with the call's context (e.g. to cancel it).
-GenerateResult RunGenerate(
-    v1::AttentionNode::Stub& stub, const v1::GenerateRequest& request,
-    absl::Duration timeout = absl::Seconds(30),
-    const std::function<void(const v1::GenerateResponse&, grpc::ClientContext&)>& on_response =
-        nullptr);
+GenerateResult RunGenerate(v1::AttentionNode::Stub& stub, const v1::GenerateRequest& request,
+                           absl::Duration timeout = absl::Seconds(30),
+                           const std::function<void(const v1::GenerateResponse&,
+                                                    grpc::ClientContext&)>& on_response = nullptr);
 
 // A greedy request: temperature 0, ignore_eos, max_tokens, logprobs; optionally all logits.
 v1::GenerateRequest GreedyRequest(const std::string& id, const std::vector<int32_t>& prompt,

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -14,7 +15,7 @@ namespace afd {
 namespace {
 
 // Runs a command; returns its exit status and combined output.
-int Run(const std::string& command, std::string* output) {
+int RunCommand(const std::string& command, std::string* output) {
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   if (pipe == nullptr) return -1;
   char buf[4096];
@@ -28,7 +29,7 @@ std::string Up() { return gateway_testing::BuildDir() + "/bin/afd-up"; }
 TEST(AfdUpTest, StartsTheClusterAnswersOnePromptAndStops) {
   const int port = gateway_testing::FreeTcpPort();
   std::string output;
-  const int status = Run(Up() + " --experts 2 --port " + std::to_string(port) +
+  const int status = RunCommand(Up() + " --experts 2 --port " + std::to_string(port) +
                              " --threads 1 --max-tokens 6 --exit-after-prompt --prompt 'Hi there'",
                          &output);
   EXPECT_EQ(status, 0) << output;
@@ -56,22 +57,23 @@ TEST(AfdUpTest, ANodeThatDiesAtStartupIsNamedWithItsLog) {
                         << gateway_testing::FreeTcpPort()
                         << ", threads: 1, experts: \"500-600\"}\n";
   std::string output;
-  const int status = Run(Up() + " --config " + config + " --run-dir " + dir + "/run", &output);
+  const int status = RunCommand(Up() + " --config " + config + " --run-dir " + dir + "/run", &output);
   EXPECT_NE(status, 0) << output;
   EXPECT_NE(output.find("expert1 (expert node) exited"), std::string::npos) << output;
   EXPECT_NE(output.find(std::string(dir) + "/run/logs/expert1.log"), std::string::npos) << output;
   EXPECT_NE(output.find("stopping the other nodes"), std::string::npos) << output;
-  std::system((std::string("rm -rf ") + dir).c_str());
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
 }
 
 TEST(AfdUpTest, BadArgumentsPrintUsage) {
   std::string output;
-  EXPECT_EQ(Run(Up() + " --experts", &output), 2);
+  EXPECT_EQ(RunCommand(Up() + " --experts", &output), 2);
   output.clear();
-  EXPECT_EQ(Run(Up() + " --bogus", &output), 2);
+  EXPECT_EQ(RunCommand(Up() + " --bogus", &output), 2);
   EXPECT_NE(output.find("usage: afd-up"), std::string::npos);
   output.clear();
-  EXPECT_EQ(Run(Up() + " --help", &output), 0);
+  EXPECT_EQ(RunCommand(Up() + " --help", &output), 0);
   EXPECT_NE(output.find("--experts N"), std::string::npos);
 }
 
