@@ -638,7 +638,13 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   bool prompt_ok = true;
   if (!no_prompt && http_port > 0) {
-    prompt_ok = SendPrompt(http_port, prompt, max_tokens, api_key, served);
+    if (!Exists(model_dir + "/tokenizer.json")) {
+      std::printf("\nafd-up: %s has no tokenizer.json: the gateway serves token ids only "
+                  "(gRPC afd.v1.Gateway.Generate); no chat request sent\n",
+                  model_dir.c_str());
+    } else {
+      prompt_ok = SendPrompt(http_port, prompt, max_tokens, api_key, served);
+    }
   }
   if (exit_after_prompt) {
     StopAll(children);

@@ -361,11 +361,33 @@ void ScalePacked(const float* HWY_RESTRICT in, int64_t n, int64_t cols, int64_t 
   }
 }
 
+// Sum of v's lanes by halving: lanes [0, h) plus lanes [h, 2h), for h = Lanes / 2, ..., 1.
+// The one horizontal sum of both kernels (the prefill replays this tree in PrefillCombine).
+template <class D>
+HWY_INLINE float ReduceHalving(D d, hn::Vec<D> v) {
+#if HWY_TARGET == HWY_SCALAR
+  (void)d;
+  return hn::GetLane(v);
+#else
+  if constexpr (hn::MaxLanes(D()) == 1) {
+    (void)d;
+    return hn::GetLane(v);
+  } else {
+    const hn::Half<D> dh;
+    return ReduceHalving(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  }
+#endif
+}
+
 // One tile: R weight rows x N tokens over `cols` columns (the main part: a multiple of the
 // chunk; in the last column block `tail_cols` more follow). Rows start at `rows` with stride
 // `row_stride` bytes in Dec's format; `xp` is the packed activation block for these columns
 // and `tail` the packed tail. Widened weights are divided by Dec::kScaleMul for block-scaled
 // types: there the activations carry the scale.
+// Every output gets the same arithmetic whatever R, N and the column blocking (the canonical
+// order that makes results independent of how rows and tokens are split): one accumulator
+// vector per (row, token), one FMA per decoder vector in chunk order; then ReduceHalving, then
+// + the tail summed in column order.
 // Accumulators start from zero, or from `acc_in` ([R * N] vectors) when given; they end in
 // `acc_out` when given, else y[t * y_stride + r] = their sum (plus the tail).
 // `prefetch` (may be null): a later tile's first row (same row stride, R rows), whose columns
@@ -383,15 +405,11 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
   for (int r = 0; r < R; ++r) row_ptr[r] = rows + r * row_stride;
   const int64_t next = prefetch - rows;  // same offset for every row
   const int64_t chunk_bytes = chunk * static_cast<int64_t>(Dec::kBytes);
-  // One-row tiles keep two accumulator sets (even and odd vectors of a chunk) so that enough
-  // independent FMA chains are in flight.
-  constexpr int kSets = R == 1 && Dec::kVecs > 1 ? 2 : 1;
 
-  VF acc[kSets][R][N];
+  VF acc[R][N];
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < N; ++t) {
-      acc[0][r][t] = acc_in ? hn::Load(d, acc_in + (r * N + t) * lanes) : hn::Zero(d);
-      if (kSets == 2) acc[kSets - 1][r][t] = hn::Zero(d);
+      acc[r][t] = acc_in ? hn::Load(d, acc_in + (r * N + t) * lanes) : hn::Zero(d);
     }
   }
   for (int64_t c = 0; c < cols; c += chunk) {
@@ -405,20 +423,14 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
       dec.Load(d, wp, wv);
       for (int v = 0; v < Dec::kVecs; ++v) {
         for (int t = 0; t < N; ++t) {
-          VF& a = acc[v % kSets][r][t];
-          a = hn::MulAdd(wv[v], hn::LoadU(d, xc + (v * N + t) * lanes), a);
+          acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xc + (v * N + t) * lanes), acc[r][t]);
         }
       }
     }
   }
-  if (kSets == 2) {
-    for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < N; ++t) acc[0][r][t] = hn::Add(acc[0][r][t], acc[kSets - 1][r][t]);
-    }
-  }
   if (acc_out != nullptr) {
     for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < N; ++t) hn::Store(acc[0][r][t], d, acc_out + (r * N + t) * lanes);
+      for (int t = 0; t < N; ++t) hn::Store(acc[r][t], d, acc_out + (r * N + t) * lanes);
     }
     return;
   }
@@ -431,7 +443,7 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < N; ++t) {
-      y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(d, acc[0][r][t])) + tail_sum[r][t];
+      y[t * y_stride + r] = ReduceHalving(d, acc[r][t]) + tail_sum[r][t];
     }
   }
 }
@@ -466,7 +478,7 @@ struct TileCursor {
 };
 
 // Output rows [row_begin, row_end) from packed activations `xp` (see PackX), in tiles of R rows
-// (then single rows).
+// (then pairs and single rows).
 template <class Dec, int N>
 void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_begin,
              int64_t row_end, float* y) {
@@ -505,7 +517,15 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
                          ahead.valid ? base + ahead.r * row_bytes + ahead.c0 * elem : nullptr);
     }
   }
-  for (int64_t r = full_end; r < row_end; ++r) {
+  // Rows left over (fewer than R): pairs, then a single row. Same arithmetic per output.
+  int64_t r = full_end;
+  if constexpr (R > 2) {
+    for (; r + 2 <= row_end; r += 2) {
+      DotTile<Dec, 2, N>(dec, xp, main_cols, tail, tail_cols, base + r * row_bytes, row_bytes,
+                         nullptr, nullptr, y + r, w.rows, nullptr);
+    }
+  }
+  for (; r < row_end; ++r) {
     DotTile<Dec, 1, N>(dec, xp, main_cols, tail, tail_cols, base + r * row_bytes, row_bytes,
                        nullptr, nullptr, y + r, w.rows, nullptr);
   }
@@ -561,42 +581,147 @@ void DecodeRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 
 // ---------------------------------------------------------------------------------------------
 // Prefill kernel.
+//
+// It computes every output with the decode kernel's exact arithmetic (see DotTile), so that
+// a token's outputs have the same bits whatever n is and wherever the token sits in the batch.
+// In the decode, lane l of the (row, token) accumulator meets, at step i (chunk i / kVecs,
+// decoder vector i % kVecs), column StepColumn(i, l) and adds its product by FMA; the lanes are
+// then summed by ReduceHalving and the tail added. The prefill runs the same FMA chains as a
+// register-blocked outer product with the tokens in the vector lanes: for each decode lane l
+// (a "segment"), MR x TV accumulators (rows x token vectors) walk the steps, broadcasting one
+// weight and multiplying it into TV token vectors; then the segments are added by the same
+// halving tree (PrefillCombine). The activations are transposed into xt with each segment's
+// columns contiguous; the weights are widened in the decoder's order (wd, read with stride
+// Lanes). Steps go in column blocks of kPrefillBlockSteps so that the MR rows of wd a block
+// reads stay in L1; the segment accumulators wait in a scratch between blocks. Block-scaled
+// types: the scale goes into a scaled copy of xt per block of output rows, as the decode
+// scales its packed activations (tiles never straddle a row block).
 
-// out[c] = W[row, c] (fp32, scale applied) for c < cols.
+// Steps per column block of the prefill (MR rows x kPrefillBlockSteps * Lanes fp32 weights).
+constexpr int64_t kPrefillBlockSteps = 32;
+
+// Column that decode lane l meets at step i.
 template <class Dec>
-void WidenRow(const Dec& dec, const WeightView& w, int64_t row, float* HWY_RESTRICT out) {
-  const DF d;
-  const int64_t cols = w.cols;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  const int64_t chunk = Dec::kVecs * lanes;
-  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * cols * Dec::kBytes;
-  const int64_t block = Dec::kScaled ? w.block_cols : cols;
-  const float* scale_row = nullptr;
-  if (Dec::kScaled) {
-    scale_row = w.scales + (row / w.block_rows) * ((cols + w.block_cols - 1) / w.block_cols);
+HWY_INLINE int64_t StepColumn(int64_t i, int64_t l, int64_t lanes) {
+  return (i / Dec::kVecs) * Dec::kVecs * lanes +
+         Dec::Element(static_cast<int>(i % Dec::kVecs), l, lanes);
+}
+
+// Row of xt holding step i of lane l (i < steps = main_cols / Lanes): steps are grouped in
+// column blocks of kPrefillBlockSteps, and within a block by lane.
+HWY_INLINE int64_t XtRow(int64_t i, int64_t l, int64_t steps, int64_t lanes) {
+  const int64_t i0 = i / kPrefillBlockSteps * kPrefillBlockSteps;
+  const int64_t nb = std::min(kPrefillBlockSteps, steps - i0);
+  return i0 * lanes + l * nb + (i - i0);
+}
+
+// xt [k_dim, tc]: row XtRow(i, l) = column StepColumn(i, l) of tokens [0, tn) of x (zero for
+// tokens [tn, tc)); rows main_cols + j = tail column main_cols + j.
+template <class Dec>
+void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64_t k_dim,
+                      int64_t main_cols, float* HWY_RESTRICT xt) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t steps = main_cols / lanes;
+  int64_t element[Dec::kVecs][hn::MaxLanes(DF())];
+  for (int v = 0; v < Dec::kVecs; ++v) {
+    for (int64_t l = 0; l < lanes; ++l) element[v][l] = Dec::Element(v, l, lanes);
   }
-  int64_t cb = 0;
-  for (int64_t c0 = 0; c0 < cols; c0 += block, ++cb) {
-    const int64_t c1 = std::min(cols, c0 + block);
-    const float s = Dec::kScaled ? scale_row[cb] : 1.0f;
-    const VF sv = hn::Set(d, s * Dec::kScaleMul);
-    int64_t c = c0;
-    for (; c + chunk <= c1; c += chunk) {
-      VF wv[Dec::kVecs];
-      dec.LoadNatural(d, p + c * static_cast<int64_t>(Dec::kBytes), wv);
-      for (int v = 0; v < Dec::kVecs; ++v) {
-        hn::StoreU(Dec::kScaled ? hn::Mul(wv[v], sv) : wv[v], d, out + c + v * lanes);
+  for (int64_t i0 = 0; i0 < steps; i0 += kPrefillBlockSteps) {
+    const int64_t nb = std::min(kPrefillBlockSteps, steps - i0);
+    for (int64_t i = i0; i < i0 + nb; ++i) {
+      const int64_t c = (i / Dec::kVecs) * Dec::kVecs * lanes;
+      const int64_t* e = element[i % Dec::kVecs];
+      float* dst = xt + (i0 * lanes + (i - i0)) * tc;  // lane l: + l * nb * tc
+      const int64_t lane_stride = nb * tc;
+      for (int64_t t = 0; t < tn; ++t) {
+        const float* xr = x + t * k_dim + c;
+        for (int64_t l = 0; l < lanes; ++l) dst[l * lane_stride + t] = xr[e[l]];
+      }
+      for (int64_t l = 0; l < lanes; ++l) {
+        std::fill(dst + l * lane_stride + tn, dst + l * lane_stride + tc, 0.0f);
       }
     }
-    for (; c < c1; ++c) out[c] = Dec::kScaled ? Dec::Scalar(p, c) * s : Dec::Scalar(p, c);
+  }
+  for (int64_t c = main_cols; c < k_dim; ++c) {
+    float* dst = xt + c * tc;
+    for (int64_t t = 0; t < tn; ++t) dst[t] = x[t * k_dim + c];
+    std::fill(dst + tn, dst + tc, 0.0f);
   }
 }
 
-// out[r * tc + t] = sum_k wd[r * k_dim + k] * xt[k * tc + t] for r < MR, t < tc = TV * Lanes:
-// MR x TV accumulators, one broadcast weight times TV token vectors per step.
+// out = xt with the row of column c multiplied by scale_row[c / block_cols] * kScaleMul (as
+// ScalePacked scales the decode's activations).
+template <class Dec>
+void PrefillScale(const float* HWY_RESTRICT xt, int64_t tc, int64_t k_dim, int64_t main_cols,
+                  const float* scale_row, int64_t block_cols, float* HWY_RESTRICT out) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t steps = main_cols / lanes;
+  auto scale_rows = [&](int64_t row, int64_t col) {
+    const VF s = hn::Set(d, scale_row[col / block_cols] * Dec::kScaleMul);
+    for (int64_t t = 0; t < tc; t += lanes) {
+      hn::Store(hn::Mul(hn::Load(d, xt + row * tc + t), s), d, out + row * tc + t);
+    }
+  };
+  for (int64_t i = 0; i < steps; ++i) {
+    for (int64_t l = 0; l < lanes; ++l) {
+      scale_rows(XtRow(i, l, steps, lanes), StepColumn<Dec>(i, l, lanes));
+    }
+  }
+  for (int64_t c = main_cols; c < k_dim; ++c) scale_rows(c, c);
+}
+
+// out[c] = weight (row at p) of chunk element c in the decoder's order (Load), for
+// c < main_cols; then the tail columns in natural order. Block-scaled types: value /
+// kScaleMul, no scale (the activations carry it), exactly the decode's widened weights.
+template <class Dec>
+void WidenRow(const Dec& dec, const uint8_t* p, int64_t cols, int64_t main_cols,
+              float* HWY_RESTRICT out) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk = Dec::kVecs * lanes;
+  for (int64_t c = 0; c < main_cols; c += chunk) {
+    VF wv[Dec::kVecs];
+    dec.Load(d, p + c * static_cast<int64_t>(Dec::kBytes), wv);
+    for (int v = 0; v < Dec::kVecs; ++v) hn::StoreU(wv[v], d, out + c + v * lanes);
+  }
+  for (int64_t c = main_cols; c < cols; ++c) out[c] = Dec::Scalar(p, c) * (1.0f / Dec::kScaleMul);
+}
+
+// acc_io[r * tc + j * Lanes + .] (+)= sum over s < steps of w[r * w_row + s * w_step] *
+// xt[s * tc + j * Lanes + .], r < MR, j < TV (tc = TV * Lanes), one FMA per step in step
+// order; starts from zero when `first`.
 template <int MR, int TV>
-HWY_INLINE void PrefillTile(const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wd,
-                            int64_t k_dim, float* HWY_RESTRICT out) {
+HWY_INLINE void PrefillTile(const float* HWY_RESTRICT xt, const float* HWY_RESTRICT w,
+                            int64_t w_row, int64_t w_step, int64_t steps, bool first,
+                            float* HWY_RESTRICT acc_io) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  const size_t tc = TV * lanes;
+  VF acc[MR][TV];
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < TV; ++j) {
+      acc[r][j] = first ? hn::Zero(d) : hn::Load(d, acc_io + r * tc + j * lanes);
+    }
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    VF xv[TV];
+    for (int j = 0; j < TV; ++j) xv[j] = hn::Load(d, xt + s * tc + j * lanes);
+    for (int r = 0; r < MR; ++r) {
+      const VF b = hn::Set(d, w[r * w_row + s * w_step]);
+      for (int j = 0; j < TV; ++j) acc[r][j] = hn::MulAdd(b, xv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < TV; ++j) hn::Store(acc[r][j], d, acc_io + r * tc + j * lanes);
+  }
+}
+
+// The tail columns as the decode sums them: out[r * tc + .] = sum_j w[r * w_row + j] *
+// xt[j * tc + .] with separate products and sums, from +0.
+template <int MR, int TV>
+HWY_INLINE void PrefillTail(const float* HWY_RESTRICT xt, const float* HWY_RESTRICT w,
+                            int64_t w_row, int64_t tail_cols, float* HWY_RESTRICT out) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
   const size_t tc = TV * lanes;
@@ -604,12 +729,12 @@ HWY_INLINE void PrefillTile(const float* HWY_RESTRICT xt, const float* HWY_RESTR
   for (int r = 0; r < MR; ++r) {
     for (int j = 0; j < TV; ++j) acc[r][j] = hn::Zero(d);
   }
-  for (int64_t k = 0; k < k_dim; ++k) {
-    VF xv[TV];
-    for (int j = 0; j < TV; ++j) xv[j] = hn::Load(d, xt + k * tc + j * lanes);
+  for (int64_t c = 0; c < tail_cols; ++c) {
     for (int r = 0; r < MR; ++r) {
-      const VF b = hn::Set(d, wd[r * k_dim + k]);
-      for (int j = 0; j < TV; ++j) acc[r][j] = hn::MulAdd(b, xv[j], acc[r][j]);
+      const VF b = hn::Set(d, w[r * w_row + c]);
+      for (int j = 0; j < TV; ++j) {
+        acc[r][j] = hn::Add(acc[r][j], hn::Mul(b, hn::Load(d, xt + c * tc + j * lanes)));
+      }
     }
   }
   for (int r = 0; r < MR; ++r) {
@@ -617,41 +742,82 @@ HWY_INLINE void PrefillTile(const float* HWY_RESTRICT xt, const float* HWY_RESTR
   }
 }
 
-// Tokens [0, tn) (tn <= TV * Lanes) of `x` against rows [row_begin, row_end): transposes the
-// tokens into xt [k_dim, tc] (zero-padded), then widens MR rows at a time into wd and runs
-// the micro-kernel.
+// y[t * y_stride + r] = ReduceHalving over lanes l of seg[(l * MR + r) * tc + t], plus
+// tail[r * tc + t], for r < rn, t < tn: the decode's final sums, tc tokens at a time.
+template <int MR, int TV>
+HWY_INLINE void PrefillCombine(const float* HWY_RESTRICT seg, const float* HWY_RESTRICT tail,
+                               int64_t rn, int64_t tn, float* HWY_RESTRICT y, int64_t y_stride) {
+  const DF d;
+  constexpr size_t kMaxLanes = hn::MaxLanes(DF());
+  const size_t lanes = hn::Lanes(d);
+  const size_t tc = TV * lanes;
+  HWY_ALIGN float sum[kMaxLanes];
+  for (int64_t r = 0; r < rn; ++r) {
+    for (int j = 0; j < TV && static_cast<int64_t>(j * lanes) < tn; ++j) {
+      VF v[kMaxLanes];
+      for (size_t l = 0; l < lanes; ++l) v[l] = hn::Load(d, seg + (l * MR + r) * tc + j * lanes);
+      for (size_t h = lanes / 2; h >= 1; h /= 2) {
+        for (size_t l = 0; l < h; ++l) v[l] = hn::Add(v[l], v[l + h]);
+      }
+      hn::Store(hn::Add(v[0], hn::Load(d, tail + r * tc + j * lanes)), d, sum);
+      const int64_t t0 = j * static_cast<int64_t>(lanes);
+      const int64_t count = std::min<int64_t>(static_cast<int64_t>(lanes), tn - t0);
+      for (int64_t t = 0; t < count; ++t) y[(t0 + t) * y_stride + r] = sum[t];
+    }
+  }
+}
+
+// Tokens [0, tn) (tn <= TV * Lanes) of `x` against rows [row_begin, row_end), MR rows at a
+// time (zero-padded), in the decode kernel's arithmetic (see above).
 template <class Dec, int MR, int TV>
 HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const WeightView& w,
                                int64_t row_begin, int64_t row_end, float* y) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t k_dim = w.cols;
-  const int64_t tc = TV * static_cast<int64_t>(hn::Lanes(DF()));
-  float* xt = internal::MatMulScratch(0, k_dim * tc);  // [k_dim, tc]
-  float* wd = internal::MatMulScratch(1, MR * k_dim);  // [MR, k_dim]
-  float* out = internal::MatMulScratch(2, MR * tc);    // [MR, tc]
-  // Transpose in blocks of 16 columns, so the 16 destination rows stay in L1.
-  for (int64_t k0 = 0; k0 < k_dim; k0 += 16) {
-    const int64_t k1 = std::min(k_dim, k0 + 16);
-    for (int64_t t = 0; t < tn; ++t) {
-      for (int64_t k = k0; k < k1; ++k) xt[k * tc + t] = x[t * k_dim + k];
+  const int64_t main_cols = k_dim / (Dec::kVecs * lanes) * (Dec::kVecs * lanes);
+  const int64_t steps = main_cols / lanes;
+  const int64_t tc = TV * lanes;
+  const int64_t row_bytes = k_dim * static_cast<int64_t>(Dec::kBytes);
+  float* xt = internal::MatMulScratch(0, k_dim * tc);                // [k_dim, tc]
+  float* wd = internal::MatMulScratch(1, MR * k_dim);                // [MR, k_dim]
+  float* acc = internal::MatMulScratch(2, (lanes + 1) * MR * tc);    // [lanes + 1, MR, tc]
+  float* tail_acc = acc + lanes * MR * tc;
+  PrefillTranspose<Dec>(x, tn, tc, k_dim, main_cols, xt);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t lo = row_begin; lo < row_end;) {
+    // Block-scaled types: one row block at a time, with its scales in a copy of xt.
+    int64_t hi = row_end;
+    const float* xs = xt;
+    if (Dec::kScaled) {
+      const int64_t rb = lo / w.block_rows;
+      hi = std::min(row_end, (rb + 1) * w.block_rows);
+      float* scaled = internal::MatMulScratch(6, k_dim * tc);
+      const int64_t ncb = (k_dim + w.block_cols - 1) / w.block_cols;
+      PrefillScale<Dec>(xt, tc, k_dim, main_cols, w.scales + rb * ncb, w.block_cols, scaled);
+      xs = scaled;
     }
-    for (int64_t t = tn; t < tc; ++t) {
-      for (int64_t k = k0; k < k1; ++k) xt[k * tc + t] = 0.0f;
-    }
-  }
-  for (int64_t r0 = row_begin; r0 < row_end; r0 += MR) {
-    const int64_t rn = std::min<int64_t>(MR, row_end - r0);
-    for (int64_t r = 0; r < MR; ++r) {
-      if (r < rn) {
-        WidenRow(dec, w, r0 + r, wd + r * k_dim);
-      } else {
-        std::fill(wd + r * k_dim, wd + (r + 1) * k_dim, 0.0f);
+    for (int64_t r0 = lo; r0 < hi; r0 += MR) {
+      const int64_t rn = std::min<int64_t>(MR, hi - r0);
+      for (int64_t r = 0; r < MR; ++r) {
+        if (r < rn) {
+          WidenRow(dec, base + (r0 + r) * row_bytes, k_dim, main_cols, wd + r * k_dim);
+        } else {
+          std::fill(wd + r * k_dim, wd + (r + 1) * k_dim, 0.0f);
+        }
       }
+      if (steps == 0) std::fill(acc, tail_acc, 0.0f);
+      for (int64_t i0 = 0; i0 < steps; i0 += kPrefillBlockSteps) {
+        const int64_t nb = std::min(kPrefillBlockSteps, steps - i0);
+        for (int64_t l = 0; l < lanes; ++l) {
+          PrefillTile<MR, TV>(xs + (i0 * lanes + l * nb) * tc, wd + i0 * lanes + l, k_dim, lanes,
+                              nb, i0 == 0, acc + l * MR * tc);
+        }
+      }
+      PrefillTail<MR, TV>(xs + main_cols * tc, wd + main_cols, k_dim, k_dim - main_cols,
+                          tail_acc);
+      PrefillCombine<MR, TV>(acc, tail_acc, rn, tn, y + r0, w.rows);
     }
-    PrefillTile<MR, TV>(xt, wd, k_dim, out);
-    for (int64_t t = 0; t < tn; ++t) {
-      float* yt = y + t * w.rows + r0;
-      for (int64_t r = 0; r < rn; ++r) yt[r] = out[r * tc + t];
-    }
+    lo = hi;
   }
 }
 
@@ -739,7 +905,7 @@ float* MatMulScratch(int slot, size_t count) {
     hwy::AlignedFreeUniquePtr<float[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[6];
+  thread_local Buffer buffers[7];
   Buffer& b = buffers[slot];
   if (b.size < count) {
     b.data = hwy::AllocateAligned<float>(count);

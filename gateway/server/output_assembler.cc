@@ -1,5 +1,6 @@
 #include "gateway/server/output_assembler.h"
 
+#include <algorithm>
 #include <random>
 
 #include "absl/synchronization/mutex.h"
@@ -69,6 +70,14 @@ void OutputAssembler::AddEvents(const std::vector<StreamEvent>& events, OutputDe
   }
 }
 
+void OutputAssembler::FeedPrefix(OutputDelta* delta) {
+  if (prefix_fed_) return;
+  prefix_fed_ = true;
+  if (!options_.forced_prefix.empty() && parser_ != nullptr) {
+    AddEvents(parser_->Feed(options_.forced_prefix), delta);
+  }
+}
+
 void OutputAssembler::ParseChunk(const std::string& text, OutputDelta* delta) {
   if (text.empty()) return;
   text_ += text;
@@ -84,9 +93,7 @@ OutputDelta OutputAssembler::Feed(absl::Span<const int32_t> ids,
                                   absl::Span<const TokenLogprobEntry> logprobs) {
   OutputDelta delta;
   if (finished_) return delta;
-  if (fed_ids_ == 0 && !options_.forced_prefix.empty() && parser_ != nullptr) {
-    AddEvents(parser_->Feed(options_.forced_prefix), &delta);
-  }
+  FeedPrefix(&delta);
   std::string piece;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (detokenizer_.stopped()) break;
@@ -109,9 +116,7 @@ OutputDelta OutputAssembler::Finish() {
   OutputDelta delta;
   if (finished_) return delta;
   finished_ = true;
-  if (fed_ids_ == 0 && !options_.forced_prefix.empty() && parser_ != nullptr) {
-    AddEvents(parser_->Feed(options_.forced_prefix), &delta);
-  }
+  FeedPrefix(&delta);
   std::string piece;
   detokenizer_.Finish(&piece);
   ParseChunk(piece, &delta);

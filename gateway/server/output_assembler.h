@@ -92,6 +92,8 @@ class OutputAssembler {
   std::string FinishReason(const std::string& node_reason) const;
 
  private:
+  // Streams the forced prefix through the parser once, before the first generated text.
+  void FeedPrefix(OutputDelta* delta);
   void ParseChunk(const std::string& text, OutputDelta* delta);
   void AddEvents(const std::vector<StreamEvent>& events, OutputDelta* delta);
   const std::string& CallId(int index);
@@ -107,6 +109,7 @@ class OutputAssembler {
   int streamed_calls_ = 0;
   bool inside_tool_call_ = false;
   bool finished_ = false;
+  bool prefix_fed_ = false;
   AssembledOutput result_;
 };
 

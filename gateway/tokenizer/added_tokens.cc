@@ -82,7 +82,7 @@ int AddedTokenMatcher::FindNext(std::string_view text, size_t from, size_t* star
 }
 
 void AddedTokenMatcher::Split(std::string_view text, MatchRegion* region,
-                              std::vector<AddedTokenSplit>* out) const {
+                              std::vector<AddedTokenSplit>* out, bool skip_special) const {
   out->clear();
   size_t done = 0;  // end of the last emitted split
   size_t from = 0;  // where the next search starts
@@ -92,6 +92,7 @@ void AddedTokenMatcher::Split(std::string_view text, MatchRegion* region,
     if (index < 0) break;
     from = stop;
     const AddedToken& token = tokens_[index];
+    if (skip_special && token.special) continue;
     if (token.single_word) {
       const bool space_before =
           start == 0 || !CharAtMatches(*word_char_, text, PreviousCodePoint(text, start), region);

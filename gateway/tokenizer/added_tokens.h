@@ -42,7 +42,10 @@ class AddedTokenMatcher {
   bool empty() const { return patterns_.empty(); }
 
   // Splits `text` into gaps and added tokens, covering it in order; empty gaps are left out.
-  void Split(std::string_view text, MatchRegion* region, std::vector<AddedTokenSplit>* out) const;
+  // With `skip_special`, special tokens found are left in the gaps as text (Hugging Face's
+  // encode_special_tokens: the search goes on after them).
+  void Split(std::string_view text, MatchRegion* region, std::vector<AddedTokenSplit>* out,
+             bool skip_special = false) const;
 
  private:
   // Leftmost-longest match at or after `from`; returns the pattern index or -1.

@@ -266,13 +266,15 @@ Tokenizer::Slot* Tokenizer::AcquireSlot() const {
   return slot;
 }
 
-absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text) const {
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
+                                                       const EncodeOptions& options) const {
   std::vector<int32_t> ids;
-  RETURN_IF_ERROR(EncodeAppend(text, &ids));
+  RETURN_IF_ERROR(EncodeAppend(text, &ids, options));
   return ids;
 }
 
-absl::Status Tokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>* ids) const {
+absl::Status Tokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>* ids,
+                                     const EncodeOptions& options) const {
   const size_t valid = ValidUtf8PrefixLength(text);
   if (valid != text.size()) {
     return absl::InvalidArgumentError(
@@ -280,22 +282,24 @@ absl::Status Tokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>
   }
   SlotLease lease(AcquireSlot());
   Slot* slot = lease.slot;
-  raw_matcher_.Split(text, &slot->pre.region, &slot->raw_splits);
+  const bool split_special = options.split_special_tokens;
+  raw_matcher_.Split(text, &slot->pre.region, &slot->raw_splits, split_special);
   for (const AddedTokenSplit& s : slot->raw_splits) {
     if (s.id >= 0) {
       ids->push_back(s.id);
     } else {
-      RETURN_IF_ERROR(EncodeGap(text.substr(s.begin, s.end - s.begin), slot, ids));
+      RETURN_IF_ERROR(EncodeGap(text.substr(s.begin, s.end - s.begin), split_special, slot, ids));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status Tokenizer::EncodeGap(std::string_view gap, Slot* slot,
+absl::Status Tokenizer::EncodeGap(std::string_view gap, bool split_special, Slot* slot,
                                   std::vector<int32_t>* ids) const {
   const std::string_view normalized = normalizer_->Normalize(gap, &slot->norm_a, &slot->norm_b);
   if (normalized_matcher_.empty()) return EncodeWords(normalized, slot, ids);
-  normalized_matcher_.Split(normalized, &slot->pre.region, &slot->normalized_splits);
+  normalized_matcher_.Split(normalized, &slot->pre.region, &slot->normalized_splits,
+                            split_special);
   for (const AddedTokenSplit& s : slot->normalized_splits) {
     if (s.id >= 0) {
       ids->push_back(s.id);

@@ -20,6 +20,12 @@
 
 namespace afd::gateway {
 
+struct EncodeOptions {
+  // Special added tokens typed in the text are encoded as ordinary text, as Hugging Face's
+  // split_special_tokens=True (encode_special_tokens) does; non-special ones still match.
+  bool split_special_tokens = false;
+};
+
 class Tokenizer {
  public:
   // How a token id decodes.
@@ -37,11 +43,13 @@ class Tokenizer {
                                                                  std::string_view config_json);
   ~Tokenizer();
 
-  // encode(text, add_special_tokens=false). Added-token strings in `text` (special or not)
-  // become their ids. Fails on invalid UTF-8.
-  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text) const;
+  // encode(text, add_special_tokens=false). Added-token strings in `text` (special or not,
+  // unless options say otherwise) become their ids. Fails on invalid UTF-8.
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
+                                              const EncodeOptions& options = {}) const;
   // Appends the ids of `text` to *ids.
-  absl::Status EncodeAppend(std::string_view text, std::vector<int32_t>* ids) const;
+  absl::Status EncodeAppend(std::string_view text, std::vector<int32_t>* ids,
+                            const EncodeOptions& options = {}) const;
 
   // decode(ids, skip_special_tokens, clean_up_tokenization_spaces=false). Unknown ids are
   // skipped; byte sequences that are not UTF-8 become U+FFFD.
@@ -70,7 +78,8 @@ class Tokenizer {
   struct Slot;
   struct SlotLease;
   Tokenizer();
-  absl::Status EncodeGap(std::string_view gap, Slot* slot, std::vector<int32_t>* ids) const;
+  absl::Status EncodeGap(std::string_view gap, bool split_special, Slot* slot,
+                         std::vector<int32_t>* ids) const;
   absl::Status EncodeWords(std::string_view text, Slot* slot, std::vector<int32_t>* ids) const;
   void EncodeWord(std::string_view word, Slot* slot, std::vector<int32_t>* ids) const;
   Slot* AcquireSlot() const;

@@ -3,10 +3,12 @@
 // for every Highway target this machine supports.
 #include "common/kernels/matmul.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -446,6 +448,149 @@ TEST(MatMulTest, ThreadPoolProductMatchesReference) {
   MatMulReference(x.data(), 1, tw.view, want.data());
   MatMul(x.data(), 1, tw.view, got.data(), nullptr);
   ExpectClose(got, want, ErrorBounds(x, 1, tw.view), "null pool");
+}
+
+// ------------------------------------------------------------------------------------------
+// Determinism: every output's bits depend only on its token's activations and its weight row,
+// never on how the rows are split (MatMulRows ranges, threads), on n, or on the token's place in
+// the batch. The distributed and in-process expert paths rely on it.
+
+constexpr int64_t kDeterminismTokenCounts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 23, 24, 25, 33, 70};
+
+// Index of the first element whose bits differ, or -1.
+int64_t FirstBitDifference(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return 0;
+  if (memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0) return -1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (FloatBits(a[i]) != FloatBits(b[i])) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+void ExpectSameBits(const std::vector<float>& got, const std::vector<float>& want,
+                    const std::string& what) {
+  const int64_t i = FirstBitDifference(got, want);
+  if (i >= 0) {
+    ADD_FAILURE() << what << ": first difference at index " << i << " (got " << got[i]
+                  << ", want " << want[i] << ")";
+  }
+}
+
+// Row boundaries 0 = b[0] < b[1] < ... < b.back() = rows: `cuts` random ones.
+std::vector<int64_t> RandomSplit(int64_t rows, int cuts, std::mt19937& rng) {
+  std::vector<int64_t> b = {0, rows};
+  for (int i = 0; i < cuts && rows > 1; ++i) {
+    b.push_back(1 + static_cast<int64_t>(rng() % static_cast<uint32_t>(rows - 1)));
+  }
+  std::sort(b.begin(), b.end());
+  b.erase(std::unique(b.begin(), b.end()), b.end());
+  return b;
+}
+
+TEST(MatMulDeterminismTest, RowSplitsAndThreadCountsGiveIdenticalBits) {
+  // 150 rows: several pool units of 48 and two FP8 row blocks; 600 columns: a column tail
+  // after the vector chunks.
+  constexpr int64_t kRows = 150, kCols = 600;
+  std::mt19937 rng(11);
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  for (int threads : {1, 2, 3, 8}) pools.push_back(std::make_unique<ThreadPool>(threads));
+  for (WeightType type : kAllTypes) {
+    TestWeight tw = MakeWeight(type, kRows, kCols, rng);
+    for (int64_t n : kDeterminismTokenCounts) {
+      const std::vector<float> x = RandomVector(n * kCols, rng);
+      std::vector<std::vector<int64_t>> splits(1);
+      for (int64_t b = 0; b < kRows; b += 32) splits[0].push_back(b);  // ExpertFfn's row tiles
+      splits[0].push_back(kRows);
+      for (int cuts : {1, 2, 5, 17}) splits.push_back(RandomSplit(kRows, cuts, rng));
+      ForEachTarget([&](const std::string& target) {
+        const std::string what = target + " " + TypeName(type) + " n=" + std::to_string(n);
+        std::vector<float> full(n * kRows, -1.0f);
+        MatMul(x.data(), n, tw.view, full.data());
+        for (const std::vector<int64_t>& b : splits) {
+          std::vector<float> got(n * kRows, -2.0f);
+          std::string ranges;
+          for (size_t i = 0; i + 1 < b.size(); ++i) {
+            MatMulRows(x.data(), n, tw.view, b[i], b[i + 1], got.data());
+            ranges += " [" + std::to_string(b[i]) + "," + std::to_string(b[i + 1]) + ")";
+          }
+          ExpectSameBits(got, full, what + " MatMulRows" + ranges);
+        }
+        for (const auto& pool : pools) {
+          std::vector<float> got(n * kRows, -3.0f);
+          MatMul(x.data(), n, tw.view, got.data(), pool.get());
+          ExpectSameBits(got, full,
+                         what + " pool of " + std::to_string(pool->num_threads()) + " threads");
+        }
+      });
+    }
+  }
+}
+
+TEST(MatMulDeterminismTest, TokenBitsDoNotDependOnTheBatch) {
+  // Each token of a batch gets the bits it gets alone (n = 1), whichever kernel the batch size
+  // picks (decode below kPrefillMinTokens, prefill from it) and when either kernel is forced.
+  constexpr int64_t kRows = 150, kCols = 600;
+  std::mt19937 rng(12);
+  for (WeightType type : kAllTypes) {
+    TestWeight tw = MakeWeight(type, kRows, kCols, rng);
+    for (int64_t n : kDeterminismTokenCounts) {
+      const std::vector<float> x = RandomVector(n * kCols, rng);
+      ForEachTarget([&](const std::string& target) {
+        const std::string what = target + " " + TypeName(type) + " n=" + std::to_string(n);
+        std::vector<float> alone(n * kRows, -1.0f);
+        for (int64_t t = 0; t < n; ++t) {
+          MatMul(x.data() + t * kCols, 1, tw.view, alone.data() + t * kRows);
+        }
+        std::vector<float> batch(n * kRows, -2.0f);
+        MatMul(x.data(), n, tw.view, batch.data());
+        ExpectSameBits(batch, alone, what + " batch vs tokens alone");
+        for (bool prefill : {false, true}) {
+          std::vector<float> forced(n * kRows, -3.0f);
+          internal::MatMulRowsKernel(x.data(), n, tw.view, 0, kRows, forced.data(), prefill);
+          ExpectSameBits(forced, alone,
+                         what + (prefill ? " prefill" : " decode") + " kernel vs tokens alone");
+        }
+      });
+    }
+  }
+}
+
+TEST(MatMulDeterminismTest, LongRowsAndOddBlocksKeepTheBits) {
+  // Long rows (the decode kernel's column blocks, several prefill column blocks) and FP8
+  // blocks that are not multiples of any tile or vector: forced kernels, odd row ranges and
+  // tokens alone all agree.
+  struct Case {
+    WeightType type;
+    int64_t rows, cols;
+    int block_rows, block_cols;
+  };
+  const Case cases[] = {{WeightType::kBF16, 61, 2100, 128, 128},
+                        {WeightType::kFp8E4M3, 61, 2100, 128, 128},
+                        {WeightType::kFp8E4M3, 50, 270, 7, 40},
+                        {WeightType::kF32, 29, 1500, 128, 128}};
+  std::mt19937 rng(13);
+  for (const Case& c : cases) {
+    TestWeight tw = MakeWeight(c.type, c.rows, c.cols, rng, c.block_rows, c.block_cols);
+    for (int64_t n : {2, 5, 8, 13, 30}) {
+      const std::vector<float> x = RandomVector(n * c.cols, rng);
+      ForEachTarget([&](const std::string& target) {
+        const std::string what = target + " " + TypeName(c.type) + " " + std::to_string(c.rows) +
+                                 "x" + std::to_string(c.cols) + " n=" + std::to_string(n);
+        std::vector<float> alone(n * c.rows, -1.0f);
+        for (int64_t t = 0; t < n; ++t) {
+          MatMul(x.data() + t * c.cols, 1, tw.view, alone.data() + t * c.rows);
+        }
+        for (bool prefill : {false, true}) {
+          std::vector<float> got(n * c.rows, -2.0f);
+          const std::vector<int64_t> b = RandomSplit(c.rows, 3, rng);
+          for (size_t i = 0; i + 1 < b.size(); ++i) {
+            internal::MatMulRowsKernel(x.data(), n, tw.view, b[i], b[i + 1], got.data(), prefill);
+          }
+          ExpectSameBits(got, alone, what + (prefill ? " prefill" : " decode"));
+        }
+      });
+    }
+  }
 }
 
 TEST(MatMulTest, ZeroTokensWritesNothing) {

@@ -151,8 +151,17 @@ TEST_F(OutputAssemblerTest, NamedToolChoicePrefixIsParsedFirst) {
 
   options.stream = true;
   OutputAssembler streamed(tokenizer_.get(), options);
-  const Collected c = Stream(&streamed, generated);
-  ASSERT_EQ(c.names.size(), 1u);
+  // A response without tokens first (the prefix must still be parsed exactly once).
+  Collected c;
+  c.Add(streamed.Feed({}, {}));
+  const Collected rest = Stream(&streamed, generated);
+  c.names.insert(c.names.end(), rest.names.begin(), rest.names.end());
+  for (size_t i = 0; i < rest.arguments.size(); ++i) {
+    if (c.arguments.size() <= i) c.arguments.resize(i + 1);
+    c.arguments[i] += rest.arguments[i];
+  }
+  ASSERT_EQ(rest.names.size(), 1u);
+  EXPECT_EQ(rest.names[0], "get_weather");
   EXPECT_EQ(Json::parse(c.arguments[0]), Json::parse(R"({"city": "Oslo"})"));
 }
 

@@ -124,6 +124,15 @@ TEST(TokenizerTest, AddedTokensAreMatchedLeftmostLongestInsideWords) {
   EXPECT_EQ(t->id_limit(), 303);
 }
 
+TEST(TokenizerTest, SplitSpecialTokensEncodesThemAsText) {
+  nlohmann::json added = {AddedTokenJson(300, "<s>", true), AddedTokenJson(301, "<t>", false)};
+  auto t = Load(TinyTokenizerJson({}, added, nullptr, kWholeText));
+  EXPECT_EQ(*t->Encode("a<s>b<t>"), (std::vector<int32_t>{'a', 300, 'b', 301}));
+  EncodeOptions plain;
+  plain.split_special_tokens = true;
+  EXPECT_EQ(*t->Encode("a<s>b<t>", plain), (std::vector<int32_t>{'a', '<', 's', '>', 'b', 301}));
+}
+
 TEST(TokenizerTest, RawAddedTokensAreMatchedBeforeNormalization) {
   nlohmann::json added = {AddedTokenJson(300, "<t>", false, /*normalized=*/false),
                           AddedTokenJson(301, "\xC3\xA9", false, /*normalized=*/true)};

@@ -57,10 +57,12 @@ TEST(OpenAiSdkTest, OfficialClientDrivesTheGateway) {
   std::ifstream in(gateway_testing::TestDataDir() + "/chat/golden.json");
   std::stringstream text;
   text << in.rdbuf();
+  const nlohmann::json fixtures = nlohmann::json::parse(text.str(), nullptr, false);
   std::string reference;
-  for (const auto& c : nlohmann::json::parse(text.str())["cases"]) {
-    if (c["name"] == "tool_call_simple") reference = c["prompt"];
+  for (const auto& c : fixtures["cases"]) {
+    if (c["name"] == "tool_call_simple") reference = c["prompt"].get<std::string>();
   }
+  ASSERT_FALSE(reference.empty());
   absl::StatusOr<std::unique_ptr<gateway::Tokenizer>> tokenizer =
       gateway::Tokenizer::LoadFromDirectory(model_dir);
   ASSERT_TRUE(tokenizer.ok());
