@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/kernels/matmul.h"
 
@@ -39,6 +40,25 @@ namespace afd::kernels::quant_internal {
 constexpr int kAwqSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 constexpr int kAwqColumn[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
+// Widening conversions as inline bit manipulation: vector code calls no out-of-line (SSE)
+// helper, which would run with live upper vector state (a costly transition on x86).
+inline float BitsToFloat(uint32_t bits) {
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+inline float Bf16Bits(uint16_t v) { return BitsToFloat(static_cast<uint32_t>(v) << 16); }
+inline float F16Bits(uint16_t v) {
+  const uint32_t sign = static_cast<uint32_t>(v & 0x8000) << 16;
+  const uint32_t exp = (v >> 10) & 0x1F, mant = v & 0x3FF;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact
+    const float mag = static_cast<float>(mant) * 5.9604644775390625e-08f;
+    return sign != 0 ? -mag : mag;
+  }
+  if (exp == 31) return BitsToFloat(sign | 0x7F800000u | (mant << 13));
+  return BitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
 // Element i of a scale/bias array of `type` (f32, bf16 or f16), widened to fp32.
 inline float ScaleAt(const void* p, WeightType type, int64_t i) {
   const uint8_t* b = static_cast<const uint8_t*>(p);
@@ -51,12 +71,12 @@ inline float ScaleAt(const void* p, WeightType type, int64_t i) {
     case WeightType::kF16: {
       uint16_t v;
       memcpy(&v, b + 2 * i, 2);
-      return F16ToFloat(v);
+      return F16Bits(v);
     }
     default: {
       uint16_t v;
       memcpy(&v, b + 2 * i, 2);
-      return Bf16ToFloat(v);
+      return Bf16Bits(v);
     }
   }
 }
@@ -916,11 +936,16 @@ BlockX QuantizeBlockX(const float* x, int64_t n, int64_t cols, int64_t group, in
         mx = std::max(mx, std::fabs(p[j]));
         total += p[j];
       }
-      int e = 0;
-      if (mx > 0) std::frexp(mx, &e);
-      unit[t * gp + g] = mx > 0 ? std::ldexp(1.0f, e - 22) : 0.0f;
+      // e with 2^(e-1) <= mx < 2^e from the exponent bits (no libm call from vector code);
+      // unit = 2^(e-22) and its inverse as exact powers of two.
+      uint32_t bits;
+      memcpy(&bits, &mx, 4);
+      const int e = static_cast<int>(bits >> 23) - 126;
+      const bool live = mx >= 1.0e-30f && e <= 128;  // below 1e-30 the group counts as zero
+      unit[t * gp + g] = live ? qi::BitsToFloat(static_cast<uint32_t>(e - 22 + 127) << 23)
+                              : (e > 128 ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
       sum[t * gp + g] = total;
-      const float inv = mx > 0 ? std::ldexp(1.0f, 22 - e) : 0.0f;
+      const float inv = live ? qi::BitsToFloat(static_cast<uint32_t>(22 - e + 127) << 23) : 0.0f;
       for (int64_t i0 = 0; i0 < group; i0 += lanes) {
         const int64_t cnt = std::min(lanes, group - i0);
         HWY_ALIGN float buf[kMaxLanes] = {};
