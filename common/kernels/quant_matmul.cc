@@ -893,6 +893,17 @@ bool HasVnni() {
   return has;
 }
 
+// acc += per-lane sum of 4 u8 x s8 products. The accumulator is tied in asm: GCC's allocation
+// of the builtin copies every loop-carried accumulator twice per iteration.
+HWY_INLINE __m512i Dpbusd(__m512i acc, __m512i u8, __m512i s8) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+  return acc;
+}
+HWY_INLINE __m512i DpbusdMem(__m512i acc, __m512i u8, const void* s8) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "m"(*static_cast<const __m512i*>(s8)));
+  return acc;
+}
+
 // The three byte planes of N tokens, each [N, stride] in the kernel's element order, and per
 // token and group the unit 2^(e-22) and the fp32 sum of x ([N, groups + 16], zero padded).
 struct BlockX {
@@ -1053,16 +1064,16 @@ AFD_VNNI HWY_INLINE void MlxVnniBlock(const uint8_t* const* rows, int64_t row_by
       __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
 #pragma GCC unroll 4
       for (int v = 0; v < L::kV; ++v) {
-        hi = _mm512_dpbusd_epi32(hi, c[r][v], _mm512_loadu_si512(x2 + 64 * v));
+        hi = DpbusdMem(hi, c[r][v], x2 + 64 * v);
       }
       hi = _mm512_slli_epi32(hi, 8);
 #pragma GCC unroll 4
       for (int v = 0; v < L::kV; ++v) {
-        hi = _mm512_dpbusd_epi32(hi, c[r][v], _mm512_loadu_si512(x1 + 64 * v));
+        hi = DpbusdMem(hi, c[r][v], x1 + 64 * v);
       }
 #pragma GCC unroll 4
       for (int v = 0; v < L::kV; ++v) {
-        lo = _mm512_dpbusd_epi32(lo, c[r][v], _mm512_loadu_si512(x0 + 64 * v));
+        lo = DpbusdMem(lo, c[r][v], x0 + 64 * v);
       }
       const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(lo));
       const __m512 sl =
@@ -1246,7 +1257,7 @@ AFD_VNNI HWY_NOINLINE void AwqVnniTile(const QuantMatrix& w, int64_t c0, const B
         int32_t xq;
         memcpy(&xq, xp[k] + i, 4);
         const __m512i xb = _mm512_set1_epi32(xq);
-        for (int v = 0; v < 4; ++v) a[k][v] = _mm512_dpbusd_epi32(a[k][v], c[v], xb);
+        for (int v = 0; v < 4; ++v) a[k][v] = Dpbusd(a[k][v], c[v], xb);
       }
     }
     // Zero points and scales of this group in lane order.
