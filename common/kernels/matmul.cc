@@ -607,32 +607,43 @@ HWY_INLINE int64_t StepColumn(int64_t i, int64_t l, int64_t lanes) {
          Dec::Element(static_cast<int>(i % Dec::kVecs), l, lanes);
 }
 
-// Row of xt holding step i of lane l (i < steps = main_cols / Lanes): steps are grouped in
-// column blocks of kPrefillBlockSteps, and within a block by lane.
-HWY_INLINE int64_t XtRow(int64_t i, int64_t l, int64_t steps, int64_t lanes) {
-  const int64_t i0 = i / kPrefillBlockSteps * kPrefillBlockSteps;
-  const int64_t nb = std::min(kPrefillBlockSteps, steps - i0);
-  return i0 * lanes + l * nb + (i - i0);
-}
+// Rows of xt (each tc tokens wide): the steps in column blocks of kPrefillBlockSteps; in a
+// block, lane after lane (a segment: nb consecutive rows), each segment followed by one unused
+// row so that the lanes of a step are not a multiple of 4 KiB apart (the transposition writes
+// all of them at once); then the tail columns in natural order.
+struct XtLayout {
+  XtLayout(int64_t steps, int64_t lanes)
+      : steps(steps), lanes(lanes),
+        blocks((steps + kPrefillBlockSteps - 1) / kPrefillBlockSteps) {}
+  // Steps [First(b), First(b) + Steps(b)) form block b.
+  int64_t First(int64_t b) const { return b * kPrefillBlockSteps; }
+  int64_t Steps(int64_t b) const { return std::min(kPrefillBlockSteps, steps - First(b)); }
+  // First row of lane l's segment in block b.
+  int64_t Segment(int64_t b, int64_t l) const {
+    return b * lanes * (kPrefillBlockSteps + 1) + l * (Steps(b) + 1);
+  }
+  int64_t TailRow(int64_t j) const { return blocks * lanes * (kPrefillBlockSteps + 1) + j; }
 
-// xt [k_dim, tc]: row XtRow(i, l) = column StepColumn(i, l) of tokens [0, tn) of x (zero for
-// tokens [tn, tc)); rows main_cols + j = tail column main_cols + j.
+  int64_t steps, lanes, blocks;
+};
+
+// xt: row Segment(b, l) + s = column StepColumn(First(b) + s, l) of tokens [0, tn) of x (zero
+// for tokens [tn, tc)); row TailRow(j) = column main_cols + j.
 template <class Dec>
 void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64_t k_dim,
-                      int64_t main_cols, float* HWY_RESTRICT xt) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  const int64_t steps = main_cols / lanes;
+                      int64_t main_cols, const XtLayout& layout, float* HWY_RESTRICT xt) {
+  const int64_t lanes = layout.lanes;
   int64_t element[Dec::kVecs][hn::MaxLanes(DF())];
   for (int v = 0; v < Dec::kVecs; ++v) {
     for (int64_t l = 0; l < lanes; ++l) element[v][l] = Dec::Element(v, l, lanes);
   }
-  for (int64_t i0 = 0; i0 < steps; i0 += kPrefillBlockSteps) {
-    const int64_t nb = std::min(kPrefillBlockSteps, steps - i0);
+  for (int64_t b = 0; b < layout.blocks; ++b) {
+    const int64_t i0 = layout.First(b), nb = layout.Steps(b);
+    const int64_t lane_stride = (nb + 1) * tc;
     for (int64_t i = i0; i < i0 + nb; ++i) {
       const int64_t c = (i / Dec::kVecs) * Dec::kVecs * lanes;
       const int64_t* e = element[i % Dec::kVecs];
-      float* dst = xt + (i0 * lanes + (i - i0)) * tc;  // lane l: + l * nb * tc
-      const int64_t lane_stride = nb * tc;
+      float* dst = xt + (layout.Segment(b, 0) + (i - i0)) * tc;  // lane l: + l * lane_stride
       for (int64_t t = 0; t < tn; ++t) {
         const float* xr = x + t * k_dim + c;
         for (int64_t l = 0; l < lanes; ++l) dst[l * lane_stride + t] = xr[e[l]];
@@ -643,7 +654,7 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
     }
   }
   for (int64_t c = main_cols; c < k_dim; ++c) {
-    float* dst = xt + c * tc;
+    float* dst = xt + layout.TailRow(c - main_cols) * tc;
     for (int64_t t = 0; t < tn; ++t) dst[t] = x[t * k_dim + c];
     std::fill(dst + tn, dst + tc, 0.0f);
   }
@@ -653,22 +664,25 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
 // ScalePacked scales the decode's activations).
 template <class Dec>
 void PrefillScale(const float* HWY_RESTRICT xt, int64_t tc, int64_t k_dim, int64_t main_cols,
-                  const float* scale_row, int64_t block_cols, float* HWY_RESTRICT out) {
+                  const XtLayout& layout, const float* scale_row, int64_t block_cols,
+                  float* HWY_RESTRICT out) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  const int64_t steps = main_cols / lanes;
-  auto scale_rows = [&](int64_t row, int64_t col) {
+  auto scale_row_of = [&](int64_t row, int64_t col) {
     const VF s = hn::Set(d, scale_row[col / block_cols] * Dec::kScaleMul);
     for (int64_t t = 0; t < tc; t += lanes) {
       hn::Store(hn::Mul(hn::Load(d, xt + row * tc + t), s), d, out + row * tc + t);
     }
   };
-  for (int64_t i = 0; i < steps; ++i) {
+  for (int64_t b = 0; b < layout.blocks; ++b) {
     for (int64_t l = 0; l < lanes; ++l) {
-      scale_rows(XtRow(i, l, steps, lanes), StepColumn<Dec>(i, l, lanes));
+      const int64_t row = layout.Segment(b, l);
+      for (int64_t s = 0; s < layout.Steps(b); ++s) {
+        scale_row_of(row + s, StepColumn<Dec>(layout.First(b) + s, l, lanes));
+      }
     }
   }
-  for (int64_t c = main_cols; c < k_dim; ++c) scale_rows(c, c);
+  for (int64_t c = main_cols; c < k_dim; ++c) scale_row_of(layout.TailRow(c - main_cols), c);
 }
 
 // out[c] = weight (row at p) of chunk element c in the decoder's order (Load), for
@@ -778,11 +792,13 @@ HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const
   const int64_t steps = main_cols / lanes;
   const int64_t tc = TV * lanes;
   const int64_t row_bytes = k_dim * static_cast<int64_t>(Dec::kBytes);
-  float* xt = internal::MatMulScratch(0, k_dim * tc);                // [k_dim, tc]
+  const XtLayout layout(steps, lanes);
+  const int64_t xt_size = (layout.TailRow(0) + k_dim - main_cols) * tc;
+  float* xt = internal::MatMulScratch(0, xt_size);
   float* wd = internal::MatMulScratch(1, MR * k_dim);                // [MR, k_dim]
   float* acc = internal::MatMulScratch(2, (lanes + 1) * MR * tc);    // [lanes + 1, MR, tc]
   float* tail_acc = acc + lanes * MR * tc;
-  PrefillTranspose<Dec>(x, tn, tc, k_dim, main_cols, xt);
+  PrefillTranspose<Dec>(x, tn, tc, k_dim, main_cols, layout, xt);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   for (int64_t lo = row_begin; lo < row_end;) {
     // Block-scaled types: one row block at a time, with its scales in a copy of xt.
@@ -791,9 +807,10 @@ HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const
     if (Dec::kScaled) {
       const int64_t rb = lo / w.block_rows;
       hi = std::min(row_end, (rb + 1) * w.block_rows);
-      float* scaled = internal::MatMulScratch(6, k_dim * tc);
+      float* scaled = internal::MatMulScratch(6, xt_size);
       const int64_t ncb = (k_dim + w.block_cols - 1) / w.block_cols;
-      PrefillScale<Dec>(xt, tc, k_dim, main_cols, w.scales + rb * ncb, w.block_cols, scaled);
+      PrefillScale<Dec>(xt, tc, k_dim, main_cols, layout, w.scales + rb * ncb, w.block_cols,
+                        scaled);
       xs = scaled;
     }
     for (int64_t r0 = lo; r0 < hi; r0 += MR) {
@@ -806,14 +823,14 @@ HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const
         }
       }
       if (steps == 0) std::fill(acc, tail_acc, 0.0f);
-      for (int64_t i0 = 0; i0 < steps; i0 += kPrefillBlockSteps) {
-        const int64_t nb = std::min(kPrefillBlockSteps, steps - i0);
+      for (int64_t b = 0; b < layout.blocks; ++b) {
+        const int64_t i0 = layout.First(b);
         for (int64_t l = 0; l < lanes; ++l) {
-          PrefillTile<MR, TV>(xs + (i0 * lanes + l * nb) * tc, wd + i0 * lanes + l, k_dim, lanes,
-                              nb, i0 == 0, acc + l * MR * tc);
+          PrefillTile<MR, TV>(xs + layout.Segment(b, l) * tc, wd + i0 * lanes + l, k_dim, lanes,
+                              layout.Steps(b), b == 0, acc + l * MR * tc);
         }
       }
-      PrefillTail<MR, TV>(xs + main_cols * tc, wd + main_cols, k_dim, k_dim - main_cols,
+      PrefillTail<MR, TV>(xs + layout.TailRow(0) * tc, wd + main_cols, k_dim, k_dim - main_cols,
                           tail_acc);
       PrefillCombine<MR, TV>(acc, tail_acc, rn, tn, y + r0, w.rows);
     }

@@ -317,17 +317,19 @@ TEST_F(AttentionNodeClusterTest, LosingTheOnlyHostFailsExactlyTheRequestsThatNee
   EXPECT_GT(failed, 0);
   EXPECT_TRUE(EventuallyIdle(*stub_));
   // The node comes back (same address): service resumes without restarting anything else.
+  // Each micro-batch lane's backend notices the new node on its own (a lane whose stream to
+  // the old process was never used fails its first call on it), so allow a few rounds.
   ASSERT_TRUE(cluster_->StartExpertNode(1, /*wait=*/true, absl::Seconds(20)).ok());
-  size_t needy = 0;
-  while (std::count(used[needy].begin(), used[needy].end(), best) == 0) ++needy;
-  GenerateResult again;
+  std::vector<GenerateResult> resumed;
   for (int attempt = 0; attempt < 100; ++attempt) {
-    again = RunGenerate(*stub_, requests[needy]);
-    if (again.status.ok()) break;
+    resumed = RunConcurrently(*stub_, requests);
+    if (std::all_of(resumed.begin(), resumed.end(),
+                    [](const GenerateResult& r) { return r.status.ok(); })) {
+      break;
+    }
     absl::SleepFor(absl::Milliseconds(50));
   }
-  ASSERT_TRUE(again.status.ok()) << again.status;
-  ExpectMatchesReference(requests, RunConcurrently(*stub_, requests));
+  ExpectMatchesReference(requests, resumed);
   EXPECT_TRUE(cluster_->attention_process()->Running());
 }
 
