@@ -543,6 +543,9 @@ void Scheduler::End(Sequence& seq, FinishReason reason, absl::Status status) {
   if (seq.seq >= 0) {
     cache_->FreeSequence(seq.seq).IgnoreError();
     seq.seq = -1;
+    // Load() counts the blocks free before the last update goes out.
+    free_blocks_.store(cache_->free_blocks());
+    running_count_.fetch_sub(1);
   }
   {
     // Forgotten before the last update goes out, so the id is free again once it arrives.

@@ -597,8 +597,9 @@ void DecodeRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 // types: the scale goes into a scaled copy of xt per block of output rows, as the decode
 // scales its packed activations (tiles never straddle a row block).
 
-// Steps per column block of the prefill (MR rows x kPrefillBlockSteps * Lanes fp32 weights).
-constexpr int64_t kPrefillBlockSteps = 32;
+// Most steps per column block of the prefill (MR rows x kPrefillBlockSteps * Lanes fp32
+// weights must stay in L1).
+constexpr int64_t kPrefillBlockSteps = 64;
 
 // Column that decode lane l meets at step i.
 template <class Dec>
@@ -607,24 +608,27 @@ HWY_INLINE int64_t StepColumn(int64_t i, int64_t l, int64_t lanes) {
          Dec::Element(static_cast<int>(i % Dec::kVecs), l, lanes);
 }
 
-// Rows of xt (each tc tokens wide): the steps in column blocks of kPrefillBlockSteps; in a
-// block, lane after lane (a segment: nb consecutive rows), each segment followed by one unused
-// row so that the lanes of a step are not a multiple of 4 KiB apart (the transposition writes
-// all of them at once); then the tail columns in natural order.
+// Rows of xt (each tc tokens wide): the steps in column blocks of at most kPrefillBlockSteps;
+// in a block, lane after lane (a segment), segments `stride` rows apart, where stride is
+// padded so that the lanes of one step are not a multiple of 4 KiB apart (the transposition
+// writes all of them at once); then the tail columns in natural order.
 struct XtLayout {
-  XtLayout(int64_t steps, int64_t lanes)
+  XtLayout(int64_t steps, int64_t lanes, int64_t tc)
       : steps(steps), lanes(lanes),
-        blocks((steps + kPrefillBlockSteps - 1) / kPrefillBlockSteps) {}
-  // Steps [First(b), First(b) + Steps(b)) form block b.
-  int64_t First(int64_t b) const { return b * kPrefillBlockSteps; }
-  int64_t Steps(int64_t b) const { return std::min(kPrefillBlockSteps, steps - First(b)); }
-  // First row of lane l's segment in block b.
-  int64_t Segment(int64_t b, int64_t l) const {
-    return b * lanes * (kPrefillBlockSteps + 1) + l * (Steps(b) + 1);
+        blocks((steps + kPrefillBlockSteps - 1) / kPrefillBlockSteps),
+        block_steps(blocks == 0 ? 0 : (steps + blocks - 1) / blocks) {
+    const int64_t period = std::max<int64_t>(1, 4096 / (tc * 4));  // rows per 4 KiB
+    stride = block_steps / period * period + 1;
+    if (stride < block_steps) stride += period;
   }
-  int64_t TailRow(int64_t j) const { return blocks * lanes * (kPrefillBlockSteps + 1) + j; }
+  // Steps [First(b), First(b) + Steps(b)) form block b (blocks of nearly equal size).
+  int64_t First(int64_t b) const { return b * block_steps; }
+  int64_t Steps(int64_t b) const { return std::min(block_steps, steps - First(b)); }
+  // First row of lane l's segment in block b.
+  int64_t Segment(int64_t b, int64_t l) const { return (b * lanes + l) * stride; }
+  int64_t TailRow(int64_t j) const { return blocks * lanes * stride + j; }
 
-  int64_t steps, lanes, blocks;
+  int64_t steps, lanes, blocks, block_steps, stride;
 };
 
 // xt: row Segment(b, l) + s = column StepColumn(First(b) + s, l) of tokens [0, tn) of x (zero
@@ -637,19 +641,24 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
   for (int v = 0; v < Dec::kVecs; ++v) {
     for (int64_t l = 0; l < lanes; ++l) element[v][l] = Dec::Element(v, l, lanes);
   }
-  for (int64_t b = 0; b < layout.blocks; ++b) {
-    const int64_t i0 = layout.First(b), nb = layout.Steps(b);
-    const int64_t lane_stride = (nb + 1) * tc;
-    for (int64_t i = i0; i < i0 + nb; ++i) {
-      const int64_t c = (i / Dec::kVecs) * Dec::kVecs * lanes;
-      const int64_t* e = element[i % Dec::kVecs];
-      float* dst = xt + (layout.Segment(b, 0) + (i - i0)) * tc;  // lane l: + l * lane_stride
-      for (int64_t t = 0; t < tn; ++t) {
-        const float* xr = x + t * k_dim + c;
-        for (int64_t l = 0; l < lanes; ++l) dst[l * lane_stride + t] = xr[e[l]];
+  // One chunk (kVecs steps) at a time, so that each token's chunk is read once.
+  float* dst[Dec::kVecs];
+  for (int64_t i = 0; i < layout.steps; i += Dec::kVecs) {
+    const int64_t c = i / Dec::kVecs * Dec::kVecs * lanes;
+    for (int v = 0; v < Dec::kVecs; ++v) {
+      const int64_t b = (i + v) / layout.block_steps;
+      dst[v] = xt + (layout.Segment(b, 0) + (i + v - layout.First(b))) * tc;
+    }
+    const int64_t lane_stride = layout.stride * tc;
+    for (int64_t t = 0; t < tn; ++t) {
+      const float* xr = x + t * k_dim + c;
+      for (int v = 0; v < Dec::kVecs; ++v) {
+        for (int64_t l = 0; l < lanes; ++l) dst[v][l * lane_stride + t] = xr[element[v][l]];
       }
+    }
+    for (int v = 0; v < Dec::kVecs; ++v) {
       for (int64_t l = 0; l < lanes; ++l) {
-        std::fill(dst + l * lane_stride + tn, dst + l * lane_stride + tc, 0.0f);
+        std::fill(dst[v] + l * lane_stride + tn, dst[v] + l * lane_stride + tc, 0.0f);
       }
     }
   }
@@ -792,7 +801,7 @@ HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const
   const int64_t steps = main_cols / lanes;
   const int64_t tc = TV * lanes;
   const int64_t row_bytes = k_dim * static_cast<int64_t>(Dec::kBytes);
-  const XtLayout layout(steps, lanes);
+  const XtLayout layout(steps, lanes, tc);
   const int64_t xt_size = (layout.TailRow(0) + k_dim - main_cols) * tc;
   float* xt = internal::MatMulScratch(0, xt_size);
   float* wd = internal::MatMulScratch(1, MR * k_dim);                // [MR, k_dim]

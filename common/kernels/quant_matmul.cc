@@ -914,13 +914,13 @@ struct BlockX {
   int64_t groups_padded;
 };
 
-// Quantizes x [n, cols] into planes at positions pos(c) (pos: natural column -> kernel order),
-// `stride` bytes per token (positions past cols are zero).
-template <class Pos>
+// Quantizes x [n, cols] into the byte planes, `stride` bytes per token (zero past cols), in
+// natural order, then rearranged per `layout` block: 4 = blocks of 128 as [even | odd]
+// elements (the 4-bit nibble order), 2 = blocks of 256 as four planes j % 4 (2-bit order),
+// 0 = natural.
 BlockX QuantizeBlockX(const float* x, int64_t n, int64_t cols, int64_t group, int64_t stride,
-                      const Pos& pos) {
+                      int layout) {
   const DF d;
-  const DI di;
   const hn::Rebind<int8_t, DI> d8;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t groups = cols / group;
@@ -929,9 +929,8 @@ BlockX QuantizeBlockX(const float* x, int64_t n, int64_t cols, int64_t group, in
   float* unit = qi::QuantScratch(4, 2 * n * gp);
   float* sum = unit + n * gp;
   std::fill(unit, unit + 2 * n * gp, 0.0f);
-  std::fill(planes, planes + 3 * n * stride, int8_t{0});
-  HWY_ALIGN int8_t nat[3][kMaxLanes];
   for (int64_t t = 0; t < n; ++t) {
+    int8_t* pl[3] = {planes + t * stride, planes + (n + t) * stride, planes + (2 * n + t) * stride};
     for (int64_t g = 0; g < groups; ++g) {
       const float* p = x + t * cols + g * group;
       VF m = hn::Zero(d), s = hn::Zero(d);
@@ -956,25 +955,59 @@ BlockX QuantizeBlockX(const float* x, int64_t n, int64_t cols, int64_t group, in
       unit[t * gp + g] = live ? qi::BitsToFloat(static_cast<uint32_t>(e - 22 + 127) << 23)
                               : (e > 128 ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
       sum[t * gp + g] = total;
-      const float inv = live ? qi::BitsToFloat(static_cast<uint32_t>(22 - e + 127) << 23) : 0.0f;
+      const VF inv =
+          hn::Set(d, live ? qi::BitsToFloat(static_cast<uint32_t>(22 - e + 127) << 23) : 0.0f);
       for (int64_t i0 = 0; i0 < group; i0 += lanes) {
         const int64_t cnt = std::min(lanes, group - i0);
-        HWY_ALIGN float buf[kMaxLanes] = {};
-        for (int64_t j = 0; j < cnt; ++j) buf[j] = p[i0 + j];
-        const auto q = hn::NearestInt(hn::Mul(hn::Load(d, buf), hn::Set(d, inv)));
+        VF v;
+        if (cnt == lanes) {
+          v = hn::LoadU(d, p + i0);
+        } else {
+          HWY_ALIGN float buf[kMaxLanes] = {};
+          for (int64_t j = 0; j < cnt; ++j) buf[j] = p[i0 + j];
+          v = hn::Load(d, buf);
+        }
+        const auto q = hn::NearestInt(hn::Mul(v, inv));
         const auto x0 = hn::ShiftRight<24>(hn::ShiftLeft<24>(q));
         const auto q1 = hn::ShiftRight<8>(hn::Sub(q, x0));
         const auto x1 = hn::ShiftRight<24>(hn::ShiftLeft<24>(q1));
         const auto x2 = hn::ShiftRight<8>(hn::Sub(q1, x1));
-        hn::Store(hn::DemoteTo(d8, x0), d8, nat[0]);
-        hn::Store(hn::DemoteTo(d8, x1), d8, nat[1]);
-        hn::Store(hn::DemoteTo(d8, x2), d8, nat[2]);
-        for (int64_t j = 0; j < cnt; ++j) {
-          const int64_t at = t * stride + pos(g * group + i0 + j);
-          for (int k = 0; k < 3; ++k) planes[k * n * stride + at] = nat[k][j];
+        const int64_t at = g * group + i0;
+        if (cnt == lanes) {
+          hn::StoreU(hn::DemoteTo(d8, x0), d8, pl[0] + at);
+          hn::StoreU(hn::DemoteTo(d8, x1), d8, pl[1] + at);
+          hn::StoreU(hn::DemoteTo(d8, x2), d8, pl[2] + at);
+        } else {
+          HWY_ALIGN int8_t tmp[3][kMaxLanes];
+          hn::Store(hn::DemoteTo(d8, x0), d8, tmp[0]);
+          hn::Store(hn::DemoteTo(d8, x1), d8, tmp[1]);
+          hn::Store(hn::DemoteTo(d8, x2), d8, tmp[2]);
+          for (int k = 0; k < 3; ++k) memcpy(pl[k] + at, tmp[k], static_cast<size_t>(cnt));
         }
       }
-      (void)di;
+    }
+    for (int k = 0; k < 3; ++k) {
+      std::fill(pl[k] + cols, pl[k] + stride, int8_t{0});
+      if (layout == 4) {
+        // [x0 x1 ... x127] -> [x0 x2 ... x126 | x1 x3 ... x127] per block.
+        alignas(64) uint8_t even[64], odd[64];
+        for (int j = 0; j < 64; ++j) {
+          even[j] = static_cast<uint8_t>(2 * j);
+          odd[j] = static_cast<uint8_t>(2 * j + 1);
+        }
+        const __m512i ie = _mm512_load_si512(even), io = _mm512_load_si512(odd);
+        for (int64_t b = 0; b < stride; b += 128) {
+          const __m512i lo = _mm512_loadu_si512(pl[k] + b), hi = _mm512_loadu_si512(pl[k] + b + 64);
+          _mm512_storeu_si512(pl[k] + b, _mm512_permutex2var_epi8(lo, ie, hi));
+          _mm512_storeu_si512(pl[k] + b + 64, _mm512_permutex2var_epi8(lo, io, hi));
+        }
+      } else if (layout == 2) {
+        alignas(64) int8_t blk[256];
+        for (int64_t b = 0; b < stride; b += 256) {
+          memcpy(blk, pl[k] + b, 256);
+          for (int64_t w = 0; w < 256; ++w) pl[k][b + (w % 4) * 64 + w / 4] = blk[w];
+        }
+      }
     }
   }
   BlockX bx;
@@ -998,13 +1031,6 @@ struct MlxVnniLayout {
     return B == 4 ? 2 * j + v : B == 2 ? 4 * j + v : j;  // 4-bit: low nibble = even code
   }
   static int64_t LaneFirst(int l) { return B == 4 ? 8 * l : B == 2 ? 16 * l : 4 * l; }
-  // Position of code c (within the row) in the activation planes.
-  static int64_t Pos(int64_t c) {
-    const int64_t b = c / kBlock, w = c % kBlock;
-    if (B == 4) return b * kBlock + (w % 2) * 64 + w / 2;
-    if (B == 2) return b * kBlock + (w % 4) * 64 + w / 4;
-    return c;
-  }
 };
 
 // Unpacks block `b` of one row into kV vectors of u8 codes (a short last block reads only its
@@ -1045,13 +1071,19 @@ template <int B, int R, int N, bool kPartial>
 AFD_VNNI HWY_INLINE void MlxVnniBlock(const uint8_t* const* rows, int64_t row_bytes, int64_t b,
                                       int64_t g0, int64_t groups, const BlockX& bx,
                                       const float* pf_b, const float* sb, __m512i lane_group,
-                                      __m512i ctrl, __m512i idx, __m512 (&acc)[R][N]) {
+                                      __m512i ctrl, __m512i idx, bool prefetch,
+                                      __m512 (&acc)[R][N]) {
   using L = MlxVnniLayout<B>;
   const __m512 k256 = _mm512_set1_ps(256.0f);
   __m512i c[R][L::kV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     MlxVnniUnpack<B, kPartial>(rows[r], row_bytes, b, ctrl, idx, c[r]);
+    // The same block of the next tile's row (rows are contiguous): one tile ahead.
+    if (prefetch) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + R * row_bytes + b * L::kBlockBytes),
+                   _MM_HINT_T0);
+    }
   }
 #pragma GCC unroll 8
   for (int t = 0; t < N; ++t) {
@@ -1076,8 +1108,7 @@ AFD_VNNI HWY_INLINE void MlxVnniBlock(const uint8_t* const* rows, int64_t row_by
         lo = DpbusdMem(lo, c[r][v], x0 + 64 * v);
       }
       const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(lo));
-      const __m512 sl =
-          _mm512_permutexvar_ps(lane_group, _mm512_loadu_ps(sb + r * groups + g0));
+      const __m512 sl = _mm512_permutexvar_ps(lane_group, _mm512_loadu_ps(sb + r * groups + g0));
       acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(sl, pf), acc[r][t]);
     }
   }
@@ -1112,19 +1143,20 @@ AFD_VNNI HWY_NOINLINE void MlxVnniTile(const QuantMatrix& w, int64_t r0, const B
   // tokens are `blocks * 16` floats apart; MlxVnniBlock reads pf_b + t * 16, hence the
   // per-block copy into a token-contiguous buffer.
   alignas(64) float pf_b[N * 16];
+  const bool prefetch = r0 + 2 * R <= w.rows;
   for (int64_t b = 0; b < full; ++b) {
     for (int t = 0; t < N; ++t) {
       _mm512_store_ps(pf_b + t * 16, _mm512_load_ps(pf + (t * blocks + b) * 16));
     }
-    MlxVnniBlock<B, R, N, false>(rows, row_bytes, b, b * L::kBlock / w.group_size, groups, bx,
-                                 pf_b, sb, lane_group, ctrl, idx, acc);
+    MlxVnniBlock<B, R, N, false>(rows, row_bytes, b, b * L::kBlock / w.group_size, groups, bx, pf_b,
+                                 sb, lane_group, ctrl, idx, prefetch, acc);
   }
   if (full < blocks) {
     for (int t = 0; t < N; ++t) {
       _mm512_store_ps(pf_b + t * 16, _mm512_load_ps(pf + (t * blocks + full) * 16));
     }
-    MlxVnniBlock<B, R, N, true>(rows, row_bytes, full, full * L::kBlock / w.group_size, groups,
-                                bx, pf_b, sb, lane_group, ctrl, idx, acc);
+    MlxVnniBlock<B, R, N, true>(rows, row_bytes, full, full * L::kBlock / w.group_size, groups, bx,
+                                pf_b, sb, lane_group, ctrl, idx, false, acc);
   }
   // Bias terms: sum_g bias[r, g] * sum_t[g].
   for (int r = 0; r < R; ++r) {
@@ -1150,22 +1182,25 @@ void MlxVnniDecodeN(const float* x, const QuantMatrix& w, int64_t row_begin, int
   const int64_t groups = w.groups();
   const int64_t blocks = (w.cols + L::kBlock - 1) / L::kBlock;
   const BlockX bx = QuantizeBlockX(x, N, w.cols, w.group_size, blocks * L::kBlock,
-                                   [](int64_t c) { return L::Pos(c); });
+                                   B == 4   ? 4
+                                   : B == 2 ? 2
+                                            : 0);
   alignas(64) int32_t lg[16];
   for (int l = 0; l < 16; ++l) {
     lg[l] = static_cast<int32_t>(w.group_size >= L::kBlock ? 0 : L::LaneFirst(l) / w.group_size);
   }
   const __m512i lane_group = _mm512_load_si512(lg);
+  // Per token and block, the unit of each lane's group (the unit arrays are zero padded).
   float* pf = qi::QuantScratch(5, N * blocks * 16);
   for (int64_t t = 0; t < N; ++t) {
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t g0 = b * L::kBlock / w.group_size;
-      for (int l = 0; l < 16; ++l) {
-        const int64_t g = g0 + lg[l];
-        pf[(t * blocks + b) * 16 + l] = g < groups ? bx.unit[t * bx.groups_padded + g] : 0.0f;
-      }
+      _mm512_store_ps(
+          pf + (t * blocks + b) * 16,
+          _mm512_permutexvar_ps(lane_group, _mm512_loadu_ps(bx.unit + t * bx.groups_padded + g0)));
     }
   }
+  (void)groups;
   constexpr int R = N == 1 ? 4 : N == 2 ? 2 : 1;
   float* sb = qi::QuantScratch(6, 2 * R * groups + 16);
   int64_t r = row_begin;
@@ -1190,10 +1225,18 @@ void MlxVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t 
     const float* xt = x + t * w.cols;
     float* yt = y + t * w.rows;
     switch (std::min<int64_t>(4, n - t)) {
-      case 1: MlxVnniDecodeN<B, 1>(xt, w, row_begin, row_end, yt); break;
-      case 2: MlxVnniDecodeN<B, 2>(xt, w, row_begin, row_end, yt); break;
-      case 3: MlxVnniDecodeN<B, 3>(xt, w, row_begin, row_end, yt); break;
-      default: MlxVnniDecodeN<B, 4>(xt, w, row_begin, row_end, yt); break;
+      case 1:
+        MlxVnniDecodeN<B, 1>(xt, w, row_begin, row_end, yt);
+        break;
+      case 2:
+        MlxVnniDecodeN<B, 2>(xt, w, row_begin, row_end, yt);
+        break;
+      case 3:
+        MlxVnniDecodeN<B, 3>(xt, w, row_begin, row_end, yt);
+        break;
+      default:
+        MlxVnniDecodeN<B, 4>(xt, w, row_begin, row_end, yt);
+        break;
     }
   }
 }
@@ -1207,13 +1250,103 @@ int64_t AwqVnniColumn(int v, int j) {
   return 8 * (byte / 4) + qi::kAwqColumn[2 * (byte % 4) + v / 2];
 }
 
-AFD_VNNI HWY_NOINLINE void AwqVnniTile(const QuantMatrix& w, int64_t c0, const BlockX& bx,
-                                       int64_t t, float* y) {
+// Group g of the 64 columns [c0, c0 + 64) for token t: acc[0, 64) (lane order) += this
+// group's terms. Prefetches the same columns of the next group's rows.
+AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c0, const BlockX& bx,
+                                      int64_t t, __m512i idx0, __m512i idx1,
+                                      const int32_t (*sidx)[16], float* acc) {
   const int64_t group = w.group_size;
-  const int64_t groups = w.groups();
   const int64_t wb = w.rows / 2;
   const uint8_t* qweight = static_cast<const uint8_t*>(w.data) + c0 / 2;
   const uint8_t* qzeros = static_cast<const uint8_t*>(w.zeros);
+  const __m512i m0f = _mm512_set1_epi8(0x0F);
+  const __m512 k256 = _mm512_set1_ps(256.0f);
+  const int8_t* xp[3] = {bx.plane[0] + t * bx.stride, bx.plane[1] + t * bx.stride,
+                         bx.plane[2] + t * bx.stride};
+  const bool prefetch = t == 0 && g + 1 < w.groups() && (c0 / 2) % 64 == 0;
+  __m512i a[3][4];
+  for (int k = 0; k < 3; ++k) {
+    for (int v = 0; v < 4; ++v) a[k][v] = _mm512_setzero_si512();
+  }
+  for (int64_t i = g * group; i < (g + 1) * group; i += 4) {
+    const uint8_t* p = qweight + i * wb;
+    if (prefetch) {
+      for (int r = 0; r < 4; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(p + (group + r) * wb), _MM_HINT_T1);
+    }
+    const __m512i A = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + wb)), 1);
+    const __m512i Bv = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * wb))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 3 * wb)), 1);
+    const __m512i alo = _mm512_and_si512(A, m0f);
+    const __m512i ahi = _mm512_and_si512(_mm512_srli_epi16(A, 4), m0f);
+    const __m512i blo = _mm512_and_si512(Bv, m0f);
+    const __m512i bhi = _mm512_and_si512(_mm512_srli_epi16(Bv, 4), m0f);
+    const __m512i c[4] = {
+        _mm512_permutex2var_epi8(alo, idx0, blo), _mm512_permutex2var_epi8(alo, idx1, blo),
+        _mm512_permutex2var_epi8(ahi, idx0, bhi), _mm512_permutex2var_epi8(ahi, idx1, bhi)};
+    for (int k = 0; k < 3; ++k) {
+      int32_t xq;
+      memcpy(&xq, xp[k] + i, 4);
+      const __m512i xb = _mm512_set1_epi32(xq);
+      for (int v = 0; v < 4; ++v) a[k][v] = Dpbusd(a[k][v], c[v], xb);
+    }
+  }
+  // Zero points and scales of this group in lane order.
+  const int64_t wbz = w.rows / 2;
+  __m512 zf[4];
+  if (qzeros != nullptr) {
+    const __m256i z =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qzeros + g * wbz + c0 / 2));
+    const __m256i zl = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
+    const __m256i zh = _mm256_and_si256(_mm256_srli_epi16(z, 4), _mm256_set1_epi8(0x0F));
+    zf[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(zl)));
+    zf[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(zl, 1)));
+    zf[2] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(zh)));
+    zf[3] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(zh, 1)));
+  } else {
+    for (int v = 0; v < 4; ++v) zf[v] = _mm512_set1_ps(8.0f);
+  }
+  const size_t scale_bytes = w.scale_type == WeightType::kF32 ? 4 : 2;
+  const uint8_t* srow = static_cast<const uint8_t*>(w.scales) + (g * w.rows + c0) * scale_bytes;
+  __m512 sv[4];
+  for (int h = 0; h < 2; ++h) {  // columns [32h, 32h + 32)
+    __m512 s0, s1;
+    const uint8_t* sp = srow + 32 * h * scale_bytes;
+    if (w.scale_type == WeightType::kF32) {
+      s0 = _mm512_loadu_ps(sp);
+      s1 = _mm512_loadu_ps(sp + 64);
+    } else if (w.scale_type == WeightType::kF16) {
+      s0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp)));
+      s1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp + 32)));
+    } else {
+      s0 = _mm512_castsi512_ps(_mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp))), 16));
+      s1 = _mm512_castsi512_ps(_mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp + 32))),
+          16));
+    }
+    // Vector v covers columns [32 * (v % 2), +32): v = h (low nibbles) and v = h + 2 (high).
+    sv[h] = _mm512_permutex2var_ps(s0, _mm512_load_si512(sidx[h]), s1);
+    sv[h + 2] = _mm512_permutex2var_ps(s0, _mm512_load_si512(sidx[h + 2]), s1);
+  }
+  const __m512 unit = _mm512_set1_ps(bx.unit[t * bx.groups_padded + g]);
+  const __m512 xsum = _mm512_set1_ps(bx.sum[t * bx.groups_padded + g]);
+  for (int v = 0; v < 4; ++v) {
+    const __m512i hi = _mm512_add_epi32(_mm512_slli_epi32(a[2][v], 8), a[1][v]);
+    const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(a[0][v]));
+    const __m512 term = _mm512_fnmadd_ps(zf[v], xsum, _mm512_mul_ps(f, unit));
+    _mm512_store_ps(acc + 16 * v, _mm512_fmadd_ps(term, sv[v], _mm512_load_ps(acc + 16 * v)));
+  }
+}
+
+// Columns [c_begin, c_end) (multiples of 64 apart, c_begin a multiple of 8) for n tokens:
+// groups outermost, so one group's rows (a contiguous region) are swept by every tile before
+// the next group's, which is prefetched meanwhile.
+AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin, int64_t c_end,
+                                          const BlockX& bx, int64_t n, float* y) {
   alignas(64) uint8_t idx_b[2][64];
   alignas(64) int32_t sidx[4][16];
   for (int j = 0; j < 16; ++j) {
@@ -1227,102 +1360,37 @@ AFD_VNNI HWY_NOINLINE void AwqVnniTile(const QuantMatrix& w, int64_t c0, const B
     for (int v = 0; v < 4; ++v) sidx[v][j] = static_cast<int32_t>(AwqVnniColumn(v, j) % 32);
   }
   const __m512i idx0 = _mm512_load_si512(idx_b[0]), idx1 = _mm512_load_si512(idx_b[1]);
-  const __m512i m0f = _mm512_set1_epi8(0x0F);
-  const __m512 k256 = _mm512_set1_ps(256.0f);
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  const int8_t* xp[3] = {bx.plane[0] + t * bx.stride, bx.plane[1] + t * bx.stride,
-                         bx.plane[2] + t * bx.stride};
-  const size_t scale_bytes = w.scale_type == WeightType::kF32 ? 4 : 2;
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512i a[3][4];
-    for (int k = 0; k < 3; ++k) {
-      for (int v = 0; v < 4; ++v) a[k][v] = _mm512_setzero_si512();
-    }
-    for (int64_t i = g * group; i < (g + 1) * group; i += 4) {
-      const uint8_t* p = qweight + i * wb;
-      const __m512i A = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + wb)), 1);
-      const __m512i Bv = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * wb))),
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 3 * wb)), 1);
-      const __m512i alo = _mm512_and_si512(A, m0f), ahi = _mm512_and_si512(_mm512_srli_epi16(A, 4), m0f);
-      const __m512i blo = _mm512_and_si512(Bv, m0f), bhi = _mm512_and_si512(_mm512_srli_epi16(Bv, 4), m0f);
-      const __m512i c[4] = {_mm512_permutex2var_epi8(alo, idx0, blo),
-                            _mm512_permutex2var_epi8(alo, idx1, blo),
-                            _mm512_permutex2var_epi8(ahi, idx0, bhi),
-                            _mm512_permutex2var_epi8(ahi, idx1, bhi)};
-      for (int k = 0; k < 3; ++k) {
-        int32_t xq;
-        memcpy(&xq, xp[k] + i, 4);
-        const __m512i xb = _mm512_set1_epi32(xq);
-        for (int v = 0; v < 4; ++v) a[k][v] = Dpbusd(a[k][v], c[v], xb);
+  const int64_t tiles = (c_end - c_begin) / 64;
+  float* acc = qi::QuantScratch(6, n * tiles * 64);
+  std::fill(acc, acc + n * tiles * 64, 0.0f);
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      for (int64_t t = 0; t < n; ++t) {
+        AwqVnniGroup(w, g, c_begin + 64 * tile, bx, t, idx0, idx1, sidx,
+                     acc + (t * tiles + tile) * 64);
       }
-    }
-    // Zero points and scales of this group in lane order.
-    __m512 zf[4];
-    if (qzeros != nullptr) {
-      const __m256i z = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qzeros + g * wb + c0 / 2));
-      const __m256i zl = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
-      const __m256i zh = _mm256_and_si256(_mm256_srli_epi16(z, 4), _mm256_set1_epi8(0x0F));
-      zf[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(zl)));
-      zf[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(zl, 1)));
-      zf[2] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(zh)));
-      zf[3] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(zh, 1)));
-    } else {
-      for (int v = 0; v < 4; ++v) zf[v] = _mm512_set1_ps(8.0f);
-    }
-    const uint8_t* srow = static_cast<const uint8_t*>(w.scales) + (g * w.rows + c0) * scale_bytes;
-    __m512 sv[4];
-    for (int h = 0; h < 2; ++h) {  // columns [32h, 32h + 32)
-      __m512 s0, s1;
-      const uint8_t* sp = srow + 32 * h * scale_bytes;
-      if (w.scale_type == WeightType::kF32) {
-        s0 = _mm512_loadu_ps(sp);
-        s1 = _mm512_loadu_ps(sp + 64);
-      } else if (w.scale_type == WeightType::kF16) {
-        s0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp)));
-        s1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp + 32)));
-      } else {
-        s0 = _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp))), 16));
-        s1 = _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp + 32))), 16));
-      }
-      // Vector v covers columns [32 * (v % 2), +32): v = h (low nibbles) and v = h + 2 (high).
-      sv[h] = _mm512_permutex2var_ps(s0, _mm512_load_si512(sidx[h]), s1);
-      sv[h + 2] = _mm512_permutex2var_ps(s0, _mm512_load_si512(sidx[h + 2]), s1);
-    }
-    const __m512 unit = _mm512_set1_ps(bx.unit[t * bx.groups_padded + g]);
-    const __m512 xsum = _mm512_set1_ps(bx.sum[t * bx.groups_padded + g]);
-    for (int v = 0; v < 4; ++v) {
-      const __m512i hi = _mm512_add_epi32(_mm512_slli_epi32(a[2][v], 8), a[1][v]);
-      const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(a[0][v]));
-      const __m512 term = _mm512_fnmadd_ps(zf[v], xsum, _mm512_mul_ps(f, unit));
-      acc[v] = _mm512_fmadd_ps(term, sv[v], acc[v]);
     }
   }
-  alignas(64) float out[16];
-  for (int v = 0; v < 4; ++v) {
-    _mm512_store_ps(out, acc[v]);
-    for (int j = 0; j < 16; ++j) y[t * w.rows + c0 + AwqVnniColumn(v, j)] = out[j];
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const float* a = acc + (t * tiles + tile) * 64;
+      float* yt = y + t * w.rows + c_begin + 64 * tile;
+      for (int v = 0; v < 4; ++v) {
+        for (int j = 0; j < 16; ++j) yt[AwqVnniColumn(v, j)] = a[16 * v + j];
+      }
+    }
   }
 }
 
 void AwqVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t col_begin,
                        int64_t col_end, float* y) {
-  const BlockX bx = QuantizeBlockX(x, n, w.cols, w.group_size, w.cols,
-                                   [](int64_t c) { return c; });
-  int64_t c = col_begin;
-  const int64_t aligned = std::min(col_end, (c + 7) / 8 * 8);
+  const BlockX bx = QuantizeBlockX(x, n, w.cols, w.group_size, w.cols, 0);
+  const int64_t aligned = std::min(col_end, (col_begin + 7) / 8 * 8);
   const AwqShiftDec dec;
-  if (c < aligned) AwqDecodeRows(dec, x, n, w, c, aligned, y);  // leading partial word
-  c = aligned;
-  for (; c + 64 <= col_end; c += 64) {
-    for (int64_t t = 0; t < n; ++t) AwqVnniTile(w, c, bx, t, y);
-  }
-  if (c < col_end) AwqDecodeRows(dec, x, n, w, c, col_end, y);
+  if (col_begin < aligned) AwqDecodeRows(dec, x, n, w, col_begin, aligned, y);  // partial word
+  const int64_t vec_end = aligned + (col_end - aligned) / 64 * 64;
+  if (aligned < vec_end) AwqVnniColumns(w, aligned, vec_end, bx, n, y);
+  if (vec_end < col_end) AwqDecodeRows(dec, x, n, w, vec_end, col_end, y);
 }
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
@@ -1343,12 +1411,18 @@ void MlxRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
 #if HWY_TARGET == HWY_AVX3_DL
   if (mode != 2 && HasVnni()) {
     switch (w.bits) {
-      case 2: return MlxVnniDecodeRows<2>(x, n, w, row_begin, row_end, y);
-      case 3: return MlxVnniDecodeRows<3>(x, n, w, row_begin, row_end, y);
-      case 4: return MlxVnniDecodeRows<4>(x, n, w, row_begin, row_end, y);
-      case 5: return MlxVnniDecodeRows<5>(x, n, w, row_begin, row_end, y);
-      case 6: return MlxVnniDecodeRows<6>(x, n, w, row_begin, row_end, y);
-      default: return MlxVnniDecodeRows<8>(x, n, w, row_begin, row_end, y);
+      case 2:
+        return MlxVnniDecodeRows<2>(x, n, w, row_begin, row_end, y);
+      case 3:
+        return MlxVnniDecodeRows<3>(x, n, w, row_begin, row_end, y);
+      case 4:
+        return MlxVnniDecodeRows<4>(x, n, w, row_begin, row_end, y);
+      case 5:
+        return MlxVnniDecodeRows<5>(x, n, w, row_begin, row_end, y);
+      case 6:
+        return MlxVnniDecodeRows<6>(x, n, w, row_begin, row_end, y);
+      default:
+        return MlxVnniDecodeRows<8>(x, n, w, row_begin, row_end, y);
     }
   }
 #endif

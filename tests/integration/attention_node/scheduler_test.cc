@@ -295,19 +295,24 @@ TEST_F(SchedulerTest, RequestsWaitForKvSpaceAndAllFinish) {
 }
 
 TEST_F(SchedulerTest, DecodeOutgrowingTheCachePreemptsAndRecomputes) {
-  // 5 blocks = 80 tokens; two sequences of 20 + 30 tokens cannot both finish in the cache.
+  // 5 blocks = 80 tokens. `a` (20 + 60 tokens) needs the whole cache by its end; `b` arrives
+  // right after a's first token, is admitted beside it and must give its blocks back.
   Start("m2-tiny", {5, 16, 8}, {});
   std::mt19937 rng(5);
   std::vector<std::vector<int32_t>> prompts = {RandomPrompt(rng, 20, config_.vocab_size),
                                                RandomPrompt(rng, 20, config_.vocab_size)};
   Collector a, b;
-  ASSERT_TRUE(scheduler_->Submit(Greedy("a", prompts[0], 30), a.Sink()).ok());
-  ASSERT_TRUE(scheduler_->Submit(Greedy("b", prompts[1], 30), b.Sink()).ok());
+  a.OnUpdate([&](const GenerationUpdate& u) {
+    if (u.completion_tokens == 1) {
+      EXPECT_TRUE(scheduler_->Submit(Greedy("b", prompts[1], 30), b.Sink()).ok());
+    }
+  });
+  ASSERT_TRUE(scheduler_->Submit(Greedy("a", prompts[0], 60), a.Sink()).ok());
   a.Wait();
   b.Wait();
   ASSERT_TRUE(a.status().ok()) << a.status();
   ASSERT_TRUE(b.status().ok()) << b.status();
-  EXPECT_EQ(a.tokens(), Reference(prompts[0], 30).tokens);
+  EXPECT_EQ(a.tokens(), Reference(prompts[0], 60).tokens);
   EXPECT_EQ(b.tokens(), Reference(prompts[1], 30).tokens);
   EXPECT_GE(scheduler_->Load().preemptions, 1u);
   EXPECT_EQ(scheduler_->Load().free_kv_blocks, 5);
