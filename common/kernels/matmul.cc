@@ -631,36 +631,65 @@ struct XtLayout {
   int64_t steps, lanes, blocks, block_steps, stride;
 };
 
+#if HWY_TARGET != HWY_SCALAR
+// m[j] lane i <- m[i] lane j for i, j < Lanes: log2(Lanes) rounds of unzipping the sequence
+// m[0], m[1], ... (each round rotates the element index right by one bit).
+HWY_INLINE void TransposeSquare(VF* m) {
+  const DF d;
+  constexpr size_t kLanes = hn::MaxLanes(DF());
+  for (size_t round = 1; round < kLanes; round *= 2) {
+    VF u[kLanes];
+    for (size_t j = 0; j < kLanes / 2; ++j) {
+      u[j] = hn::ConcatEven(d, m[2 * j + 1], m[2 * j]);
+      u[kLanes / 2 + j] = hn::ConcatOdd(d, m[2 * j + 1], m[2 * j]);
+    }
+    for (size_t j = 0; j < kLanes; ++j) m[j] = u[j];
+  }
+}
+#endif
+
 // xt: row Segment(b, l) + s = column StepColumn(First(b) + s, l) of tokens [0, tn) of x (zero
-// for tokens [tn, tc)); row TailRow(j) = column main_cols + j.
+// for tokens [tn, tc)); row TailRow(j) = column main_cols + j. Lanes tokens at a time: each
+// Lanes x Lanes block of x is transposed in registers and its columns stored as rows of xt.
 template <class Dec>
 void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64_t k_dim,
                       int64_t main_cols, const XtLayout& layout, float* HWY_RESTRICT xt) {
   const int64_t lanes = layout.lanes;
-  int64_t element[Dec::kVecs][hn::MaxLanes(DF())];
+  const int64_t chunk = Dec::kVecs * lanes;
+  constexpr size_t kMaxChunk = Dec::kVecs * hn::MaxLanes(DF());
+  // Chunk element e is met at step offset step_of[e] (< kVecs) by lane lane_of[e].
+  int64_t step_of[kMaxChunk] = {}, lane_of[kMaxChunk] = {};
   for (int v = 0; v < Dec::kVecs; ++v) {
-    for (int64_t l = 0; l < lanes; ++l) element[v][l] = Dec::Element(v, l, lanes);
+    for (int64_t l = 0; l < lanes; ++l) {
+      step_of[Dec::Element(v, l, lanes)] = v;
+      lane_of[Dec::Element(v, l, lanes)] = l;
+    }
   }
-  // One chunk (kVecs steps) at a time, so that each token's chunk is read once.
-  float* dst[Dec::kVecs];
+  const int64_t lane_stride = layout.stride * tc;
+  float* row[kMaxChunk];  // where chunk element e's row starts
   for (int64_t i = 0; i < layout.steps; i += Dec::kVecs) {
-    const int64_t c = i / Dec::kVecs * Dec::kVecs * lanes;
-    for (int v = 0; v < Dec::kVecs; ++v) {
-      const int64_t b = (i + v) / layout.block_steps;
-      dst[v] = xt + (layout.Segment(b, 0) + (i + v - layout.First(b))) * tc;
+    const int64_t c = i * lanes;  // i / kVecs chunks of kVecs * lanes columns
+    for (int64_t e = 0; e < chunk; ++e) {
+      const int64_t step = i + step_of[e];
+      const int64_t b = step / layout.block_steps;
+      row[e] = xt + (layout.Segment(b, 0) + (step - layout.First(b))) * tc + lane_of[e] * lane_stride;
     }
-    const int64_t lane_stride = layout.stride * tc;
-    for (int64_t t = 0; t < tn; ++t) {
-      const float* xr = x + t * k_dim + c;
-      for (int v = 0; v < Dec::kVecs; ++v) {
-        for (int64_t l = 0; l < lanes; ++l) dst[v][l * lane_stride + t] = xr[element[v][l]];
+    int64_t t = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const DF d;
+    for (; t + lanes <= tn; t += lanes) {
+      for (int64_t q = 0; q < chunk; q += lanes) {
+        VF m[hn::MaxLanes(DF())];
+        for (int64_t j = 0; j < lanes; ++j) m[j] = hn::LoadU(d, x + (t + j) * k_dim + c + q);
+        TransposeSquare(m);
+        for (int64_t j = 0; j < lanes; ++j) hn::Store(m[j], d, row[q + j] + t);
       }
     }
-    for (int v = 0; v < Dec::kVecs; ++v) {
-      for (int64_t l = 0; l < lanes; ++l) {
-        std::fill(dst[v] + l * lane_stride + tn, dst[v] + l * lane_stride + tc, 0.0f);
-      }
+#endif
+    for (; t < tn; ++t) {
+      for (int64_t e = 0; e < chunk; ++e) row[e][t] = x[t * k_dim + c + e];
     }
+    for (int64_t e = 0; e < chunk; ++e) std::fill(row[e] + tn, row[e] + tc, 0.0f);
   }
   for (int64_t c = main_cols; c < k_dim; ++c) {
     float* dst = xt + layout.TailRow(c - main_cols) * tc;
