@@ -1093,21 +1093,27 @@ AFD_VNNI HWY_INLINE void MlxVnniBlock(const uint8_t* const* rows, int64_t row_by
     const __m512 pf = _mm512_load_ps(pf_b + t * 16);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+      __m512 f;
+      if (B != 8) {
+        // |sum| < 2^31 for B <= 6: one integer per vector, ((D2 * 256 + D1) * 256 + D0), with
+        // a separate chain per vector (dpbusd latency) added at the end.
+        __m512i part[L::kV];
 #pragma GCC unroll 4
-      for (int v = 0; v < L::kV; ++v) {
-        hi = DpbusdMem(hi, c[r][v], x2 + 64 * v);
-      }
-      hi = _mm512_slli_epi32(hi, 8);
+        for (int v = 0; v < L::kV; ++v) {
+          __m512i a = DpbusdMem(_mm512_setzero_si512(), c[r][v], x2 + 64 * v);
+          a = DpbusdMem(_mm512_slli_epi32(a, 8), c[r][v], x1 + 64 * v);
+          part[v] = DpbusdMem(_mm512_slli_epi32(a, 8), c[r][v], x0 + 64 * v);
+        }
 #pragma GCC unroll 4
-      for (int v = 0; v < L::kV; ++v) {
-        hi = DpbusdMem(hi, c[r][v], x1 + 64 * v);
+        for (int v = 1; v < L::kV; ++v) part[0] = _mm512_add_epi32(part[0], part[v]);
+        f = _mm512_cvtepi32_ps(part[0]);
+      } else {
+        // 8-bit codes could overflow that: D2 * 256 + D1 and D0 apart.
+        __m512i hi = DpbusdMem(_mm512_setzero_si512(), c[r][0], x2);
+        hi = DpbusdMem(_mm512_slli_epi32(hi, 8), c[r][0], x1);
+        const __m512i lo = DpbusdMem(_mm512_setzero_si512(), c[r][0], x0);
+        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(lo));
       }
-#pragma GCC unroll 4
-      for (int v = 0; v < L::kV; ++v) {
-        lo = DpbusdMem(lo, c[r][v], x0 + 64 * v);
-      }
-      const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(lo));
       const __m512 sl = _mm512_permutexvar_ps(lane_group, _mm512_loadu_ps(sb + r * groups + g0));
       acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(sl, pf), acc[r][t]);
     }
