@@ -794,28 +794,27 @@ HWY_INLINE void PrefillTail(const float* HWY_RESTRICT xt, const float* HWY_RESTR
   }
 }
 
-// y[t * y_stride + r] = ReduceHalving over lanes l of seg[(l * MR + r) * tc + t], plus
-// tail[r * tc + t], for r < rn, t < tn: the decode's final sums, tc tokens at a time.
+// sum[r * tc + t] = ReduceHalving over lanes l of seg[(l * MR + r) * tc + t] plus sum[r * tc +
+// t] (the tail), and y[t * y_stride + r] = that, for r < rn, t < tn: the decode's final sums,
+// Lanes tokens at a time.
 template <int MR, int TV>
-HWY_INLINE void PrefillCombine(const float* HWY_RESTRICT seg, const float* HWY_RESTRICT tail,
+HWY_INLINE void PrefillCombine(const float* HWY_RESTRICT seg, float* HWY_RESTRICT sum,
                                int64_t rn, int64_t tn, float* HWY_RESTRICT y, int64_t y_stride) {
   const DF d;
-  constexpr size_t kMaxLanes = hn::MaxLanes(DF());
   const size_t lanes = hn::Lanes(d);
-  const size_t tc = TV * lanes;
-  HWY_ALIGN float sum[kMaxLanes];
-  for (int64_t r = 0; r < rn; ++r) {
-    for (int j = 0; j < TV && static_cast<int64_t>(j * lanes) < tn; ++j) {
-      VF v[kMaxLanes];
-      for (size_t l = 0; l < lanes; ++l) v[l] = hn::Load(d, seg + (l * MR + r) * tc + j * lanes);
-      for (size_t h = lanes / 2; h >= 1; h /= 2) {
-        for (size_t l = 0; l < h; ++l) v[l] = hn::Add(v[l], v[l + h]);
-      }
-      hn::Store(hn::Add(v[0], hn::Load(d, tail + r * tc + j * lanes)), d, sum);
-      const int64_t t0 = j * static_cast<int64_t>(lanes);
-      const int64_t count = std::min<int64_t>(static_cast<int64_t>(lanes), tn - t0);
-      for (int64_t t = 0; t < count; ++t) y[(t0 + t) * y_stride + r] = sum[t];
+  const size_t tile = MR * TV * lanes;  // floats per segment
+  for (size_t i = 0; i < tile; i += lanes) {
+    VF v[hn::MaxLanes(DF())];
+    for (size_t l = 0; l < lanes; ++l) v[l] = hn::Load(d, seg + l * tile + i);
+    for (size_t h = lanes / 2; h >= 1; h /= 2) {
+      for (size_t l = 0; l < h; ++l) v[l] = hn::Add(v[l], v[l + h]);
     }
+    hn::Store(hn::Add(v[0], hn::Load(d, sum + i)), d, sum + i);
+  }
+  const size_t tc = TV * lanes;
+  for (int64_t t = 0; t < tn; ++t) {
+    float* yt = y + t * y_stride;
+    for (int64_t r = 0; r < rn; ++r) yt[r] = sum[r * tc + t];
   }
 }
 

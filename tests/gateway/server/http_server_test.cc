@@ -5,7 +5,9 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <memory>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -161,7 +163,14 @@ TEST_F(HttpServerTest, UnknownEndpointIs404Json) {
 TEST_F(HttpServerTest, MetricsCountResponsesAndShowNodes) {
   Start({});
   Post("/v1/chat/completions", "{}");
+  // Responses are counted once written, which may be just after the client has read them.
   httplib::Result r = client_->Get("/metrics");
+  for (int i = 0; i < 100 && r &&
+                  r->body.find("afd_http_responses_total{code=\"400\"} 1") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    r = client_->Get("/metrics");
+  }
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);

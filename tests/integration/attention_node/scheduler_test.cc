@@ -268,28 +268,40 @@ TEST_F(SchedulerTest, LinearAttentionModelBatchesAndChunks) {
 
 TEST_F(SchedulerTest, RequestsWaitForKvSpaceAndAllFinish) {
   // 6 blocks of 16 tokens: each request is admitted with 3 blocks (its 40-token prompt and the
-  // first new token) and never needs more (40 + 8 tokens), so at most two run at once.
+  // first new token) and never needs more (40 + 8 tokens), so at most two run at once. The
+  // first request's first token submits the other four, so they arrive together.
   Start("m2-tiny", {6, 16, 8}, {});
   std::mt19937 rng(4);
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::unique_ptr<Collector>> collectors;
-  std::atomic<int> max_running{0};
   for (int i = 0; i < 5; ++i) {
     prompts.push_back(RandomPrompt(rng, 40, config_.vocab_size));
     collectors.push_back(std::make_unique<Collector>());
-    collectors.back()->OnUpdate([&](const GenerationUpdate&) {
-      max_running = std::max(max_running.load(), scheduler_->Load().running);
-    });
-    ASSERT_TRUE(
-        scheduler_->Submit(Greedy(absl::StrCat("w", i), prompts[i], 8), collectors[i]->Sink())
-            .ok());
   }
+  std::atomic<int> max_running{0}, max_waiting{0};
+  for (int i = 0; i < 5; ++i) {
+    collectors[i]->OnUpdate([&, i](const GenerationUpdate& u) {
+      const SchedulerLoad load = scheduler_->Load();
+      max_running = std::max(max_running.load(), load.running);
+      max_waiting = std::max(max_waiting.load(), load.waiting);
+      if (i == 0 && u.completion_tokens == 1) {
+        for (int j = 1; j < 5; ++j) {
+          EXPECT_TRUE(scheduler_
+                          ->Submit(Greedy(absl::StrCat("w", j), prompts[j], 8),
+                                   collectors[j]->Sink())
+                          .ok());
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(scheduler_->Submit(Greedy("w0", prompts[0], 8), collectors[0]->Sink()).ok());
   for (int i = 0; i < 5; ++i) {
     collectors[i]->Wait();
     ASSERT_TRUE(collectors[i]->status().ok()) << collectors[i]->status();
     EXPECT_EQ(collectors[i]->tokens(), Reference(prompts[i], 8).tokens) << i;
   }
   EXPECT_EQ(max_running.load(), 2);
+  EXPECT_GE(max_waiting.load(), 1);
   EXPECT_EQ(scheduler_->Load().preemptions, 0u);
   EXPECT_EQ(scheduler_->Load().free_kv_blocks, 6);
 }
