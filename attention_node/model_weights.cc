@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/kernels/lightning_attention.h"
 #include "common/kernels/matmul.h"
+#include "common/kernels/quant_matmul.h"
 #include "common/status.h"
 #include "common/weights.h"
 
@@ -67,6 +68,11 @@ void DequantizeRow(const kernels::WeightView& w, int64_t row, float* out) {
       }
       return;
     }
+    case kernels::WeightType::kAwqInt4:
+    case kernels::WeightType::kMlxAffine:
+      // A quantized embedding: the token's row is dequantized on lookup (QUANT.md).
+      kernels::QuantDequantizeRow(kernels::AsQuantMatrix(w), row, out);
+      return;
   }
 }
 

@@ -8,7 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/kernels/matmul.h"
+#include "common/kernels/quant_matmul.h"
 #include "common/kernels/swiglu.h"
+#include "common/quant/quant_loader.h"
 #include "common/status.h"
 #include "common/weights.h"
 
@@ -36,6 +38,27 @@ absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint,
   const int64_t d = config.hidden_size;
   const int64_t inter = config.intermediate_size;
   ExpertWeights w;
+  if (quant::HasStackedExperts(checkpoint, layer)) {
+    // MLX: the layer's experts stacked as switch_mlp.{gate,up,down}_proj; this expert's view is
+    // its byte range of each stack (QUANT.md §2.3).
+    const int experts = config.num_local_experts;
+    ASSIGN_OR_RETURN(
+        kernels::QuantMatrix w1,
+        quant::LoadMlxLinear(checkpoint, config, quant::MlxExpertStackName(layer, "w1"), inter, d,
+                             expert, experts));
+    ASSIGN_OR_RETURN(
+        kernels::QuantMatrix w3,
+        quant::LoadMlxLinear(checkpoint, config, quant::MlxExpertStackName(layer, "w3"), inter, d,
+                             expert, experts));
+    ASSIGN_OR_RETURN(
+        kernels::QuantMatrix w2,
+        quant::LoadMlxLinear(checkpoint, config, quant::MlxExpertStackName(layer, "w2"), d, inter,
+                             expert, experts));
+    w.w1 = kernels::AsWeightView(w1);
+    w.w3 = kernels::AsWeightView(w3);
+    w.w2 = kernels::AsWeightView(w2);
+    return w;
+  }
   ASSIGN_OR_RETURN(w.w1,
                    LoadLinear(checkpoint, config, ExpertLinearName(layer, expert, "w1"), inter, d));
   ASSIGN_OR_RETURN(w.w3,

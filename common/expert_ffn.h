@@ -31,7 +31,8 @@ struct ExpertWeights {
 };
 
 // Views of `model.layers.<layer>.block_sparse_moe.experts.<expert>.{w1,w3,w2}` (plus FP8
-// scales where present). NOT_FOUND / INVALID_ARGUMENT naming the tensor otherwise.
+// scales where present; AWQ packed per expert), or of the expert's slice of MLX's stacked
+// `switch_mlp.{gate,up,down}_proj`. NOT_FOUND / INVALID_ARGUMENT naming the tensor otherwise.
 absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint,
                                                 const ModelConfig& config, int layer, int expert);
 

@@ -37,12 +37,9 @@ absl::StatusOr<TensorView> GetAligned(const Checkpoint& ckpt, const std::string&
 
 // A linear module in whatever form the checkpoint stores it.
 // AWQ (`.qweight/.qzeros/.scales`) and MLX (U32 `.weight` + `.scales/.biases`) modules are
-// checked by common/quant against the declared bits / group size.
+// checked by common/quant (through LoadLinear) against the declared bits / group size.
 absl::Status CheckLinear(const Checkpoint& ckpt, const ModelConfig& config,
                          const std::string& prefix, int64_t out, int64_t in) {
-  if (quant::DetectModuleFormat(ckpt, prefix) != quant::ModuleFormat::kFloat) {
-    return quant::LoadQuantizedLinear(ckpt, config, prefix, out, in).status();
-  }
   return LoadLinear(ckpt, config, prefix, out, in).status();
 }
 
@@ -119,10 +116,11 @@ absl::StatusOr<TensorView> LoadMatrix(const Checkpoint& checkpoint, const std::s
 absl::StatusOr<kernels::WeightView> LoadLinear(const Checkpoint& checkpoint,
                                                const ModelConfig& config, const std::string& prefix,
                                                int64_t out, int64_t in) {
-  if (checkpoint.Has(prefix + ".qweight")) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        checkpoint.dir(), ": '", prefix,
-        "' is AWQ-packed (.qweight); a WeightView holds only f32/bf16/f16/fp8 weights"));
+  if (quant::DetectModuleFormat(checkpoint, prefix) != quant::ModuleFormat::kFloat) {
+    // AWQ / MLX packed: a checked view of the codes, scales and zero points / biases.
+    ASSIGN_OR_RETURN(kernels::QuantMatrix m,
+                     quant::LoadQuantizedLinear(checkpoint, config, prefix, out, in));
+    return kernels::AsWeightView(m);
   }
   ASSIGN_OR_RETURN(TensorView weight, checkpoint.Get(prefix + ".weight"));
   const std::string where = absl::StrCat(weight.file, ": tensor '", weight.name, "': ");
@@ -140,12 +138,6 @@ absl::StatusOr<kernels::WeightView> LoadLinear(const Checkpoint& checkpoint,
     case DType::kF8E4M3:
       view.type = kernels::WeightType::kFp8E4M3;
       break;
-    case DType::kU32:
-      if (checkpoint.Has(prefix + ".scales")) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            where, "is MLX-packed (U32 + .scales); a WeightView holds only f32/bf16/f16/fp8"));
-      }
-      [[fallthrough]];
     default:
       return absl::InvalidArgumentError(absl::StrCat(where, "dtype ", DTypeName(weight.dtype),
                                                      " is not a linear weight dtype (F32, BF16, "

@@ -33,9 +33,11 @@ absl::Status ValidateCheckpoint(const ModelConfig& config, const Checkpoint& che
 // "model.layers.0.self_attn.q_proj"), straight into the mapping (no copies; valid while
 // `checkpoint` lives). F32/BF16/F16 weights give a plain view; F8_E4M3 weights also need
 // `<prefix>.weight_scale_inv` F32 [ceil(out/br), ceil(in/bc)] with the config's block size
-// (default 128x128). Errors: NOT_FOUND (weight or scales missing), INVALID_ARGUMENT (shape,
-// dtype, or misaligned data), FAILED_PRECONDITION (AWQ/MLX-packed module: not expressible as a
-// WeightView; dequantize it first).
+// (default 128x128). AWQ (`.qweight`) and MLX (U32 `.weight` + `.scales`) modules give a packed
+// view (kAwqInt4 / kMlxAffine, common/quant/quant_loader.h: bits and group size per module,
+// checked against the tensors). Errors: NOT_FOUND (weight, scales, zero points or biases
+// missing), INVALID_ARGUMENT (shape, dtype, or misaligned data; packed shapes that do not fit
+// the declared bits / group size).
 absl::StatusOr<kernels::WeightView> LoadLinear(const Checkpoint& checkpoint,
                                                const ModelConfig& config, const std::string& prefix,
                                                int64_t out, int64_t in);

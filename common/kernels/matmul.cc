@@ -29,6 +29,7 @@
 #include <limits>
 
 #include "common/kernels/matmul_internal.h"
+#include "common/kernels/quant_matmul.h"
 #include "common/kernels/thread_pool.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -649,11 +650,14 @@ HWY_INLINE void TransposeSquare(VF* m) {
 #endif
 
 // xt: row Segment(b, l) + s = column StepColumn(First(b) + s, l) of tokens [0, tn) of x (zero
-// for tokens [tn, tc)); row TailRow(j) = column main_cols + j. Lanes tokens at a time: each
-// Lanes x Lanes block of x is transposed in registers and its columns stored as rows of xt.
+// for tokens [tn, tc)); row TailRow(j) = column main_cols + j. Block-scaled types: column c
+// multiplied by scale_row[c / block_cols] * kScaleMul, as ScalePacked scales the decode's
+// activations (scale_row null: unscaled). Lanes tokens at a time: each Lanes x Lanes block of
+// x is transposed in registers and its columns stored as rows of xt.
 template <class Dec>
 void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64_t k_dim,
-                      int64_t main_cols, const XtLayout& layout, float* HWY_RESTRICT xt) {
+                      int64_t main_cols, const XtLayout& layout, const float* scale_row,
+                      int64_t block_cols, float* HWY_RESTRICT xt) {
   const int64_t lanes = layout.lanes;
   const int64_t chunk = Dec::kVecs * lanes;
   constexpr size_t kMaxChunk = Dec::kVecs * hn::MaxLanes(DF());
@@ -665,14 +669,20 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
       lane_of[Dec::Element(v, l, lanes)] = l;
     }
   }
+  auto scale = [&](int64_t c) {
+    return scale_row == nullptr ? 1.0f : scale_row[c / block_cols] * Dec::kScaleMul;
+  };
   const int64_t lane_stride = layout.stride * tc;
   float* row[kMaxChunk];  // where chunk element e's row starts
+  float row_scale[kMaxChunk];
   for (int64_t i = 0; i < layout.steps; i += Dec::kVecs) {
     const int64_t c = i * lanes;  // i / kVecs chunks of kVecs * lanes columns
     for (int64_t e = 0; e < chunk; ++e) {
       const int64_t step = i + step_of[e];
       const int64_t b = step / layout.block_steps;
-      row[e] = xt + (layout.Segment(b, 0) + (step - layout.First(b))) * tc + lane_of[e] * lane_stride;
+      row[e] = xt + (layout.Segment(b, 0) + (step - layout.First(b))) * tc +
+               lane_of[e] * lane_stride;
+      row_scale[e] = scale(c + e);
     }
     int64_t t = 0;
 #if HWY_TARGET != HWY_SCALAR
@@ -682,45 +692,29 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
         VF m[hn::MaxLanes(DF())];
         for (int64_t j = 0; j < lanes; ++j) m[j] = hn::LoadU(d, x + (t + j) * k_dim + c + q);
         TransposeSquare(m);
-        for (int64_t j = 0; j < lanes; ++j) hn::Store(m[j], d, row[q + j] + t);
+        for (int64_t j = 0; j < lanes; ++j) {
+          const VF v = scale_row == nullptr ? m[j] : hn::Mul(m[j], hn::Set(d, row_scale[q + j]));
+          hn::Store(v, d, row[q + j] + t);
+        }
       }
     }
 #endif
     for (; t < tn; ++t) {
-      for (int64_t e = 0; e < chunk; ++e) row[e][t] = x[t * k_dim + c + e];
+      for (int64_t e = 0; e < chunk; ++e) {
+        const float xv = x[t * k_dim + c + e];
+        row[e][t] = scale_row == nullptr ? xv : xv * row_scale[e];
+      }
     }
     for (int64_t e = 0; e < chunk; ++e) std::fill(row[e] + tn, row[e] + tc, 0.0f);
   }
   for (int64_t c = main_cols; c < k_dim; ++c) {
     float* dst = xt + layout.TailRow(c - main_cols) * tc;
-    for (int64_t t = 0; t < tn; ++t) dst[t] = x[t * k_dim + c];
+    const float sc = scale(c);
+    for (int64_t t = 0; t < tn; ++t) {
+      dst[t] = scale_row == nullptr ? x[t * k_dim + c] : x[t * k_dim + c] * sc;
+    }
     std::fill(dst + tn, dst + tc, 0.0f);
   }
-}
-
-// out = xt with the row of column c multiplied by scale_row[c / block_cols] * kScaleMul (as
-// ScalePacked scales the decode's activations).
-template <class Dec>
-void PrefillScale(const float* HWY_RESTRICT xt, int64_t tc, int64_t k_dim, int64_t main_cols,
-                  const XtLayout& layout, const float* scale_row, int64_t block_cols,
-                  float* HWY_RESTRICT out) {
-  const DF d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  auto scale_row_of = [&](int64_t row, int64_t col) {
-    const VF s = hn::Set(d, scale_row[col / block_cols] * Dec::kScaleMul);
-    for (int64_t t = 0; t < tc; t += lanes) {
-      hn::Store(hn::Mul(hn::Load(d, xt + row * tc + t), s), d, out + row * tc + t);
-    }
-  };
-  for (int64_t b = 0; b < layout.blocks; ++b) {
-    for (int64_t l = 0; l < lanes; ++l) {
-      const int64_t row = layout.Segment(b, l);
-      for (int64_t s = 0; s < layout.Steps(b); ++s) {
-        scale_row_of(row + s, StepColumn<Dec>(layout.First(b) + s, l, lanes));
-      }
-    }
-  }
-  for (int64_t c = main_cols; c < k_dim; ++c) scale_row_of(layout.TailRow(c - main_cols), c);
 }
 
 // out[c] = weight (row at p) of chunk element c in the decoder's order (Load), for
@@ -818,37 +812,44 @@ HWY_INLINE void PrefillCombine(const float* HWY_RESTRICT seg, float* HWY_RESTRIC
   }
 }
 
-// Tokens [0, tn) (tn <= TV * Lanes) of `x` against rows [row_begin, row_end), MR rows at a
-// time (zero-padded), in the decode kernel's arithmetic (see above).
+// The transposed activations of one group of token chunks stay in L2 while every weight row
+// meets them (each row is widened once per group).
+constexpr int64_t kPrefillGroupBytes = 1 << 20;
+
+// Tokens [0, tn) of `x` in chunks of tc = TV * Lanes (the last one zero-padded) against rows
+// [row_begin, row_end), MR rows at a time (zero-padded), in the decode kernel's arithmetic
+// (see above).
 template <class Dec, int MR, int TV>
-HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const WeightView& w,
+HWY_NOINLINE void PrefillGroup(const Dec& dec, const float* x, int64_t tn, const WeightView& w,
                                int64_t row_begin, int64_t row_end, float* y) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t k_dim = w.cols;
   const int64_t main_cols = k_dim / (Dec::kVecs * lanes) * (Dec::kVecs * lanes);
   const int64_t steps = main_cols / lanes;
   const int64_t tc = TV * lanes;
+  const int64_t chunks = (tn + tc - 1) / tc;
   const int64_t row_bytes = k_dim * static_cast<int64_t>(Dec::kBytes);
   const XtLayout layout(steps, lanes, tc);
-  const int64_t xt_size = (layout.TailRow(0) + k_dim - main_cols) * tc;
-  float* xt = internal::MatMulScratch(0, xt_size);
-  float* wd = internal::MatMulScratch(1, MR * k_dim);                // [MR, k_dim]
-  float* acc = internal::MatMulScratch(2, (lanes + 1) * MR * tc);    // [lanes + 1, MR, tc]
+  const int64_t xt_size = (layout.TailRow(0) + k_dim - main_cols) * tc;  // per chunk
+  float* xt = internal::MatMulScratch(0, chunks * xt_size);
+  float* wd = internal::MatMulScratch(1, MR * k_dim);              // [MR, k_dim]
+  float* acc = internal::MatMulScratch(2, (lanes + 1) * MR * tc);  // [lanes + 1, MR, tc]
   float* tail_acc = acc + lanes * MR * tc;
-  PrefillTranspose<Dec>(x, tn, tc, k_dim, main_cols, layout, xt);
+  auto transpose = [&](const float* scale_row) {
+    for (int64_t g = 0; g < chunks; ++g) {
+      PrefillTranspose<Dec>(x + g * tc * k_dim, std::min(tc, tn - g * tc), tc, k_dim, main_cols,
+                            layout, scale_row, w.block_cols, xt + g * xt_size);
+    }
+  };
+  if (!Dec::kScaled) transpose(nullptr);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   for (int64_t lo = row_begin; lo < row_end;) {
-    // Block-scaled types: one row block at a time, with its scales in a copy of xt.
+    // Block-scaled types: one row block at a time, its scales folded into xt.
     int64_t hi = row_end;
-    const float* xs = xt;
     if (Dec::kScaled) {
       const int64_t rb = lo / w.block_rows;
       hi = std::min(row_end, (rb + 1) * w.block_rows);
-      float* scaled = internal::MatMulScratch(6, xt_size);
-      const int64_t ncb = (k_dim + w.block_cols - 1) / w.block_cols;
-      PrefillScale<Dec>(xt, tc, k_dim, main_cols, layout, w.scales + rb * ncb, w.block_cols,
-                        scaled);
-      xs = scaled;
+      transpose(w.scales + rb * ((k_dim + w.block_cols - 1) / w.block_cols));
     }
     for (int64_t r0 = lo; r0 < hi; r0 += MR) {
       const int64_t rn = std::min<int64_t>(MR, hi - r0);
@@ -859,46 +860,58 @@ HWY_NOINLINE void PrefillChunk(const Dec& dec, const float* x, int64_t tn, const
           std::fill(wd + r * k_dim, wd + (r + 1) * k_dim, 0.0f);
         }
       }
-      if (steps == 0) std::fill(acc, tail_acc, 0.0f);
-      for (int64_t b = 0; b < layout.blocks; ++b) {
-        const int64_t i0 = layout.First(b);
-        for (int64_t l = 0; l < lanes; ++l) {
-          PrefillTile<MR, TV>(xs + layout.Segment(b, l) * tc, wd + i0 * lanes + l, k_dim, lanes,
-                              layout.Steps(b), b == 0, acc + l * MR * tc);
+      for (int64_t g = 0; g < chunks; ++g) {
+        const float* xg = xt + g * xt_size;
+        if (steps == 0) std::fill(acc, tail_acc, 0.0f);
+        for (int64_t b = 0; b < layout.blocks; ++b) {
+          const int64_t i0 = layout.First(b);
+          for (int64_t l = 0; l < lanes; ++l) {
+            PrefillTile<MR, TV>(xg + layout.Segment(b, l) * tc, wd + i0 * lanes + l, k_dim,
+                                lanes, layout.Steps(b), b == 0, acc + l * MR * tc);
+          }
         }
+        PrefillTail<MR, TV>(xg + layout.TailRow(0) * tc, wd + main_cols, k_dim,
+                            k_dim - main_cols, tail_acc);
+        PrefillCombine<MR, TV>(acc, tail_acc, rn, std::min(tc, tn - g * tc),
+                               y + g * tc * w.rows + r0, w.rows);
       }
-      PrefillTail<MR, TV>(xs + layout.TailRow(0) * tc, wd + main_cols, k_dim, k_dim - main_cols,
-                          tail_acc);
-      PrefillCombine<MR, TV>(acc, tail_acc, rn, tn, y + r0, w.rows);
     }
     lo = hi;
   }
 }
 
-// Token chunks of 4 vectors (6-row tiles), or of 2 vectors (12-row tiles) when fewer tokens
-// remain; 16-register targets use 3 x 2 tiles.
+// Tokens [t0, t1) in groups of chunks of TV vectors, as many chunks per group as fit in
+// kPrefillGroupBytes.
+template <class Dec, int MR, int TV>
+void PrefillGroups(const Dec& dec, const float* x, int64_t t0, int64_t t1, const WeightView& w,
+                   int64_t row_begin, int64_t row_end, float* y) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t tc = TV * lanes;
+  const int64_t main_cols = w.cols / (Dec::kVecs * lanes) * (Dec::kVecs * lanes);
+  const XtLayout layout(main_cols / lanes, lanes, tc);
+  const int64_t chunk_bytes = (layout.TailRow(0) + w.cols - main_cols) * tc * 4;  // one xt
+  const int64_t group = std::max<int64_t>(1, kPrefillGroupBytes / chunk_bytes) * tc;
+  for (int64_t t = t0; t < t1; t += group) {
+    PrefillGroup<Dec, MR, TV>(dec, x + t * w.cols, std::min(group, t1 - t), w, row_begin,
+                              row_end, y + t * w.rows);
+  }
+}
+
+// Token chunks of 4 vectors (6-row tiles), or of 2 vectors (12-row tiles) for a batch or a
+// remainder of at most 2 vectors; 16-register targets use 3 x 2 tiles.
 template <class Dec>
 void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                  int64_t row_end, float* y) {
   const Dec dec{DF()};
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  for (int64_t t0 = 0; t0 < n;) {
-    const int64_t left = n - t0;
-    const float* xt = x + t0 * w.cols;
-    float* yt = y + t0 * w.rows;
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
-    const int64_t tn = std::min(left, 2 * lanes);
-    PrefillChunk<Dec, 3, 2>(dec, xt, tn, w, row_begin, row_end, yt);
+  PrefillGroups<Dec, 3, 2>(dec, x, 0, n, w, row_begin, row_end, y);
 #else
-    const int64_t tn = std::min(left, left > 2 * lanes ? 4 * lanes : 2 * lanes);
-    if (tn > 2 * lanes) {
-      PrefillChunk<Dec, 6, 4>(dec, xt, tn, w, row_begin, row_end, yt);
-    } else {
-      PrefillChunk<Dec, 12, 2>(dec, xt, tn, w, row_begin, row_end, yt);
-    }
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t rest = n % (4 * lanes);
+  const int64_t wide = n <= 2 * lanes ? 0 : (rest != 0 && rest <= 2 * lanes ? n - rest : n);
+  PrefillGroups<Dec, 6, 4>(dec, x, 0, wide, w, row_begin, row_end, y);
+  PrefillGroups<Dec, 12, 2>(dec, x, wide, n, w, row_begin, row_end, y);
 #endif
-    t0 += tn;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -920,6 +933,8 @@ void MatMulRowsImpl(const float* x, int64_t n, const WeightView& w, int64_t row_
     case WeightType::kBF16: return RowsFor<DecBf16>(x, n, w, row_begin, row_end, y);
     case WeightType::kF16: return RowsFor<DecF16>(x, n, w, row_begin, row_end, y);
     case WeightType::kFp8E4M3: return RowsFor<DecFp8>(x, n, w, row_begin, row_end, y);
+    case WeightType::kAwqInt4:
+    case WeightType::kMlxAffine: return;  // MatMulRows sends packed types to QuantMatMulRows
   }
 }
 
@@ -939,6 +954,9 @@ void MatMulRowsKernelImpl(const float* x, int64_t n, const WeightView& w, int64_
     case WeightType::kFp8E4M3:
       return prefill ? PrefillRows<DecFp8>(x, n, w, row_begin, row_end, y)
                      : DecodeRows<DecFp8>(x, n, w, row_begin, row_end, y);
+    case WeightType::kAwqInt4:
+    case WeightType::kMlxAffine:
+      return;  // MatMulRowsKernel sends packed types to the quantized kernels
   }
 }
 
@@ -959,7 +977,7 @@ float* MatMulScratch(int slot, size_t count) {
     hwy::AlignedFreeUniquePtr<float[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[7];
+  thread_local Buffer buffers[6];
   Buffer& b = buffers[slot];
   if (b.size < count) {
     b.data = hwy::AllocateAligned<float>(count);
@@ -971,6 +989,10 @@ float* MatMulScratch(int slot, size_t count) {
 void MatMulRowsKernel(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                       int64_t row_end, float* y, bool prefill) {
   if (n <= 0 || row_begin >= row_end) return;
+  if (w.IsPacked()) {
+    return QuantMatMulRowsKernel(x, n, AsQuantMatrix(w), row_begin, row_end, y,
+                                 prefill ? QuantKernel::kPrefill : QuantKernel::kDecode);
+  }
   HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, prefill ? 1 : 0);
 }
 
@@ -1004,6 +1026,9 @@ float WeightAt(const WeightView& w, int64_t r, int64_t c) {
       const float scale = w.scales[(r / w.block_rows) * ncb + c / w.block_cols];
       return Fp8E4M3ToFloat(static_cast<const uint8_t*>(w.data)[i]) * scale;
     }
+    case WeightType::kAwqInt4:
+    case WeightType::kMlxAffine:
+      return QuantWeightAt(AsQuantMatrix(w), r, c);
   }
   return 0.0f;
 }
@@ -1062,6 +1087,10 @@ float Fp8E4M3ToFloat(uint8_t v) {
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                 int64_t row_end, float* y) {
   if (n <= 0 || row_begin >= row_end) return;
+  if (w.IsPacked()) {  // AWQ / MLX codes: common/kernels/quant_matmul.h
+    QuantMatMulRows(x, n, AsQuantMatrix(w), row_begin, row_end, y);
+    return;
+  }
   HWY_DYNAMIC_DISPATCH(MatMulRowsImpl)(x, n, w, row_begin, row_end, y);
 }
 
@@ -1087,6 +1116,7 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
 }
 
 void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y) {
+  if (w.IsPacked()) return QuantMatMulReference(x, n, AsQuantMatrix(w), y);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t r = 0; r < w.rows; ++r) {
       float acc = 0.0f;

@@ -1516,6 +1516,36 @@ float* QuantScratch(int slot, size_t count) {
 
 namespace qi = quant_internal;
 
+WeightView AsWeightView(const QuantMatrix& m) {
+  WeightView w;
+  w.type = m.format == QuantFormat::kAwqInt4 ? WeightType::kAwqInt4 : WeightType::kMlxAffine;
+  w.rows = m.rows;
+  w.cols = m.cols;
+  w.data = m.data;
+  w.zeros = m.zeros;
+  w.group_scales = m.scales;
+  w.group_biases = m.biases;
+  w.group_type = m.scale_type;
+  w.bits = m.bits;
+  w.group_size = m.group_size;
+  return w;
+}
+
+QuantMatrix AsQuantMatrix(const WeightView& w) {
+  QuantMatrix m;
+  m.format = w.type == WeightType::kAwqInt4 ? QuantFormat::kAwqInt4 : QuantFormat::kMlxAffine;
+  m.rows = w.rows;
+  m.cols = w.cols;
+  m.bits = w.bits;
+  m.group_size = w.group_size;
+  m.data = w.data;
+  m.zeros = w.zeros;
+  m.scales = w.group_scales;
+  m.biases = w.group_biases;
+  m.scale_type = w.group_type;
+  return m;
+}
+
 size_t QuantMatrix::PackedBytes() const {
   return static_cast<size_t>(rows) * static_cast<size_t>(cols) * static_cast<size_t>(bits) / 8;
 }

@@ -46,6 +46,10 @@ struct QuantMatrix {
   size_t Bytes() const;
 };
 
+// The same matrix as a WeightView (kAwqInt4 / kMlxAffine) and back.
+WeightView AsWeightView(const QuantMatrix& m);
+QuantMatrix AsQuantMatrix(const WeightView& w);  // w.IsPacked()
+
 // nullptr when the kernels can run `w`; otherwise what is wrong (static text): bits not 4 for
 // AWQ or not in {2,3,4,5,6,8} for MLX, group_size not dividing cols (MLX: not a multiple of
 // 32), AWQ rows not a multiple of 8, a scale type other than f32/bf16/f16, missing pointers.

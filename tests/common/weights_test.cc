@@ -129,21 +129,30 @@ TEST(LoadLinearTest, ReportsShapeMismatchAndMissingWeight) {
   EXPECT_EQ(w.status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST(LoadLinearTest, RefusesPackedQuantizedModules) {
+TEST(LoadLinearTest, ViewsPackedQuantizedModules) {
   Loaded awq = Load("golden-quant/m2-awq");
   ASSERT_NE(awq.ckpt, nullptr);
   absl::StatusOr<kernels::WeightView> w =
       LoadLinear(*awq.ckpt, awq.config, ExpertLinearName(0, 0, "w1"), 128, 256);
-  EXPECT_EQ(w.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(w.status().message()), HasSubstr("AWQ-packed"));
-  // Its unquantized lm_head loads fine.
-  EXPECT_TRUE(LoadLinear(*awq.ckpt, awq.config, "lm_head", 640, 256).ok());
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->type, kernels::WeightType::kAwqInt4);
+  EXPECT_EQ(w->group_size, 128);
+  EXPECT_NE(w->zeros, nullptr);
+  // Its unquantized lm_head loads as bf16.
+  w = LoadLinear(*awq.ckpt, awq.config, "lm_head", 640, 256);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->type, kernels::WeightType::kBF16);
 
   Loaded mlx = Load("golden-quant/m2-mlx4");
   ASSERT_NE(mlx.ckpt, nullptr);
   w = LoadLinear(*mlx.ckpt, mlx.config, "model.layers.0.self_attn.q_proj", 256, 256);
-  EXPECT_EQ(w.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(w.status().message()), HasSubstr("MLX-packed"));
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->type, kernels::WeightType::kMlxAffine);
+  EXPECT_EQ(w->bits, 4);
+  // A packed shape that does not fit is still an error naming the tensor.
+  w = LoadLinear(*mlx.ckpt, mlx.config, "model.layers.0.self_attn.q_proj", 256, 512);
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(w.status().message()), HasSubstr("q_proj.weight"));
 }
 
 TEST(LoadVectorTest, LoadsNormsAndChecksLength) {

@@ -471,7 +471,7 @@ TEST_F(SchedulerTest, ForcedTokensAreFollowedWithTheirLogprobs) {
 }
 
 TEST_F(SchedulerTest, ShutdownFailsOutstandingRequests) {
-  Start("m2-tiny", {4, 16, 1}, {});
+  Start("m2-tiny", {64, 16, 1}, {});  // one slot: b waits behind a
   Collector running, waiting;
   ASSERT_TRUE(scheduler_->Submit(Greedy("a", {5, 6}, 4000), running.Sink()).ok());
   ASSERT_TRUE(scheduler_->Submit(Greedy("b", {5, 6}, 4000), waiting.Sink()).ok());
