@@ -258,8 +258,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<afd::v1::Gateway::Stub> stub;
   if (!o.grpc.empty()) {
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-        afd::rpc::MakeChannel(o.grpc, {}, {});
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = afd::rpc::MakeChannel(o.grpc, {}, {});
     if (!channel.ok()) {
       std::fprintf(stderr, "e2e_load_bench: %s\n", std::string(channel.status().message()).c_str());
       return 1;

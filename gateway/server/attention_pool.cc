@@ -23,9 +23,8 @@ absl::StatusOr<std::unique_ptr<AttentionPool>> AttentionPool::Create(
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
         rpc::MakeChannel(endpoint.address, options.tls, channel_options);
     if (!channel.ok()) {
-      return absl::Status(channel.status().code(),
-                          absl::StrCat("attention node ", endpoint.name, ": ",
-                                       channel.status().message()));
+      return absl::Status(channel.status().code(), absl::StrCat("attention node ", endpoint.name,
+                                                                ": ", channel.status().message()));
     }
     auto node = std::make_unique<Node>();
     node->endpoint = endpoint;
@@ -97,8 +96,7 @@ absl::Status AttentionPool::WaitUntilReady(absl::Duration timeout) {
         absl::StrAppend(&states, states.empty() ? "" : "; ", node->endpoint.name, " (",
                         node->endpoint.address, "): ", node->last_error);
       }
-      return absl::DeadlineExceededError(
-          absl::StrCat("no attention node became ready: ", states));
+      return absl::DeadlineExceededError(absl::StrCat("no attention node became ready: ", states));
     }
     changed_.WaitWithDeadline(&mu_, deadline);
   }
@@ -267,10 +265,10 @@ bool GenerateCall::Read(v1::GenerateResponse* response) {
       }
     }
     finished_ = true;
-    final_status_ = status.ok() ? status
-                                : absl::Status(status.code(), absl::StrCat("attention node ",
-                                                                           node_name_, ": ",
-                                                                           status.message()));
+    final_status_ = status.ok()
+                        ? status
+                        : absl::Status(status.code(), absl::StrCat("attention node ", node_name_,
+                                                                   ": ", status.message()));
   }
   return false;
 }

@@ -110,9 +110,9 @@ class AttentionPool {
 };
 
 struct CallOptions {
-  std::optional<absl::Time> deadline;              // none: no deadline
-  const grpc::ServerContext* parent = nullptr;     // propagate its deadline and cancellation
-  int64_t kv_blocks = 0;                           // charged to the chosen node while routing
+  std::optional<absl::Time> deadline;           // none: no deadline
+  const grpc::ServerContext* parent = nullptr;  // propagate its deadline and cancellation
+  int64_t kv_blocks = 0;                        // charged to the chosen node while routing
 };
 
 class GenerateCall {

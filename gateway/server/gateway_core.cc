@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <fstream>
-#include <sstream>
 #include <limits>
 #include <random>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -96,11 +96,11 @@ absl::Status GatewayCore::CheckApiKey(std::string_view authorization) const {
 
 absl::Status GatewayCore::CheckModel(std::string_view model) const {
   if (model.empty() || model == options_.served_model_name) return absl::OkStatus();
-  return WithErrorCode(
-      absl::NotFoundError(absl::StrCat("the model `", std::string(model), "` does not exist; this server "
-                                       "serves `",
-                                       options_.served_model_name, "`")),
-      "model_not_found");
+  return WithErrorCode(absl::NotFoundError(absl::StrCat("the model `", std::string(model),
+                                                        "` does not exist; this server "
+                                                        "serves `",
+                                                        options_.served_model_name, "`")),
+                       "model_not_found");
 }
 
 int64_t GatewayCore::max_model_len() const {
@@ -122,9 +122,9 @@ std::string GatewayCore::NewRequestId(std::string_view prefix) const {
 absl::Status GatewayCore::Admit() {
   if (in_flight_.fetch_add(1) >= options_.max_in_flight) {
     in_flight_.fetch_sub(1);
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the gateway is overloaded (", options_.max_in_flight,
-                     " requests in flight); retry later"));
+    return absl::ResourceExhaustedError(absl::StrCat("the gateway is overloaded (",
+                                                     options_.max_in_flight,
+                                                     " requests in flight); retry later"));
   }
   return absl::OkStatus();
 }
@@ -133,36 +133,37 @@ void GatewayCore::Release() { in_flight_.fetch_sub(1); }
 
 absl::StatusOr<int64_t> GatewayCore::CheckLengths(int64_t prompt_tokens,
                                                   std::optional<int64_t> requested) const {
-  int64_t context = options_.context_length > 0 ? options_.context_length
-                                                 : std::numeric_limits<int32_t>::max();
+  int64_t context =
+      options_.context_length > 0 ? options_.context_length : std::numeric_limits<int32_t>::max();
   int64_t prompt_limit = context;
-  if (options_.max_prompt_tokens > 0) prompt_limit = std::min(prompt_limit, options_.max_prompt_tokens);
+  if (options_.max_prompt_tokens > 0)
+    prompt_limit = std::min(prompt_limit, options_.max_prompt_tokens);
   if (std::optional<v1::AttentionNodeInfo> info = pool_->ReadyInfo();
       info.has_value() && info->max_prompt_tokens() > 0) {
     prompt_limit = std::min<int64_t>(prompt_limit, info->max_prompt_tokens());
   }
   if (prompt_tokens > prompt_limit) {
     return WithErrorCode(
-        absl::InvalidArgumentError(absl::StrCat(
-            "the prompt has ", prompt_tokens, " tokens, more than the ", prompt_limit,
-            " this deployment accepts (model context length ", context, " tokens)")),
+        absl::InvalidArgumentError(
+            absl::StrCat("the prompt has ", prompt_tokens, " tokens, more than the ", prompt_limit,
+                         " this deployment accepts (model context length ", context, " tokens)")),
         "context_length_exceeded");
   }
   const int64_t remaining = context - prompt_tokens;
   if (requested.has_value()) {
     if (*requested > options_.max_new_tokens) {
-      return InvalidParam("max_tokens",
-                          absl::StrCat("max_tokens is ", *requested, ", more than this "
-                                       "deployment's limit of ",
-                                       options_.max_new_tokens, " new tokens"));
+      return InvalidParam("max_tokens", absl::StrCat("max_tokens is ", *requested,
+                                                     ", more than this "
+                                                     "deployment's limit of ",
+                                                     options_.max_new_tokens, " new tokens"));
     }
     if (*requested > remaining) {
       return WithErrorCode(
-          InvalidParam("max_tokens",
-                       absl::StrCat("this model's maximum context length is ", context,
-                                    " tokens; you requested ", prompt_tokens + *requested,
-                                    " tokens (", prompt_tokens, " in the prompt, ", *requested,
-                                    " for the completion)")),
+          InvalidParam(
+              "max_tokens",
+              absl::StrCat("this model's maximum context length is ", context,
+                           " tokens; you requested ", prompt_tokens + *requested, " tokens (",
+                           prompt_tokens, " in the prompt, ", *requested, " for the completion)")),
           "context_length_exceeded");
     }
     return *requested;
@@ -243,8 +244,8 @@ absl::StatusOr<PreparedRequest> GatewayCore::PrepareChat(
   absl::StatusOr<std::vector<PromptSegment>> segments = RenderChatPromptSegments(
       request.messages, tools, /*add_generation_prompt=*/true, options_.chat_template);
   if (!segments.ok()) {
-    return InvalidParam("messages", absl::StrCat("cannot render the chat prompt: ",
-                                                 segments.status().message()));
+    return InvalidParam(
+        "messages", absl::StrCat("cannot render the chat prompt: ", segments.status().message()));
   }
   PreparedRequest prepared;
   prepared.header.id = NewRequestId("chatcmpl-");
@@ -427,8 +428,8 @@ Generation::~Generation() {
   if (!counted_) return;
   call_.reset();  // cancels and drains a call still running
   const double elapsed = Seconds(std::chrono::steady_clock::now() - start_);
-  core_->metrics().RequestFinished(node_reason_.empty() ? "error" : node_reason_,
-                                   had_first_token_, elapsed);
+  core_->metrics().RequestFinished(node_reason_.empty() ? "error" : node_reason_, had_first_token_,
+                                   elapsed);
   core_->Release();
 }
 
@@ -458,7 +459,8 @@ OutputDelta Generation::Consume(const v1::GenerateResponse& response) {
       TokenLogprobEntry entry;
       entry.token_id = lp.token_id();
       entry.logprob = lp.logprob();
-      for (const v1::TopLogprob& top : lp.top()) entry.top.emplace_back(top.token_id(), top.logprob());
+      for (const v1::TopLogprob& top : lp.top())
+        entry.top.emplace_back(top.token_id(), top.logprob());
       logprobs.push_back(std::move(entry));
     }
   }

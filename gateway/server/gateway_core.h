@@ -42,7 +42,7 @@ struct GatewayOptions {
   int kv_block_tokens = 16;           // cluster.yaml limits.kv_block_tokens
   int64_t max_in_flight = 1024;       // requests in the gateway at once before 429
   absl::Duration request_timeout = absl::ZeroDuration();  // 0: no deadline
-  SamplingSettings default_sampling;  // from the model's generation_config.json
+  SamplingSettings default_sampling;                      // from the model's generation_config.json
   std::vector<int32_t> chat_stop_token_ids;  // end-of-turn ids (e.g. `[e~[`), added for chat
 };
 

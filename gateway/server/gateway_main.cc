@@ -300,11 +300,12 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string http_text =
       http == nullptr ? "(off)" : absl::StrCat(http_host, ":", http->port());
-  std::printf("afd-gateway: %s gRPC on %s port %d, HTTP on %s, model \"%s\" (tokenizer %s, %s "
-              "chat template, loaded in %.2f s), %zu attention node(s)\n",
-              node_name.c_str(), listen.c_str(), (*server)->port(), http_text.c_str(),
-              options.served_model_name.c_str(), has_tokenizer ? tokenizer_dir.c_str() : "none",
-              template_text.c_str(), seconds, endpoints.size());
+  std::printf(
+      "afd-gateway: %s gRPC on %s port %d, HTTP on %s, model \"%s\" (tokenizer %s, %s "
+      "chat template, loaded in %.2f s), %zu attention node(s)\n",
+      node_name.c_str(), listen.c_str(), (*server)->port(), http_text.c_str(),
+      options.served_model_name.c_str(), has_tokenizer ? tokenizer_dir.c_str() : "none",
+      template_text.c_str(), seconds, endpoints.size());
   std::fflush(stdout);
 
   // Ready while some attention node is; re-checked until a stop signal arrives.

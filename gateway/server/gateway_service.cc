@@ -15,7 +15,8 @@ using Json = nlohmann::ordered_json;
 absl::StatusOr<Json> ParseField(const std::string& text, const std::string& field) {
   absl::StatusOr<Json> json = ParseJsonExact(text);
   if (!json.ok()) {
-    return InvalidParam(field, absl::StrCat(field, " is not valid JSON: ", json.status().message()));
+    return InvalidParam(field,
+                        absl::StrCat(field, " is not valid JSON: ", json.status().message()));
   }
   return json;
 }
@@ -55,8 +56,8 @@ absl::StatusOr<Json> TextRequestToOpenAiBody(const v1::TextGenerateRequest& requ
   if (s.has_seed()) body["seed"] = s.seed();
   if (s.max_tokens() > 0) body["max_tokens"] = s.max_tokens();
   if (s.stop_token_ids_size() > 0) {
-    body["stop_token_ids"] = Json(std::vector<int32_t>(s.stop_token_ids().begin(),
-                                                       s.stop_token_ids().end()));
+    body["stop_token_ids"] =
+        Json(std::vector<int32_t>(s.stop_token_ids().begin(), s.stop_token_ids().end()));
   }
   if (s.ignore_eos()) body["ignore_eos"] = true;
   if (s.logprobs()) {

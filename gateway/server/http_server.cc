@@ -88,8 +88,7 @@ void StreamSse(const GatewayCore& core, RequestState* state, httplib::DataSink& 
   const PreparedRequest& p = generation->prepared();
   const bool chat = p.output.chat;
   auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
-  if (chat && !write(SseData(ChatChunkJson(p.header, OutputDelta(), /*role=*/true, "",
-                                           nullptr)))) {
+  if (chat && !write(SseData(ChatChunkJson(p.header, OutputDelta(), /*role=*/true, "", nullptr)))) {
     generation->Cancel();
     return;
   }
@@ -102,8 +101,8 @@ void StreamSse(const GatewayCore& core, RequestState* state, httplib::DataSink& 
       chunk = ChatChunkJson(p.header, delta, false, "", logprobs);
     } else {
       if (p.logprobs) {
-        logprobs = CompletionLogprobsJson(core.tokenizer(), delta.logprobs, p.top_logprobs,
-                                          text_offset);
+        logprobs =
+            CompletionLogprobsJson(core.tokenizer(), delta.logprobs, p.top_logprobs, text_offset);
       }
       text_offset += static_cast<int64_t>(delta.content.size());
       chunk = CompletionJson(p.header, delta.content, "", std::nullopt, logprobs);
@@ -116,10 +115,9 @@ void StreamSse(const GatewayCore& core, RequestState* state, httplib::DataSink& 
     write(SseDone());
     return;
   }
-  const Json last = chat ? ChatChunkJson(p.header, OutputDelta(), false, outcome.finish_reason,
-                                         nullptr)
-                         : CompletionJson(p.header, "", outcome.finish_reason, std::nullopt,
-                                          nullptr);
+  const Json last =
+      chat ? ChatChunkJson(p.header, OutputDelta(), false, outcome.finish_reason, nullptr)
+           : CompletionJson(p.header, "", outcome.finish_reason, std::nullopt, nullptr);
   if (!write(SseData(last))) return;
   if (p.include_usage && !write(SseData(UsageChunkJson(p.header, chat, outcome.usage)))) return;
   write(SseDone());
@@ -151,9 +149,8 @@ void HttpServer::Run(const httplib::Request& req, httplib::Response& res,
   active_->Add(generation);
   const int fd = ConnectionWatch::FindSocket(req.local_port, req.remote_addr, req.remote_port);
   if (fd >= 0) {
-    state->watch = ScopedWatch(watch_.get(), watch_->Add(fd, [generation] {
-      generation->Cancel();
-    }));
+    state->watch =
+        ScopedWatch(watch_.get(), watch_->Add(fd, [generation] { generation->Cancel(); }));
   }
   CallOptions call;
   if (core_->options().request_timeout > absl::ZeroDuration()) {
@@ -187,14 +184,14 @@ void HttpServer::Run(const httplib::Request& req, httplib::Response& res,
     const Json logprobs =
         p.logprobs ? ChatLogprobsJson(core_->tokenizer(), output.logprobs, p.top_logprobs)
                    : Json(nullptr);
-    SendJson(res, ChatCompletionJson(p.header, output, outcome.finish_reason, outcome.usage,
-                                     logprobs));
+    SendJson(res,
+             ChatCompletionJson(p.header, output, outcome.finish_reason, outcome.usage, logprobs));
   } else {
-    const Json logprobs = p.logprobs ? CompletionLogprobsJson(core_->tokenizer(), output.logprobs,
-                                                              p.top_logprobs, 0)
-                                     : Json(nullptr);
-    SendJson(res, CompletionJson(p.header, output.text, outcome.finish_reason, outcome.usage,
-                                 logprobs));
+    const Json logprobs =
+        p.logprobs ? CompletionLogprobsJson(core_->tokenizer(), output.logprobs, p.top_logprobs, 0)
+                   : Json(nullptr);
+    SendJson(res,
+             CompletionJson(p.header, output.text, outcome.finish_reason, outcome.usage, logprobs));
   }
 }
 
@@ -244,22 +241,21 @@ void HttpServer::Routes() {
                     "text/plain; version=0.0.4; charset=utf-8");
   });
 
-  s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
-                                                              httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    ApiError error;
-    error.http_status = res.status;
-    error.type = "invalid_request_error";
-    error.message = res.status == 404 ? absl::StrCat("no such endpoint: ", req.method, " ",
-                                                     req.path)
-                                      : absl::StrCat("HTTP error ", res.status);
-    SendError(res, error);
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  s.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        SendStatus(res, absl::InternalError("internal error while handling the request"));
-      });
+  s.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        ApiError error;
+        error.http_status = res.status;
+        error.type = "invalid_request_error";
+        error.message = res.status == 404
+                            ? absl::StrCat("no such endpoint: ", req.method, " ", req.path)
+                            : absl::StrCat("HTTP error ", res.status);
+        SendError(res, error);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    SendStatus(res, absl::InternalError("internal error while handling the request"));
+  });
   const bool log = options_.log_requests;
   s.set_logger([this, log](const httplib::Request& req, const httplib::Response& res) {
     core_->metrics().HttpResponse(res.status);
@@ -280,8 +276,8 @@ absl::Status HttpServer::Start() {
     }
   } else {
     if (!server_->bind_to_port(options_.host, options_.port)) {
-      return absl::UnavailableError(absl::StrCat("cannot bind HTTP on ", options_.host, ":",
-                                                 options_.port, " (in use?)"));
+      return absl::UnavailableError(
+          absl::StrCat("cannot bind HTTP on ", options_.host, ":", options_.port, " (in use?)"));
     }
     port_ = options_.port;
   }

@@ -27,11 +27,11 @@ class ActiveGenerations;
 
 struct HttpOptions {
   std::string host = "0.0.0.0";
-  int port = 8080;  // 0: any free port
+  int port = 8080;   // 0: any free port
   int threads = 64;  // concurrent requests (each streaming request holds a thread)
   size_t max_body_bytes = 64u << 20;
-  int read_timeout_s = 60;   // waiting for the request body, s
-  int write_timeout_s = 60;  // a blocked write to a slow client, s
+  int read_timeout_s = 60;    // waiting for the request body, s
+  int write_timeout_s = 60;   // a blocked write to a slow client, s
   bool log_requests = false;  // one line per request on stdout
 };
 

@@ -46,8 +46,8 @@ void Header(std::string* out, const std::string& name, const std::string& type,
 }
 
 std::vector<double> LatencyBuckets() {
-  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4,
-          0.5,   0.75,   1.0,   2.5,  5.0,   7.5,  10.0,  20.0, 40.0, 80.0};
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2,  0.3,
+          0.4,   0.5,    0.75,  1.0,  2.5,   5.0,  7.5,   10.0, 20.0, 40.0, 80.0};
 }
 
 std::vector<double> E2eBuckets() {
@@ -125,7 +125,8 @@ std::string GatewayMetrics::Render(const std::vector<NodeLoad>& nodes) const {
   Header(&out, "afd_requests_waiting", "gauge",
          "Requests admitted by the gateway that have no output token yet (queued or in prefill).");
   absl::StrAppend(&out, "afd_requests_waiting ", waiting_.load(), "\n");
-  Header(&out, "afd_prompt_tokens_total", "counter", "Prompt tokens of all requests sent to nodes.");
+  Header(&out, "afd_prompt_tokens_total", "counter",
+         "Prompt tokens of all requests sent to nodes.");
   absl::StrAppend(&out, "afd_prompt_tokens_total ", prompt_tokens_.load(), "\n");
   Header(&out, "afd_generation_tokens_total", "counter", "Output tokens received from nodes.");
   absl::StrAppend(&out, "afd_generation_tokens_total ", generation_tokens_.load(), "\n");
@@ -160,10 +161,9 @@ std::string GatewayMetrics::Render(const std::vector<NodeLoad>& nodes) const {
   Header(&out, "afd_kv_cache_usage_ratio", "gauge",
          "Fraction of the attention node's KV-cache blocks in use (as last polled).");
   for (const NodeLoad& n : nodes) {
-    const double usage =
-        n.total_kv_blocks == 0
-            ? 0.0
-            : 1.0 - static_cast<double>(n.free_kv_blocks) / static_cast<double>(n.total_kv_blocks);
+    const double usage = n.total_kv_blocks == 0 ? 0.0
+                                                : 1.0 - static_cast<double>(n.free_kv_blocks) /
+                                                            static_cast<double>(n.total_kv_blocks);
     absl::StrAppend(&out, "afd_kv_cache_usage_ratio{node=\"", LabelValue(n.name), "\"} ",
                     Number(usage), "\n");
   }

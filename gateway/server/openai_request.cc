@@ -70,8 +70,8 @@ class Fields {
     if (!v->is_number()) return WrongType(key, "a number", *v);
     const double x = v->get<double>();
     if (!std::isfinite(x) || x < lo || x > hi || (lo_open && x == lo)) {
-      return InvalidParam(key, absl::StrCat(key, " must be in ", lo_open ? "(" : "[", lo, ", ",
-                                            hi, "], got ", x));
+      return InvalidParam(
+          key, absl::StrCat(key, " must be in ", lo_open ? "(" : "[", lo, ", ", hi, "], got ", x));
     }
     *out = static_cast<float>(x);
     return absl::OkStatus();
@@ -102,7 +102,8 @@ class Fields {
     return absl::OkStatus();
   }
 
-  static absl::Status WrongType(const std::string& key, const std::string& expected, const Json& v) {
+  static absl::Status WrongType(const std::string& key, const std::string& expected,
+                                const Json& v) {
     return InvalidParam(key, absl::StrCat(key, " must be ", expected, ", got ", TypeName(v)));
   }
 
@@ -224,7 +225,8 @@ absl::Status ParseTools(const Fields& f, ChatCompletionRequest* r) {
       }
       auto name = fn->find("name");
       if (name == fn->end() || !name->is_string() || name->get_ref<const std::string&>().empty()) {
-        return InvalidParam(where, absl::StrCat(where, ".function.name must be a non-empty string"));
+        return InvalidParam(where,
+                            absl::StrCat(where, ".function.name must be a non-empty string"));
       }
       auto params = fn->find("parameters");
       if (params != fn->end() && !params->is_null() && !params->is_object()) {
@@ -254,7 +256,8 @@ absl::Status ParseTools(const Fields& f, ChatCompletionRequest* r) {
     }
     return absl::OkStatus();
   }
-  if (!choice->is_object()) return Fields::WrongType("tool_choice", "a string or an object", *choice);
+  if (!choice->is_object())
+    return Fields::WrongType("tool_choice", "a string or an object", *choice);
   auto fn = choice->find("function");
   if (fn == choice->end() || !fn->is_object() || !fn->contains("name") ||
       !(*fn)["name"].is_string()) {
@@ -270,9 +273,8 @@ absl::Status ParseTools(const Fields& f, ChatCompletionRequest* r) {
     }
   }
   if (!declared) {
-    return InvalidParam("tool_choice",
-                        absl::StrCat("tool_choice names function \"", name,
-                                     "\", which is not in tools"));
+    return InvalidParam("tool_choice", absl::StrCat("tool_choice names function \"", name,
+                                                    "\", which is not in tools"));
   }
   r->tool_choice = ToolChoice::kFunction;
   r->tool_choice_function = name;
@@ -347,17 +349,18 @@ absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_vie
     if (!mode->is_string()) return Fields::WrongType("reasoning_mode", "a string", *mode);
     absl::StatusOr<ReasoningMode> parsed = ParseReasoningMode(mode->get<std::string>());
     if (!parsed.ok()) {
-      return InvalidParam("reasoning_mode",
-                          "reasoning_mode must be \"split\" or \"append_think\"");
+      return InvalidParam("reasoning_mode", "reasoning_mode must be \"split\" or \"append_think\"");
     }
     r.reasoning_mode = *parsed;
   }
   if (const Json* kwargs = f.Get("chat_template_kwargs")) {
-    if (!kwargs->is_object()) return Fields::WrongType("chat_template_kwargs", "an object", *kwargs);
+    if (!kwargs->is_object())
+      return Fields::WrongType("chat_template_kwargs", "an object", *kwargs);
   }
   if (const Json* format = f.Get("response_format")) {
     if (!format->is_object() || !format->contains("type") || (*format)["type"] != "text") {
-      return InvalidParam("response_format", "only response_format {\"type\": \"text\"} is supported");
+      return InvalidParam("response_format",
+                          "only response_format {\"type\": \"text\"} is supported");
     }
   }
   if (const Json* forced = f.Get("afd_forced_output")) {

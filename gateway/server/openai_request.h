@@ -44,8 +44,8 @@ struct GenerationSettings {
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
   bool skip_special_tokens = true;
-  bool logprobs = false;   // chat: logprobs; completions: logprobs != null
-  int top_logprobs = 0;    // chat: top_logprobs (0..20); completions: logprobs (0..20)
+  bool logprobs = false;  // chat: logprobs; completions: logprobs != null
+  int top_logprobs = 0;   // chat: top_logprobs (0..20); completions: logprobs (0..20)
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
 };

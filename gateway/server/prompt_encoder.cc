@@ -51,10 +51,9 @@ absl::StatusOr<std::unique_ptr<PromptEncoder>> PromptEncoder::Create(
       encoder->specials_.push_back({token.content, token.id});
     }
   }
-  std::stable_sort(encoder->specials_.begin(), encoder->specials_.end(),
-                   [](const Special& a, const Special& b) {
-                     return a.content.size() > b.content.size();
-                   });
+  std::stable_sort(
+      encoder->specials_.begin(), encoder->specials_.end(),
+      [](const Special& a, const Special& b) { return a.content.size() > b.content.size(); });
   return encoder;
 }
 

@@ -78,6 +78,9 @@ TestWeight MakeWeight(WeightType type, int64_t rows, int64_t cols, std::mt19937&
         tw.data[i] = v;
         break;
       }
+      case WeightType::kAwqInt4:
+      case WeightType::kMlxAffine:
+        break;  // packed types: quant_matmul_test
     }
   }
   if (type == WeightType::kFp8E4M3) {
@@ -135,6 +138,8 @@ std::string TypeName(WeightType t) {
     case WeightType::kBF16: return "bf16";
     case WeightType::kF16: return "f16";
     case WeightType::kFp8E4M3: return "fp8";
+    case WeightType::kAwqInt4: return "awq";
+    case WeightType::kMlxAffine: return "mlx";
   }
   return "?";
 }

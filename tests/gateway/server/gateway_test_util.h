@@ -11,13 +11,13 @@
 
 namespace afd::gateway::testing {
 
-inline constexpr int32_t kRoleId = 300;       // ]~b]   special
-inline constexpr int32_t kEndId = 301;        // [e~[   special
-inline constexpr int32_t kBosId = 302;        // ]~!b[  special
-inline constexpr int32_t kThinkId = 303;      // <think>   not special
-inline constexpr int32_t kThinkEndId = 304;   // </think>  not special
-inline constexpr int32_t kBlockId = 305;      // <minimax:tool_call>   not special
-inline constexpr int32_t kBlockEndId = 306;   // </minimax:tool_call>  not special
+inline constexpr int32_t kRoleId = 300;      // ]~b]   special
+inline constexpr int32_t kEndId = 301;       // [e~[   special
+inline constexpr int32_t kBosId = 302;       // ]~!b[  special
+inline constexpr int32_t kThinkId = 303;     // <think>   not special
+inline constexpr int32_t kThinkEndId = 304;  // </think>  not special
+inline constexpr int32_t kBlockId = 305;     // <minimax:tool_call>   not special
+inline constexpr int32_t kBlockEndId = 306;  // </minimax:tool_call>  not special
 
 // tokenizer.json text: the 256 byte tokens, a few merges, and the added tokens above.
 inline std::string MiniTokenizerJson() {
@@ -29,8 +29,8 @@ inline std::string MiniTokenizerJson() {
        AddedTokenJson(kBlockEndId, "</minimax:tool_call>", false)});
   nlohmann::json json = TinyTokenizerJson({{"h", "i"}, {"e", "r"}, {"]", "~"}}, added);
   // Added tokens need vocab entries too (their ids must be in range).
-  for (const auto& token : added) json["model"]["vocab"][token["content"].get<std::string>()] =
-      token["id"];
+  for (const auto& token : added)
+    json["model"]["vocab"][token["content"].get<std::string>()] = token["id"];
   return json.dump();
 }
 

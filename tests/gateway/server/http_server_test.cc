@@ -156,8 +156,7 @@ TEST_F(HttpServerTest, UnknownEndpointIs404Json) {
   httplib::Result r = client_->Get("/v2/whatever");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 404);
-  EXPECT_NE(Body(r)["error"]["message"].get<std::string>().find("/v2/whatever"),
-            std::string::npos);
+  EXPECT_NE(Body(r)["error"]["message"].get<std::string>().find("/v2/whatever"), std::string::npos);
 }
 
 TEST_F(HttpServerTest, MetricsCountResponsesAndShowNodes) {
@@ -174,8 +173,7 @@ TEST_F(HttpServerTest, MetricsCountResponsesAndShowNodes) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);
-  EXPECT_NE(r->body.find("afd_http_responses_total{code=\"400\"} 1"), std::string::npos)
-      << r->body;
+  EXPECT_NE(r->body.find("afd_http_responses_total{code=\"400\"} 1"), std::string::npos) << r->body;
   EXPECT_NE(r->body.find("afd_attention_node_ready{node=\"attn0\"} 0"), std::string::npos);
   EXPECT_NE(r->body.find("# TYPE afd_inter_token_latency_seconds histogram"), std::string::npos);
 }

@@ -126,8 +126,8 @@ TEST(ChatRequestTest, ToolChoiceVariants) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->tool_choice, ToolChoice::kNone);
 
-  r = ParseChatCompletionRequest(
-      Chat(tools + R"(, "tool_choice": {"type": "function", "function": {"name": "get_weather"}})"));
+  r = ParseChatCompletionRequest(Chat(
+      tools + R"(, "tool_choice": {"type": "function", "function": {"name": "get_weather"}})"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->tool_choice, ToolChoice::kFunction);
   EXPECT_EQ(r->tool_choice_function, "get_weather");

@@ -49,7 +49,8 @@ TEST_F(ResponseJsonTest, ChatCompletionWithToolCall) {
   EXPECT_EQ(message["tool_calls"][0]["id"], "call_abc");
   EXPECT_EQ(message["tool_calls"][0]["type"], "function");
   EXPECT_EQ(message["tool_calls"][0]["function"]["name"], "get_weather");
-  EXPECT_EQ(message["tool_calls"][0]["function"]["arguments"], "{\"city\": \"Paris\", \"days\": 3}");
+  EXPECT_EQ(message["tool_calls"][0]["function"]["arguments"],
+            "{\"city\": \"Paris\", \"days\": 3}");
   EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
   EXPECT_EQ(j["usage"]["total_tokens"], 15);
 }
@@ -128,9 +129,9 @@ TEST(MetricsTest, PrometheusTextFormat) {
   node.free_kv_blocks = 75;
   const std::string text = metrics.Render({node});
   for (const char* line :
-       {"# TYPE afd_requests_running gauge\nafd_requests_running 0\n",
-        "afd_requests_waiting 1\n", "afd_prompt_tokens_total 7\n",
-        "afd_generation_tokens_total 3\n", "afd_requests_finished_total{outcome=\"stop\"} 1\n",
+       {"# TYPE afd_requests_running gauge\nafd_requests_running 0\n", "afd_requests_waiting 1\n",
+        "afd_prompt_tokens_total 7\n", "afd_generation_tokens_total 3\n",
+        "afd_requests_finished_total{outcome=\"stop\"} 1\n",
         "afd_http_responses_total{code=\"429\"} 1\n",
         "# TYPE afd_time_to_first_token_seconds histogram\n",
         "afd_time_to_first_token_seconds_bucket{le=\"0.01\"} 0\n",

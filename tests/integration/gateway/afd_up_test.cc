@@ -29,9 +29,10 @@ std::string Up() { return gateway_testing::BuildDir() + "/bin/afd-up"; }
 TEST(AfdUpTest, StartsTheClusterAnswersOnePromptAndStops) {
   const int port = gateway_testing::FreeTcpPort();
   std::string output;
-  const int status = RunCommand(Up() + " --experts 2 --port " + std::to_string(port) +
-                             " --threads 1 --max-tokens 6 --exit-after-prompt --prompt 'Hi there'",
-                         &output);
+  const int status =
+      RunCommand(Up() + " --experts 2 --port " + std::to_string(port) +
+                     " --threads 1 --max-tokens 6 --exit-after-prompt --prompt 'Hi there'",
+                 &output);
   EXPECT_EQ(status, 0) << output;
   EXPECT_NE(output.find("all 4 nodes are ready"), std::string::npos) << output;
   EXPECT_NE(output.find("http://127.0.0.1:" + std::to_string(port) + "/v1"), std::string::npos);
@@ -57,7 +58,8 @@ TEST(AfdUpTest, ANodeThatDiesAtStartupIsNamedWithItsLog) {
                         << gateway_testing::FreeTcpPort()
                         << ", threads: 1, experts: \"500-600\"}\n";
   std::string output;
-  const int status = RunCommand(Up() + " --config " + config + " --run-dir " + dir + "/run", &output);
+  const int status =
+      RunCommand(Up() + " --config " + config + " --run-dir " + dir + "/run", &output);
   EXPECT_NE(status, 0) << output;
   EXPECT_NE(output.find("expert1 (expert node) exited"), std::string::npos) << output;
   EXPECT_NE(output.find(std::string(dir) + "/run/logs/expert1.log"), std::string::npos) << output;

@@ -99,12 +99,12 @@ class GatewayCluster {
     std::ofstream(file) << ClusterConfigToYaml(cluster->config_);
     const std::string bin = BuildDir() + "/bin/";
     for (const ExpertNodeConfig& e : cluster->config_.expert_nodes) {
-      cluster->Spawn(e.node, "afd.v1.ExpertNode", {bin + "afd-expert-node", "--config", file,
-                                                   "--node", e.node.name});
+      cluster->Spawn(e.node, "afd.v1.ExpertNode",
+                     {bin + "afd-expert-node", "--config", file, "--node", e.node.name});
     }
     for (const AttentionNodeConfig& a : cluster->config_.attention_nodes) {
-      cluster->Spawn(a.node, "afd.v1.AttentionNode", {bin + "afd-attention-node", "--config",
-                                                      file, "--node", a.node.name});
+      cluster->Spawn(a.node, "afd.v1.AttentionNode",
+                     {bin + "afd-attention-node", "--config", file, "--node", a.node.name});
     }
     for (const GatewayConfig& g : cluster->config_.gateways) {
       std::vector<std::string> args = {bin + "afd-gateway", "--config", file, "--node",
@@ -188,7 +188,8 @@ class GatewayCluster {
       while (true) {
         int status = 0;
         if (waitpid(n.pid, &status, WNOHANG) == n.pid) {
-          return absl::InternalError(absl::StrCat(n.name, " exited during startup:\n", Log(n.name)));
+          return absl::InternalError(
+              absl::StrCat(n.name, " exited during startup:\n", Log(n.name)));
         }
         if (rpc::CheckServing(**channel, n.service, absl::Milliseconds(200)).ok()) break;
         if (absl::Now() > deadline) {

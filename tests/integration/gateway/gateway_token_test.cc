@@ -149,9 +149,8 @@ TEST_F(GatewayTokenTest, SixteenConcurrentRequestsOfDifferentLengths) {
   }
   std::vector<std::thread> threads;
   for (Job& job : jobs) {
-    threads.emplace_back([&job, this] {
-      job.status = Run(Greedy(job.prompt, job.max_tokens), &job.got);
-    });
+    threads.emplace_back(
+        [&job, this] { job.status = Run(Greedy(job.prompt, job.max_tokens), &job.got); });
   }
   for (std::thread& t : threads) t.join();
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -197,7 +196,8 @@ TEST_F(GatewayTokenTest, AbortThroughTheGatewayEndsTheStream) {
   ASSERT_TRUE(aborted.ok()) << aborted.error_message();
   v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
   while (reader->Read(&response)) {
-    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) reason = response.finish_reason();
+    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED)
+      reason = response.finish_reason();
   }
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_EQ(reason, v1::FINISH_REASON_ABORT);

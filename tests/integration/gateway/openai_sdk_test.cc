@@ -33,8 +33,8 @@ TEST(OpenAiSdkTest, OfficialClientDrivesTheGateway) {
       gateway_testing::GatewayCluster::Start(spec);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
 
-  const std::string script = std::string(AFD_SOURCE_DIR) +
-                             "/tests/integration/gateway/openai_sdk_test.mjs";
+  const std::string script =
+      std::string(AFD_SOURCE_DIR) + "/tests/integration/gateway/openai_sdk_test.mjs";
   const std::string command =
       "AFD_BASE_URL=http://127.0.0.1:" + std::to_string((*cluster)->http_port()) +
       "/v1 AFD_API_KEY=test-key AFD_MODEL=default AFD_OPENAI_PREFIX='" + prefix +
@@ -45,8 +45,8 @@ TEST(OpenAiSdkTest, OfficialClientDrivesTheGateway) {
   char buf[4096];
   while (size_t n = std::fread(buf, 1, sizeof(buf), pipe)) output.append(buf, n);
   const int status = pclose(pipe);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << output << "\n" << (*cluster)->Log("gw0");
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output << "\n"
+                                                             << (*cluster)->Log("gw0");
 
   const std::string last = output.substr(output.rfind('{'));
   const nlohmann::json results = nlohmann::json::parse(last, nullptr, false);
