@@ -1257,9 +1257,11 @@ int64_t AwqVnniColumn(int v, int j) {
 }
 
 // Group g of the 64 columns [c0, c0 + 64) for token t: acc[0, 64) (lane order) += this
-// group's terms. Prefetches the same columns of the next group's rows.
-AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c0, const BlockX& bx,
-                                      int64_t t, __m512i idx0, __m512i idx1,
+// group's terms. kPartial: only the first `valid` columns exist (the matrix ends; masked loads,
+// the other lanes compute zeros). Prefetches the same columns of the next group's rows.
+template <bool kPartial>
+AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c0, int64_t valid,
+                                      const BlockX& bx, int64_t t, __m512i idx0, __m512i idx1,
                                       const int32_t (*sidx)[16], float* acc) {
   const int64_t group = w.group_size;
   const int64_t wb = w.rows / 2;
@@ -1269,7 +1271,13 @@ AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c
   const __m512 k256 = _mm512_set1_ps(256.0f);
   const int8_t* xp[3] = {bx.plane[0] + t * bx.stride, bx.plane[1] + t * bx.stride,
                          bx.plane[2] + t * bx.stride};
-  const bool prefetch = t == 0 && g + 1 < w.groups() && (c0 / 2) % 64 == 0;
+  const int64_t nbytes = valid / 2;
+  const __mmask32 m32 = nbytes >= 32 ? 0xFFFFFFFFu : (1u << nbytes) - 1;
+  auto load32 = [&](const uint8_t* p) {
+    return kPartial ? _mm256_maskz_loadu_epi8(m32, p)
+                    : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  };
+  const bool prefetch = !kPartial && t == 0 && g + 1 < w.groups() && (c0 / 2) % 64 == 0;
   __m512i a[3][4];
   for (int k = 0; k < 3; ++k) {
     for (int v = 0; v < 4; ++v) a[k][v] = _mm512_setzero_si512();
@@ -1277,15 +1285,13 @@ AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c
   for (int64_t i = g * group; i < (g + 1) * group; i += 4) {
     const uint8_t* p = qweight + i * wb;
     if (prefetch) {
-      for (int r = 0; r < 4; ++r)
+      for (int r = 0; r < 4; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(p + (group + r) * wb), _MM_HINT_T1);
+      }
     }
-    const __m512i A = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + wb)), 1);
-    const __m512i Bv = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * wb))),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 3 * wb)), 1);
+    const __m512i A = _mm512_inserti64x4(_mm512_castsi256_si512(load32(p)), load32(p + wb), 1);
+    const __m512i Bv =
+        _mm512_inserti64x4(_mm512_castsi256_si512(load32(p + 2 * wb)), load32(p + 3 * wb), 1);
     const __m512i alo = _mm512_and_si512(A, m0f);
     const __m512i ahi = _mm512_and_si512(_mm512_srli_epi16(A, 4), m0f);
     const __m512i blo = _mm512_and_si512(Bv, m0f);
@@ -1301,11 +1307,9 @@ AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c
     }
   }
   // Zero points and scales of this group in lane order.
-  const int64_t wbz = w.rows / 2;
   __m512 zf[4];
   if (qzeros != nullptr) {
-    const __m256i z =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qzeros + g * wbz + c0 / 2));
+    const __m256i z = load32(qzeros + g * wb + c0 / 2);
     const __m256i zl = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
     const __m256i zh = _mm256_and_si256(_mm256_srli_epi16(z, 4), _mm256_set1_epi8(0x0F));
     zf[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(zl)));
@@ -1318,25 +1322,24 @@ AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c
   const size_t scale_bytes = w.scale_type == WeightType::kF32 ? 4 : 2;
   const uint8_t* srow = static_cast<const uint8_t*>(w.scales) + (g * w.rows + c0) * scale_bytes;
   __m512 sv[4];
-  for (int h = 0; h < 2; ++h) {  // columns [32h, 32h + 32)
-    __m512 s0, s1;
-    const uint8_t* sp = srow + 32 * h * scale_bytes;
-    if (w.scale_type == WeightType::kF32) {
-      s0 = _mm512_loadu_ps(sp);
-      s1 = _mm512_loadu_ps(sp + 64);
-    } else if (w.scale_type == WeightType::kF16) {
-      s0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp)));
-      s1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp + 32)));
-    } else {
-      s0 = _mm512_castsi512_ps(_mm512_slli_epi32(
-          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp))), 16));
-      s1 = _mm512_castsi512_ps(_mm512_slli_epi32(
-          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sp + 32))),
-          16));
+  for (int h = 0; h < 2; ++h) {  // columns [32h, 32h + 32) as [32h, +16) and [32h + 16, +16)
+    __m512 s[2];
+    for (int q = 0; q < 2; ++q) {
+      const uint8_t* sp = srow + (32 * h + 16 * q) * scale_bytes;
+      const int64_t cnt = std::clamp<int64_t>(valid - 32 * h - 16 * q, 0, 16);
+      const __mmask16 m = kPartial ? static_cast<__mmask16>((1u << cnt) - 1) : 0xFFFF;
+      if (w.scale_type == WeightType::kF32) {
+        s[q] = _mm512_maskz_loadu_ps(m, sp);
+      } else {
+        const __m256i h16 = _mm256_maskz_loadu_epi16(m, sp);
+        s[q] = w.scale_type == WeightType::kF16
+                   ? _mm512_cvtph_ps(h16)
+                   : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h16), 16));
+      }
     }
     // Vector v covers columns [32 * (v % 2), +32): v = h (low nibbles) and v = h + 2 (high).
-    sv[h] = _mm512_permutex2var_ps(s0, _mm512_load_si512(sidx[h]), s1);
-    sv[h + 2] = _mm512_permutex2var_ps(s0, _mm512_load_si512(sidx[h + 2]), s1);
+    sv[h] = _mm512_permutex2var_ps(s[0], _mm512_load_si512(sidx[h]), s[1]);
+    sv[h + 2] = _mm512_permutex2var_ps(s[0], _mm512_load_si512(sidx[h + 2]), s[1]);
   }
   const __m512 unit = _mm512_set1_ps(bx.unit[t * bx.groups_padded + g]);
   const __m512 xsum = _mm512_set1_ps(bx.sum[t * bx.groups_padded + g]);
@@ -1348,9 +1351,11 @@ AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c
   }
 }
 
-// Columns [c_begin, c_end) (multiples of 64 apart, c_begin a multiple of 8) for n tokens:
-// groups outermost, so one group's rows (a contiguous region) are swept by every tile before
-// the next group's, which is prefetched meanwhile.
+// Output columns [c_begin, c_end) for n tokens, in tiles of 64 from the word boundary at or
+// below c_begin (a tile past the matrix end masks its loads; columns outside the range are
+// computed but not stored), so a column's arithmetic never depends on how a caller splits the
+// range. Groups outermost: one group's rows (a contiguous region) are swept by every tile
+// before the next group's, which is prefetched meanwhile.
 AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin, int64_t c_end,
                                           const BlockX& bx, int64_t n, float* y) {
   alignas(64) uint8_t idx_b[2][64];
@@ -1366,23 +1371,33 @@ AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin,
     for (int v = 0; v < 4; ++v) sidx[v][j] = static_cast<int32_t>(AwqVnniColumn(v, j) % 32);
   }
   const __m512i idx0 = _mm512_load_si512(idx_b[0]), idx1 = _mm512_load_si512(idx_b[1]);
-  const int64_t tiles = (c_end - c_begin) / 64;
+  const int64_t first = c_begin / 8 * 8;
+  const int64_t tiles = (c_end - first + 63) / 64;
   float* acc = qi::QuantScratch(6, n * tiles * 64);
   std::fill(acc, acc + n * tiles * 64, 0.0f);
   for (int64_t g = 0; g < w.groups(); ++g) {
     for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int64_t c0 = first + 64 * tile;
+      const int64_t valid = std::min<int64_t>(64, w.rows - c0);
       for (int64_t t = 0; t < n; ++t) {
-        AwqVnniGroup(w, g, c_begin + 64 * tile, bx, t, idx0, idx1, sidx,
-                     acc + (t * tiles + tile) * 64);
+        float* a = acc + (t * tiles + tile) * 64;
+        if (valid == 64) {
+          AwqVnniGroup<false>(w, g, c0, valid, bx, t, idx0, idx1, sidx, a);
+        } else {
+          AwqVnniGroup<true>(w, g, c0, valid, bx, t, idx0, idx1, sidx, a);
+        }
       }
     }
   }
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t tile = 0; tile < tiles; ++tile) {
       const float* a = acc + (t * tiles + tile) * 64;
-      float* yt = y + t * w.rows + c_begin + 64 * tile;
+      const int64_t c0 = first + 64 * tile;
       for (int v = 0; v < 4; ++v) {
-        for (int j = 0; j < 16; ++j) yt[AwqVnniColumn(v, j)] = a[16 * v + j];
+        for (int j = 0; j < 16; ++j) {
+          const int64_t c = c0 + AwqVnniColumn(v, j);
+          if (c >= c_begin && c < c_end) y[t * w.rows + c] = a[16 * v + j];
+        }
       }
     }
   }
@@ -1391,12 +1406,7 @@ AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin,
 void AwqVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t col_begin,
                        int64_t col_end, float* y) {
   const BlockX bx = QuantizeBlockX(x, n, w.cols, w.group_size, w.cols, 0);
-  const int64_t aligned = std::min(col_end, (col_begin + 7) / 8 * 8);
-  const AwqShiftDec dec;
-  if (col_begin < aligned) AwqDecodeRows(dec, x, n, w, col_begin, aligned, y);  // partial word
-  const int64_t vec_end = aligned + (col_end - aligned) / 64 * 64;
-  if (aligned < vec_end) AwqVnniColumns(w, aligned, vec_end, bx, n, y);
-  if (vec_end < col_end) AwqDecodeRows(dec, x, n, w, vec_end, col_end, y);
+  AwqVnniColumns(w, col_begin, col_end, bx, n, y);
 }
 #endif  // HWY_TARGET == HWY_AVX3_DL
 

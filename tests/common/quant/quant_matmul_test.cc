@@ -376,6 +376,35 @@ TEST(QuantMatMulTest, RowRangesWriteOnlyTheirRows) {
   }
 }
 
+TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
+  // Threads split a product by rows; a row's result must be bitwise the same whichever range
+  // it falls in (attention and expert nodes must reproduce the in-process engine exactly).
+  std::mt19937 rng(9);
+  TestQuant mlx = MakeMlx(72, 256, 4, 64, WeightType::kBF16, rng);
+  TestQuant mlx5 = MakeMlx(72, 256, 5, 32, WeightType::kBF16, rng);
+  TestQuant awq = MakeAwq(200, 256, 64, WeightType::kF16, true, rng);
+  for (const QuantMatrix* m : {&mlx.m, &mlx5.m, &awq.m}) {
+    for (int64_t n : {1, 3, 17}) {
+      const std::vector<float> x = RandomX(n * m->cols, rng);
+      ForEachTarget([&](const std::string& target) {
+        for (internal::QuantKernel kernel : kKernels) {
+          std::vector<float> whole(n * m->rows), split(n * m->rows);
+          internal::QuantMatMulRowsKernel(x.data(), n, *m, 0, m->rows, whole.data(), kernel);
+          for (int64_t b = 0; b < m->rows;) {
+            const int64_t e = std::min<int64_t>(m->rows, b + 8 + (b * 7) % 40);
+            internal::QuantMatMulRowsKernel(x.data(), n, *m, b, e, split.data(), kernel);
+            b = e;
+          }
+          for (size_t i = 0; i < whole.size(); ++i) {
+            ASSERT_EQ(whole[i], split[i]) << target << KernelName(kernel) << " n " << n
+                                          << " index " << i;
+          }
+        }
+      });
+    }
+  }
+}
+
 TEST(QuantMatMulTest, LastRowOfATensorIsReadWithoutOverrun) {
   // The packed data ends exactly at a page boundary followed by an unreadable page: the
   // kernels must not touch a byte past the last row (3/5/6-bit rows end mid-window).
