@@ -650,14 +650,11 @@ HWY_INLINE void TransposeSquare(VF* m) {
 #endif
 
 // xt: row Segment(b, l) + s = column StepColumn(First(b) + s, l) of tokens [0, tn) of x (zero
-// for tokens [tn, tc)); row TailRow(j) = column main_cols + j. Block-scaled types: column c
-// multiplied by scale_row[c / block_cols] * kScaleMul, as ScalePacked scales the decode's
-// activations (scale_row null: unscaled). Lanes tokens at a time: each Lanes x Lanes block of
-// x is transposed in registers and its columns stored as rows of xt.
+// for tokens [tn, tc)); row TailRow(j) = column main_cols + j. Lanes tokens at a time: each
+// Lanes x Lanes block of x is transposed in registers and its columns stored as rows of xt.
 template <class Dec>
 void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64_t k_dim,
-                      int64_t main_cols, const XtLayout& layout, const float* scale_row,
-                      int64_t block_cols, float* HWY_RESTRICT xt) {
+                      int64_t main_cols, const XtLayout& layout, float* HWY_RESTRICT xt) {
   const int64_t lanes = layout.lanes;
   const int64_t chunk = Dec::kVecs * lanes;
   constexpr size_t kMaxChunk = Dec::kVecs * hn::MaxLanes(DF());
@@ -669,12 +666,8 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
       lane_of[Dec::Element(v, l, lanes)] = l;
     }
   }
-  auto scale = [&](int64_t c) {
-    return scale_row == nullptr ? 1.0f : scale_row[c / block_cols] * Dec::kScaleMul;
-  };
   const int64_t lane_stride = layout.stride * tc;
   float* row[kMaxChunk];  // where chunk element e's row starts
-  float row_scale[kMaxChunk] = {};
   for (int64_t i = 0; i < layout.steps; i += Dec::kVecs) {
     const int64_t c = i * lanes;  // i / kVecs chunks of kVecs * lanes columns
     for (int64_t e = 0; e < chunk; ++e) {
@@ -682,7 +675,6 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
       const int64_t b = step / layout.block_steps;
       row[e] = xt + (layout.Segment(b, 0) + (step - layout.First(b))) * tc +
                lane_of[e] * lane_stride;
-      row_scale[e] = scale(c + e);
     }
     int64_t t = 0;
 #if HWY_TARGET != HWY_SCALAR
@@ -692,29 +684,47 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
         VF m[hn::MaxLanes(DF())];
         for (int64_t j = 0; j < lanes; ++j) m[j] = hn::LoadU(d, x + (t + j) * k_dim + c + q);
         TransposeSquare(m);
-        for (int64_t j = 0; j < lanes; ++j) {
-          const VF v = scale_row == nullptr ? m[j] : hn::Mul(m[j], hn::Set(d, row_scale[q + j]));
-          hn::Store(v, d, row[q + j] + t);
-        }
+        for (int64_t j = 0; j < lanes; ++j) hn::Store(m[j], d, row[q + j] + t);
       }
     }
 #endif
     for (; t < tn; ++t) {
-      for (int64_t e = 0; e < chunk; ++e) {
-        const float xv = x[t * k_dim + c + e];
-        row[e][t] = scale_row == nullptr ? xv : xv * row_scale[e];
-      }
+      for (int64_t e = 0; e < chunk; ++e) row[e][t] = x[t * k_dim + c + e];
     }
     for (int64_t e = 0; e < chunk; ++e) std::fill(row[e] + tn, row[e] + tc, 0.0f);
   }
   for (int64_t c = main_cols; c < k_dim; ++c) {
     float* dst = xt + layout.TailRow(c - main_cols) * tc;
-    const float sc = scale(c);
-    for (int64_t t = 0; t < tn; ++t) {
-      dst[t] = scale_row == nullptr ? x[t * k_dim + c] : x[t * k_dim + c] * sc;
-    }
+    for (int64_t t = 0; t < tn; ++t) dst[t] = x[t * k_dim + c];
     std::fill(dst + tn, dst + tc, 0.0f);
   }
+}
+
+// out = `chunks` transposed activations (xt_size floats each) with the row of column c
+// multiplied by scale_row[c / block_cols] * kScaleMul, as ScalePacked scales the decode's.
+template <class Dec>
+void PrefillScale(const float* HWY_RESTRICT xt, int64_t chunks, int64_t xt_size, int64_t tc,
+                  int64_t k_dim, int64_t main_cols, const XtLayout& layout,
+                  const float* scale_row, int64_t block_cols, float* HWY_RESTRICT out) {
+  const DF d;
+  const int64_t lanes = layout.lanes;
+  auto scale_rows = [&](int64_t row, int64_t col) {
+    const VF s = hn::Set(d, scale_row[col / block_cols] * Dec::kScaleMul);
+    for (int64_t g = 0; g < chunks; ++g) {
+      const float* src = xt + g * xt_size + row * tc;
+      float* dst = out + g * xt_size + row * tc;
+      for (int64_t t = 0; t < tc; t += lanes) hn::Store(hn::Mul(hn::Load(d, src + t), s), d, dst + t);
+    }
+  };
+  for (int64_t b = 0; b < layout.blocks; ++b) {
+    for (int64_t l = 0; l < lanes; ++l) {
+      const int64_t row = layout.Segment(b, l);
+      for (int64_t s = 0; s < layout.Steps(b); ++s) {
+        scale_rows(row + s, StepColumn<Dec>(layout.First(b) + s, l, lanes));
+      }
+    }
+  }
+  for (int64_t c = main_cols; c < k_dim; ++c) scale_rows(layout.TailRow(c - main_cols), c);
 }
 
 // out[c] = weight (row at p) of chunk element c in the decoder's order (Load), for
@@ -835,21 +845,23 @@ HWY_NOINLINE void PrefillGroup(const Dec& dec, const float* x, int64_t tn, const
   float* wd = internal::MatMulScratch(1, MR * k_dim);              // [MR, k_dim]
   float* acc = internal::MatMulScratch(2, (lanes + 1) * MR * tc);  // [lanes + 1, MR, tc]
   float* tail_acc = acc + lanes * MR * tc;
-  auto transpose = [&](const float* scale_row) {
-    for (int64_t g = 0; g < chunks; ++g) {
-      PrefillTranspose<Dec>(x + g * tc * k_dim, std::min(tc, tn - g * tc), tc, k_dim, main_cols,
-                            layout, scale_row, w.block_cols, xt + g * xt_size);
-    }
-  };
-  if (!Dec::kScaled) transpose(nullptr);
+  for (int64_t g = 0; g < chunks; ++g) {
+    PrefillTranspose<Dec>(x + g * tc * k_dim, std::min(tc, tn - g * tc), tc, k_dim, main_cols,
+                          layout, xt + g * xt_size);
+  }
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   for (int64_t lo = row_begin; lo < row_end;) {
-    // Block-scaled types: one row block at a time, its scales folded into xt.
+    // Block-scaled types: one row block at a time, its scales in a scaled copy of xt.
     int64_t hi = row_end;
+    const float* xs = xt;
     if (Dec::kScaled) {
       const int64_t rb = lo / w.block_rows;
       hi = std::min(row_end, (rb + 1) * w.block_rows);
-      transpose(w.scales + rb * ((k_dim + w.block_cols - 1) / w.block_cols));
+      float* scaled = internal::MatMulScratch(3, chunks * xt_size);
+      PrefillScale<Dec>(xt, chunks, xt_size, tc, k_dim, main_cols, layout,
+                        w.scales + rb * ((k_dim + w.block_cols - 1) / w.block_cols),
+                        w.block_cols, scaled);
+      xs = scaled;
     }
     for (int64_t r0 = lo; r0 < hi; r0 += MR) {
       const int64_t rn = std::min<int64_t>(MR, hi - r0);
@@ -861,7 +873,7 @@ HWY_NOINLINE void PrefillGroup(const Dec& dec, const float* x, int64_t tn, const
         }
       }
       for (int64_t g = 0; g < chunks; ++g) {
-        const float* xg = xt + g * xt_size;
+        const float* xg = xs + g * xt_size;
         if (steps == 0) std::fill(acc, tail_acc, 0.0f);
         for (int64_t b = 0; b < layout.blocks; ++b) {
           const int64_t i0 = layout.First(b);
@@ -889,7 +901,9 @@ void PrefillGroups(const Dec& dec, const float* x, int64_t t0, int64_t t1, const
   const int64_t tc = TV * lanes;
   const int64_t main_cols = w.cols / (Dec::kVecs * lanes) * (Dec::kVecs * lanes);
   const XtLayout layout(main_cols / lanes, lanes, tc);
-  const int64_t chunk_bytes = (layout.TailRow(0) + w.cols - main_cols) * tc * 4;  // one xt
+  // One chunk's xt (and its scaled copy).
+  const int64_t chunk_bytes =
+      (layout.TailRow(0) + w.cols - main_cols) * tc * 4 * (Dec::kScaled ? 2 : 1);
   const int64_t group = std::max<int64_t>(1, kPrefillGroupBytes / chunk_bytes) * tc;
   for (int64_t t = t0; t < t1; t += group) {
     PrefillGroup<Dec, MR, TV>(dec, x + t * w.cols, std::min(group, t1 - t), w, row_begin,
