@@ -5,7 +5,7 @@
 // cores or the memory bus, so check the load average it prints first):
 //   build/bin/afd-gen-checkpoint --preset m2-perf --out models/m2-perf-awq --quant awq
 //   build/bin/afd-gen-checkpoint --preset m2-perf --out models/m2-perf-mlx4 --quant mlx --bits 4
-//   build/bin/quant_decode_bench --model models/m2-perf-awq --model models/m2-perf-mlx4 \
+//   build/bin/quant_decode_bench --model models/m2-perf-awq --model models/m2-perf-mlx4
 //       [--model models/m2-perf-bf16] [--threads 2] [--tokens 64] [--prompt 32] [--runs 3]
 // For each model: the in-process engine (every expert local) prefills a `prompt`-token prompt,
 // then decodes `tokens` tokens greedily one at a time; reported are the prefill tokens/s, the

@@ -585,38 +585,37 @@ void DecodeRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 //
 // It computes every output with the decode kernel's exact arithmetic (see DotTile), so that
 // a token's outputs have the same bits whatever n is and wherever the token sits in the batch.
-// In the decode, lane l of the (row, token) accumulator meets, at step i (chunk i / kVecs,
-// decoder vector i % kVecs), column StepColumn(i, l) and adds its product by FMA; the lanes are
-// then summed by ReduceHalving and the tail added. The prefill runs the same FMA chains as a
+// In the decode, lane l of the (row, token) accumulator meets, at step i, the column at chunk
+// i / kVecs, element Element(i % kVecs, l), and adds its product by FMA; the lanes are then
+// summed by ReduceHalving and the tail added. The prefill runs the same FMA chains as a
 // register-blocked outer product with the tokens in the vector lanes: for each decode lane l
 // (a "segment"), MR x TV accumulators (rows x token vectors) walk the steps, broadcasting one
 // weight and multiplying it into TV token vectors; then the segments are added by the same
 // halving tree (PrefillCombine). The activations are transposed into xt with each segment's
 // columns contiguous; the weights are widened in the decoder's order (wd, read with stride
-// Lanes). Steps go in column blocks of kPrefillBlockSteps so that the MR rows of wd a block
-// reads stay in L1; the segment accumulators wait in a scratch between blocks. Block-scaled
-// types: the scale goes into a scaled copy of xt per block of output rows, as the decode
-// scales its packed activations (tiles never straddle a row block).
+// Lanes). Steps go in column blocks of at most kPrefillBlockBytes of wd, so that the wd a block
+// reads stays in L1; the segment accumulators wait in a scratch between blocks. Token chunks
+// are grouped so that each weight row is widened once per group. Block-scaled types: the scale
+// goes into a scaled copy of xt per block of output rows, as the decode scales its packed
+// activations (tiles never straddle a row block).
 
-// Most steps per column block of the prefill (MR rows x kPrefillBlockSteps * Lanes fp32
-// weights must stay in L1).
-constexpr int64_t kPrefillBlockSteps = 64;
+// Most bytes of widened weights per column block of the prefill (MR rows x steps x Lanes
+// fp32 values, each line read Lanes times: they must stay in L1).
+constexpr int64_t kPrefillBlockBytes = 24 << 10;
 
-// Column that decode lane l meets at step i.
-template <class Dec>
-HWY_INLINE int64_t StepColumn(int64_t i, int64_t l, int64_t lanes) {
-  return (i / Dec::kVecs) * Dec::kVecs * lanes +
-         Dec::Element(static_cast<int>(i % Dec::kVecs), l, lanes);
+// Steps per column block for MR rows.
+constexpr int64_t PrefillBlockSteps(int64_t mr, int64_t lanes) {
+  return std::max<int64_t>(1, kPrefillBlockBytes / (mr * lanes * 4));
 }
 
-// Rows of xt (each tc tokens wide): the steps in column blocks of at most kPrefillBlockSteps;
+// Rows of xt (each tc tokens wide): the steps in column blocks of at most max_block_steps;
 // in a block, lane after lane (a segment), segments `stride` rows apart, where stride is
 // padded so that the lanes of one step are not a multiple of 4 KiB apart (the transposition
 // writes all of them at once); then the tail columns in natural order.
 struct XtLayout {
-  XtLayout(int64_t steps, int64_t lanes, int64_t tc)
+  XtLayout(int64_t steps, int64_t lanes, int64_t tc, int64_t max_block_steps)
       : steps(steps), lanes(lanes),
-        blocks((steps + kPrefillBlockSteps - 1) / kPrefillBlockSteps),
+        blocks((steps + max_block_steps - 1) / max_block_steps),
         block_steps(blocks == 0 ? 0 : (steps + blocks - 1) / blocks) {
     const int64_t period = std::max<int64_t>(1, 4096 / (tc * 4));  // rows per 4 KiB
     stride = block_steps / period * period + 1;
@@ -649,33 +648,48 @@ HWY_INLINE void TransposeSquare(VF* m) {
 }
 #endif
 
-// xt: row Segment(b, l) + s = column StepColumn(First(b) + s, l) of tokens [0, tn) of x (zero
-// for tokens [tn, tc)); row TailRow(j) = column main_cols + j. Lanes tokens at a time: each
+// Where the columns of one chunk go in xt: chunk element e is met at step offset step_of[e]
+// (< kVecs) by lane lane_of[e].
+template <class Dec>
+struct ChunkMap {
+  static constexpr size_t kMaxChunk = Dec::kVecs * hn::MaxLanes(DF());
+  explicit ChunkMap(int64_t lanes) {
+    for (int v = 0; v < Dec::kVecs; ++v) {
+      for (int64_t l = 0; l < lanes; ++l) {
+        step_of[Dec::Element(v, l, lanes)] = v;
+        lane_of[Dec::Element(v, l, lanes)] = l;
+      }
+    }
+  }
+  // offset[e] = where (in floats) the xt row of element e of the chunk at step i starts.
+  void Offsets(const XtLayout& layout, int64_t i, int64_t tc, int64_t* offset) const {
+    int64_t base[Dec::kVecs];
+    for (int v = 0; v < Dec::kVecs; ++v) {
+      const int64_t b = (i + v) / layout.block_steps;
+      base[v] = (layout.Segment(b, 0) + (i + v - layout.First(b))) * tc;
+    }
+    const int64_t chunk = Dec::kVecs * layout.lanes;
+    for (int64_t e = 0; e < chunk; ++e) {
+      offset[e] = base[step_of[e]] + lane_of[e] * layout.stride * tc;
+    }
+  }
+  int64_t step_of[kMaxChunk] = {};
+  int64_t lane_of[kMaxChunk] = {};
+};
+
+// xt: row Segment(b, l) + s = the column lane l meets at step First(b) + s, for tokens [0, tn)
+// of x (zero for tokens [tn, tc)); row TailRow(j) = column main_cols + j. Lanes tokens at a time: each
 // Lanes x Lanes block of x is transposed in registers and its columns stored as rows of xt.
 template <class Dec>
 void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64_t k_dim,
                       int64_t main_cols, const XtLayout& layout, float* HWY_RESTRICT xt) {
   const int64_t lanes = layout.lanes;
   const int64_t chunk = Dec::kVecs * lanes;
-  constexpr size_t kMaxChunk = Dec::kVecs * hn::MaxLanes(DF());
-  // Chunk element e is met at step offset step_of[e] (< kVecs) by lane lane_of[e].
-  int64_t step_of[kMaxChunk] = {}, lane_of[kMaxChunk] = {};
-  for (int v = 0; v < Dec::kVecs; ++v) {
-    for (int64_t l = 0; l < lanes; ++l) {
-      step_of[Dec::Element(v, l, lanes)] = v;
-      lane_of[Dec::Element(v, l, lanes)] = l;
-    }
-  }
-  const int64_t lane_stride = layout.stride * tc;
-  float* row[kMaxChunk];  // where chunk element e's row starts
+  const ChunkMap<Dec> map(lanes);
+  int64_t offset[ChunkMap<Dec>::kMaxChunk];
   for (int64_t i = 0; i < layout.steps; i += Dec::kVecs) {
     const int64_t c = i * lanes;  // i / kVecs chunks of kVecs * lanes columns
-    for (int64_t e = 0; e < chunk; ++e) {
-      const int64_t step = i + step_of[e];
-      const int64_t b = step / layout.block_steps;
-      row[e] = xt + (layout.Segment(b, 0) + (step - layout.First(b))) * tc +
-               lane_of[e] * lane_stride;
-    }
+    map.Offsets(layout, i, tc, offset);
     int64_t t = 0;
 #if HWY_TARGET != HWY_SCALAR
     const DF d;
@@ -684,14 +698,14 @@ void PrefillTranspose(const float* HWY_RESTRICT x, int64_t tn, int64_t tc, int64
         VF m[hn::MaxLanes(DF())];
         for (int64_t j = 0; j < lanes; ++j) m[j] = hn::LoadU(d, x + (t + j) * k_dim + c + q);
         TransposeSquare(m);
-        for (int64_t j = 0; j < lanes; ++j) hn::Store(m[j], d, row[q + j] + t);
+        for (int64_t j = 0; j < lanes; ++j) hn::Store(m[j], d, xt + offset[q + j] + t);
       }
     }
 #endif
     for (; t < tn; ++t) {
-      for (int64_t e = 0; e < chunk; ++e) row[e][t] = x[t * k_dim + c + e];
+      for (int64_t e = 0; e < chunk; ++e) xt[offset[e] + t] = x[t * k_dim + c + e];
     }
-    for (int64_t e = 0; e < chunk; ++e) std::fill(row[e] + tn, row[e] + tc, 0.0f);
+    for (int64_t e = 0; e < chunk; ++e) std::fill(xt + offset[e] + tn, xt + offset[e] + tc, 0.0f);
   }
   for (int64_t c = main_cols; c < k_dim; ++c) {
     float* dst = xt + layout.TailRow(c - main_cols) * tc;
@@ -708,23 +722,30 @@ void PrefillScale(const float* HWY_RESTRICT xt, int64_t chunks, int64_t xt_size,
                   const float* scale_row, int64_t block_cols, float* HWY_RESTRICT out) {
   const DF d;
   const int64_t lanes = layout.lanes;
-  auto scale_rows = [&](int64_t row, int64_t col) {
-    const VF s = hn::Set(d, scale_row[col / block_cols] * Dec::kScaleMul);
-    for (int64_t g = 0; g < chunks; ++g) {
-      const float* src = xt + g * xt_size + row * tc;
-      float* dst = out + g * xt_size + row * tc;
-      for (int64_t t = 0; t < tc; t += lanes) hn::Store(hn::Mul(hn::Load(d, src + t), s), d, dst + t);
+  int64_t cb = 0, next_block = block_cols;  // column block of the column being scaled
+  auto scale_row_at = [&](int64_t offset, int64_t col) {
+    while (col >= next_block) {
+      ++cb;
+      next_block += block_cols;
     }
-  };
-  for (int64_t b = 0; b < layout.blocks; ++b) {
-    for (int64_t l = 0; l < lanes; ++l) {
-      const int64_t row = layout.Segment(b, l);
-      for (int64_t s = 0; s < layout.Steps(b); ++s) {
-        scale_rows(row + s, StepColumn<Dec>(layout.First(b) + s, l, lanes));
+    const VF s = hn::Set(d, scale_row[cb] * Dec::kScaleMul);
+    for (int64_t g = 0; g < chunks; ++g) {
+      const float* src = xt + g * xt_size + offset;
+      float* dst = out + g * xt_size + offset;
+      for (int64_t t = 0; t < tc; t += lanes) {
+        hn::Store(hn::Mul(hn::Load(d, src + t), s), d, dst + t);
       }
     }
+  };
+  const ChunkMap<Dec> map(lanes);
+  int64_t offset[ChunkMap<Dec>::kMaxChunk];
+  for (int64_t i = 0; i < layout.steps; i += Dec::kVecs) {
+    map.Offsets(layout, i, tc, offset);
+    for (int64_t e = 0; e < Dec::kVecs * lanes; ++e) scale_row_at(offset[e], i * lanes + e);
   }
-  for (int64_t c = main_cols; c < k_dim; ++c) scale_rows(layout.TailRow(c - main_cols), c);
+  for (int64_t c = main_cols; c < k_dim; ++c) {
+    scale_row_at(layout.TailRow(c - main_cols) * tc, c);
+  }
 }
 
 // out[c] = weight (row at p) of chunk element c in the decoder's order (Load), for
@@ -839,7 +860,7 @@ HWY_NOINLINE void PrefillGroup(const Dec& dec, const float* x, int64_t tn, const
   const int64_t tc = TV * lanes;
   const int64_t chunks = (tn + tc - 1) / tc;
   const int64_t row_bytes = k_dim * static_cast<int64_t>(Dec::kBytes);
-  const XtLayout layout(steps, lanes, tc);
+  const XtLayout layout(steps, lanes, tc, PrefillBlockSteps(MR, lanes));
   const int64_t xt_size = (layout.TailRow(0) + k_dim - main_cols) * tc;  // per chunk
   float* xt = internal::MatMulScratch(0, chunks * xt_size);
   float* wd = internal::MatMulScratch(1, MR * k_dim);              // [MR, k_dim]
@@ -900,7 +921,7 @@ void PrefillGroups(const Dec& dec, const float* x, int64_t t0, int64_t t1, const
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t tc = TV * lanes;
   const int64_t main_cols = w.cols / (Dec::kVecs * lanes) * (Dec::kVecs * lanes);
-  const XtLayout layout(main_cols / lanes, lanes, tc);
+  const XtLayout layout(main_cols / lanes, lanes, tc, PrefillBlockSteps(MR, lanes));
   // One chunk's xt (and its scaled copy).
   const int64_t chunk_bytes =
       (layout.TailRow(0) + w.cols - main_cols) * tc * 4 * (Dec::kScaled ? 2 : 1);

@@ -62,6 +62,7 @@ struct ClusterSpec {
   std::string model_dir;
   int expert_nodes = 2;
   int replicas = 1;
+  int attention_nodes = 1;
   bool http = true;
   std::vector<std::string> gateway_args;  // extra afd-gateway flags
   int threads = 1;                        // per node
@@ -84,6 +85,7 @@ class GatewayCluster {
     options.num_experts = model->num_local_experts;
     options.num_expert_nodes = spec.expert_nodes;
     options.replicas = spec.replicas;
+    options.num_attention_nodes = spec.attention_nodes;
     options.socket_dir = cluster->dir_;
     options.http_port = spec.http ? FreeTcpPort() : 0;
     options.threads_per_node = spec.threads;
@@ -126,7 +128,9 @@ class GatewayCluster {
   const ClusterConfig& config() const { return config_; }
   int http_port() const { return http_port_; }
   std::string gateway_address() const { return config_.gateways[0].node.address; }
-  std::string attention_address() const { return config_.attention_nodes[0].node.address; }
+  std::string attention_address(int index = 0) const {
+    return config_.attention_nodes[index].node.address;
+  }
 
   // The log of node `name` (for failure messages).
   std::string Log(const std::string& name) const {

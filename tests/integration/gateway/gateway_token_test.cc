@@ -2,7 +2,8 @@
 // afd-attention-node -> 3 afd-expert-nodes holding every expert twice, on the golden m2-tiny
 // checkpoint. Greedy tokens equal the in-process engine's (and the golden reference's), alone
 // and with 16 concurrent requests of different lengths; the client's deadline, cancellation
-// and Gateway.Abort reach the attention node and free its KV blocks.
+// and Gateway.Abort reach the attention node and free its KV blocks. With two attention nodes,
+// a new request goes to the node with more free KV blocks.
 #include <atomic>
 #include <memory>
 #include <string>
@@ -236,6 +237,55 @@ TEST_F(GatewayTokenTest, DescribeListsTheAttentionNodes) {
   EXPECT_TRUE(info.attention_nodes(0).ready());
   EXPECT_EQ(info.attention_nodes(0).node_name(), "attn0");
   EXPECT_EQ(info.served_model_name(), "m2-tiny");
+}
+
+TEST(GatewayRoutingTest, NewRequestsGoToTheNodeWithMoreFreeKvBlocks) {
+  gateway_testing::ClusterSpec spec;
+  spec.model_dir = ModelDir();
+  spec.expert_nodes = 1;
+  spec.attention_nodes = 2;
+  spec.http = false;
+  absl::StatusOr<std::unique_ptr<gateway_testing::GatewayCluster>> cluster =
+      gateway_testing::GatewayCluster::Start(spec);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto gateway = v1::Gateway::NewStub(*rpc::MakeChannel((*cluster)->gateway_address(), {}, {}));
+  std::unique_ptr<v1::AttentionNode::Stub> nodes[2] = {
+      v1::AttentionNode::NewStub(*rpc::MakeChannel((*cluster)->attention_address(0), {}, {})),
+      v1::AttentionNode::NewStub(*rpc::MakeChannel((*cluster)->attention_address(1), {}, {}))};
+  auto running = [&](int node) {
+    grpc::ClientContext context;
+    v1::AttentionNodeInfo info;
+    return nodes[node]->Describe(&context, {}, &info).ok() ? info.running_sequences() : 99u;
+  };
+  v1::GenerateRequest request;
+  for (int32_t id : {11, 12, 13, 14, 15, 16, 17}) request.add_prompt_token_ids(id);
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_sampling()->set_max_tokens(4000);
+  request.mutable_sampling()->set_ignore_eos(true);
+
+  // The first long request lands on one node...
+  grpc::ClientContext first_context;
+  auto first = gateway->Generate(&first_context, request);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(first->Read(&response));
+  const int busy = running(0) == 1 ? 0 : 1;
+  ASSERT_EQ(running(busy), 1u);
+  EXPECT_EQ(running(1 - busy), 0u);
+  // ... and once the gateway has polled its load, the next one goes to the other node.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  grpc::ClientContext second_context;
+  auto second = gateway->Generate(&second_context, request);
+  ASSERT_TRUE(second->Read(&response));
+  EXPECT_EQ(running(1 - busy), 1u);
+  EXPECT_EQ(running(busy), 1u);
+  first_context.TryCancel();
+  second_context.TryCancel();
+  while (first->Read(&response)) {
+  }
+  while (second->Read(&response)) {
+  }
+  first->Finish();
+  second->Finish();
 }
 
 }  // namespace
