@@ -282,13 +282,15 @@ constexpr int kVectorRegs = 32;
 
 // Rows per tile for N tokens: the tallest tile whose accumulators (R * N), activations (reused
 // by every row, kVecs * N), widened weights (two rows in flight) and decoder constants fit in
-// the registers; 1 when none does (then the activations come straight from L1).
+// the registers; else 2 rows with the activations straight from L1 when their accumulators
+// fit (one accumulator per row and token: a single row would leave too few independent FMA
+// chains), else 1.
 template <class Dec>
 constexpr int RowsPerTile(int n) {
   for (int r : {8, 6, 4, 3, 2}) {
     if (r * n + Dec::kVecs * n + 2 * Dec::kVecs + Dec::kConstRegs <= kVectorRegs - 2) return r;
   }
-  return 1;
+  return 2 * n + 2 * Dec::kVecs + Dec::kConstRegs <= kVectorRegs - 2 ? 2 : 1;
 }
 
 // Activations of a decode product, packed so that one pointer reaches every token, in the
