@@ -3,9 +3,12 @@
 #include "attention_node/engine.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -50,7 +53,61 @@ Engine::Engine(const ModelWeights* weights, KvCache* cache, ExpertBackend* exper
 }
 
 void Engine::MatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y) {
+  if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(w.Bytes());
   kernels::MatMul(x, n, w, y, pool_);
+}
+
+void Engine::ProjMatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y) {
+  if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(w.Bytes());
+  kernels::MatMul(x, n, w, y, pool_, options_);
+}
+
+void Engine::MatMulFused(const float* x, int64_t n, std::initializer_list<Product> products) {
+  // Units of kRowUnit output rows (a multiple of every kernel tile height), numbered across the
+  // products in order.
+  constexpr int64_t kRowUnit = 48;
+  constexpr int kMaxProducts = 4;
+  const Product* list = products.begin();
+  const int count = static_cast<int>(products.size());
+  if (count > kMaxProducts) {
+    for (const Product& p : products) ProjMatMul(x, n, *p.w, p.y);
+    return;
+  }
+  int64_t first_unit[kMaxProducts + 1] = {0};
+  for (int i = 0; i < count; ++i) {
+    if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(list[i].w->Bytes());
+    first_unit[i + 1] = first_unit[i] + (list[i].w->rows + kRowUnit - 1) / kRowUnit;
+  }
+  ParallelFor(first_unit[count], [&](int64_t begin, int64_t end) {
+    for (int i = 0; i < count; ++i) {
+      const int64_t b = std::max(begin, first_unit[i]) - first_unit[i];
+      const int64_t e = std::min(end, first_unit[i + 1]) - first_unit[i];
+      if (b >= e) continue;
+      const kernels::WeightView& w = *list[i].w;
+      kernels::MatMulRows(x, n, w, b * kRowUnit, std::min(e * kRowUnit, w.rows), list[i].y,
+                          options_);
+    }
+  });
+}
+
+void Engine::ParallelItems(const std::function<void(const AttentionItem&)>& fn) {
+  const int64_t count = static_cast<int64_t>(items_.size());
+  const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
+  if (threads <= 1 || count <= 1) {
+    for (const AttentionItem& item : items_) fn(item);
+    return;
+  }
+  item_order_.resize(count);
+  std::iota(item_order_.begin(), item_order_.end(), 0);
+  std::stable_sort(item_order_.begin(), item_order_.end(),
+                   [&](int32_t a, int32_t b) { return items_[a].cost > items_[b].cost; });
+  std::atomic<int64_t> next{0};
+  pool_->ParallelFor(std::min<int64_t>(threads, count), [&](int64_t, int64_t) {
+    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < count;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      fn(items_[item_order_[i]]);
+    }
+  });
 }
 
 void Engine::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
@@ -107,6 +164,8 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
                                                      " more blocks, only ", cache_->free_blocks(),
                                                      " of ", cache_->num_blocks(), " are free"));
   }
+  const auto step_start = std::chrono::steady_clock::now();
+  clock_ = ProfileClock(profile_);
   for (const StepInput& in : batch) {
     RETURN_IF_ERROR(
         cache_->Reserve(in.seq, cache_->Length(in.seq) + static_cast<int64_t>(in.tokens.size())));
@@ -128,6 +187,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     }
     entry_begin_[e + 1] = begin + static_cast<int64_t>(batch[e].tokens.size());
   }
+  clock_.Lap(ProfileStage::kEmbed);
 
   const float eps = static_cast<float>(c.rms_norm_eps);
   const bool post_norm = c.arch == Architecture::kMiniMaxText01;
@@ -135,6 +195,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     const LayerWeights& lw = weights_->layer(l);
     // a = RMSNorm_in(h); s = Attn(a)
     kernels::RmsNorm(hidden, lw.input_norm.data(), n_tokens, d_model, eps, normed);
+    clock_.Lap(ProfileStage::kNorms);
     if (lw.linear) {
       LightningLayer(l, batch, sub);
     } else {
@@ -151,6 +212,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     }
     // m = RMSNorm_post(h); s = MoE(m)
     kernels::RmsNorm(hidden, lw.post_norm.data(), n_tokens, d_model, eps, normed);
+    clock_.Lap(ProfileStage::kNorms);
     RETURN_IF_ERROR(MoeLayer(l, normed, sub));
     if (post_norm) {
       ScaledSum(static_cast<float>(c.mlp_alpha), normed, static_cast<float>(c.mlp_beta), sub,
@@ -158,6 +220,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     } else {
       for (int64_t i = 0; i < n_tokens * d_model; ++i) hidden[i] += sub[i];
     }
+    clock_.Lap(ProfileStage::kNorms);
   }
   for (size_t e = 0; e < batch.size(); ++e) {
     cache_->SetLength(batch[e].seq,
@@ -185,7 +248,14 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   out->logits.resize(rows * static_cast<int64_t>(c.vocab_size));
   if (rows > 0) {
     kernels::RmsNorm(final_rows, weights_->final_norm().data(), rows, d_model, eps, final_rows);
+    clock_.Lap(ProfileStage::kNorms);
     MatMul(final_rows, rows, weights_->lm_head(), out->logits.data());
+    clock_.Lap(ProfileStage::kLmHead);
+  }
+  if (profile_ != nullptr) {
+    ++profile_->steps;
+    profile_->step_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
   }
   return absl::OkStatus();
 }
@@ -205,9 +275,8 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
   float* k = Grow(k_, n * kv_dim);
   float* v = Grow(v_, n * kv_dim);
   float* attn = Grow(attn_, n * q_dim);
-  MatMul(normed_.data(), n, w.q_proj, q);
-  MatMul(normed_.data(), n, w.k_proj, k);
-  MatMul(normed_.data(), n, w.v_proj, v);
+  MatMulFused(normed_.data(), n, {{&w.q_proj, q}, {&w.k_proj, k}, {&w.v_proj, v}});
+  clock_.Lap(ProfileStage::kAttnProj);
   // M2 QK-norm: one RMSNorm over the whole projection of a token, before the head split.
   if (!w.q_norm.empty()) kernels::RmsNorm(q, w.q_norm.data(), n, q_dim, eps, q);
   if (!w.k_norm.empty()) kernels::RmsNorm(k, w.k_norm.data(), n, kv_dim, eps, k);
@@ -231,7 +300,9 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
   for (size_t e = 0; e < batch.size(); ++e) {
     for (int64_t r = entry_begin_[e]; r < entry_begin_[e + 1]; r += kAttentionRowChunk) {
       const int64_t rows = std::min(kAttentionRowChunk, entry_begin_[e + 1] - r);
-      for (int h = 0; h < heads; ++h) items_.push_back({static_cast<int>(e), r, rows, h});
+      // Causal attention: a row attends to every key up to its position.
+      const int64_t cost = rows * (positions_[r + rows - 1] + 1);
+      for (int h = 0; h < heads; ++h) items_.push_back({static_cast<int>(e), r, rows, h, cost});
     }
   }
   kernels::AttentionShape shape;
@@ -239,19 +310,18 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
   shape.num_kv_heads = kv_heads;
   shape.head_dim = d;
   shape.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t begin, int64_t end) {
+  ParallelItems([&](const AttentionItem& item) {
     thread_local std::vector<float> scores;
-    for (int64_t i = begin; i < end; ++i) {
-      const AttentionItem& item = items_[i];
-      const int64_t max_pos = positions_[item.row_begin + item.rows - 1];
-      if (static_cast<int64_t>(scores.size()) < max_pos + 1) scores.resize(max_pos + 1);
-      const kernels::PagedKvView view = cache_->View(layer, batch[item.entry].seq);
-      kernels::PagedAttention(q + item.row_begin * q_dim, item.rows,
-                              positions_.data() + item.row_begin, view, shape, item.head,
-                              item.head + 1, scores.data(), attn + item.row_begin * q_dim);
-    }
+    const int64_t max_pos = positions_[item.row_begin + item.rows - 1];
+    if (static_cast<int64_t>(scores.size()) < max_pos + 1) scores.resize(max_pos + 1);
+    const kernels::PagedKvView view = cache_->View(layer, batch[item.entry].seq);
+    kernels::PagedAttention(q + item.row_begin * q_dim, item.rows,
+                            positions_.data() + item.row_begin, view, shape, item.head,
+                            item.head + 1, scores.data(), attn + item.row_begin * q_dim);
   });
-  MatMul(attn, n, w.o_proj, out);
+  clock_.Lap(ProfileStage::kAttnCore);
+  ProjMatMul(attn, n, w.o_proj, out);
+  clock_.Lap(ProfileStage::kAttnProj);
 }
 
 void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float* out) {
@@ -266,7 +336,9 @@ void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float*
   float* qkv = Grow(q_, n * 3 * q_dim);
   float* attn = Grow(attn_, n * q_dim);
   float* gate = Grow(gate_, n * q_dim);
-  MatMul(normed_.data(), n, w.qkv_proj, qkv);
+  // The output gate reads the same input: both products in one parallel loop.
+  MatMulFused(normed_.data(), n, {{&w.qkv_proj, qkv}, {&w.output_gate, gate}});
+  clock_.Lap(ProfileStage::kAttnProj);
   kernels::Silu(qkv, n * 3 * q_dim);
 
   // The first chunk of a sequence takes the block path from S = 0, later ones the recurrence.
@@ -276,38 +348,36 @@ void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float*
     has_state_[e] = cache_->HasLinearState(layer, batch[e].seq);
     const int64_t rows = entry_begin_[e + 1] - entry_begin_[e];
     for (int h = 0; h < heads; ++h) {
-      items_.push_back({static_cast<int>(e), entry_begin_[e], rows, h});
+      items_.push_back({static_cast<int>(e), entry_begin_[e], rows, h, rows});
     }
   }
   const int block_size = c.block_size;
-  ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t begin, int64_t end) {
+  ParallelItems([&](const AttentionItem& item) {
     thread_local std::vector<float> scratch;
-    for (int64_t i = begin; i < end; ++i) {
-      const AttentionItem& item = items_[i];
-      float* state = cache_->LinearState(layer, batch[item.entry].seq);
-      const float* x = qkv + item.row_begin * 3 * q_dim;
-      float* o = attn + item.row_begin * q_dim;
-      if (has_state_[item.entry]) {
-        kernels::LightningDecode(x, item.rows, heads, d, item.head, item.head + 1, w.slopes.data(),
-                                 state, o);
-      } else {
-        const size_t need = kernels::LightningPrefillScratchFloats(d, block_size);
-        if (scratch.size() < need) scratch.resize(need);
-        kernels::LightningPrefill(x, item.rows, heads, d, item.head, item.head + 1, w.slopes.data(),
-                                  block_size, state, scratch.data(), o);
-      }
+    float* state = cache_->LinearState(layer, batch[item.entry].seq);
+    const float* x = qkv + item.row_begin * 3 * q_dim;
+    float* o = attn + item.row_begin * q_dim;
+    if (has_state_[item.entry]) {
+      kernels::LightningDecode(x, item.rows, heads, d, item.head, item.head + 1, w.slopes.data(),
+                               state, o);
+    } else {
+      const size_t need = kernels::LightningPrefillScratchFloats(d, block_size);
+      if (scratch.size() < need) scratch.resize(need);
+      kernels::LightningPrefill(x, item.rows, heads, d, item.head, item.head + 1, w.slopes.data(),
+                                block_size, state, scratch.data(), o);
     }
   });
   for (const StepInput& in : batch) cache_->MarkLinearState(layer, in.seq);
 
   // norm (eps lightning_norm_eps over all H*d values), then * sigmoid(a @ Wgate^T), then out_proj.
   kernels::RmsNorm(attn, w.norm.data(), n, q_dim, static_cast<float>(c.lightning_norm_eps), attn);
-  MatMul(normed_.data(), n, w.output_gate, gate);
+  clock_.Lap(ProfileStage::kAttnCore);
   for (int64_t i = 0; i < n * q_dim; ++i) {
     const float g = 1.0f / (1.0f + std::exp(-gate[i]));
     attn[i] = g * attn[i];
   }
-  MatMul(attn, n, w.out_proj, out);
+  ProjMatMul(attn, n, w.out_proj, out);
+  clock_.Lap(ProfileStage::kAttnProj);
 }
 
 absl::Status Engine::MoeLayer(int layer, const float* x, float* out) {
@@ -327,6 +397,7 @@ absl::Status Engine::MoeLayer(int layer, const float* x, float* out) {
   } else {
     kernels::SoftmaxTopK(logits, n, num_experts, k, ids, weights);
   }
+  clock_.Lap(ProfileStage::kRouter);
   ExpertRequest request;
   request.layer = layer;
   request.num_tokens = n;
@@ -335,7 +406,26 @@ absl::Status Engine::MoeLayer(int layer, const float* x, float* out) {
   request.hidden = x;
   request.expert_ids = ids;
   request.weights = weights;
+  // The backend may attribute parts of its time itself; the rest counts as kExpertOther.
+  double attributed = 0;
+  if (profile_ != nullptr) {
+    for (ProfileStage st :
+         {ProfileStage::kExpertGather, ProfileStage::kExpertFfn, ProfileStage::kExpertCombine}) {
+      attributed -= profile_->Get(st);
+    }
+  }
+  const auto run_start = std::chrono::steady_clock::now();
   absl::Status s = experts_->Run(request, out);
+  if (profile_ != nullptr) {
+    for (ProfileStage st :
+         {ProfileStage::kExpertGather, ProfileStage::kExpertFfn, ProfileStage::kExpertCombine}) {
+      attributed += profile_->Get(st);
+    }
+    const double total =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    profile_->Add(ProfileStage::kExpertOther, total - attributed);
+    clock_.Skip();
+  }
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("layer ", layer, " experts: ", s.message()));
   }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -14,6 +15,8 @@
 #include "attention_node/expert_backend.h"
 #include "attention_node/kv_cache.h"
 #include "attention_node/model_weights.h"
+#include "attention_node/step_profile.h"
+#include "common/kernels/matmul.h"
 #include "common/kernels/thread_pool.h"
 
 namespace afd::attention {
@@ -54,17 +57,54 @@ class Engine {
 
   const ModelConfig& config() const { return weights_->config(); }
 
+  // Precision of the activations in the attention projections of later Steps (kernels/matmul.h):
+  // kF32 (default) or the opt-in kBF16 for prefill throughput (reduced precision: a caller sets
+  // it around prefill steps only). The router and lm_head always take fp32 activations.
+  void set_activations(kernels::Activations activations) { options_.activations = activations; }
+
+  // Accumulates per-stage times of every later Step into `profile` (borrowed; null: off, the
+  // default). Results are the same either way.
+  void set_profile(StepProfile* profile) { profile_ = profile; }
+
  private:
+  // Attention work items of the current layer: (entry, first row, rows, head) and an estimate
+  // of their work.
+  struct AttentionItem {
+    int entry;
+    int64_t row_begin;
+    int64_t rows;
+    int head;
+    int64_t cost;
+  };
+
   void FullAttentionLayer(int layer, absl::Span<const StepInput> batch, float* out);
   void LightningLayer(int layer, absl::Span<const StepInput> batch, float* out);
   absl::Status MoeLayer(int layer, const float* x, float* out);
+  // Products in fp32 activations (router, lm_head) or, for the attention projections, with
+  // options_ (MatMulFused and ProjMatMul).
   void MatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y);
+  void ProjMatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y);
+  // Several products of the same input x [n, cols] in one parallel loop over all their output
+  // rows (one synchronization instead of one per product); every output row is computed as
+  // MatMul computes it.
+  struct Product {
+    const kernels::WeightView* w;
+    float* y;  // [n, w->rows]
+  };
+  void MatMulFused(const float* x, int64_t n, std::initializer_list<Product> products);
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+  // Runs fn(item) for every item of items_, handed out in descending `cost` order to whichever
+  // thread is free (items of very different sizes stay balanced). Results do not depend on
+  // which thread runs an item.
+  void ParallelItems(const std::function<void(const AttentionItem&)>& fn);
 
   const ModelWeights* weights_;
   KvCache* cache_;
   ExpertBackend* experts_;
   kernels::ThreadPool* pool_;
+  StepProfile* profile_ = nullptr;
+  kernels::MatMulOptions options_;  // for the attention projections
+  ProfileClock clock_{nullptr};
   std::vector<float> inv_freq_;  // [rotary_dim / 2]
 
   // Per-step buffers, grown as needed. N = tokens in the step.
@@ -83,15 +123,9 @@ class Engine {
   std::vector<int32_t> expert_ids_;    // [N, K]
   std::vector<float> expert_weights_;  // [N, K]
   std::vector<float> final_rows_;      // [rows, D]
-  // Attention work items of the current layer: (entry, first row, rows, head).
-  struct AttentionItem {
-    int entry;
-    int64_t row_begin;
-    int64_t rows;
-    int head;
-  };
   std::vector<AttentionItem> items_;
-  std::vector<char> has_state_;  // per entry: lightning state existed before this step
+  std::vector<int32_t> item_order_;  // items_ by descending cost
+  std::vector<char> has_state_;      // per entry: lightning state existed before this step
 };
 
 }  // namespace afd::attention

@@ -1,5 +1,6 @@
 // afd-generate: in-process generation from token ids (all experts local, no network). Prints the
 // generated ids of each sequence and the prefill / decode throughput.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,10 +15,14 @@
 #include "attention_node/kv_cache.h"
 #include "attention_node/model_weights.h"
 #include "attention_node/sampler.h"
+#include "attention_node/step_profile.h"
 #include "common/kernels/thread_pool.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "common/weights.h"
+#ifdef AFD_HAVE_MACHINE_LIMITS
+#include "bench/common/machine_limits.h"
+#endif
 
 namespace {
 
@@ -30,7 +35,8 @@ void Usage(FILE* f) {
       f,
       "usage: afd-generate --model DIR --prompt-ids ID,ID,... [--max-tokens N] [--batch B]\n"
       "                    [--threads T] [--temperature X] [--top-k K] [--top-p P]\n"
-      "                    [--min-p P] [--seed S] [--ignore-eos] [--block-size N]\n\n"
+      "                    [--min-p P] [--seed S] [--ignore-eos] [--block-size N]\n"
+      "                    [--profile] [--vary-prompts] [--bf16-prefill]\n\n"
       "Generates from token ids with the whole model in this process and prints each\n"
       "sequence's new ids plus prefill and decode throughput (tokens/s).\n"
       "  --max-tokens N   tokens to generate per sequence (default 32)\n"
@@ -38,11 +44,54 @@ void Usage(FILE* f) {
       "  --threads T      worker threads for the products (default 2)\n"
       "  --temperature X  0 = greedy (default); with --top-k/--top-p/--min-p/--seed\n"
       "  --ignore-eos     keep generating after the end-of-sequence token\n"
-      "  --block-size N   KV cache block size in tokens (default 16)\n");
+      "  --block-size N   KV cache block size in tokens (default 16)\n"
+      "  --bf16-prefill   bf16 activations in the prompt step's attention projections and\n"
+      "                   expert products (opt-in, for throughput: reduced precision;\n"
+      "                   decode stays fp32)\n"
+      "  --vary-prompts   give sequence b the prompt ids + 7919*b (mod vocab), so a batch's\n"
+      "                   sequences differ and route to different experts\n"
+      "  --profile        time each stage of the prefill and decode steps (ms per step),\n"
+      "                   measure the read bandwidth and print decode against its roofline\n"
+      "                   (weight bytes read per step / bandwidth)\n");
 }
 
 double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
+}
+
+// One column per profile: ms per step of each stage, then the untimed rest and the total.
+void PrintProfiles(
+    const std::vector<std::pair<std::string, const afd::attention::StepProfile*>>& profiles) {
+  using afd::attention::ProfileStage;
+  using afd::attention::StepProfile;
+  std::printf("%-18s", "ms per step");
+  for (const auto& [name, p] : profiles) std::printf(" %12s", name.c_str());
+  std::printf("\n");
+  auto row = [&](const char* label, auto value) {
+    std::printf("%-18s", label);
+    for (const auto& [name, p] : profiles) {
+      std::printf(" %12.3f", p->steps > 0 ? 1e3 * value(*p) / p->steps : 0.0);
+    }
+    std::printf("\n");
+  };
+  for (int s = 0; s < StepProfile::kStages; ++s) {
+    row(afd::attention::ProfileStageName(static_cast<ProfileStage>(s)),
+        [s](const StepProfile& p) { return p.seconds[s]; });
+  }
+  row("other (untimed)", [](const StepProfile& p) {
+    double timed = 0;
+    for (int s = 0; s < StepProfile::kStages; ++s) {
+      if (s != static_cast<int>(ProfileStage::kSampling)) timed += p.seconds[s];
+    }
+    return p.step_seconds - timed;
+  });
+  row("total",
+      [](const StepProfile& p) { return p.step_seconds + p.Get(ProfileStage::kSampling); });
+  std::printf("%-18s", "weight MB/step");
+  for (const auto& [name, p] : profiles) {
+    std::printf(" %12.1f", p->steps > 0 ? 1e-6 * p->weight_bytes / p->steps : 0.0);
+  }
+  std::printf("\n");
 }
 
 }  // namespace
@@ -55,6 +104,9 @@ int main(int argc, char** argv) {
   int threads = 2;
   int block_size = 16;
   bool ignore_eos = false;
+  bool profile = false;
+  bool vary_prompts = false;
+  bool bf16_prefill = false;
   afd::attention::SamplingParams sampling;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -100,6 +152,12 @@ int main(int argc, char** argv) {
       if (!absl::SimpleAtoi(value(), &sampling.seed)) return bad();
     } else if (arg == "--ignore-eos") {
       ignore_eos = true;
+    } else if (arg == "--profile") {
+      profile = true;
+    } else if (arg == "--bf16-prefill") {
+      bf16_prefill = true;
+    } else if (arg == "--vary-prompts") {
+      vary_prompts = true;
     } else {
       std::fprintf(stderr, "afd-generate: unknown argument '%s'\n\n", arg.c_str());
       Usage(stderr);
@@ -116,6 +174,10 @@ int main(int argc, char** argv) {
     return 1;
   };
 
+  double read_gbps = 0;  // measured before the model is mapped, so nothing else competes
+#ifdef AFD_HAVE_MACHINE_LIMITS
+  if (profile) read_gbps = afd::bench::MeasureReadBandwidth(threads, 0.5);
+#endif
   const auto t_load = std::chrono::steady_clock::now();
   auto config = afd::LoadModelConfig(model);
   if (!config.ok()) return fail(config.status());
@@ -136,6 +198,16 @@ int main(int argc, char** argv) {
   if (!cache.ok()) return fail(cache.status());
   afd::attention::Engine engine(weights->get(), cache->get(), backend->get(), &pool);
 
+  // --vary-prompts: sequence b's prompt is the prompt with every id shifted by 7919 * b (mod
+  // the vocabulary), so that the batch routes to different experts.
+  std::vector<std::vector<int32_t>> prompts(batch, prompt);
+  if (vary_prompts) {
+    for (int b = 0; b < batch; ++b) {
+      for (int32_t& id : prompts[b]) {
+        id = static_cast<int32_t>((int64_t{id} + int64_t{7919} * b) % config->vocab_size);
+      }
+    }
+  }
   std::vector<int> seqs;
   std::vector<afd::attention::Sampler> samplers;
   std::vector<std::vector<int32_t>> generated(batch);
@@ -145,21 +217,43 @@ int main(int argc, char** argv) {
     if (!seq.ok()) return fail(seq.status());
     afd::attention::SamplingParams p = sampling;
     p.seed = sampling.seed + b;
-    auto sampler = afd::attention::Sampler::Create(p, prompt);
+    auto sampler = afd::attention::Sampler::Create(p, prompts[b]);
     if (!sampler.ok()) return fail(sampler.status());
     seqs.push_back(*seq);
     samplers.push_back(std::move(*sampler));
-    inputs.push_back({*seq, prompt, LogitsMode::kLast});
+    inputs.push_back({*seq, prompts[b], LogitsMode::kLast});
   }
   const int vocab = config->vocab_size;
   std::fprintf(stderr, "loaded %s in %.2f s (%d layers, %d experts, %d threads)\n", model.c_str(),
                Seconds(t_load, std::chrono::steady_clock::now()), config->num_hidden_layers,
                config->num_local_experts, threads);
 
+  afd::attention::StepProfile prefill_profile, decode_profile;
+  auto use_profile = [&](afd::attention::StepProfile* p) {
+    if (!profile) return;
+    engine.set_profile(p);
+    (*backend)->set_profile(p);
+  };
+  // Sampling time of a step, attributed to its profile.
+  auto sampled = [&](afd::attention::StepProfile* p, std::chrono::steady_clock::time_point since) {
+    if (profile) {
+      p->Add(afd::attention::ProfileStage::kSampling,
+             Seconds(since, std::chrono::steady_clock::now()));
+    }
+  };
+
   StepOutput out;
+  use_profile(&prefill_profile);
+  auto set_activations = [&](afd::kernels::Activations a) {
+    engine.set_activations(a);
+    (*backend)->set_activations(a);
+  };
+  if (bf16_prefill) set_activations(afd::kernels::Activations::kBF16);
   const auto t0 = std::chrono::steady_clock::now();
   if (absl::Status s = engine.Step(inputs, &out); !s.ok()) return fail(s);
   const auto t1 = std::chrono::steady_clock::now();
+  set_activations(afd::kernels::Activations::kF32);
+  use_profile(&decode_profile);
   std::vector<bool> done(batch, false);
   std::vector<int32_t> last(batch);
   for (int b = 0; b < batch; ++b) {
@@ -167,9 +261,12 @@ int main(int argc, char** argv) {
     generated[b].push_back(last[b]);
     done[b] = (!ignore_eos && last[b] == config->eos_token_id) || max_tokens == 1;
   }
+  sampled(&prefill_profile, t1);
   int64_t decode_tokens = 0;
   int decode_steps = 0;
+  std::vector<double> step_seconds;  // each decode step, sampling included
   for (int step = 1; step < max_tokens; ++step) {
+    const auto t_step = std::chrono::steady_clock::now();
     inputs.clear();
     std::vector<int> which;
     for (int b = 0; b < batch; ++b) {
@@ -179,17 +276,26 @@ int main(int argc, char** argv) {
     }
     if (inputs.empty()) break;
     if (absl::Status s = engine.Step(inputs, &out); !s.ok()) return fail(s);
+    const auto t_sample = std::chrono::steady_clock::now();
     decode_tokens += static_cast<int64_t>(inputs.size());
     ++decode_steps;
+    // Sequences sample independently: spread them over the pool.
+    pool.ParallelFor(static_cast<int64_t>(which.size()), [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        const int b = which[j];
+        last[b] = samplers[b].Sample({out.Row(out.first_row[j], vocab), size_t(vocab)}).token;
+      }
+    });
     for (size_t j = 0; j < which.size(); ++j) {
       const int b = which[j];
-      last[b] = samplers[b].Sample({out.Row(out.first_row[j], vocab), size_t(vocab)}).token;
       generated[b].push_back(last[b]);
       if ((!ignore_eos && last[b] == config->eos_token_id) ||
           static_cast<int>(generated[b].size()) >= max_tokens) {
         done[b] = true;
       }
     }
+    sampled(&decode_profile, t_sample);
+    step_seconds.push_back(Seconds(t_step, std::chrono::steady_clock::now()));
   }
   const auto t2 = std::chrono::steady_clock::now();
 
@@ -203,10 +309,39 @@ int main(int argc, char** argv) {
   std::printf("prefill: %lld tokens in %.3f s = %.1f tokens/s\n",
               static_cast<long long>(prompt.size()) * batch, prefill_s,
               prompt.size() * batch / prefill_s);
+  double best_step_s = 0, median_step_s = 0;
   if (decode_tokens > 0) {
-    std::printf("decode:  %lld tokens in %.3f s = %.2f tokens/s (batch %d, %.1f ms/step)\n",
-                static_cast<long long>(decode_tokens), decode_s, decode_tokens / decode_s, batch,
-                1e3 * decode_s / decode_steps);
+    std::vector<double> sorted = step_seconds;
+    std::sort(sorted.begin(), sorted.end());
+    best_step_s = sorted.front();
+    median_step_s = sorted[sorted.size() / 2];
+    std::printf(
+        "decode:  %lld tokens in %.3f s = %.2f tokens/s (batch %d, %.1f ms/step; best %.1f, "
+        "median %.1f)\n",
+        static_cast<long long>(decode_tokens), decode_s, decode_tokens / decode_s, batch,
+        1e3 * decode_s / decode_steps, 1e3 * best_step_s, 1e3 * median_step_s);
+  }
+  if (profile) {
+    std::printf("\n");
+    PrintProfiles({{"prefill", &prefill_profile}, {"decode", &decode_profile}});
+    if (decode_tokens > 0 && read_gbps > 0) {
+      // Roofline: every decode step reads its weights once at the measured bandwidth.
+      const double bytes_per_step =
+          static_cast<double>(decode_profile.weight_bytes) / decode_profile.steps;
+      const double roofline_step_s = bytes_per_step / (read_gbps * 1e9);
+      const double achieved_step_s = decode_s / decode_steps;
+      std::printf(
+          "read bandwidth (%d threads): %.1f GB/s; decode reads %.1f MB of weights per step: "
+          "roofline %.1f ms/step = %.1f tokens/s\n"
+          "achieved: mean %.1f ms/step = %.1f%% of roofline (%.1f GB/s); median step %.1f%%, "
+          "best step %.1f%%\n",
+          threads, read_gbps, 1e-6 * bytes_per_step, 1e3 * roofline_step_s,
+          decode_tokens / (decode_steps * roofline_step_s), 1e3 * achieved_step_s,
+          100.0 * roofline_step_s / achieved_step_s, 1e-9 * bytes_per_step / achieved_step_s,
+          100.0 * roofline_step_s / median_step_s, 100.0 * roofline_step_s / best_step_s);
+    } else if (read_gbps <= 0) {
+      std::printf("read bandwidth: not measured (built without bench/common)\n");
+    }
   }
   return 0;
 }

@@ -1,13 +1,16 @@
 // InProcessExpertBackend (see in_process_expert_backend.h).
 #include "attention_node/in_process_expert_backend.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
+#include "attention_node/model_weights.h"
 #include "common/status.h"
 
 namespace afd::attention {
 
 InProcessExpertBackend::InProcessExpertBackend(const ModelConfig& config, kernels::ThreadPool* pool)
-    : config_(config), ffn_(config.hidden_size, config.intermediate_size, pool) {}
+    : config_(config), pool_(pool), ffn_(config.hidden_size, config.intermediate_size, pool) {}
 
 absl::StatusOr<std::unique_ptr<InProcessExpertBackend>> InProcessExpertBackend::Create(
     const ModelConfig& config, const Checkpoint& checkpoint, kernels::ThreadPool* pool) {
@@ -16,13 +19,22 @@ absl::StatusOr<std::unique_ptr<InProcessExpertBackend>> InProcessExpertBackend::
   for (int l = 0; l < config.num_hidden_layers; ++l) {
     for (int e = 0; e < config.num_local_experts; ++e) {
       ASSIGN_OR_RETURN(ExpertWeights w, LoadExpertWeights(checkpoint, config, l, e));
+      PopulateWeightPages(w.w1);
+      PopulateWeightPages(w.w3);
+      PopulateWeightPages(w.w2);
       backend->experts_[l].push_back(w);
     }
   }
   return backend;
 }
 
+void InProcessExpertBackend::set_profile(StepProfile* profile) {
+  profile_ = profile;
+  ffn_.set_timings(profile == nullptr ? nullptr : &timings_);
+}
+
 absl::Status InProcessExpertBackend::Run(const ExpertRequest& request, float* out) {
+  const auto t_start = std::chrono::steady_clock::now();
   if (request.layer < 0 || request.layer >= config_.num_hidden_layers) {
     return absl::InvalidArgumentError(absl::StrCat(
         "expert request: layer ", request.layer, " outside [0, ", config_.num_hidden_layers, ")"));
@@ -48,10 +60,24 @@ absl::Status InProcessExpertBackend::Run(const ExpertRequest& request, float* ou
   }
   terms_.resize(num_pairs * request.hidden_dim);
   const std::vector<ExpertWeights>& layer = experts_[request.layer];
+  const ExpertFfnTimings before = timings_;
+  const auto t_ffn = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(ffn_.Run(
       request.hidden, request.num_tokens, pairs_,
       [&](int32_t e) -> const ExpertWeights* { return &layer[e]; }, terms_.data()));
-  CombineExpertTerms(pairs_, terms_.data(), request.num_tokens, request.hidden_dim, out);
+  const auto t_combine = std::chrono::steady_clock::now();
+  CombineExpertTerms(pairs_, terms_.data(), request.num_tokens, request.hidden_dim, out, pool_);
+  if (profile_ != nullptr) {
+    const auto t_end = std::chrono::steady_clock::now();
+    auto sec = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    const double grouping = timings_.grouping_seconds - before.grouping_seconds;
+    const double products = timings_.products_seconds - before.products_seconds;
+    const double ffn_rest = sec(t_ffn, t_combine) - grouping - products;
+    profile_->Add(ProfileStage::kExpertGather, sec(t_start, t_ffn) + grouping);
+    profile_->Add(ProfileStage::kExpertFfn, products);
+    profile_->Add(ProfileStage::kExpertCombine, ffn_rest + sec(t_combine, t_end));
+    profile_->weight_bytes += timings_.weight_bytes - before.weight_bytes;
+  }
   return absl::OkStatus();
 }
 

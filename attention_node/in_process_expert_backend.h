@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "attention_node/expert_backend.h"
+#include "attention_node/step_profile.h"
 #include "common/expert_ffn.h"
 #include "common/kernels/thread_pool.h"
 #include "common/model_config.h"
@@ -25,12 +26,22 @@ class InProcessExpertBackend : public ExpertBackend {
 
   absl::Status Run(const ExpertRequest& request, float* out) override;
 
+  // Precision of the activations in later Runs' expert products (see ExpertFfn).
+  void set_activations(kernels::Activations activations) { ffn_.set_activations(activations); }
+
+  // Attributes later Runs' time to the kExpert* stages of `profile` and adds the expert
+  // weight bytes read (borrowed; null: off, the default).
+  void set_profile(StepProfile* profile);
+
  private:
   InProcessExpertBackend(const ModelConfig& config, kernels::ThreadPool* pool);
 
   ModelConfig config_;
+  kernels::ThreadPool* pool_;
   std::vector<std::vector<ExpertWeights>> experts_;  // [layer][expert]
   ExpertFfn ffn_;
+  StepProfile* profile_ = nullptr;
+  ExpertFfnTimings timings_;
   std::vector<ExpertPair> pairs_;  // [num_tokens * top_k]
   std::vector<float> terms_;       // [num_tokens * top_k, hidden]
 };

@@ -2,6 +2,8 @@
 #include "common/expert_ffn.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -77,24 +79,26 @@ void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n
   float* gate = gate_up;            // [n, I]
   float* up = gate_up + n * inter;  // [n, I]
   if (pool == nullptr || pool->num_threads() <= 1) {
-    kernels::MatMul(x_rows, n, w.w1, gate);
-    kernels::MatMul(x_rows, n, w.w3, up);
+    kernels::MatMulRows(x_rows, n, w.w1, 0, inter, gate, options_);
+    kernels::MatMulRows(x_rows, n, w.w3, 0, inter, up, options_);
   } else {
     // W1 and W3 rows form one list of tiles so both products share one parallel loop.
     const int64_t tiles = NumTiles(inter);
     pool->ParallelFor(2 * tiles, [&](int64_t begin, int64_t end) {
       const int64_t b1 = std::min(begin, tiles), e1 = std::min(end, tiles);
       if (b1 < e1) {
-        kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter), gate);
+        kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter), gate,
+                            options_);
       }
       const int64_t b3 = std::max(begin, tiles) - tiles, e3 = std::max(end, tiles) - tiles;
       if (b3 < e3) {
-        kernels::MatMulRows(x_rows, n, w.w3, b3 * kRowTile, std::min(e3 * kRowTile, inter), up);
+        kernels::MatMulRows(x_rows, n, w.w3, b3 * kRowTile, std::min(e3 * kRowTile, inter), up,
+                            options_);
       }
     });
   }
   kernels::SiluMul(gate, up, n * inter, gate);
-  kernels::MatMul(gate, n, w.w2, y, pool);
+  kernels::MatMul(gate, n, w.w2, y, pool, options_);
 }
 
 absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const ExpertPair> pairs,
@@ -104,6 +108,7 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const
   const int64_t inter = intermediate_dim_;
   const int64_t num_pairs = static_cast<int64_t>(pairs.size());
   if (num_pairs == 0) return absl::OkStatus();
+  const auto t_start = std::chrono::steady_clock::now();
 
   // Group pair indices by expert, rows in ascending token order within a group. A product's
   // rounding may depend on where a row sits in it, so the row order must depend only on which
@@ -115,12 +120,8 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const
     return pairs[a].token < pairs[b].token;
   });
 
-  struct Group {
-    const ExpertWeights* weights;
-    int64_t begin;  // into order_
-    int64_t end;
-  };
-  std::vector<Group> groups;
+  std::vector<Group>& groups = groups_;
+  groups.clear();
   for (int64_t i = 0; i < num_pairs;) {
     const ExpertPair& first = pairs[order_[i]];
     int64_t j = i;
@@ -143,56 +144,98 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const
     i = j;
   }
 
-  // Gather each group's input rows contiguously: x_rows_ row i = x[pairs[order_[i]].token].
   x_rows_.resize(num_pairs * d);
   gate_up_.resize(num_pairs * 2 * inter);
   y_rows_.resize(num_pairs * d);
-  for (int64_t i = 0; i < num_pairs; ++i) {
-    std::memcpy(x_rows_.data() + i * d, x + pairs[order_[i]].token * d, sizeof(float) * d);
-  }
 
+  auto t_gathered = std::chrono::steady_clock::now();
+  // One group, on whichever thread runs it: gather its input rows contiguously (x_rows_ row i
+  // = x[pairs[order_[i]].token]), run the expert, then terms[p] = weight * y (one fp32 product
+  // per element, as transformers scales each row).
   auto run_group = [&](const Group& g, kernels::ThreadPool* pool) {
     const int64_t n = g.end - g.begin;
+    for (int64_t i = g.begin; i < g.end; ++i) {
+      std::memcpy(x_rows_.data() + i * d, x + pairs[order_[i]].token * d, sizeof(float) * d);
+    }
     RunExpert(*g.weights, x_rows_.data() + g.begin * d, n, gate_up_.data() + g.begin * 2 * inter,
               y_rows_.data() + g.begin * d, pool);
+    for (int64_t i = g.begin; i < g.end; ++i) {
+      const int32_t p = order_[i];
+      const float weight = pairs[p].weight;
+      const float* y = y_rows_.data() + i * d;
+      float* t = terms + static_cast<int64_t>(p) * d;
+      for (int64_t c = 0; c < d; ++c) t[c] = y[c] * weight;
+    }
   };
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
   if (threads > 1 && static_cast<int>(groups.size()) >= 2 * threads) {
-    // Enough experts to keep every thread busy: experts in parallel, each single-threaded.
-    pool_->ParallelFor(static_cast<int64_t>(groups.size()), [&](int64_t begin, int64_t end) {
-      for (int64_t g = begin; g < end; ++g) run_group(groups[g], nullptr);
+    // Enough experts to keep every thread busy: experts in parallel, each single-threaded,
+    // handed out largest first to whichever thread is free (which thread runs an expert never
+    // changes its result).
+    std::vector<int32_t>& by_size = group_order_;
+    by_size.resize(groups.size());
+    std::iota(by_size.begin(), by_size.end(), 0);
+    std::stable_sort(by_size.begin(), by_size.end(), [&](int32_t a, int32_t b) {
+      return groups[a].end - groups[a].begin > groups[b].end - groups[b].begin;
+    });
+    std::atomic<int64_t> next{0};
+    const int64_t num_groups = static_cast<int64_t>(groups.size());
+    pool_->ParallelFor(threads, [&](int64_t, int64_t) {
+      for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < num_groups;
+           i = next.fetch_add(1, std::memory_order_relaxed)) {
+        run_group(groups[by_size[i]], nullptr);
+      }
     });
   } else {
     for (const Group& g : groups) run_group(g, pool_);
   }
 
-  // terms[p] = weight * y (one fp32 product per element, as transformers scales each row).
-  for (int64_t i = 0; i < num_pairs; ++i) {
-    const int32_t p = order_[i];
-    const float weight = pairs[p].weight;
-    const float* y = y_rows_.data() + i * d;
-    float* t = terms + static_cast<int64_t>(p) * d;
-    for (int64_t c = 0; c < d; ++c) t[c] = y[c] * weight;
+  if (timings_ != nullptr) {
+    const auto t_end = std::chrono::steady_clock::now();
+    timings_->grouping_seconds += std::chrono::duration<double>(t_gathered - t_start).count();
+    timings_->products_seconds += std::chrono::duration<double>(t_end - t_gathered).count();
+    for (const Group& g : groups) {
+      timings_->weight_bytes += static_cast<int64_t>(g.weights->w1.Bytes() + g.weights->w3.Bytes() +
+                                                     g.weights->w2.Bytes());
+    }
   }
   return absl::OkStatus();
 }
 
 void CombineExpertTerms(absl::Span<const ExpertPair> pairs, const float* terms, int64_t num_tokens,
-                        int hidden_dim, float* out) {
+                        int hidden_dim, float* out, kernels::ThreadPool* pool) {
   const int64_t d = hidden_dim;
-  std::fill(out, out + num_tokens * d, 0.0f);
   std::vector<int32_t> order(pairs.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
     if (pairs[a].token != pairs[b].token) return pairs[a].token < pairs[b].token;
     return pairs[a].expert < pairs[b].expert;
   });
-  for (int32_t p : order) {
-    const int32_t token = pairs[p].token;
-    if (token < 0 || token >= num_tokens) continue;
-    float* o = out + static_cast<int64_t>(token) * d;
-    const float* t = terms + static_cast<int64_t>(p) * d;
-    for (int64_t c = 0; c < d; ++c) o[c] += t[c];
+  // first[t]: the first entry of `order` with token >= t (tokens out of range never match).
+  std::vector<int64_t> first(num_tokens + 1);
+  int64_t i = 0;
+  for (int64_t t = 0; t <= num_tokens; ++t) {
+    while (i < static_cast<int64_t>(order.size()) && pairs[order[i]].token < t) ++i;
+    first[t] = i;
+  }
+  // Tokens are independent: each row gets +0.0f and then its own terms, in order.
+  auto combine = [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* o = out + t * d;
+      std::fill(o, o + d, 0.0f);
+      for (int64_t j = first[t]; j < first[t + 1]; ++j) {
+        const int32_t p = order[j];
+        if (pairs[p].token != t) continue;
+        const float* term = terms + static_cast<int64_t>(p) * d;
+        for (int64_t c = 0; c < d; ++c) o[c] += term[c];
+      }
+    }
+  };
+  // Parallel only when the adds outweigh a synchronization.
+  if (pool != nullptr && static_cast<int64_t>(pairs.size()) * d >= (int64_t{1} << 16)) {
+    pool->ParallelFor(num_tokens, combine);
+  } else {
+    combine(0, num_tokens);
   }
 }
 

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/kernels/matmul.h"
 #include "common/kernels/thread_pool.h"
 #include "common/kernels/weight_view.h"
 #include "common/model_config.h"
@@ -43,6 +44,14 @@ struct ExpertPair {
   float weight = 0;    // normalized routing weight
 };
 
+// Where ExpertFfn::Run's time went (seconds, summed over runs) and the weight bytes its
+// products read (each expert's three matrices once per run that used it).
+struct ExpertFfnTimings {
+  double grouping_seconds = 0;  // validating and grouping the pairs per expert
+  double products_seconds = 0;  // per expert: row gathers, W1/W3, SwiGLU, W2, weighting
+  int64_t weight_bytes = 0;
+};
+
 class ExpertFfn {
  public:
   // pool: borrowed, may be null (single-threaded); used for one ParallelFor at a time.
@@ -54,6 +63,13 @@ class ExpertFfn {
   // INVALID_ARGUMENT for a token out of range or weights of the wrong shape.
   absl::Status Run(const float* x, int64_t num_tokens, absl::Span<const ExpertPair> pairs,
                    absl::FunctionRef<const ExpertWeights*(int32_t)> experts, float* terms);
+
+  // Precision of the activations in later Runs' products (kernels/matmul.h): kF32 (default) or
+  // the opt-in kBF16 for prefill throughput.
+  void set_activations(kernels::Activations activations) { options_.activations = activations; }
+
+  // Accumulates timings of every later Run into `timings` (borrowed; null: off, the default).
+  void set_timings(ExpertFfnTimings* timings) { timings_ = timings; }
 
   int hidden_dim() const { return hidden_dim_; }
   int intermediate_dim() const { return intermediate_dim_; }
@@ -67,16 +83,26 @@ class ExpertFfn {
   int hidden_dim_;
   int intermediate_dim_;
   kernels::ThreadPool* pool_;
-  std::vector<int32_t> order_;  // pair indices grouped by expert
-  std::vector<float> x_rows_;   // [pairs, D] gathered inputs
-  std::vector<float> gate_up_;  // [pairs, 2I]
-  std::vector<float> y_rows_;   // [pairs, D]
+  ExpertFfnTimings* timings_ = nullptr;
+  kernels::MatMulOptions options_;
+  struct Group {
+    const ExpertWeights* weights;
+    int64_t begin;  // into order_
+    int64_t end;
+  };
+  std::vector<int32_t> order_;        // pair indices grouped by expert
+  std::vector<Group> groups_;         // runs of order_ with one expert
+  std::vector<int32_t> group_order_;  // groups, largest first
+  std::vector<float> x_rows_;         // [pairs, D] gathered inputs
+  std::vector<float> gate_up_;        // [pairs, 2I]
+  std::vector<float> y_rows_;         // [pairs, D]
 };
 
 // out[t] = +0.0f + terms of t's pairs added in ascending expert id (ties: pair order), for t in
 // [0, num_tokens); tokens with no pair get +0.0f. terms: [pairs.size(), hidden_dim];
-// out: [num_tokens, hidden_dim].
+// out: [num_tokens, hidden_dim]. `pool` (nullable) splits large batches by token; the sums
+// are the same either way.
 void CombineExpertTerms(absl::Span<const ExpertPair> pairs, const float* terms, int64_t num_tokens,
-                        int hidden_dim, float* out);
+                        int hidden_dim, float* out, kernels::ThreadPool* pool = nullptr);
 
 }  // namespace afd

@@ -2,20 +2,18 @@
 // override) over the afd.v1.ExpertNode gRPC service. Binds first (liveness SERVING, readiness
 // NOT_SERVING), loads and prefaults the hosted experts from the checkpoint shards, then reports
 // ready. SIGINT/SIGTERM stop it cleanly.
-#include <signal.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <thread>
+#include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/cluster/cluster_config.h"
 #include "common/cluster/expert_set.h"
+#include "common/rpc/node_bootstrap.h"
 #include "common/rpc/server.h"
 #include "expert_node/expert_executor.h"
 #include "expert_node/expert_node_service.h"
@@ -52,88 +50,67 @@ int main(int argc, char** argv) {
   std::string config_path, node_name, model_dir, listen, experts_text;
   int port = -1, threads = -1;
   bool prefault = true;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "afd-expert-node: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto number = [&](int* out) {
-      const std::string v = value();
-      if (!absl::SimpleAtoi(v, out) || *out < 0) {
-        std::fprintf(stderr, "afd-expert-node: bad value for %s: %s\n", arg.c_str(), v.c_str());
-        std::exit(2);
-      }
-    };
-    if (arg == "--help" || arg == "-h") {
-      Usage(stdout);
-      return 0;
-    } else if (arg == "--config") {
-      config_path = value();
-    } else if (arg == "--node") {
-      node_name = value();
-    } else if (arg == "--model") {
-      model_dir = value();
-    } else if (arg == "--port") {
-      number(&port);
-    } else if (arg == "--listen") {
-      listen = value();
-    } else if (arg == "--experts") {
-      experts_text = value();
-    } else if (arg == "--threads") {
-      number(&threads);
-    } else if (arg == "--no-prefault") {
+  afd::rpc::FlagReader flags("afd-expert-node", argc, argv, Usage);
+  while (flags.Next()) {
+    if (flags.Is("--config")) {
+      config_path = flags.Value();
+    } else if (flags.Is("--node")) {
+      node_name = flags.Value();
+    } else if (flags.Is("--model")) {
+      model_dir = flags.Value();
+    } else if (flags.Is("--port")) {
+      flags.Int(&port, 0);
+    } else if (flags.Is("--listen")) {
+      listen = flags.Value();
+    } else if (flags.Is("--experts")) {
+      experts_text = flags.Value();
+    } else if (flags.Is("--threads")) {
+      flags.Int(&threads, 0);
+    } else if (flags.Is("--no-prefault")) {
       prefault = false;
     } else {
-      std::fprintf(stderr, "afd-expert-node: unknown argument %s\n\n", arg.c_str());
-      Usage(stderr);
-      return 2;
+      flags.Unknown();
     }
   }
 
   // Flags -> node settings: the config's entry, then the overrides.
   afd::TlsConfig tls;
   afd::ExpertSpec spec = afd::ExpertSpec::All();
-  int node_threads = 0;
+  const afd::NodeConfig* entry = nullptr;
+  afd::ClusterConfig cluster;
   if (!config_path.empty()) {
     if (node_name.empty()) return Fail("--config needs --node NAME");
     absl::StatusOr<afd::ClusterConfig> config = afd::LoadClusterConfig(config_path);
     if (!config.ok()) return Fail(std::string(config.status().message()));
-    const afd::ExpertNodeConfig* node = config->FindExpertNode(node_name);
+    cluster = *std::move(config);
+    const afd::ExpertNodeConfig* node = cluster.FindExpertNode(node_name);
     if (node == nullptr) {
-      std::string names;
-      for (const auto& n : config->expert_nodes) absl::StrAppend(&names, " ", n.node.name);
+      std::vector<std::string> names;
+      for (const auto& n : cluster.expert_nodes) names.push_back(n.node.name);
       return Fail(absl::StrCat(config_path, ": no expert node named \"", node_name,
-                               "\" (expert nodes:", names.empty() ? " none" : names, ")"));
+                               "\" (expert nodes: ", afd::rpc::NodeNames(names), ")"));
     }
-    if (model_dir.empty()) model_dir = config->model_dir;
-    if (listen.empty() && port < 0) listen = afd::ListenAddress(node->node);
+    if (model_dir.empty()) model_dir = cluster.model_dir;
+    entry = &node->node;
     spec = node->experts;
-    node_threads = node->node.threads;
-    tls = config->tls;
+    tls = cluster.tls;
   } else if (node_name.empty()) {
     node_name = "expert";
   }
   if (model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
-  if (port >= 0) listen = absl::StrCat("[::]:", port);
-  if (listen.empty()) return Fail("no listen address: pass --port N, --listen ADDR or --config");
+  absl::StatusOr<afd::rpc::NodeListen> resolved =
+      afd::rpc::ResolveNodeListen(entry, listen, port, threads);
+  if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
+  listen = resolved->listen;
+  const int node_threads = resolved->threads;
   if (!experts_text.empty()) {
     absl::StatusOr<afd::ExpertSpec> parsed = afd::ParseExpertSpec(experts_text);
     if (!parsed.ok()) return Fail(absl::StrCat("--experts: ", parsed.status().message()));
     spec = *parsed;
   }
-  if (threads >= 0) node_threads = threads;
-  if (node_threads == 0) node_threads = static_cast<int>(std::thread::hardware_concurrency());
 
-  // SIGINT/SIGTERM are taken by sigwait below; block them before gRPC starts its threads.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGINT/SIGTERM are taken by Wait below; blocked before gRPC starts its threads.
+  afd::rpc::StopSignals stop_signals;
 
   afd::expert::ComputePool compute(node_threads);
   afd::expert::ExpertNodeService service(node_name, &compute);
@@ -157,16 +134,17 @@ int main(int argc, char** argv) {
   (*server)->SetServing(service_name, true);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t rss = afd::rpc::ResidentBytes();
   std::printf(
       "afd-expert-node: %s ready: %s, %.1f MiB of %s expert weights, %d threads, "
-      "loaded in %.2f s\n",
+      "loaded in %.2f s, resident %.1f MiB (%.3fx the hosted weights)\n",
       node_name.c_str(), (*store)->hosted().ToString().c_str(),
-      (*store)->hosted_bytes() / 1048576.0, (*store)->weight_dtype().c_str(), node_threads,
-      seconds);
+      (*store)->hosted_bytes() / 1048576.0, (*store)->weight_dtype().c_str(), node_threads, seconds,
+      rss / 1048576.0,
+      (*store)->hosted_bytes() > 0 ? static_cast<double>(rss) / (*store)->hosted_bytes() : 0.0);
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  const int signal_number = stop_signals.Wait();
   std::printf("afd-expert-node: %s stopping (signal %d)\n", node_name.c_str(), signal_number);
   std::fflush(stdout);
   (*server)->Shutdown(absl::Seconds(1));

@@ -21,6 +21,10 @@ const char* WeightTypeName(kernels::WeightType type) {
       return "F16";
     case kernels::WeightType::kFp8E4M3:
       return "F8_E4M3";
+    case kernels::WeightType::kAwqInt4:
+      return "AWQ_INT4";
+    case kernels::WeightType::kMlxAffine:
+      return "MLX_AFFINE";
   }
   return "?";
 }
@@ -39,8 +43,19 @@ void Prefault(const void* data, size_t bytes) {
 }
 
 void PrefaultView(const kernels::WeightView& w) {
-  Prefault(w.data, static_cast<size_t>(w.rows) * w.cols * w.ElementBytes());
-  if (w.scales != nullptr) Prefault(w.scales, w.Bytes() - static_cast<size_t>(w.rows) * w.cols);
+  const size_t rows = static_cast<size_t>(w.rows);
+  const size_t cols = static_cast<size_t>(w.cols);
+  if (w.IsPacked()) {
+    const size_t groups = w.group_size > 0 ? rows * (cols / w.group_size) : 0;
+    const size_t scale = w.group_type == kernels::WeightType::kF32 ? 4 : 2;
+    Prefault(w.data, rows * cols * w.bits / 8);
+    Prefault(w.group_scales, groups * scale);
+    Prefault(w.group_biases, groups * scale);
+    Prefault(w.zeros, groups / 2);
+    return;
+  }
+  Prefault(w.data, rows * cols * w.ElementBytes());
+  if (w.scales != nullptr) Prefault(w.scales, w.Bytes() - rows * cols * w.ElementBytes());
 }
 
 }  // namespace

@@ -4,17 +4,13 @@
 // tensors are never read here), connects to the cluster's expert nodes (one RemoteExpertBackend
 // per micro-batch lane; all experts in process when the cluster has no expert node), waits for
 // them up to the startup timeout, then reports ready. SIGINT/SIGTERM stop it cleanly.
-#include <signal.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "attention_node/in_process_expert_backend.h"
@@ -25,6 +21,7 @@
 #include "common/cluster/cluster_config.h"
 #include "common/kernels/thread_pool.h"
 #include "common/model_config.h"
+#include "common/rpc/node_bootstrap.h"
 #include "common/rpc/server.h"
 #include "common/safetensors.h"
 #include "common/weights.h"
@@ -60,6 +57,35 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// Bytes of the dense weights the forward pass reads (projections, router, norms, lm_head; the
+// embedding table is counted too, though only the rows of the tokens seen are touched).
+size_t DenseWeightBytes(const afd::attention::ModelWeights& w) {
+  const afd::ModelConfig& c = w.config();
+  size_t bytes = w.lm_head().Bytes() + w.embedding().Bytes() + w.final_norm().size() * 4;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const afd::attention::LayerWeights& layer = w.layer(l);
+    for (const afd::kernels::WeightView* v :
+         {&layer.full.q_proj, &layer.full.k_proj, &layer.full.v_proj, &layer.full.o_proj,
+          &layer.lightning.qkv_proj, &layer.lightning.output_gate, &layer.lightning.out_proj,
+          &layer.router}) {
+      if (v->data != nullptr) bytes += v->Bytes();
+    }
+    bytes +=
+        4 * (layer.input_norm.size() + layer.post_norm.size() + layer.router_bias.size() +
+             layer.full.q_norm.size() + layer.full.k_norm.size() + layer.lightning.norm.size());
+  }
+  return bytes;
+}
+
+// Bytes of the paged K/V pools the cache allocates (fp32 keys and values, every full-attention
+// layer); lightning states are per sequence and small.
+size_t KvBudgetBytes(const afd::ModelConfig& c, const afd::LimitsConfig& limits) {
+  size_t full_layers = 0;
+  for (int l = 0; l < c.num_hidden_layers; ++l) full_layers += c.IsLinearLayer(l) ? 0 : 1;
+  return 2 * sizeof(float) * full_layers * static_cast<size_t>(limits.kv_blocks) *
+         limits.kv_block_tokens * c.num_key_value_heads * c.head_dim;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -67,57 +93,38 @@ int main(int argc, char** argv) {
   int port = -1, threads = -1, kv_blocks = -1, max_sequences = -1, max_batch_tokens = -1,
       micro_batches = -1;
   bool in_process = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "afd-attention-node: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto number = [&](int* out, int min) {
-      const std::string v = value();
-      if (!absl::SimpleAtoi(v, out) || *out < min) {
-        std::fprintf(stderr, "afd-attention-node: bad value for %s: %s\n", arg.c_str(), v.c_str());
-        std::exit(2);
-      }
-    };
-    if (arg == "--help" || arg == "-h") {
-      Usage(stdout);
-      return 0;
-    } else if (arg == "--config") {
-      config_path = value();
-    } else if (arg == "--node") {
-      node_name = value();
-    } else if (arg == "--model") {
-      model_dir = value();
-    } else if (arg == "--port") {
-      number(&port, 0);
-    } else if (arg == "--listen") {
-      listen = value();
-    } else if (arg == "--threads") {
-      number(&threads, 0);
-    } else if (arg == "--kv-blocks") {
-      number(&kv_blocks, 1);
-    } else if (arg == "--max-sequences") {
-      number(&max_sequences, 1);
-    } else if (arg == "--max-batch-tokens") {
-      number(&max_batch_tokens, 1);
-    } else if (arg == "--micro-batches") {
-      number(&micro_batches, 1);
-    } else if (arg == "--in-process-experts") {
+  afd::rpc::FlagReader flags("afd-attention-node", argc, argv, Usage);
+  while (flags.Next()) {
+    if (flags.Is("--config")) {
+      config_path = flags.Value();
+    } else if (flags.Is("--node")) {
+      node_name = flags.Value();
+    } else if (flags.Is("--model")) {
+      model_dir = flags.Value();
+    } else if (flags.Is("--port")) {
+      flags.Int(&port, 0);
+    } else if (flags.Is("--listen")) {
+      listen = flags.Value();
+    } else if (flags.Is("--threads")) {
+      flags.Int(&threads, 0);
+    } else if (flags.Is("--kv-blocks")) {
+      flags.Int(&kv_blocks, 1);
+    } else if (flags.Is("--max-sequences")) {
+      flags.Int(&max_sequences, 1);
+    } else if (flags.Is("--max-batch-tokens")) {
+      flags.Int(&max_batch_tokens, 1);
+    } else if (flags.Is("--micro-batches")) {
+      flags.Int(&micro_batches, 1);
+    } else if (flags.Is("--in-process-experts")) {
       in_process = true;
     } else {
-      std::fprintf(stderr, "afd-attention-node: unknown argument %s\n\n", arg.c_str());
-      Usage(stderr);
-      return 2;
+      flags.Unknown();
     }
   }
 
   // Flags -> settings: the config's entry, then the overrides.
   afd::ClusterConfig cluster;
-  int node_threads = 0;
+  const afd::NodeConfig* entry = nullptr;
   if (!config_path.empty()) {
     if (node_name.empty()) return Fail("--config needs --node NAME");
     absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(config_path);
@@ -125,35 +132,31 @@ int main(int argc, char** argv) {
     cluster = *std::move(loaded);
     const afd::AttentionNodeConfig* node = cluster.FindAttentionNode(node_name);
     if (node == nullptr) {
-      std::string names;
-      for (const auto& n : cluster.attention_nodes) absl::StrAppend(&names, " ", n.node.name);
+      std::vector<std::string> names;
+      for (const auto& n : cluster.attention_nodes) names.push_back(n.node.name);
       return Fail(absl::StrCat(config_path, ": no attention node named \"", node_name,
-                               "\" (attention nodes:", names.empty() ? " none" : names, ")"));
+                               "\" (attention nodes: ", afd::rpc::NodeNames(names), ")"));
     }
     if (model_dir.empty()) model_dir = cluster.model_dir;
-    if (listen.empty() && port < 0) listen = afd::ListenAddress(node->node);
-    node_threads = node->node.threads;
+    entry = &node->node;
   } else if (node_name.empty()) {
     node_name = "attention";
   }
   if (model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
-  if (port >= 0) listen = absl::StrCat("[::]:", port);
-  if (listen.empty()) return Fail("no listen address: pass --port N, --listen ADDR or --config");
+  absl::StatusOr<afd::rpc::NodeListen> resolved =
+      afd::rpc::ResolveNodeListen(entry, listen, port, threads);
+  if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
+  listen = resolved->listen;
+  const int node_threads = resolved->threads;
   afd::LimitsConfig& limits = cluster.limits;
   if (kv_blocks > 0) limits.kv_blocks = kv_blocks;
   if (max_sequences > 0) limits.max_sequences = max_sequences;
   if (max_batch_tokens > 0) limits.max_batch_tokens = max_batch_tokens;
   if (micro_batches > 0) limits.micro_batches = micro_batches;
-  if (threads >= 0) node_threads = threads;
-  if (node_threads == 0) node_threads = static_cast<int>(std::thread::hardware_concurrency());
   const bool remote = !in_process && !cluster.expert_nodes.empty();
 
-  // SIGINT/SIGTERM are taken by sigwait below; block them before gRPC starts its threads.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGINT/SIGTERM are taken by Wait below; blocked before gRPC starts its threads.
+  afd::rpc::StopSignals stop_signals;
 
   afd::attention::AttentionNodeService service(node_name);
   const std::string service_name = afd::v1::AttentionNode::service_full_name();
@@ -227,6 +230,7 @@ int main(int argc, char** argv) {
   options.max_new_tokens = limits.max_new_tokens;
   options.max_batch_tokens = limits.max_batch_tokens;
   options.micro_batches = limits.micro_batches;
+  options.min_micro_batch_tokens = limits.min_micro_batch_tokens;
   options.max_queue_depth = limits.max_queue_depth;
   absl::StatusOr<std::unique_ptr<afd::attention::Scheduler>> scheduler =
       afd::attention::Scheduler::Create(weights->get(), cache->get(), lanes, options);
@@ -249,17 +253,22 @@ int main(int argc, char** argv) {
   (*server)->SetServing(service_name, true);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t rss = afd::rpc::ResidentBytes();
+  const size_t dense = DenseWeightBytes(**weights);
+  const size_t kv = KvBudgetBytes(*config, limits);
   std::printf(
       "afd-attention-node: %s ready: %s, %d layers, experts %s, %d kv blocks of %d "
-      "tokens, %d micro-batch lane(s) x %d threads, ready in %.2f s\n",
+      "tokens, %d micro-batch lane(s) x %d threads, ready in %.2f s; resident %.1f MiB = "
+      "%.3fx (dense weights %.1f MiB + kv budget %.1f MiB)\n",
       node_name.c_str(), config->model_type.c_str(), config->num_hidden_layers,
       remote ? absl::StrCat("on ", cluster.expert_nodes.size(), " expert nodes").c_str()
              : "in process",
-      limits.kv_blocks, limits.kv_block_tokens, num_lanes, node_threads, seconds);
+      limits.kv_blocks, limits.kv_block_tokens, num_lanes, node_threads, seconds, rss / 1048576.0,
+      static_cast<double>(rss) / static_cast<double>(dense + kv), dense / 1048576.0,
+      kv / 1048576.0);
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  const int signal_number = stop_signals.Wait();
   std::printf("afd-attention-node: %s stopping (signal %d)\n", node_name.c_str(), signal_number);
   std::fflush(stdout);
   (*scheduler)->Shutdown();

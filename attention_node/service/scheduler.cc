@@ -145,10 +145,12 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const ModelWeights*
     }
   }
   if (options.max_batch_tokens < 1 || options.micro_batches < 1 || options.max_new_tokens < 1 ||
-      options.max_prompt_tokens < 0 || options.max_queue_depth < 0) {
+      options.min_micro_batch_tokens < 1 || options.max_prompt_tokens < 0 ||
+      options.max_queue_depth < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "scheduler: max_batch_tokens (", options.max_batch_tokens, "), micro_batches (",
-        options.micro_batches, ") and max_new_tokens (", options.max_new_tokens,
+        options.micro_batches, "), min_micro_batch_tokens (", options.min_micro_batch_tokens,
+        ") and max_new_tokens (", options.max_new_tokens,
         ") must be >= 1, max_prompt_tokens and max_queue_depth >= 0"));
   }
   if (cache->live_sequences() != 0) {
@@ -438,9 +440,11 @@ void Scheduler::RunStep(const std::vector<StepInput>& inputs,
                         const std::vector<Sequence*>& owners) {
   // Contiguous micro-batches of about equal token counts, one per lane.
   const int n = static_cast<int>(inputs.size());
-  const int num_parts = std::min({options_.micro_batches, static_cast<int>(lanes_.size()), n});
   int64_t total = 0;
   for (const StepInput& in : inputs) total += static_cast<int64_t>(in.tokens.size());
+  const int64_t by_size = std::max<int64_t>(1, total / options_.min_micro_batch_tokens);
+  const int num_parts = static_cast<int>(
+      std::min<int64_t>({options_.micro_batches, static_cast<int64_t>(lanes_.size()), n, by_size}));
   std::vector<Part> parts(num_parts);
   int p = 0;
   int64_t acc = 0;

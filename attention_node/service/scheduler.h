@@ -37,6 +37,10 @@ struct SchedulerOptions {
   int max_new_tokens = 4096;    // cap on a request's max_tokens and its default, tokens
   int max_batch_tokens = 2048;  // tokens per engine step (prefill is chunked to fit)
   int micro_batches = 2;        // parts of a step, each on its own lane (at most one per lane)
+  // A step is split only into parts of at least this many tokens (fewer parts otherwise): a
+  // part reads every weight it touches once, so splitting a memory-bound step (decode) costs
+  // more weight traffic than its overlap of attention and expert calls gains. 1 = always split.
+  int min_micro_batch_tokens = 1;
   int max_queue_depth = 256;    // requests waiting for admission before RESOURCE_EXHAUSTED
 };
 

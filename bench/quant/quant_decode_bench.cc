@@ -6,7 +6,7 @@
 //   build/bin/afd-gen-checkpoint --preset m2-perf --out models/m2-perf-awq --quant awq
 //   build/bin/afd-gen-checkpoint --preset m2-perf --out models/m2-perf-mlx4 --quant mlx --bits 4
 //   build/bin/quant_decode_bench --model models/m2-perf-awq --model models/m2-perf-mlx4
-//       [--model models/m2-perf-bf16] [--threads 2] [--tokens 64] [--prompt 32] [--runs 3]
+//       [--model models/m2-perf-bf16] [--threads 2] [--tokens 64] [--prompt 128] [--runs 3]
 // For each model: the in-process engine (every expert local) prefills a `prompt`-token prompt,
 // then decodes `tokens` tokens greedily one at a time; reported are the prefill tokens/s, the
 // decode tokens/s (best and median run), the bytes of weights one decode token reads (packed
@@ -26,6 +26,7 @@
 #include "attention_node/in_process_expert_backend.h"
 #include "attention_node/kv_cache.h"
 #include "attention_node/model_weights.h"
+#include "bench/common/machine_limits.h"
 #include "common/expert_ffn.h"
 #include "common/kernels/thread_pool.h"
 #include "common/model_config.h"
@@ -36,49 +37,27 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr double kLlamaCppDecode = 81.9;   // tok/s, llama.cpp Q4_K_M, this machine kind, 2 threads
+constexpr double kLlamaCppDecode = 81.9;    // tok/s, llama.cpp Q4_K_M, this machine kind, 2 threads
 constexpr double kLlamaCppPrefill = 200.0;  // tok/s, same
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Best of a few passes summing a 512 MiB buffer, split across the pool's threads.
-double ReadBandwidth(afd::kernels::ThreadPool& pool, int threads) {
-  const size_t n = (size_t{512} << 20) / sizeof(uint64_t);
-  std::vector<uint64_t> buf(n, 1);
-  volatile uint64_t sink = 0;
-  double best = 1e30;
-  for (int pass = 0; pass < 5; ++pass) {
-    const auto t0 = Clock::now();
-    std::vector<uint64_t> part(threads, 0);
-    pool.ParallelFor(threads, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const uint64_t* p = buf.data() + n / threads * i;
-        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (size_t j = 0; j + 4 <= n / threads; j += 4) {
-          s0 += p[j];
-          s1 += p[j + 1];
-          s2 += p[j + 2];
-          s3 += p[j + 3];
-        }
-        part[i] = s0 + s1 + s2 + s3;
-      }
-    });
-    for (uint64_t v : part) sink = sink + v;
-    best = std::min(best, Seconds(t0, Clock::now()));
-  }
-  return n * sizeof(uint64_t) / best / 1e9;
-}
-
 const char* TypeName(afd::kernels::WeightType t) {
   switch (t) {
-    case afd::kernels::WeightType::kF32: return "f32";
-    case afd::kernels::WeightType::kBF16: return "bf16";
-    case afd::kernels::WeightType::kF16: return "f16";
-    case afd::kernels::WeightType::kFp8E4M3: return "fp8";
-    case afd::kernels::WeightType::kAwqInt4: return "awq4";
-    case afd::kernels::WeightType::kMlxAffine: return "mlx";
+    case afd::kernels::WeightType::kF32:
+      return "f32";
+    case afd::kernels::WeightType::kBF16:
+      return "bf16";
+    case afd::kernels::WeightType::kF16:
+      return "f16";
+    case afd::kernels::WeightType::kFp8E4M3:
+      return "fp8";
+    case afd::kernels::WeightType::kAwqInt4:
+      return "awq4";
+    case afd::kernels::WeightType::kMlxAffine:
+      return "mlx";
   }
   return "?";
 }
@@ -95,7 +74,8 @@ int Bench(const std::string& dir, int threads, int tokens, int prompt_len, int r
   using namespace afd;
   absl::StatusOr<ModelConfig> config = LoadModelConfig(dir);
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt =
-      config.ok() ? Checkpoint::Open(dir) : absl::StatusOr<std::unique_ptr<Checkpoint>>(config.status());
+      config.ok() ? Checkpoint::Open(dir)
+                  : absl::StatusOr<std::unique_ptr<Checkpoint>>(config.status());
   if (!ckpt.ok()) {
     std::fprintf(stderr, "%s: %s\n", dir.c_str(), ckpt.status().ToString().c_str());
     return 1;
@@ -103,9 +83,9 @@ int Bench(const std::string& dir, int threads, int tokens, int prompt_len, int r
   absl::StatusOr<std::unique_ptr<attention::ModelWeights>> weights =
       attention::ModelWeights::Load(*config, **ckpt);
   absl::StatusOr<std::unique_ptr<attention::InProcessExpertBackend>> backend =
-      weights.ok() ? attention::InProcessExpertBackend::Create(*config, **ckpt, &pool)
-                   : absl::StatusOr<std::unique_ptr<attention::InProcessExpertBackend>>(
-                         weights.status());
+      weights.ok()
+          ? attention::InProcessExpertBackend::Create(*config, **ckpt, &pool)
+          : absl::StatusOr<std::unique_ptr<attention::InProcessExpertBackend>>(weights.status());
   if (!backend.ok()) {
     std::fprintf(stderr, "%s: %s\n", dir.c_str(), backend.status().ToString().c_str());
     return 1;
@@ -151,8 +131,8 @@ int Bench(const std::string& dir, int threads, int tokens, int prompt_len, int r
       return 1;
     }
     best_prefill = std::max(best_prefill, prompt_len / Seconds(t0, t1));
-    int32_t next = static_cast<int32_t>(
-        std::max_element(out.logits.begin(), out.logits.end()) - out.logits.begin());
+    int32_t next = static_cast<int32_t>(std::max_element(out.logits.begin(), out.logits.end()) -
+                                        out.logits.begin());
     const auto t2 = Clock::now();
     for (int t = 0; t < tokens; ++t) {
       s = engine.Step({{seq, {&next, 1}, attention::LogitsMode::kLast}}, &out);
@@ -187,7 +167,7 @@ void Usage(std::FILE* f) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> models;
-  int threads = 2, tokens = 64, prompt = 32, runs = 3;
+  int threads = 2, tokens = 64, prompt = 128, runs = 3;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> const char* {
@@ -225,24 +205,27 @@ int main(int argc, char** argv) {
     if (std::fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
     std::fclose(f);
   }
+  const double bw = afd::bench::MeasureReadBandwidth(threads, 0.3);
   afd::kernels::ThreadPool pool(threads);
-  const double bw = ReadBandwidth(pool, threads);
   std::printf("threads %d, load average %.2f %.2f %.2f%s\n", threads, load[0], load[1], load[2],
               load[0] > 1.5 ? "  (machine busy: numbers unreliable)" : "");
-  std::printf("read bandwidth %.1f GB/s (512 MiB sum, %d threads)\n\n", bw, threads);
-  std::printf("%-34s %-6s %10s %9s %9s %9s %9s %8s %8s\n", "model", "expert", "MB/token",
-              "prefill", "decode", "median", "roofline", "%roof", "vs 81.9");
+  std::printf("read bandwidth %.1f GB/s (bench/common MeasureReadBandwidth, %d threads)\n\n", bw,
+              threads);
+  std::printf("%-34s %-6s %9s %9s %8s %9s %9s %9s %7s %8s\n", "model", "expert", "MB/token",
+              "prefill", "vs 200", "decode", "median", "roofline", "%roof", "vs 81.9");
   for (const std::string& m : models) {
     Result r;
     if (Bench(m, threads, tokens, prompt, runs, pool, &r) != 0) return 1;
     const double roof = bw * 1e9 / r.bytes_per_token;
-    std::printf("%-34s %-6s %10.1f %9.1f %9.1f %9.1f %9.1f %7.0f%% %7.2fx\n", m.c_str(),
-                r.experts_type.c_str(), r.bytes_per_token / 1e6, r.prefill_tps, r.decode_best,
-                r.decode_median, roof, 100 * r.decode_best / roof, r.decode_best / kLlamaCppDecode);
+    std::printf("%-34s %-6s %9.1f %9.1f %7.2fx %9.1f %9.1f %9.1f %6.0f%% %7.2fx\n", m.c_str(),
+                r.experts_type.c_str(), r.bytes_per_token / 1e6, r.prefill_tps,
+                r.prefill_tps / kLlamaCppPrefill, r.decode_best, r.decode_median, roof,
+                100 * r.decode_best / roof, r.decode_best / kLlamaCppDecode);
   }
-  std::printf("\ntok/s: prefill of a %d-token prompt (best run), decode of %d tokens at batch 1\n"
-              "(best and median of %d runs); roofline = bandwidth / bytes per token.\n"
-              "llama.cpp Q4_K_M on this machine kind: %.1f tok/s decode, %.0f tok/s prefill.\n",
-              prompt, tokens, runs, kLlamaCppDecode, kLlamaCppPrefill);
+  std::printf(
+      "\ntok/s: prefill of a %d-token prompt (best run), decode of %d tokens at batch 1\n"
+      "(best and median of %d runs); roofline = bandwidth / bytes per token.\n"
+      "llama.cpp Q4_K_M on this machine kind: %.1f tok/s decode, %.0f tok/s prefill.\n",
+      prompt, tokens, runs, kLlamaCppDecode, kLlamaCppPrefill);
   return 0;
 }

@@ -4,12 +4,11 @@
 //
 // Run (Release build; quiet machine: other load skews every number):
 //   ninja -C build quant_matmul_bench && build/bin/quant_matmul_bench [filter] [--seconds=S]
-// Prints the read bandwidth (sum over a 512 MiB buffer, 1 and 2 threads), then per format,
-// shape, token count and thread count: best and median microseconds per product, GB/s of packed
-// bytes read (codes + scales + zeros/biases) and % of the bandwidth at that thread count. Each
-// call reads a different copy of the weights (>= 512 MiB of copies), so they stream from DRAM.
+// Prints the machine limits (bench/common: read bandwidth, sgemm, 1 and 2 threads), then per
+// format, shape, token count and thread count: best and median microseconds per product, GB/s of
+// packed bytes read (codes + scales + zeros/biases) and % of the bandwidth at that thread count.
+// Each call reads a different copy of the weights (>= 512 MiB of copies), so they stream from DRAM.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -20,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/machine_limits.h"
 #include "common/kernels/matmul.h"
 #include "common/kernels/quant_matmul.h"
 #include "common/kernels/thread_pool.h"
@@ -30,73 +30,28 @@ namespace {
 using kernels::QuantFormat;
 using kernels::QuantMatrix;
 using kernels::ThreadPool;
-using Clock = std::chrono::steady_clock;
-
 constexpr size_t kColdBytes = size_t{512} << 20;
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-struct Timing {
-  double best_s = 0;
-  double median_s = 0;
-};
-
-template <class Fn>
-Timing Time(double seconds, const Fn& fn) {
-  fn();
-  std::vector<double> times;
-  const auto start = Clock::now();
-  while (times.size() < 5 || Seconds(Clock::now() - start) < seconds) {
-    const auto t0 = Clock::now();
-    fn();
-    times.push_back(Seconds(Clock::now() - t0));
-  }
-  std::sort(times.begin(), times.end());
-  return {times.front(), times[times.size() / 2]};
-}
-
-double MeasureReadBandwidth(int threads, double seconds) {
-  const size_t n = (size_t{512} << 20) / sizeof(uint64_t);
-  std::vector<uint64_t> buf(n, 1);
-  ThreadPool pool(threads);
-  volatile uint64_t sink = 0;
-  const Timing t = Time(seconds, [&] {
-    uint64_t part[8] = {};
-    pool.ParallelFor(threads, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const uint64_t* p = buf.data() + n / threads * i;
-        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (size_t j = 0; j + 4 <= n / threads; j += 4) {
-          s0 += p[j];
-          s1 += p[j + 1];
-          s2 += p[j + 2];
-          s3 += p[j + 3];
-        }
-        part[i] = s0 + s1 + s2 + s3;
-      }
-    });
-    sink = sink + part[0] + part[1];
-  });
-  return n * sizeof(uint64_t) / t.best_s / 1e9;
-}
 
 // Copies of one random packed matrix; valid codes are any bit pattern.
 class QuantCopies {
  public:
-  QuantCopies(QuantFormat format, int bits, int group, int64_t rows, int64_t cols) {
+  // `cold_bytes`: at least this many bytes of copies (0: a single copy, cache resident when
+  // small enough).
+  QuantCopies(QuantFormat format, int bits, int group, int64_t rows, int64_t cols,
+              size_t cold_bytes) {
     QuantMatrix m;
     m.format = format;
     m.rows = rows;
     m.cols = cols;
     m.bits = bits;
     m.group_size = group;
-    m.scale_type = format == QuantFormat::kAwqInt4 ? kernels::WeightType::kF16
-                                                   : kernels::WeightType::kBF16;
+    m.scale_type =
+        format == QuantFormat::kAwqInt4 ? kernels::WeightType::kF16 : kernels::WeightType::kBF16;
     const size_t packed = m.PackedBytes();
     const size_t groups = static_cast<size_t>(rows * (cols / group));
     const size_t zero_bytes = format == QuantFormat::kAwqInt4 ? groups / 2 : groups * 2;
     const size_t bytes = packed + groups * 2 + zero_bytes;
-    const size_t copies = std::max<size_t>(1, (kColdBytes + bytes - 1) / bytes);
+    const size_t copies = std::max<size_t>(1, (cold_bytes + bytes - 1) / bytes);
     std::mt19937 rng(42);
     std::vector<uint8_t> first(bytes);
     for (size_t i = 0; i < packed + zero_bytes * (format == QuantFormat::kAwqInt4); ++i) {
@@ -133,7 +88,7 @@ Timing TimeProduct(const QuantCopies& weights, int64_t n, int threads, double se
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1f * static_cast<float>(i));
   ThreadPool pool(threads);
   size_t i = 0;
-  return Time(seconds, [&] {
+  return TimeCalls(seconds, [&] {
     const QuantMatrix& w = weights.Get(i++);
     const int64_t units = (w.rows + 15) / 16;
     pool.ParallelFor(units, [&](int64_t b, int64_t e) {
@@ -165,20 +120,27 @@ int main(int argc, char** argv) {
   using namespace afd::bench;
   std::string filter;
   double seconds = 0.3;
+  bool hot = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      std::printf("usage: quant_matmul_bench [filter] [--seconds=S]\n");
+      std::printf(
+          "usage: quant_matmul_bench [filter] [--seconds=S] [--hot]\n"
+          "--hot: one copy of each matrix (cache resident when small): the kernels' compute\n"
+          "rate, the ceiling of their bandwidth fraction.\n");
       return 0;
     }
-    if (arg.rfind("--seconds=", 0) == 0) {
+    if (arg == "--hot") {
+      hot = true;
+    } else if (arg.rfind("--seconds=", 0) == 0) {
       seconds = std::atof(arg.c_str() + 10);
     } else {
       filter = arg;
     }
   }
-  const double bw[3] = {0, MeasureReadBandwidth(1, seconds), MeasureReadBandwidth(2, seconds)};
-  std::printf("%-34s %10.1f %10.1f\n", "read bandwidth GB/s (512 MiB sum)", bw[1], bw[2]);
+  const MachineLimits limits = MeasureMachineLimits(2, seconds);
+  PrintMachineLimits(limits);
+  const double bw[3] = {0, limits.ReadGbps(1), limits.ReadGbps(2)};
   std::printf("\n%-36s %10s %10s %8s %6s\n", "product", "best us", "median us", "GB/s", "%BW");
   for (const Format& f : kFormats) {
     for (const Shape& s : kShapes) {
@@ -190,7 +152,7 @@ int main(int argc, char** argv) {
                         static_cast<long long>(s.cols), static_cast<long long>(n), threads);
           if (!filter.empty() && std::string(name).find(filter) == std::string::npos) continue;
           if (n >= 16 && s.rows > 4096) continue;
-          const QuantCopies copies(f.format, f.bits, f.group, s.rows, s.cols);
+          const QuantCopies copies(f.format, f.bits, f.group, s.rows, s.cols, hot ? 0 : kColdBytes);
           const Timing t = TimeProduct(copies, n, threads, seconds);
           const double gbs = copies.Get(0).Bytes() / t.best_s / 1e9;
           if (n >= 16) {

@@ -4,7 +4,8 @@
 //
 // Run: ninja -C build hf_tokenizers_js
 //      node bench/tokenizer/hf_tokenizers_bench.mjs --modules build/bench/tokenizer/js/node_modules \
-//        --tokenizers build/tokenizers --data tests/data [--repeat 3] [--copies N]
+//        --tokenizers build/tokenizers --data tests/data [--repeat 3] [--mib X | --copies N]
+// (build/bin/tokenizer_bench --reference runs this next to afd and prints both and the ratio.)
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -12,7 +13,7 @@ import path from "node:path";
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
 if (!args.modules || !args.tokenizers || !args.data) {
-  console.error("usage: node hf_tokenizers_bench.mjs --modules DIR --tokenizers DIR --data DIR [--repeat N] [--copies N]");
+  console.error("usage: node hf_tokenizers_bench.mjs --modules DIR --tokenizers DIR --data DIR [--repeat N] [--mib X | --copies N]");
   process.exit(2);
 }
 const require = createRequire(path.resolve(args.modules, "..", "package.json"));
@@ -26,9 +27,10 @@ for (const name of names) {
   for (const c of golden.cases) texts.push(c.text);
 }
 const unit = texts.join("\n");
-// --copies N uses N copies of the unit instead of enough for 10 MiB (1 = the cold case of
-// tokenizer_bench's EncodeCold).
-const target = 10 * 1024 * 1024;
+// --mib X: enough copies of the unit for X MiB (default 10, tokenizer_bench's Encode text;
+// tokenizer_bench --reference passes its --reference_mib). --copies N uses N copies of the unit
+// instead (1 = the cold case of tokenizer_bench's EncodeCold).
+const target = Number(args.mib ?? 10) * 1024 * 1024;
 let text = "";
 for (let copies = 0; args.copies ? copies < Number(args.copies) : Buffer.byteLength(text, "utf8") < target; ++copies) {
   text = text.length ? text + "\n" + unit : unit;

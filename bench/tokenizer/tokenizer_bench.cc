@@ -1,25 +1,37 @@
 // Tokenizer throughput: encode (and decode) MB/s of afd::gateway::Tokenizer on a ~10 MB mixed
 // text built deterministically from the golden corpora: the texts of every case of the four
-// tests/data/tokenizers/*/golden.json files, joined with "\n", repeated to at least 10 MiB.
-// hf_tokenizers_bench.mjs builds the same text and times the reference tokenizers.js on it.
-// Encode = the 10 MB text (word cache warm after the first copy), EncodeCold = one copy on a
-// fresh tokenizer, EncodeShortRequests = ~1 KB requests, Decode, Load = reading tokenizer.json.
+// tests/data/tokenizers/*/golden.json files (~80 KB), joined with "\n", repeated to at least
+// 10 MiB. Encode = the 10 MB text (word cache warm after the first copy), EncodeCold = one copy on
+// a fresh tokenizer, EncodeShortRequests = ~1 KB requests, Decode, Load = reading tokenizer.json.
+//
+// --reference compares with the reference instead: the same text (--reference_mib, default 1 MiB,
+// because tokenizers.js manages well under 1 MB/s) is encoded by afd and by @huggingface/tokenizers
+// under node (hf_tokenizers_bench.mjs), best of --reference_repeat (default 2) each, and a table of
+// both MB/s, their ratio and both token counts is printed (exit 1 if the counts differ).
 //
 // Run (after the tokenizer fixtures exist, e.g. `ctest -R tokenizer_fetch`):
 //   build/bin/tokenizer_bench [--benchmark_filter=Encode]
-// Environment: AFD_TOKENIZERS_DIR (default <build>/tokenizers, one folder per tokenizer) and
-// AFD_TEST_DATA (default <source>/tests/data).
+//   ninja -C build hf_tokenizers_js && build/bin/tokenizer_bench --reference
+// Environment: AFD_TOKENIZERS_DIR (default <build>/tokenizers, one folder per tokenizer),
+// AFD_TEST_DATA (default <source>/tests/data) and AFD_HF_TOKENIZERS_JS (default
+// <build>/bench/tokenizer/js/node_modules).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gateway/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -40,12 +52,14 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Every golden case text of the four tokenizers joined with "\n" (~420 KB); empty if the
-// golden files are missing.
+// Every golden case text of the four tokenizers joined with "\n" (~80 KB, the first case being
+// the empty text), byte-identical to hf_tokenizers_bench.mjs's; empty if the golden files are
+// missing.
 const std::string& UnitText() {
   static const std::string* unit = [] {
     const std::string data = EnvOr("AFD_TEST_DATA", AFD_SOURCE_DIR "/tests/data");
     auto* out = new std::string;
+    bool first = true;  // joined as JavaScript's join does: the first text may be empty
     for (const char* name : kNames) {
       const auto golden = nlohmann::json::parse(
           ReadFile(data + "/tokenizers/" + name + "/golden.json"), nullptr, false);
@@ -54,7 +68,8 @@ const std::string& UnitText() {
         return out;
       }
       for (const auto& c : golden["cases"]) {
-        if (!out->empty()) *out += '\n';
+        if (!first) *out += '\n';
+        first = false;
         *out += c["text"].get<std::string>();
       }
     }
@@ -63,16 +78,20 @@ const std::string& UnitText() {
   return *unit;
 }
 
+// The unit repeated (joined with "\n") to at least `bytes` bytes; hf_tokenizers_bench.mjs
+// builds the same text.
+std::string RepeatUnit(size_t bytes) {
+  std::string out;
+  while (!UnitText().empty() && out.size() < bytes) {
+    if (!out.empty()) out += '\n';
+    out += UnitText();
+  }
+  return out;
+}
+
 // The benchmark text: the unit repeated to at least 10 MiB.
 const std::string& MixedText() {
-  static const std::string* text = [] {
-    auto* out = new std::string;
-    while (!UnitText().empty() && out->size() < kTargetBytes) {
-      if (!out->empty()) *out += '\n';
-      *out += UnitText();
-    }
-    return out;
-  }();
+  static const std::string* text = new std::string(RepeatUnit(kTargetBytes));
   return *text;
 }
 
@@ -90,14 +109,22 @@ const afd::gateway::Tokenizer* GetTokenizer(int index) {
   return cache[index].get();
 }
 
-void BM_Tokenizer_Encode(benchmark::State& state) {
-  const afd::gateway::Tokenizer* tokenizer = GetTokenizer(state.range(0));
-  const std::string& text = MixedText();
-  if (tokenizer == nullptr || text.empty()) {
+// The tokenizer of benchmark argument 0 (labelled with its name), or nullptr after marking the
+// benchmark skipped when it or the golden text is missing.
+const afd::gateway::Tokenizer* TokenizerForBenchmark(benchmark::State& state) {
+  const afd::gateway::Tokenizer* tokenizer = GetTokenizer(static_cast<int>(state.range(0)));
+  if (tokenizer == nullptr || MixedText().empty()) {
     state.SkipWithError("tokenizer or golden text missing");
-    return;
+    return nullptr;
   }
   state.SetLabel(kNames[state.range(0)]);
+  return tokenizer;
+}
+
+void BM_Tokenizer_Encode(benchmark::State& state) {
+  const afd::gateway::Tokenizer* tokenizer = TokenizerForBenchmark(state);
+  if (tokenizer == nullptr) return;
+  const std::string& text = MixedText();
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 2);
   for (auto _ : state) {
@@ -144,13 +171,9 @@ BENCHMARK(BM_Tokenizer_EncodeCold)
 
 // Many short requests (about 1 KB each), as the gateway sees them.
 void BM_Tokenizer_EncodeShortRequests(benchmark::State& state) {
-  const afd::gateway::Tokenizer* tokenizer = GetTokenizer(state.range(0));
+  const afd::gateway::Tokenizer* tokenizer = TokenizerForBenchmark(state);
+  if (tokenizer == nullptr) return;
   const std::string& text = MixedText();
-  if (tokenizer == nullptr || text.empty()) {
-    state.SkipWithError("tokenizer or golden text missing");
-    return;
-  }
-  state.SetLabel(kNames[state.range(0)]);
   // Split the first copy of the corpus at newlines into requests of about 1 KB.
   std::vector<std::string_view> requests;
   size_t begin = 0;
@@ -175,13 +198,9 @@ void BM_Tokenizer_EncodeShortRequests(benchmark::State& state) {
 BENCHMARK(BM_Tokenizer_EncodeShortRequests)->DenseRange(0, 3)->Unit(benchmark::kMillisecond);
 
 void BM_Tokenizer_Decode(benchmark::State& state) {
-  const afd::gateway::Tokenizer* tokenizer = GetTokenizer(state.range(0));
+  const afd::gateway::Tokenizer* tokenizer = TokenizerForBenchmark(state);
+  if (tokenizer == nullptr) return;
   const std::string& text = MixedText();
-  if (tokenizer == nullptr || text.empty()) {
-    state.SkipWithError("tokenizer or golden text missing");
-    return;
-  }
-  state.SetLabel(kNames[state.range(0)]);
   auto ids = tokenizer->Encode(text);
   if (!ids.ok()) {
     state.SkipWithError("encode failed");
@@ -208,6 +227,144 @@ void BM_Tokenizer_Load(benchmark::State& state) {
 }
 BENCHMARK(BM_Tokenizer_Load)->DenseRange(0, 3)->Unit(benchmark::kMillisecond);
 
+// ---- --reference: afd next to tokenizers.js on the same text ----
+
+struct ReferenceResult {
+  double mb_per_s = 0;
+  int64_t tokens = -1;
+};
+
+// Runs hf_tokenizers_bench.mjs; its lines read "NAME: X MB/s (B bytes, T tokens, best of R)".
+std::map<std::string, ReferenceResult> RunTokenizersJs(const std::string& modules, double mib,
+                                                       int repeat, std::string* error) {
+  std::map<std::string, ReferenceResult> out;
+  const std::string command = absl::StrCat(
+      "node '", AFD_SOURCE_DIR, "/bench/tokenizer/hf_tokenizers_bench.mjs' --modules '", modules,
+      "' --tokenizers '", EnvOr("AFD_TOKENIZERS_DIR", AFD_BUILD_DIR "/tokenizers"), "' --data '",
+      EnvOr("AFD_TEST_DATA", AFD_SOURCE_DIR "/tests/data"), "' --mib ", mib, " --repeat ", repeat,
+      " 2>&1");
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    *error = "cannot run node";
+    return out;
+  }
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) text.append(buf, n);
+  if (pclose(pipe) != 0) {
+    *error = absl::StrCat("node failed:\n", text);
+    return out;
+  }
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    const std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
+    if (words.size() < 7 || !absl::EndsWith(words[0], ":") || words[2] != "MB/s") continue;
+    ReferenceResult r;
+    if (!absl::SimpleAtod(words[1], &r.mb_per_s) || !absl::SimpleAtoi(words[5], &r.tokens)) {
+      continue;
+    }
+    out[std::string(words[0].substr(0, words[0].size() - 1))] = r;
+  }
+  if (out.empty()) *error = absl::StrCat("no results from node:\n", text);
+  return out;
+}
+
+int RunReference(double mib, int repeat) {
+  const std::string text = RepeatUnit(static_cast<size_t>(mib * (1 << 20)));
+  if (text.empty()) {
+    std::fprintf(stderr, "tokenizer_bench: the golden texts are missing\n");
+    return 1;
+  }
+  const std::string modules =
+      EnvOr("AFD_HF_TOKENIZERS_JS", AFD_BUILD_DIR "/bench/tokenizer/js/node_modules");
+  if (!std::ifstream(modules + "/@huggingface/tokenizers/package.json")) {
+    std::fprintf(stderr,
+                 "tokenizer_bench: no @huggingface/tokenizers in %s (run `ninja "
+                 "hf_tokenizers_js` or set AFD_HF_TOKENIZERS_JS)\n",
+                 modules.c_str());
+    return 1;
+  }
+  std::printf(
+      "encode, the same %.2f MB mixed text, best of %d: afd::gateway::Tokenizer vs "
+      "@huggingface/tokenizers under node (reference)\n",
+      text.size() / 1e6, repeat);
+  std::fflush(stdout);
+  std::string error;
+  const std::map<std::string, ReferenceResult> reference =
+      RunTokenizersJs(modules, mib, repeat, &error);
+  if (!error.empty()) {
+    std::fprintf(stderr, "tokenizer_bench: %s\n", error.c_str());
+    return 1;
+  }
+  std::printf("%-22s %12s %18s %9s %12s %12s\n", "tokenizer", "afd MB/s", "tokenizers.js MB/s",
+              "ratio", "afd tokens", "js tokens");
+  bool counts_match = true;
+  for (int i = 0; i < 4; ++i) {
+    const afd::gateway::Tokenizer* tokenizer = GetTokenizer(i);
+    auto ref = reference.find(kNames[i]);
+    if (tokenizer == nullptr || ref == reference.end()) {
+      std::fprintf(stderr, "tokenizer_bench: %s missing\n", kNames[i]);
+      return 1;
+    }
+    std::vector<int32_t> ids;
+    double best = 1e30;
+    for (int r = 0; r < repeat; ++r) {
+      ids.clear();
+      const auto start = std::chrono::steady_clock::now();
+      if (!tokenizer->EncodeAppend(text, &ids).ok()) return 1;
+      best = std::min(
+          best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    const double mb_per_s = text.size() / 1e6 / best;
+    const int64_t tokens = static_cast<int64_t>(ids.size());
+    counts_match = counts_match && tokens == ref->second.tokens;
+    std::printf("%-22s %12.2f %18.2f %8.1fx %12lld %12lld\n", kNames[i], mb_per_s,
+                ref->second.mb_per_s, mb_per_s / ref->second.mb_per_s,
+                static_cast<long long>(tokens), static_cast<long long>(ref->second.tokens));
+  }
+  if (!counts_match) {
+    std::fprintf(stderr, "tokenizer_bench: token counts differ from the reference\n");
+    return 1;
+  }
+  return 0;
+}
+
+// Removes `--name` / `--name=value` from argv; returns whether it was there (value in *value).
+bool TakeFlag(int* argc, char** argv, const char* name, std::string* value) {
+  const std::string flag = absl::StrCat("--", name);
+  for (int i = 1; i < *argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg != flag && arg.rfind(flag + "=", 0) != 0) continue;
+    if (value != nullptr && arg.size() > flag.size()) *value = arg.substr(flag.size() + 1);
+    for (int k = i; k + 1 < *argc; ++k) argv[k] = argv[k + 1];
+    --*argc;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  std::string mib_text = "1", repeat_text = "2";
+  const bool reference = TakeFlag(&argc, argv, "reference", nullptr);
+  TakeFlag(&argc, argv, "reference_mib", &mib_text);
+  TakeFlag(&argc, argv, "reference_repeat", &repeat_text);
+  if (reference) {
+    double mib = 0;
+    int repeat = 0;
+    if (!absl::SimpleAtod(mib_text, &mib) || mib <= 0 || !absl::SimpleAtoi(repeat_text, &repeat) ||
+        repeat < 1) {
+      std::fprintf(stderr,
+                   "usage: tokenizer_bench --reference [--reference_mib=X] "
+                   "[--reference_repeat=N]\n");
+      return 2;
+    }
+    return RunReference(mib, repeat);
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -32,6 +32,7 @@
 #include "common/cluster/cluster_config.h"
 #include "common/model_config.h"
 #include "common/rpc/channel.h"
+#include "common/rpc/node_bootstrap.h"
 #include "nlohmann/json.hpp"
 
 #ifndef AFD_SOURCE_DIR
@@ -58,7 +59,15 @@ void Usage(FILE* f) {
       "                         (addresses must be local; --model overrides its `model`)\n"
       "  --port N               gateway HTTP port (default 8080)\n"
       "  --base-port N          first gRPC port (default: the first free block from 50050)\n"
-      "  --threads N            compute threads per node (default: cores / nodes, at least 1)\n"
+      "  --threads N            compute threads of every node (overrides the two below)\n"
+      "  --attention-threads N  threads per attention node micro-batch lane (default: all\n"
+      "                         cores: its compute alternates with the expert calls)\n"
+      "  --expert-threads N     threads per expert node (default: cores / expert nodes, at\n"
+      "                         least 1, so the expert nodes together fill the cores once)\n"
+      "  --micro-batches N      micro-batches per step on the attention nodes (default:\n"
+      "                         limits.micro_batches)\n"
+      "  --tcp                  attention and expert nodes on loopback TCP (default: unix\n"
+      "                         sockets in the run dir; the gateway always listens on TCP)\n"
       "  --prompt TEXT          the chat message sent once all nodes are ready\n"
       "  --max-tokens N         tokens generated for that message (default 48)\n"
       "  --no-prompt            do not send the message\n"
@@ -395,64 +404,54 @@ int main(int argc, char** argv) {
   std::string api_key, run_dir;
   int experts = 2, replicas = 1, attention_nodes = 1, http_port = 8080, base_port = 0;
   int threads = 0, max_tokens = 48, startup_timeout_s = 300;
-  bool no_prompt = false, exit_after_prompt = false, prepare_only = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "afd-up: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto number = [&](int* out, int min) {
-      const std::string v = value();
-      if (!absl::SimpleAtoi(v, out) || *out < min) {
-        std::fprintf(stderr, "afd-up: bad value for %s: %s\n", arg.c_str(), v.c_str());
-        std::exit(2);
-      }
-    };
-    if (arg == "--help" || arg == "-h") {
-      Usage(stdout);
-      return 0;
-    } else if (arg == "--model") {
-      model_dir = value();
-    } else if (arg == "--experts") {
-      number(&experts, 1);
-    } else if (arg == "--replicas") {
-      number(&replicas, 1);
-    } else if (arg == "--attention-nodes") {
-      number(&attention_nodes, 1);
-    } else if (arg == "--config") {
-      config_path = value();
-    } else if (arg == "--port") {
-      number(&http_port, 0);
-    } else if (arg == "--base-port") {
-      number(&base_port, 1);
-    } else if (arg == "--threads") {
-      number(&threads, 1);
-    } else if (arg == "--prompt") {
-      prompt = value();
-    } else if (arg == "--max-tokens") {
-      number(&max_tokens, 1);
-    } else if (arg == "--no-prompt") {
+  int attention_threads = 0, expert_threads = 0, micro_batches = 0;
+  bool no_prompt = false, exit_after_prompt = false, prepare_only = false, tcp = false;
+  afd::rpc::FlagReader flags("afd-up", argc, argv, Usage);
+  while (flags.Next()) {
+    if (flags.Is("--model")) {
+      model_dir = flags.Value();
+    } else if (flags.Is("--experts")) {
+      flags.Int(&experts, 1);
+    } else if (flags.Is("--replicas")) {
+      flags.Int(&replicas, 1);
+    } else if (flags.Is("--attention-nodes")) {
+      flags.Int(&attention_nodes, 1);
+    } else if (flags.Is("--config")) {
+      config_path = flags.Value();
+    } else if (flags.Is("--port")) {
+      flags.Int(&http_port, 0);
+    } else if (flags.Is("--base-port")) {
+      flags.Int(&base_port, 1);
+    } else if (flags.Is("--threads")) {
+      flags.Int(&threads, 1);
+    } else if (flags.Is("--attention-threads")) {
+      flags.Int(&attention_threads, 1);
+    } else if (flags.Is("--expert-threads")) {
+      flags.Int(&expert_threads, 1);
+    } else if (flags.Is("--micro-batches")) {
+      flags.Int(&micro_batches, 1);
+    } else if (flags.Is("--tcp")) {
+      tcp = true;
+    } else if (flags.Is("--prompt")) {
+      prompt = flags.Value();
+    } else if (flags.Is("--max-tokens")) {
+      flags.Int(&max_tokens, 1);
+    } else if (flags.Is("--no-prompt")) {
       no_prompt = true;
-    } else if (arg == "--exit-after-prompt") {
+    } else if (flags.Is("--exit-after-prompt")) {
       exit_after_prompt = true;
-    } else if (arg == "--reasoning-mode") {
-      reasoning = value();
-    } else if (arg == "--api-key") {
-      api_key = value();
-    } else if (arg == "--run-dir") {
-      run_dir = value();
-    } else if (arg == "--prepare-only") {
+    } else if (flags.Is("--reasoning-mode")) {
+      reasoning = flags.Value();
+    } else if (flags.Is("--api-key")) {
+      api_key = flags.Value();
+    } else if (flags.Is("--run-dir")) {
+      run_dir = flags.Value();
+    } else if (flags.Is("--prepare-only")) {
       prepare_only = true;
-    } else if (arg == "--startup-timeout-s") {
-      number(&startup_timeout_s, 1);
+    } else if (flags.Is("--startup-timeout-s")) {
+      flags.Int(&startup_timeout_s, 1);
     } else {
-      std::fprintf(stderr, "afd-up: unknown argument %s\n\n", arg.c_str());
-      Usage(stderr);
-      return 2;
+      flags.Unknown();
     }
   }
   if (reasoning != "append_think" && reasoning != "split") {
@@ -470,13 +469,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  // Stop signals are handled in the main loop (sigtimedwait); children unblock them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Stop signals are handled in the main loop (WaitFor); children unblock them.
+  afd::rpc::StopSignals stop_signals;
 
   // The cluster: given, or generated for this machine.
   afd::ClusterConfig cluster;
@@ -502,13 +496,16 @@ int main(int argc, char** argv) {
     std::printf("afd-up: model ready in %s\n", model_dir.c_str());
     return 0;
   }
+  if (run_dir.empty()) run_dir = absl::StrCat(build_dir, "/run/up-", getpid());
   if (config_path.empty()) {
-    const int nodes = attention_nodes + experts;
-    if (threads == 0) {
-      threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / nodes);
-    }
+    // Nodes sharing this host: the attention node's compute and the expert calls alternate
+    // (per layer, per micro-batch), so the attention node gets every core and the expert
+    // nodes split them; idle pools sleep after a short spin, so the phases do not fight.
+    const int cores = afd::rpc::AvailableCores();  // honours taskset
+    if (attention_threads == 0) attention_threads = threads > 0 ? threads : cores;
+    if (expert_threads == 0) expert_threads = threads > 0 ? threads : std::max(1, cores / experts);
     if (base_port == 0) {
-      const int needed = 1 + nodes;
+      const int needed = 1 + attention_nodes + experts;
       for (int candidate = 50050; candidate < 60000 && base_port == 0; candidate += 100) {
         bool free = true;
         for (int p = candidate; p < candidate + needed && free; ++p) free = PortFree(p);
@@ -524,10 +521,30 @@ int main(int argc, char** argv) {
     local.num_attention_nodes = attention_nodes;
     local.base_port = base_port;
     local.http_port = http_port;
-    local.threads_per_node = threads;
+    local.threads_per_node = attention_threads;
     absl::StatusOr<afd::ClusterConfig> made = afd::MakeLocalClusterConfig(local);
     if (!made.ok()) return Fail(std::string(made.status().message()));
     cluster = *std::move(made);
+    for (afd::ExpertNodeConfig& e : cluster.expert_nodes) e.node.threads = expert_threads;
+    if (micro_batches > 0) cluster.limits.micro_batches = micro_batches;
+    if (!tcp) {
+      // Co-located nodes talk over unix sockets (no TCP stack on the per-layer path). The
+      // gateway keeps its TCP port: clients connect to it.
+      std::string socket_dir = run_dir + "/sockets";
+      if (socket_dir[0] != '/') {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof(cwd)) != nullptr) socket_dir = absl::StrCat(cwd, "/", socket_dir);
+      }
+      // sun_path holds 107 bytes.
+      if (socket_dir.size() + 20 > 100) socket_dir = absl::StrCat("/tmp/afd-up-", getpid());
+      if (!MakeDirs(socket_dir)) return Fail("cannot create " + socket_dir);
+      for (afd::AttentionNodeConfig& a : cluster.attention_nodes) {
+        a.node.address = absl::StrCat("unix:", socket_dir, "/", a.node.name, ".sock");
+      }
+      for (afd::ExpertNodeConfig& e : cluster.expert_nodes) {
+        e.node.address = absl::StrCat("unix:", socket_dir, "/", e.node.name, ".sock");
+      }
+    }
   }
   if (!cluster.gateways[0].http_listen.empty()) {
     const std::string& listen = cluster.gateways[0].http_listen;
@@ -537,7 +554,6 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("HTTP port ", http_port, " is in use; pass --port N"));
   }
 
-  if (run_dir.empty()) run_dir = absl::StrCat(build_dir, "/run/up-", getpid());
   if (!MakeDirs(run_dir + "/logs")) return Fail("cannot create " + run_dir);
   const std::string cluster_file = run_dir + "/cluster.yaml";
   if (config_path.empty()) {
@@ -599,12 +615,11 @@ int main(int argc, char** argv) {
     StopAll(children);
     return 1;
   };
-  const timespec no_wait{0, 0};
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(startup_timeout_s);
   size_t ready = 0;
   while (ready < children.size()) {
     if (Child* c = Reap(children)) return died(*c);
-    if (sigtimedwait(&stop_signals, nullptr, &no_wait) > 0) {
+    if (stop_signals.WaitFor(absl::ZeroDuration()) > 0) {
       std::printf("afd-up: interrupted while starting; stopping\n");
       StopAll(children);
       return 130;
@@ -663,10 +678,9 @@ int main(int argc, char** argv) {
   std::printf("\nafd-up: serving; press Ctrl-C to stop\n");
   std::fflush(stdout);
 
-  const timespec tick{0, 200 * 1000 * 1000};
   while (true) {
     if (Child* c = Reap(children)) return died(*c);
-    const int signal_number = sigtimedwait(&stop_signals, nullptr, &tick);
+    const int signal_number = stop_signals.WaitFor(absl::Milliseconds(200));
     if (signal_number > 0) {
       std::printf("\nafd-up: stopping (signal %d)\n", signal_number);
       std::fflush(stdout);

@@ -154,10 +154,10 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
   RETURN_IF_ERROR(r.String(root, "model", "", &config->model_dir));
 
   if (const YAML::Node n = root["limits"]; n.IsDefined() && !n.IsNull()) {
-    RETURN_IF_ERROR(
-        r.ExpectMap(n, "limits",
-                    {"max_sequences", "kv_blocks", "kv_block_tokens", "max_prompt_tokens",
-                     "max_new_tokens", "max_batch_tokens", "micro_batches", "max_queue_depth"}));
+    RETURN_IF_ERROR(r.ExpectMap(
+        n, "limits",
+        {"max_sequences", "kv_blocks", "kv_block_tokens", "max_prompt_tokens", "max_new_tokens",
+         "max_batch_tokens", "micro_batches", "min_micro_batch_tokens", "max_queue_depth"}));
     LimitsConfig& l = config->limits;
     RETURN_IF_ERROR(r.Int(n, "max_sequences", "limits", &l.max_sequences, 1));
     RETURN_IF_ERROR(r.Int(n, "kv_blocks", "limits", &l.kv_blocks, 1));
@@ -166,6 +166,7 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
     RETURN_IF_ERROR(r.Int(n, "max_new_tokens", "limits", &l.max_new_tokens, 1));
     RETURN_IF_ERROR(r.Int(n, "max_batch_tokens", "limits", &l.max_batch_tokens, 1));
     RETURN_IF_ERROR(r.Int(n, "micro_batches", "limits", &l.micro_batches, 1, 64));
+    RETURN_IF_ERROR(r.Int(n, "min_micro_batch_tokens", "limits", &l.min_micro_batch_tokens, 1));
     RETURN_IF_ERROR(r.Int(n, "max_queue_depth", "limits", &l.max_queue_depth, 0));
   }
   if (const YAML::Node n = root["deadlines"]; n.IsDefined() && !n.IsNull()) {
@@ -323,6 +324,7 @@ std::string ClusterConfigToYaml(const ClusterConfig& config) {
   out << YAML::Key << "max_new_tokens" << YAML::Value << l.max_new_tokens;
   out << YAML::Key << "max_batch_tokens" << YAML::Value << l.max_batch_tokens;
   out << YAML::Key << "micro_batches" << YAML::Value << l.micro_batches;
+  out << YAML::Key << "min_micro_batch_tokens" << YAML::Value << l.min_micro_batch_tokens;
   out << YAML::Key << "max_queue_depth" << YAML::Value << l.max_queue_depth;
   out << YAML::EndMap;
   out << YAML::Key << "deadlines" << YAML::Value << YAML::BeginMap;

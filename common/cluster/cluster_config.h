@@ -56,6 +56,9 @@ struct LimitsConfig {
   int max_new_tokens = 4096;    // cap on a request's max_tokens (and its default)
   int max_batch_tokens = 2048;  // tokens per engine step (prefill is chunked to fit), tokens
   int micro_batches = 2;        // micro-batches per step ping-ponging with expert calls
+  // Tokens a micro-batch must have for a step to be split: each part reads every weight it
+  // touches again, so memory-bound steps (decode) run whole; large steps (prefill) ping-pong.
+  int min_micro_batch_tokens = 128;
   int max_queue_depth = 256;    // waiting requests per attention node before RESOURCE_EXHAUSTED
 };
 

@@ -2,9 +2,10 @@
 //
 // Two kernel families, compiled for every Highway target and chosen at run time:
 // - Decode (n < kPrefillMinTokens): dot products along the input axis, in tiles of R output
-//   rows x N <= 8 tokens with R * N fp32 accumulators in registers (R from the register budget).
-//   Each weight chunk is widened once and used for all N tokens, so the weights stream from
-//   memory once per 8 tokens; the activations are packed once per call in the decoder's lane
+//   rows x N tokens with R * N fp32 accumulators in registers (R from the register budget; N up
+//   to 8, or 12 and 16 in one-row tiles). Each weight chunk is widened once and used for all N
+//   tokens, so the weights stream from memory once per pass of N tokens (FP8 decoding costs
+//   about 3 FMAs per vector: passes of 16 matter there); the activations are packed once per call in the decoder's lane
 //   order (one pointer reaches every token), and for N*cols too large for L1 the columns are
 //   blocked with partial sums parked in a small scratch. Weights are software-prefetched ~8 KiB
 //   ahead of the tile being computed. Block-scaled FP8: the scales go into a scaled copy of the
@@ -21,12 +22,17 @@
 // the scale) and vcvtph2ps; the rest uses a 256-entry table. NaN (S.1111.111) stays NaN.
 // Only the summation order (and, in decode, where the fp8 block scale is rounded in) differs
 // from MatMulReference.
+// A third family, the opt-in bf16-activation mode (MatMulOptions), is described in its section
+// below. Measured on Sapphire/Emerald Rapids: vdpbf16ps delivers about half the
+// multiply-adds per cycle of fp32 FMA there, so the mode is slower than the fp32 kernels on that
+// CPU kind (for CPUs with fast BF16 dot products only).
 #include "common/kernels/matmul.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "common/kernels/matmul_internal.h"
 #include "common/kernels/quant_matmul.h"
@@ -46,6 +52,12 @@ namespace afd::kernels::internal {
 // Per-thread scratch buffer `slot` of at least `count` floats, 64-byte aligned. Grows on first
 // use only (no allocation in steady state).
 float* MatMulScratch(int slot, size_t count);
+// The same for uint32_t buffers (their own slots).
+uint32_t* MatMulScratchU32(int slot, size_t count);
+// Whether the CPU has the AVX512-BF16 dot products (vdpbf16ps).
+bool CpuHasAvx512Bf16();
+// Fp8E4M3ToFloat of every byte, [256].
+const float* Fp8Values();
 
 }  // namespace afd::kernels::internal
 #endif  // AFD_COMMON_KERNELS_MATMUL_SHARED_
@@ -70,70 +82,44 @@ using VF = hn::Vec<DF>;
 // scale * kScaleMul, a power of two, so exactly) and Scalar() returns the value itself.
 // kConstRegs: vector registers the decoder keeps live across a loop.
 
-struct DecF32 {
+// Unscaled types, two vectors per chunk in natural order: only the element type differs.
+// DecHalf<T, ToFloat>: 16-bit floats widened by PromoteTo (bf16: shift; f16: vcvtph2ps).
+template <class T, size_t kElementBytes>
+struct DecNatural {
   static constexpr int kVecs = 2;
   static constexpr bool kScaled = false;
   static constexpr bool kPermuted = false;
   static constexpr float kScaleMul = 1.0f;
-  static constexpr size_t kBytes = 4;
+  static constexpr size_t kBytes = kElementBytes;
   static constexpr int kConstRegs = 0;
-  explicit DecF32(DF) {}
+  explicit DecNatural(DF) {}
   HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
-    const float* f = reinterpret_cast<const float*>(p);
-    for (int v = 0; v < kVecs; ++v) w[v] = hn::LoadU(d, f + v * hn::Lanes(d));
+    const T* e = reinterpret_cast<const T*>(p);
+    for (int v = 0; v < kVecs; ++v) {
+      if constexpr (std::is_same_v<T, float>) {
+        w[v] = hn::LoadU(d, e + v * hn::Lanes(d));
+      } else {
+        w[v] = hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, DF>(), e + v * hn::Lanes(d)));
+      }
+    }
   }
   HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
   static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
   static float Scalar(const uint8_t* row, int64_t c) {
-    float f;
-    memcpy(&f, row + 4 * c, 4);
-    return f;
+    if constexpr (std::is_same_v<T, float>) {
+      float f;
+      memcpy(&f, row + 4 * c, 4);
+      return f;
+    } else {
+      uint16_t v;
+      memcpy(&v, row + 2 * c, 2);
+      return std::is_same_v<T, hwy::bfloat16_t> ? Bf16ToFloat(v) : F16ToFloat(v);
+    }
   }
 };
-
-struct DecBf16 {
-  static constexpr int kVecs = 2;
-  static constexpr bool kScaled = false;
-  static constexpr bool kPermuted = false;
-  static constexpr float kScaleMul = 1.0f;
-  static constexpr size_t kBytes = 2;
-  static constexpr int kConstRegs = 0;
-  explicit DecBf16(DF) {}
-  HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
-    const hn::Rebind<hwy::bfloat16_t, DF> dbf;
-    const hwy::bfloat16_t* b = reinterpret_cast<const hwy::bfloat16_t*>(p);
-    for (int v = 0; v < kVecs; ++v) w[v] = hn::PromoteTo(d, hn::LoadU(dbf, b + v * hn::Lanes(d)));
-  }
-  HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
-  static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
-  static float Scalar(const uint8_t* row, int64_t c) {
-    uint16_t v;
-    memcpy(&v, row + 2 * c, 2);
-    return Bf16ToFloat(v);
-  }
-};
-
-struct DecF16 {
-  static constexpr int kVecs = 2;
-  static constexpr bool kScaled = false;
-  static constexpr bool kPermuted = false;
-  static constexpr float kScaleMul = 1.0f;
-  static constexpr size_t kBytes = 2;
-  static constexpr int kConstRegs = 0;
-  explicit DecF16(DF) {}
-  HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    const hwy::float16_t* h = reinterpret_cast<const hwy::float16_t*>(p);
-    for (int v = 0; v < kVecs; ++v) w[v] = hn::PromoteTo(d, hn::LoadU(dh, h + v * hn::Lanes(d)));
-  }
-  HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
-  static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
-  static float Scalar(const uint8_t* row, int64_t c) {
-    uint16_t v;
-    memcpy(&v, row + 2 * c, 2);
-    return F16ToFloat(v);
-  }
-};
+using DecF32 = DecNatural<float, 4>;
+using DecBf16 = DecNatural<hwy::bfloat16_t, 2>;
+using DecF16 = DecNatural<hwy::float16_t, 2>;
 
 #if HWY_TARGET == HWY_AVX3_DL
 // e4m3fn -> exact bf16 bits (NaN included) through two 128-entry byte tables, lo[|v|] and
@@ -219,7 +205,7 @@ struct DecFp8 {
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = 1;
   static constexpr int kConstRegs = 0;
-  explicit DecFp8(DF) : table_(Table()) {}
+  explicit DecFp8(DF) : table_(internal::Fp8Values()) {}
   HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
     float tmp[HWY_LANES(float)];
     for (size_t i = 0; i < hn::Lanes(d); ++i) tmp[i] = table_[p[i]];
@@ -228,15 +214,6 @@ struct DecFp8 {
   HWY_INLINE void Load(DF d, const uint8_t* p, VF* w) const { LoadNatural(d, p, w); }
   static int64_t Element(int v, int64_t lane, int64_t lanes) { return v * lanes + lane; }
   static float Scalar(const uint8_t* row, int64_t c) { return Fp8E4M3ToFloat(row[c]); }
-  static const float* Table() {
-    static const struct Values {
-      Values() {
-        for (int i = 0; i < 256; ++i) v[i] = Fp8E4M3ToFloat(static_cast<uint8_t>(i));
-      }
-      float v[256];
-    } values;
-    return values.v;
-  }
   const float* table_;
 };
 #else
@@ -562,23 +539,35 @@ void DecodeRowsN(const Dec& dec, const float* x, const WeightView& w, int64_t ro
   }
 }
 
+// Tokens per decode pass for `left` tokens still to do: up to 16 (one-row tiles: each widened
+// weight chunk then serves 12 or 16 tokens, which matters for FP8, whose decoding costs as much
+// as 4 FMAs), else up to 8.
+constexpr int64_t DecodePassTokens(int64_t left) {
+  return left >= 16 ? 16 : left >= 12 ? 12 : std::min<int64_t>(8, left);
+}
+
+// fn(std::integral_constant<int, N>()) for the first N of the list equal to n, else the last.
+template <int N, int... kRest, class Fn>
+HWY_INLINE void WithTokenCount(int64_t n, const Fn& fn) {
+  if constexpr (sizeof...(kRest) == 0) {
+    fn(std::integral_constant<int, N>());
+  } else if (n == N) {
+    fn(std::integral_constant<int, N>());
+  } else {
+    WithTokenCount<kRest...>(n, fn);
+  }
+}
+
 template <class Dec>
 void DecodeRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                 int64_t row_end, float* y) {
   const Dec dec{DF()};
-  for (int64_t t = 0; t < n; t += 8) {
-    const float* xt = x + t * w.cols;
-    float* yt = y + t * w.rows;
-    switch (std::min<int64_t>(8, n - t)) {
-      case 1: DecodeRowsN<Dec, 1>(dec, xt, w, row_begin, row_end, yt); break;
-      case 2: DecodeRowsN<Dec, 2>(dec, xt, w, row_begin, row_end, yt); break;
-      case 3: DecodeRowsN<Dec, 3>(dec, xt, w, row_begin, row_end, yt); break;
-      case 4: DecodeRowsN<Dec, 4>(dec, xt, w, row_begin, row_end, yt); break;
-      case 5: DecodeRowsN<Dec, 5>(dec, xt, w, row_begin, row_end, yt); break;
-      case 6: DecodeRowsN<Dec, 6>(dec, xt, w, row_begin, row_end, yt); break;
-      case 7: DecodeRowsN<Dec, 7>(dec, xt, w, row_begin, row_end, yt); break;
-      default: DecodeRowsN<Dec, 8>(dec, xt, w, row_begin, row_end, yt); break;
-    }
+  for (int64_t t = 0, pass = 0; t < n; t += pass) {
+    pass = DecodePassTokens(n - t);
+    WithTokenCount<1, 2, 3, 4, 5, 6, 7, 12, 16, 8>(pass, [&](auto tokens) {
+      DecodeRowsN<Dec, decltype(tokens)::value>(dec, x + t * w.cols, w, row_begin, row_end,
+                                                y + t * w.rows);
+    });
   }
 }
 
@@ -952,49 +941,346 @@ void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_beg
 }
 
 // ---------------------------------------------------------------------------------------------
+// bf16-activation mode (opt-in, MatMulOptions): activations rounded to bf16 (RNE; FP8 weights:
+// after multiplying by the block scale, so the weights stay exact bf16) and multiplied with the
+// bf16 (or FP8 -> exact bf16) weights two columns at a time: one u32 lane holds a column pair
+// (even column in the low half). AVX-512 CPUs with AVX512-BF16 use vdpbf16ps (32 products per
+// instruction, no widening: bf16 weights are its memory operand); every other target runs the
+// same pair order with two FMAs (odd column first, as vdpbf16ps). Tiles of R rows x N tokens,
+// one accumulator vector per (row, token) over chunks of two pair vectors, then ReduceHalving
+// and the tail columns in order: a token's bits depend only on its activations and the row
+// (not on n, the tile or the row split), as in the fp32 kernels.
 
-template <class Dec>
-void RowsFor(const float* x, int64_t n, const WeightView& w, int64_t row_begin, int64_t row_end,
-             float* y) {
-  if (n >= internal::kPrefillMinTokens) {
-    PrefillRows<Dec>(x, n, w, row_begin, row_end, y);
-  } else {
-    DecodeRows<Dec>(x, n, w, row_begin, row_end, y);
+using DU32 = hn::RebindToUnsigned<DF>;
+using VU32 = hn::Vec<DU32>;
+
+// Weight sources: Pairs() loads one chunk (2 * Lanes column pairs) as two pair vectors;
+// Column(v, l, e) is the column (within the chunk) of half e of lane l of vector v.
+struct PairsBf16 {
+  static constexpr bool kNatural = true;
+  static constexpr size_t kBytes = 2;
+  static constexpr int kConstRegs = 0;
+  explicit PairsBf16(DF) {}
+  HWY_INLINE void Pairs(const uint8_t* p, VU32* w) const {
+    const DU32 du;
+    const uint32_t* q = reinterpret_cast<const uint32_t*>(p);
+    w[0] = hn::LoadU(du, q);
+    w[1] = hn::LoadU(du, q + hn::Lanes(du));
+  }
+  static int64_t Column(int v, int64_t lane, int e, int64_t lanes) {
+    return 2 * (v * lanes + lane) + e;
+  }
+  static uint16_t Scalar(const uint8_t* row, int64_t c) {
+    uint16_t v;
+    memcpy(&v, row + 2 * c, 2);
+    return v;
+  }
+};
+
+#if HWY_TARGET == HWY_AVX3_DL
+// FP8: DecFp8's byte planes interleaved into bf16 words (vpunpck[lh]bw): lane 4q + i of
+// vector v holds columns 16q + 8v + 2i and 16q + 8v + 2i + 1.
+struct PairsFp8 {
+  static constexpr bool kNatural = false;
+  static constexpr size_t kBytes = 1;
+  static constexpr int kConstRegs = 6;
+  explicit PairsFp8(DF d) : dec_(d) {}
+  HWY_INLINE void Pairs(const uint8_t* p, VU32* w) const {
+    __m512i lo, hi;
+    dec_.Planes(p, &lo, &hi);
+    w[0] = VU32{_mm512_unpacklo_epi8(lo, hi)};
+    w[1] = VU32{_mm512_unpackhi_epi8(lo, hi)};
+  }
+  static int64_t Column(int v, int64_t lane, int e, int64_t) {
+    return 16 * (lane / 4) + 8 * v + 2 * (lane % 4) + e;
+  }
+  static uint16_t Scalar(const uint8_t* row, int64_t c) {
+    return FloatToBf16(Fp8E4M3ToFloat(row[c]));
+  }
+  DecFp8 dec_;
+};
+#else
+// FP8 elsewhere: the exact values from the 256-entry table (their bf16 bits are the top halves),
+// natural pair order.
+struct PairsFp8 {
+  static constexpr bool kNatural = true;
+  static constexpr size_t kBytes = 1;
+  static constexpr int kConstRegs = 0;
+  explicit PairsFp8(DF) {}
+  HWY_INLINE void Pairs(const uint8_t* p, VU32* w) const {
+    const DU32 du;
+    const size_t lanes = hn::Lanes(du);
+    uint32_t tmp[2 * HWY_LANES(uint32_t)];
+    for (size_t i = 0; i < 2 * lanes; ++i) {
+      tmp[i] = Scalar(p, 2 * i) | static_cast<uint32_t>(Scalar(p, 2 * i + 1)) << 16;
+    }
+    w[0] = hn::LoadU(du, tmp);
+    w[1] = hn::LoadU(du, tmp + lanes);
+  }
+  static int64_t Column(int v, int64_t lane, int e, int64_t lanes) {
+    return 2 * (v * lanes + lane) + e;
+  }
+  static uint16_t Scalar(const uint8_t* row, int64_t c) {
+    uint32_t bits;
+    memcpy(&bits, internal::Fp8Values() + row[c], 4);
+    return static_cast<uint16_t>(bits >> 16);
+  }
+};
+#endif
+
+// acc += odd(w) * odd(x), then += even(w) * even(x): vdpbf16ps's order, with FMAs.
+struct DotPairsFma {
+  HWY_INLINE VF operator()(VF acc, VU32 w, VU32 x) const {
+    const DF d;
+    const DU32 du;
+    const VU32 top = hn::Set(du, 0xFFFF0000u);
+    acc = hn::MulAdd(hn::BitCast(d, hn::And(w, top)), hn::BitCast(d, hn::And(x, top)), acc);
+    return hn::MulAdd(hn::BitCast(d, hn::ShiftLeft<16>(w)), hn::BitCast(d, hn::ShiftLeft<16>(x)),
+                      acc);
+  }
+};
+
+#undef AFD_BF16_DOT_ATTR
+#undef AFD_BF16_TILE_ATTR
+#if HWY_TARGET == HWY_AVX3_DL
+#define AFD_BF16_DOT_ATTR __attribute__((target(HWY_TARGET_STR ",avx512bf16")))
+struct DotPairsBf16 {
+  HWY_INLINE AFD_BF16_DOT_ATTR VF operator()(VF acc, VU32 w, VU32 x) const {
+    return VF{_mm512_dpbf16_ps(acc.raw, (__m512bh)x.raw,
+                               (__m512bh)w.raw)};
+  }
+};
+#define AFD_BF16_TILE_ATTR AFD_BF16_DOT_ATTR
+#else
+#define AFD_BF16_TILE_ATTR
+#endif
+
+// Rows per bf16-mode tile for N tokens: accumulators, the two pair vectors of a row and the
+// source's constants in the registers; at least 8 independent accumulators where possible.
+template <class Src>
+constexpr int Bf16RowsPerTile(int n) {
+  for (int r : {8, 4, 2}) {
+    if (r * n + 2 + Src::kConstRegs <= kVectorRegs - 1 && r * n <= 16) return r;
+  }
+  return 1;
+}
+
+// One tile: R rows x N tokens over the `cols` main columns, packed activations `xp` (pair
+// vectors: chunk c, vector v, token t at ((c * 2 + v) * N + t) * Lanes), then the tail.
+template <class Src, class Dot, int R, int N>
+HWY_NOINLINE AFD_BF16_TILE_ATTR void Bf16Tile(const Src& src, const Dot& dot,
+                                              const uint32_t* HWY_RESTRICT xp, int64_t cols,
+                                              const float* HWY_RESTRICT tail, int64_t tail_cols,
+                                              const uint8_t* rows, int64_t row_stride,
+                                              float* HWY_RESTRICT y, int64_t y_stride) {
+  const DF d;
+  const DU32 du;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk = 4 * lanes;
+  VF acc[R][N];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < N; ++t) acc[r][t] = hn::Zero(d);
+  }
+  for (int64_t c = 0; c < cols; c += chunk) {
+    const uint32_t* xc = xp + (c / chunk) * 2 * N * lanes;
+    for (int r = 0; r < R; ++r) {
+      VU32 w[2];
+      src.Pairs(rows + r * row_stride + c * static_cast<int64_t>(Src::kBytes), w);
+      for (int v = 0; v < 2; ++v) {
+        for (int t = 0; t < N; ++t) {
+          acc[r][t] = dot(acc[r][t], w[v], hn::LoadU(du, xc + (v * N + t) * lanes));
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* row = rows + r * row_stride;
+    for (int t = 0; t < N; ++t) {
+      float sum = ReduceHalving(d, acc[r][t]);
+      for (int64_t j = 0; j < tail_cols; ++j) {
+        sum += Bf16ToFloat(Src::Scalar(row, cols + j)) * tail[t * tail_cols + j];
+      }
+      y[t * y_stride + r] = sum;
+    }
   }
 }
 
-void MatMulRowsImpl(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+// bf16 bits (FloatToBf16: round to nearest even, NaN -> 0x7FC0) of v * s in the low halves.
+HWY_INLINE VU32 RoundToBf16(VF v, VF s) {
+  const DF d;
+  const DU32 du;
+  const VU32 bits = hn::BitCast(du, hn::Mul(v, s));
+  const VU32 odd = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  const VU32 rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(odd, hn::Set(du, 0x7FFFu))));
+  const auto nan = hn::Gt(hn::And(bits, hn::Set(du, 0x7FFFFFFFu)), hn::Set(du, 0x7F800000u));
+  (void)d;
+  return hn::IfThenElse(nan, hn::Set(du, 0x7FC0u), rounded);
+}
+
+// Packs N tokens of x [N, cols] (column c multiplied by scale_row[c / block_cols] when given)
+// as bf16 pairs in Src's order: the main columns into xp, the tail (rounded, as floats) into
+// tail [N, cols - main_cols].
+template <class Src>
+void PackBf16(const float* x, int64_t n, int64_t cols, int64_t main_cols, const float* scale_row,
+              int64_t block_cols, uint32_t* HWY_RESTRICT xp, float* HWY_RESTRICT tail) {
+  const DF d;
+  const DU32 du;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk = 4 * lanes;
+  auto scale_at = [&](int64_t c) { return scale_row ? scale_row[c / block_cols] : 1.0f; };
+  for (int64_t c = 0; c < main_cols; c += chunk) {
+    uint32_t* out = xp + (c / chunk) * 2 * n * lanes;
+    // One scale per vector of columns when the blocks allow it, else per column.
+    VF s[4];
+    const bool uniform = scale_row == nullptr || block_cols % lanes == 0;
+    for (int q = 0; q < 4; ++q) s[q] = hn::Set(d, scale_at(c + q * lanes));
+    for (int64_t t = 0; t < n; ++t) {
+      const float* xr = x + t * cols + c;
+      VU32 h[4];
+      for (int q = 0; q < 4; ++q) {
+        VF sq = s[q];
+        if (!uniform) {
+          float tmp[HWY_LANES(float)];
+          for (int64_t l = 0; l < lanes; ++l) tmp[l] = scale_at(c + q * lanes + l);
+          sq = hn::LoadU(d, tmp);
+        }
+        h[q] = RoundToBf16(hn::LoadU(d, xr + q * lanes), sq);
+      }
+      if constexpr (Src::kNatural) {
+        (void)du;
+        for (int v = 0; v < 2; ++v) {
+#if HWY_TARGET == HWY_SCALAR
+          const uint32_t pair = hn::GetLane(h[2 * v]) | hn::GetLane(h[2 * v + 1]) << 16;
+          out[(v * n + t) * lanes] = pair;
+#else
+          const VU32 even = hn::ConcatEven(du, h[2 * v + 1], h[2 * v]);
+          const VU32 odd = hn::ConcatOdd(du, h[2 * v + 1], h[2 * v]);
+          hn::StoreU(hn::Or(even, hn::ShiftLeft<16>(odd)), du, out + (v * n + t) * lanes);
+#endif
+        }
+      } else {
+#if HWY_TARGET == HWY_AVX3_DL
+        // Columns 16q + 2k, +1 as dword k of p[q]; vector v takes dwords 4v..4v+3 of each.
+        __m256i p[4];
+        for (int q = 0; q < 4; ++q) p[q] = _mm512_cvtepi32_epi16(h[q].raw);
+        const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(p[0]), p[1], 1);
+        const __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(p[2]), p[3], 1);
+        _mm512_storeu_si512(out + t * lanes, _mm512_shuffle_i64x2(a, b, 0x88));
+        _mm512_storeu_si512(out + (n + t) * lanes, _mm512_shuffle_i64x2(a, b, 0xDD));
+#endif
+      }
+    }
+  }
+  const int64_t tail_cols = cols - main_cols;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t j = 0; j < tail_cols; ++j) {
+      const int64_t c = main_cols + j;
+      tail[t * tail_cols + j] = Bf16ToFloat(FloatToBf16(x[t * cols + c] * scale_at(c)));
+    }
+  }
+}
+
+// Rows [row_begin, row_end) for N tokens (FP8: one block of output rows at a time, the block's
+// scales folded into the packed activations).
+template <class Src, class Dot, int N>
+void Bf16RowsN(const Src& src, const Dot& dot, const float* x, const WeightView& w,
+               int64_t row_begin, int64_t row_end, float* y) {
+  constexpr int R = Bf16RowsPerTile<Src>(N);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t main_cols = w.cols / (4 * lanes) * (4 * lanes);
+  const int64_t tail_cols = w.cols - main_cols;
+  uint32_t* xp = internal::MatMulScratchU32(0, N * main_cols / 2 + 1);
+  float* tail = internal::MatMulScratch(5, N * tail_cols + 1);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const int64_t row_bytes = w.cols * static_cast<int64_t>(Src::kBytes);
+  const bool scaled = w.type == WeightType::kFp8E4M3;
+  const int64_t ncb = (w.cols + w.block_cols - 1) / w.block_cols;
+  const int64_t block = scaled ? w.block_rows : row_end - row_begin;
+  for (int64_t lo = row_begin; lo < row_end;) {
+    const int64_t hi = scaled ? std::min(row_end, (lo / block + 1) * block) : row_end;
+    PackBf16<Src>(x, N, w.cols, main_cols, scaled ? w.scales + (lo / block) * ncb : nullptr,
+                  w.block_cols, xp, tail);
+    int64_t r = lo;
+    for (; r + R <= hi; r += R) {
+      Bf16Tile<Src, Dot, R, N>(src, dot, xp, main_cols, tail, tail_cols, base + r * row_bytes,
+                               row_bytes, y + r, w.rows);
+    }
+    for (; r < hi; ++r) {
+      Bf16Tile<Src, Dot, 1, N>(src, dot, xp, main_cols, tail, tail_cols, base + r * row_bytes,
+                               row_bytes, y + r, w.rows);
+    }
+    lo = hi;
+  }
+}
+
+template <class Src, class Dot>
+void Bf16RowsFor(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                 int64_t row_end, float* y) {
+  const Src src{DF()};
+  const Dot dot;
+  for (int64_t t = 0, pass = 0; t < n; t += pass) {
+    pass = std::min<int64_t>(8, n - t);
+    WithTokenCount<1, 2, 3, 4, 5, 6, 7, 8>(pass, [&](auto tokens) {
+      Bf16RowsN<Src, Dot, decltype(tokens)::value>(src, dot, x + t * w.cols, w, row_begin,
+                                                   row_end, y + t * w.rows);
+    });
+  }
+}
+
+template <class Src>
+void Bf16RowsForSrc(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                     int64_t row_end, float* y) {
-  switch (w.type) {
-    case WeightType::kF32: return RowsFor<DecF32>(x, n, w, row_begin, row_end, y);
-    case WeightType::kBF16: return RowsFor<DecBf16>(x, n, w, row_begin, row_end, y);
-    case WeightType::kF16: return RowsFor<DecF16>(x, n, w, row_begin, row_end, y);
-    case WeightType::kFp8E4M3: return RowsFor<DecFp8>(x, n, w, row_begin, row_end, y);
-    case WeightType::kAwqInt4:
-    case WeightType::kMlxAffine: return;  // MatMulRows sends packed types to QuantMatMulRows
+#if HWY_TARGET == HWY_AVX3_DL
+  if (internal::CpuHasAvx512Bf16()) {
+    return Bf16RowsFor<Src, DotPairsBf16>(x, n, w, row_begin, row_end, y);
+  }
+#endif
+  Bf16RowsFor<Src, DotPairsFma>(x, n, w, row_begin, row_end, y);
+}
+
+// bf16-activation products (bf16 and FP8 weights; MatMulRows sends the others to the fp32
+// kernels).
+void MatMulRowsBf16Impl(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                        int64_t row_end, float* y) {
+  if (w.type == WeightType::kBF16) {
+    Bf16RowsForSrc<PairsBf16>(x, n, w, row_begin, row_end, y);
+  } else if (w.type == WeightType::kFp8E4M3) {
+    Bf16RowsForSrc<PairsFp8>(x, n, w, row_begin, row_end, y);
   }
 }
 
-// Forced-kernel entry points for tests and benchmarks (prefill = 1 selects the prefill kernel).
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+struct TypeTag {
+  using type = T;
+};
+
+// fn(TypeTag<Dec>()) with the decoder of `type` (packed types: MatMulRows sends them to the
+// quantized kernels before dispatch).
+template <class Fn>
+void WithDecoder(WeightType type, const Fn& fn) {
+  switch (type) {
+    case WeightType::kF32: return fn(TypeTag<DecF32>());
+    case WeightType::kBF16: return fn(TypeTag<DecBf16>());
+    case WeightType::kF16: return fn(TypeTag<DecF16>());
+    case WeightType::kFp8E4M3: return fn(TypeTag<DecFp8>());
+    case WeightType::kAwqInt4:
+    case WeightType::kMlxAffine: return;
+  }
+}
+
+// prefill: 1 = the prefill kernel, 0 = the decode kernel, -1 = by token count.
 void MatMulRowsKernelImpl(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                           int64_t row_end, float* y, int prefill) {
-  switch (w.type) {
-    case WeightType::kF32:
-      return prefill ? PrefillRows<DecF32>(x, n, w, row_begin, row_end, y)
-                     : DecodeRows<DecF32>(x, n, w, row_begin, row_end, y);
-    case WeightType::kBF16:
-      return prefill ? PrefillRows<DecBf16>(x, n, w, row_begin, row_end, y)
-                     : DecodeRows<DecBf16>(x, n, w, row_begin, row_end, y);
-    case WeightType::kF16:
-      return prefill ? PrefillRows<DecF16>(x, n, w, row_begin, row_end, y)
-                     : DecodeRows<DecF16>(x, n, w, row_begin, row_end, y);
-    case WeightType::kFp8E4M3:
-      return prefill ? PrefillRows<DecFp8>(x, n, w, row_begin, row_end, y)
-                     : DecodeRows<DecFp8>(x, n, w, row_begin, row_end, y);
-    case WeightType::kAwqInt4:
-    case WeightType::kMlxAffine:
-      return;  // MatMulRowsKernel sends packed types to the quantized kernels
-  }
+  WithDecoder(w.type, [&](auto tag) {
+    using Dec = typename decltype(tag)::type;
+    if (prefill == 1 || (prefill == -1 && n >= internal::kPrefillMinTokens)) {
+      PrefillRows<Dec>(x, n, w, row_begin, row_end, y);
+    } else {
+      DecodeRows<Dec>(x, n, w, row_begin, row_end, y);
+    }
+  });
 }
 
 }  // namespace HWY_NAMESPACE
@@ -1004,23 +1290,50 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace afd::kernels {
 
-HWY_EXPORT(MatMulRowsImpl);
 HWY_EXPORT(MatMulRowsKernelImpl);
+HWY_EXPORT(MatMulRowsBf16Impl);
 
 namespace internal {
 
-float* MatMulScratch(int slot, size_t count) {
+// Per-thread buffers, kSlots of them per element type; each grows on first use only.
+template <class T, int kSlots>
+T* ThreadScratch(int slot, size_t count) {
   struct Buffer {
-    hwy::AlignedFreeUniquePtr<float[]> data;
+    hwy::AlignedFreeUniquePtr<T[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[6];
+  thread_local Buffer buffers[kSlots];
   Buffer& b = buffers[slot];
   if (b.size < count) {
-    b.data = hwy::AllocateAligned<float>(count);
+    b.data = hwy::AllocateAligned<T>(count);
     b.size = count;
   }
   return b.data.get();
+}
+
+float* MatMulScratch(int slot, size_t count) { return ThreadScratch<float, 6>(slot, count); }
+
+uint32_t* MatMulScratchU32(int slot, size_t count) {
+  return ThreadScratch<uint32_t, 1>(slot, count);
+}
+
+const float* Fp8Values() {
+  static const struct Values {
+    Values() {
+      for (int i = 0; i < 256; ++i) v[i] = Fp8E4M3ToFloat(static_cast<uint8_t>(i));
+    }
+    float v[256];
+  } values;
+  return values.v;
+}
+
+bool CpuHasAvx512Bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
 }
 
 void MatMulRowsKernel(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
@@ -1036,6 +1349,11 @@ void MatMulRowsKernel(const float* x, int64_t n, const WeightView& w, int64_t ro
 }  // namespace internal
 
 namespace {
+
+// Weight types the bf16-activation mode covers.
+bool UsesBf16Activations(const WeightView& w) {
+  return w.type == WeightType::kBF16 || w.type == WeightType::kFp8E4M3;
+}
 
 // Output rows per ParallelFor unit (a multiple of every decode tile height: 8, 6, 4, 3, 2).
 constexpr int64_t kRowUnit = 48;
@@ -1128,16 +1446,27 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
     QuantMatMulRows(x, n, AsQuantMatrix(w), row_begin, row_end, y);
     return;
   }
-  HWY_DYNAMIC_DISPATCH(MatMulRowsImpl)(x, n, w, row_begin, row_end, y);
+  HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, -1);
+}
+
+void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                int64_t row_end, float* y, const MatMulOptions& options) {
+  if (options.activations == Activations::kBF16 && UsesBf16Activations(w)) {
+    if (n <= 0 || row_begin >= row_end) return;
+    HWY_DYNAMIC_DISPATCH(MatMulRowsBf16Impl)(x, n, w, row_begin, row_end, y);
+    return;
+  }
+  MatMulRows(x, n, w, row_begin, row_end, y);
 }
 
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y) {
   MatMulRows(x, n, w, 0, w.rows, y);
 }
 
-void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool) {
+void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool,
+            const MatMulOptions& options) {
   if (pool == nullptr || pool->num_threads() <= 1 || w.rows <= kRowUnit) {
-    MatMul(x, n, w, y);
+    MatMulRows(x, n, w, 0, w.rows, y, options);
     return;
   }
   struct Args {
@@ -1145,11 +1474,17 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
     int64_t n;
     const WeightView* w;
     float* y;
-  } args{x, n, &w, y};
+    const MatMulOptions* options;
+  } args{x, n, &w, y, &options};
   const Args* a = &args;  // one pointer: fits std::function's inline storage, no allocation
   pool->ParallelFor((w.rows + kRowUnit - 1) / kRowUnit, [a](int64_t begin, int64_t end) {
-    MatMulRows(a->x, a->n, *a->w, begin * kRowUnit, std::min(end * kRowUnit, a->w->rows), a->y);
+    MatMulRows(a->x, a->n, *a->w, begin * kRowUnit, std::min(end * kRowUnit, a->w->rows), a->y,
+               *a->options);
   });
+}
+
+void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool) {
+  MatMul(x, n, w, y, pool, MatMulOptions{});
 }
 
 void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y) {
@@ -1158,6 +1493,34 @@ void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y) {
     for (int64_t r = 0; r < w.rows; ++r) {
       float acc = 0.0f;
       for (int64_t c = 0; c < w.cols; ++c) acc += x[t * w.cols + c] * WeightAt(w, r, c);
+      y[t * w.rows + r] = acc;
+    }
+  }
+}
+
+void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y,
+                     const MatMulOptions& options) {
+  if (options.activations != Activations::kBF16 || !UsesBf16Activations(w)) {
+    return MatMulReference(x, n, w, y);
+  }
+  const int64_t ncb = (w.cols + w.block_cols - 1) / w.block_cols;
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < w.cols; ++c) {
+        const int64_t i = r * w.cols + c;
+        float scale = 1.0f, value;
+        if (w.type == WeightType::kFp8E4M3) {
+          scale = w.scales[(r / w.block_rows) * ncb + c / w.block_cols];
+          value = Fp8E4M3ToFloat(data[i]);
+        } else {
+          uint16_t b;
+          memcpy(&b, data + 2 * i, 2);
+          value = Bf16ToFloat(b);
+        }
+        acc += Bf16ToFloat(FloatToBf16(x[t * w.cols + c] * scale)) * value;
+      }
       y[t * w.rows + r] = acc;
     }
   }

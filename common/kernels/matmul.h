@@ -25,9 +25,35 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 // null pool or a one-thread pool this is MatMul.
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool);
 
+// Precision of the activations in a product. kF32 (the default): exact fp32 activations, weights
+// widened in registers. kBF16 (opt-in, for prefill throughput): each activation is rounded to bf16
+// (nearest even; with FP8 weights after multiplying by its block scale, so the weights stay exact)
+// and the products run on AVX512-BF16 dot instructions where the CPU has them (the same pair
+// order with FMAs elsewhere). Applies to bf16 and FP8 weights; other weight types ignore it.
+// Measured on Sapphire/Emerald Rapids it is slower than kF32 (vdpbf16ps runs at about half the
+// multiply-add rate of fp32 FMA there); it pays only where BF16 dot products are fast.
+// Output bits depend only on the token's activations and the weight row in both modes (not on
+// n, the batch or the row split), per CPU kind.
+enum class Activations : uint8_t { kF32, kBF16 };
+
+struct MatMulOptions {
+  Activations activations = Activations::kF32;
+};
+
+// The products above with options (MatMulOptions{} gives exactly the calls without).
+void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                int64_t row_end, float* y, const MatMulOptions& options);
+void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool,
+            const MatMulOptions& options);
+
 // Plain scalar reference twin (dequantize element by element, fp32 accumulation in the
 // natural order). The oracle for tests.
 void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y);
+// Reference twin of the options: with kBF16 (bf16 and FP8 weights), y = sum over c of
+// bf16(x[c] * s) * v[c] in column order, where v is the bf16 weight (s = 1) or the FP8 value
+// and s its block scale.
+void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y,
+                     const MatMulOptions& options);
 
 // Scalar helpers shared by every kernel and the loader.
 float Bf16ToFloat(uint16_t v);

@@ -1256,37 +1256,35 @@ int64_t AwqVnniColumn(int v, int j) {
   return 8 * (byte / 4) + qi::kAwqColumn[2 * (byte % 4) + v / 2];
 }
 
-// Group g of the 64 columns [c0, c0 + 64) for token t: acc[0, 64) (lane order) += this
-// group's terms. kPartial: only the first `valid` columns exist (the matrix ends; masked loads,
-// the other lanes compute zeros). Prefetches the same columns of the next group's rows.
-template <bool kPartial>
-AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c0, int64_t valid,
-                                      const BlockX& bx, int64_t t, __m512i idx0, __m512i idx1,
-                                      const int32_t (*sidx)[16], float* acc) {
-  const int64_t group = w.group_size;
-  const int64_t wb = w.rows / 2;
-  const uint8_t* qweight = static_cast<const uint8_t*>(w.data) + c0 / 2;
-  const uint8_t* qzeros = static_cast<const uint8_t*>(w.zeros);
+// acc += per-lane sum of 4 u8 x s8 products with the s8 dword broadcast from memory.
+HWY_INLINE __m512i DpbusdBroadcast(__m512i acc, __m512i u8, const int8_t* s8) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0"
+      : "+v"(acc)
+      : "v"(u8), "m"(*reinterpret_cast<const int32_t*>(s8)));
+  return acc;
+}
+
+// Rows [i0, i0 + 4 * kSteps) of the 64 columns at `p` (qweight + i0 * wb + c0 / 2) into this
+// tile's int32 sums of each of n tokens: acc[t * 12 + 4 * plane + vector] (in memory). The codes
+// are unpacked once and kept in registers for every token. kPartial: only `nbytes` bytes of each
+// row exist (masked loads). xp[3 * t + plane]: token t's activation plane at row i0. `pf` (or
+// nullptr): the same rows' bytes further down the matrix, prefetched into L2 meanwhile (one
+// cache line per row).
+template <int kSteps, bool kPartial>
+AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbytes,
+                                     const int8_t* const* xp, int64_t n, __m512i idx0, __m512i idx1,
+                                     const uint8_t* pf, __m512i* acc) {
   const __m512i m0f = _mm512_set1_epi8(0x0F);
-  const __m512 k256 = _mm512_set1_ps(256.0f);
-  const int8_t* xp[3] = {bx.plane[0] + t * bx.stride, bx.plane[1] + t * bx.stride,
-                         bx.plane[2] + t * bx.stride};
-  const int64_t nbytes = valid / 2;
   const __mmask32 m32 = nbytes >= 32 ? 0xFFFFFFFFu : (1u << nbytes) - 1;
-  auto load32 = [&](const uint8_t* p) {
-    return kPartial ? _mm256_maskz_loadu_epi8(m32, p)
-                    : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  auto load32 = [&](const uint8_t* q) {
+    return kPartial ? _mm256_maskz_loadu_epi8(m32, q)
+                    : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
   };
-  const bool prefetch = !kPartial && t == 0 && g + 1 < w.groups() && (c0 / 2) % 64 == 0;
-  __m512i a[3][4];
-  for (int k = 0; k < 3; ++k) {
-    for (int v = 0; v < 4; ++v) a[k][v] = _mm512_setzero_si512();
-  }
-  for (int64_t i = g * group; i < (g + 1) * group; i += 4) {
-    const uint8_t* p = qweight + i * wb;
-    if (prefetch) {
+  __m512i c[kSteps][4];
+  for (int s = 0; s < kSteps; ++s, p += 4 * wb) {
+    if (pf != nullptr) {
       for (int r = 0; r < 4; ++r) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + (group + r) * wb), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(pf + (4 * s + r) * wb), _MM_HINT_T1);
       }
     }
     const __m512i A = _mm512_inserti64x4(_mm512_castsi256_si512(load32(p)), load32(p + wb), 1);
@@ -1296,20 +1294,66 @@ AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c
     const __m512i ahi = _mm512_and_si512(_mm512_srli_epi16(A, 4), m0f);
     const __m512i blo = _mm512_and_si512(Bv, m0f);
     const __m512i bhi = _mm512_and_si512(_mm512_srli_epi16(Bv, 4), m0f);
-    const __m512i c[4] = {
-        _mm512_permutex2var_epi8(alo, idx0, blo), _mm512_permutex2var_epi8(alo, idx1, blo),
-        _mm512_permutex2var_epi8(ahi, idx0, bhi), _mm512_permutex2var_epi8(ahi, idx1, bhi)};
+    c[s][0] = _mm512_permutex2var_epi8(alo, idx0, blo);
+    c[s][1] = _mm512_permutex2var_epi8(alo, idx1, blo);
+    c[s][2] = _mm512_permutex2var_epi8(ahi, idx0, bhi);
+    c[s][3] = _mm512_permutex2var_epi8(ahi, idx1, bhi);
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    __m512i* at = acc + 12 * t;
+    const int8_t* const* x = xp + 3 * t;
+    __m512i a[3][4];
     for (int k = 0; k < 3; ++k) {
-      int32_t xq;
-      memcpy(&xq, xp[k] + i, 4);
-      const __m512i xb = _mm512_set1_epi32(xq);
-      for (int v = 0; v < 4; ++v) a[k][v] = Dpbusd(a[k][v], c[v], xb);
+      for (int v = 0; v < 4; ++v) a[k][v] = _mm512_load_si512(at + 4 * k + v);
+    }
+    for (int s = 0; s < kSteps; ++s) {
+      for (int k = 0; k < 3; ++k) {
+        for (int v = 0; v < 4; ++v) a[k][v] = DpbusdBroadcast(a[k][v], c[s][v], x[k] + 4 * s);
+      }
+    }
+    for (int k = 0; k < 3; ++k) {
+      for (int v = 0; v < 4; ++v) _mm512_store_si512(at + 4 * k + v, a[k][v]);
     }
   }
+}
+
+// AwqVnniRows over `steps` steps of 4 rows (4 at a time, then one by one).
+template <bool kPartial>
+AFD_VNNI HWY_INLINE void AwqVnniRowBlock(const uint8_t* p, int64_t wb, int64_t steps,
+                                         int64_t nbytes, const int8_t** xp, int64_t n, __m512i idx0,
+                                         __m512i idx1, const uint8_t* pf, __m512i* acc) {
+  int64_t s = 0;
+  for (; s + 4 <= steps; s += 4) {
+    AwqVnniRows<4, kPartial>(p + 4 * s * wb, wb, nbytes, xp, n, idx0, idx1,
+                             pf != nullptr ? pf + 4 * s * wb : nullptr, acc);
+    for (int64_t j = 0; j < 3 * n; ++j) xp[j] += 16;
+  }
+  for (; s < steps; ++s) {
+    AwqVnniRows<1, kPartial>(p + 4 * s * wb, wb, nbytes, xp, n, idx0, idx1,
+                             pf != nullptr ? pf + 4 * s * wb : nullptr, acc);
+    for (int64_t j = 0; j < 3 * n; ++j) xp[j] += 4;
+  }
+  for (int64_t j = 0; j < 3 * n; ++j) xp[j] -= 4 * steps;
+}
+
+// Group g of the 64 columns [c0, c0 + 64) for token t, from the group's int32 sums `ia` (as
+// AwqVnniRows leaves them): acc[0, 64) (lane order) += the group's terms. kPartial: only the
+// first `valid` columns exist.
+template <bool kPartial>
+AFD_VNNI HWY_INLINE void AwqVnniFinish(const QuantMatrix& w, int64_t g, int64_t c0, int64_t valid,
+                                       const BlockX& bx, int64_t t, const int32_t (*sidx)[16],
+                                       const __m512i* ia, float* acc) {
+  const int64_t wb = w.rows / 2;
+  const uint8_t* qzeros = static_cast<const uint8_t*>(w.zeros);
+  const __m512 k256 = _mm512_set1_ps(256.0f);
+  const int64_t nbytes = valid / 2;
+  const __mmask32 m32 = nbytes >= 32 ? 0xFFFFFFFFu : (1u << nbytes) - 1;
   // Zero points and scales of this group in lane order.
   __m512 zf[4];
   if (qzeros != nullptr) {
-    const __m256i z = load32(qzeros + g * wb + c0 / 2);
+    const uint8_t* zp = qzeros + g * wb + c0 / 2;
+    const __m256i z = kPartial ? _mm256_maskz_loadu_epi8(m32, zp)
+                               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zp));
     const __m256i zl = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
     const __m256i zh = _mm256_and_si256(_mm256_srli_epi16(z, 4), _mm256_set1_epi8(0x0F));
     zf[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(zl)));
@@ -1344,8 +1388,8 @@ AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c
   const __m512 unit = _mm512_set1_ps(bx.unit[t * bx.groups_padded + g]);
   const __m512 xsum = _mm512_set1_ps(bx.sum[t * bx.groups_padded + g]);
   for (int v = 0; v < 4; ++v) {
-    const __m512i hi = _mm512_add_epi32(_mm512_slli_epi32(a[2][v], 8), a[1][v]);
-    const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(a[0][v]));
+    const __m512i hi = _mm512_add_epi32(_mm512_slli_epi32(ia[8 + v], 8), ia[4 + v]);
+    const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(ia[v]));
     const __m512 term = _mm512_fnmadd_ps(zf[v], xsum, _mm512_mul_ps(f, unit));
     _mm512_store_ps(acc + 16 * v, _mm512_fmadd_ps(term, sv[v], _mm512_load_ps(acc + 16 * v)));
   }
@@ -1354,8 +1398,16 @@ AFD_VNNI HWY_INLINE void AwqVnniGroup(const QuantMatrix& w, int64_t g, int64_t c
 // Output columns [c_begin, c_end) for n tokens, in tiles of 64 from the word boundary at or
 // below c_begin (a tile past the matrix end masks its loads; columns outside the range are
 // computed but not stored), so a column's arithmetic never depends on how a caller splits the
-// range. Groups outermost: one group's rows (a contiguous region) are swept by every tile
-// before the next group's, which is prefetched meanwhile.
+// range (a group's int32 sums are exact in any order). Per panel of kAwqPanelTiles tiles and
+// group, blocks of kAwqBlockRows input rows sweep the panel's tiles: each block reads
+// kAwqBlockRows contiguous row segments front to back, streams the hardware prefetcher follows
+// whatever the row stride (a tile-by-tile sweep of a wide matrix touches every row's page for
+// each 32 bytes), while the rows kAwqPrefetchRows further down (this group's or the next's;
+// a panel's worth of them fits L2) are prefetched.
+constexpr int64_t kAwqPanelTiles = 32;
+constexpr int64_t kAwqBlockRows = 16;
+constexpr int64_t kAwqPrefetchRows = 64;
+
 AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin, int64_t c_end,
                                           const BlockX& bx, int64_t n, float* y) {
   alignas(64) uint8_t idx_b[2][64];
@@ -1373,31 +1425,68 @@ AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin,
   const __m512i idx0 = _mm512_load_si512(idx_b[0]), idx1 = _mm512_load_si512(idx_b[1]);
   const int64_t first = c_begin / 8 * 8;
   const int64_t tiles = (c_end - first + 63) / 64;
+  const int64_t wb = w.rows / 2;
+  const int64_t group = w.group_size;
+  const uint8_t* qweight = static_cast<const uint8_t*>(w.data);
   float* acc = qi::QuantScratch(6, n * tiles * 64);
   std::fill(acc, acc + n * tiles * 64, 0.0f);
-  for (int64_t g = 0; g < w.groups(); ++g) {
-    for (int64_t tile = 0; tile < tiles; ++tile) {
-      const int64_t c0 = first + 64 * tile;
-      const int64_t valid = std::min<int64_t>(64, w.rows - c0);
-      for (int64_t t = 0; t < n; ++t) {
-        float* a = acc + (t * tiles + tile) * 64;
-        if (valid == 64) {
-          AwqVnniGroup<false>(w, g, c0, valid, bx, t, idx0, idx1, sidx, a);
-        } else {
-          AwqVnniGroup<true>(w, g, c0, valid, bx, t, idx0, idx1, sidx, a);
+  // int32 sums of a panel's tiles for one group, every token: [panel tiles, n, 12 vectors];
+  // narrower panels for more tokens keep them in L1.
+  const int64_t panel = std::max<int64_t>(1, kAwqPanelTiles / n);
+  __m512i* ia = reinterpret_cast<__m512i*>(qi::QuantScratch(2, panel * n * 12 * 16));
+  // Per token and plane, the activation bytes of the current row block.
+  const int8_t** xp = reinterpret_cast<const int8_t**>(qi::QuantScratch(5, 3 * n * 2 + 2));
+  for (int64_t p0 = 0; p0 < tiles; p0 += panel) {
+    const int64_t p1 = std::min(tiles, p0 + panel);
+    for (int64_t g = 0; g < w.groups(); ++g) {
+      std::fill(ia, ia + (p1 - p0) * n * 12, _mm512_setzero_si512());
+      for (int64_t i0 = g * group; i0 < (g + 1) * group; i0 += kAwqBlockRows) {
+        const int64_t steps = std::min(kAwqBlockRows, (g + 1) * group - i0) / 4;
+        for (int64_t t = 0; t < n; ++t) {
+          for (int k = 0; k < 3; ++k) xp[3 * t + k] = bx.plane[k] + t * bx.stride + i0;
+        }
+        const bool prefetch = i0 + kAwqPrefetchRows + 4 * steps <= w.cols;
+        for (int64_t tile = p0; tile < p1; ++tile) {
+          const int64_t c0 = first + 64 * tile;
+          const int64_t valid = std::min<int64_t>(64, w.rows - c0);
+          const uint8_t* p = qweight + i0 * wb + c0 / 2;
+          // One prefetch per cache line: the tile starting it, and the panel's first.
+          const uint8_t* pf =
+              prefetch && ((c0 / 2) % 64 < 32 || tile == p0) ? p + kAwqPrefetchRows * wb : nullptr;
+          __m512i* a = ia + (tile - p0) * n * 12;
+          if (valid == 64) {
+            AwqVnniRowBlock<false>(p, wb, steps, 32, xp, n, idx0, idx1, pf, a);
+          } else {
+            AwqVnniRowBlock<true>(p, wb, steps, valid / 2, xp, n, idx0, idx1, nullptr, a);
+          }
+        }
+      }
+      for (int64_t tile = p0; tile < p1; ++tile) {
+        const int64_t c0 = first + 64 * tile;
+        const int64_t valid = std::min<int64_t>(64, w.rows - c0);
+        for (int64_t t = 0; t < n; ++t) {
+          float* a = acc + (t * tiles + tile) * 64;
+          const __m512i* sums = ia + ((tile - p0) * n + t) * 12;
+          if (valid == 64) {
+            AwqVnniFinish<false>(w, g, c0, valid, bx, t, sidx, sums, a);
+          } else {
+            AwqVnniFinish<true>(w, g, c0, valid, bx, t, sidx, sums, a);
+          }
         }
       }
     }
+  }
+  int column[64];
+  for (int v = 0; v < 4; ++v) {
+    for (int j = 0; j < 16; ++j) column[16 * v + j] = static_cast<int>(AwqVnniColumn(v, j));
   }
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t tile = 0; tile < tiles; ++tile) {
       const float* a = acc + (t * tiles + tile) * 64;
       const int64_t c0 = first + 64 * tile;
-      for (int v = 0; v < 4; ++v) {
-        for (int j = 0; j < 16; ++j) {
-          const int64_t c = c0 + AwqVnniColumn(v, j);
-          if (c >= c_begin && c < c_end) y[t * w.rows + c] = a[16 * v + j];
-        }
+      for (int l = 0; l < 64; ++l) {
+        const int64_t c = c0 + column[l];
+        if (c >= c_begin && c < c_end) y[t * w.rows + c] = a[l];
       }
     }
   }

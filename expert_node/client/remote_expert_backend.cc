@@ -60,6 +60,7 @@ struct RemoteExpertBackend::Node {
   bool in_round = false;
   bool replied = false;
   bool failed = false;
+  bool timed_out = false;  // failed by missing the deadline (a hung node: not retried on it)
   uint64_t batch_id = 0;
   int64_t expected_rows = 0;
   v1::ExpertBatch request;
@@ -246,6 +247,20 @@ void RemoteExpertBackend::OpenStream(Node& node) {
   ++stats_.reconnects;
 }
 
+bool RemoteExpertBackend::Reopen(Node& node) {
+  // A stream that broke (rather than hung) may have died while idle, e.g. the node restarted
+  // since the previous call: open a fresh one once per call and send the batch again. A node
+  // that is really gone fails that stream fast (its connection is refused), and is excluded.
+  if (!node.failed || node.timed_out || reopened_[node.index] || node.stream != nullptr) {
+    return false;
+  }
+  reopened_[node.index] = 1;
+  const grpc_connectivity_state state = node.channel->GetState(/*try_to_connect=*/true);
+  if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) return false;
+  OpenStream(node);
+  return true;
+}
+
 void RemoteExpertBackend::ReviveNodes() {
   const absl::Time now = absl::Now();
   for (auto& node : nodes_) {
@@ -342,6 +357,7 @@ absl::Status RemoteExpertBackend::Run(const ExpertRequest& request, float* out) 
   slot_rows_.assign(t_count * k_count, nullptr);
   prefix_len_.assign(t_count, 0);
   excluded_.assign(nodes_.size(), 0);
+  reopened_.assign(nodes_.size(), 0);
   for (auto& node : nodes_) node->replies_used = 0;
   ReviveNodes();
   const int64_t total = t_count * k_count;
@@ -455,6 +471,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     node.in_round = true;
     node.replied = false;
     node.failed = false;
+    node.timed_out = false;
     round.push_back(&node);
   }
   absl::Time deadline = absl::Now() + absl::Milliseconds(options_.call_deadline_ms);
@@ -464,6 +481,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     }
     if (node->stream == nullptr) continue;  // failed meanwhile
     if (node->stream->write_pending) {
+      node->timed_out = true;
       FailNode(*node, "previous write not acknowledged before the deadline");
       continue;
     }
@@ -489,6 +507,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
   }
   for (Node* node : round) {
     if (!node->replied && !node->failed) {
+      node->timed_out = true;
       FailNode(*node, absl::StrCat("no reply within ", options_.call_deadline_ms, " ms"));
     }
   }
@@ -497,7 +516,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
   for (Node* node : round) {
     node->in_round = false;
     if (node->failed || !node->replied) {
-      excluded_[node->index] = 1;
+      if (!Reopen(*node)) excluded_[node->index] = 1;
       continue;
     }
     absl::StatusOr<const float*> rows = rpc::DecodeExpertResult(

@@ -6,7 +6,9 @@
 // nodes and replicas. All pairs of one expert in a call go to one node, so each expert's product
 // sees the same rows as in process. A node that fails, answers with an error, or misses the
 // per-call deadline has its pairs retried on other replicas; when none is left the call returns
-// UNAVAILABLE naming the (layer, expert)s. Lost nodes are reconnected in the background (a
+// UNAVAILABLE naming the (layer, expert)s. A stream that broke rather than timed out (say, it
+// died while idle because the node restarted) is reopened once per call and the batch sent
+// again, so a restarted node costs no call. Lost nodes are reconnected in the background (a
 // thread drives their gRPC channels, which retry with backoff) and rejoin on a later call.
 // Thread-safety: one Run at a time per instance (the caller's thread drives the streams, so a
 // call's path has no thread hand-off). For micro-batch ping-pong, use one instance per micro-
@@ -101,6 +103,9 @@ class RemoteExpertBackend : public ExpertBackend {
   absl::Status ValidateRequest(const ExpertRequest& request) const;
   void ReviveNodes();
   void OpenStream(Node& node);
+  // After `node` failed this round: opens a new stream to it (once per call) unless it timed
+  // out or its channel is in TRANSIENT_FAILURE. True when the node may serve the next round.
+  bool Reopen(Node& node);
   void FailNode(Node& node, const std::string& reason);
   void MaybeReap(Stream* stream);
   // Background thread: polls the channels of lost nodes so they reconnect without a call.
@@ -130,6 +135,7 @@ class RemoteExpertBackend : public ExpertBackend {
   std::vector<int32_t> prefix_len_;      // [T] slots covered by a folded prefix row
   std::vector<int32_t> chosen_node_;     // [E] node serving each expert this round, -1 none
   std::vector<uint8_t> excluded_;        // [nodes] failed during this call
+  std::vector<uint8_t> reopened_;        // [nodes] stream reopened during this call
   std::vector<Node*> round_;             // nodes sent a batch in the current round
 
   absl::Mutex reconnect_mu_;

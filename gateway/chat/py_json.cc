@@ -5,9 +5,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -16,31 +19,108 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-// The DOM builder nlohmann uses for parse(), with one change: a number token spelled as an
-// integer that nlohmann had to store as a double (it does not fit 64 bits) is an error.
-class ExactNumberSax : public nlohmann::detail::json_sax_dom_parser<Json> {
+// Builds the ordered_json DOM from nlohmann's SAX events. Differences from nlohmann's own DOM
+// builder: a number token spelled as an integer that does not fit 64 bits (nlohmann would store
+// it as a double) is an error, and duplicate keys are found through a hash index once an object
+// has more than a few members (ordered_map's own lookup is linear, which makes a 200k-entry
+// vocabulary quadratic).
+class ExactDomBuilder : public nlohmann::json_sax<Json> {
  public:
-  explicit ExactNumberSax(Json& root)
-      : nlohmann::detail::json_sax_dom_parser<Json>(root, /*allow_exceptions_=*/false) {}
+  explicit ExactDomBuilder(Json* root) : root_(root) {}
 
-  // Hides the base version; sax_parse is a template over this class, so this one is called.
-  bool number_float(Json::number_float_t value, const Json::string_t& spelling) {
+  bool null() override { return Add(Json(nullptr)); }
+  bool boolean(bool v) override { return Add(Json(v)); }
+  bool number_integer(number_integer_t v) override { return Add(Json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return Add(Json(v)); }
+  bool number_float(number_float_t v, const string_t& spelling) override {
     if (spelling.find_first_of(".eE") == std::string::npos) {
       error_ = absl::StrCat("integer literal ", spelling, " is outside the 64-bit range");
       return false;
     }
-    return nlohmann::detail::json_sax_dom_parser<Json>::number_float(value, spelling);
+    return Add(Json(v));
   }
-
-  bool parse_error(std::size_t position, const std::string& last_token,
-                   const nlohmann::detail::exception& ex) {
+  bool string(string_t& v) override { return Add(Json(std::move(v))); }
+  bool binary(binary_t& /*v*/) override { return false; }
+  bool start_object(std::size_t /*elements*/) override { return Open(Json::object()); }
+  bool key(string_t& k) override {
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override { return Close(); }
+  bool start_array(std::size_t /*elements*/) override { return Open(Json::array()); }
+  bool end_array() override { return Close(); }
+  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
+                   const nlohmann::detail::exception& ex) override {
     if (error_.empty()) error_ = ex.what();
-    return nlohmann::detail::json_sax_dom_parser<Json>::parse_error(position, last_token, ex);
+    return false;
   }
 
   const std::string& error() const { return error_; }
 
  private:
+  // Objects with more members than this get a hash index of their keys.
+  static constexpr size_t kIndexFrom = 16;
+
+  struct OpenContainer {
+    Json* value;
+    std::unique_ptr<absl::flat_hash_map<std::string, size_t>> index;  // key -> position
+  };
+
+  bool Open(Json container) {
+    Json* added = Place(std::move(container));
+    stack_.push_back({added, nullptr});
+    return true;
+  }
+  bool Close() {
+    stack_.pop_back();
+    return true;
+  }
+  bool Add(Json value) {
+    Place(std::move(value));
+    return true;
+  }
+
+  // Stores `value` in the innermost open container (under key_ for an object) and returns where
+  // it lives. Only the innermost container grows, so pointers to the open ones stay valid.
+  Json* Place(Json value) {
+    if (stack_.empty()) {
+      *root_ = std::move(value);
+      return root_;
+    }
+    OpenContainer& top = stack_.back();
+    if (top.value->is_array()) {
+      Json::array_t& items = top.value->get_ref<Json::array_t&>();
+      items.push_back(std::move(value));
+      return &items.back();
+    }
+    // Python's dict: a repeated key keeps its first position and takes the last value. The
+    // members are used as the plain vector they are: ordered_map's own insert searches linearly.
+    Json::object_t::Container& members = top.value->get_ref<Json::object_t&>();
+    std::optional<size_t> existing;
+    if (top.index != nullptr) {
+      auto it = top.index->find(key_);
+      if (it != top.index->end()) existing = it->second;
+    } else {
+      for (size_t i = 0; i < members.size(); ++i) {
+        if (members[i].first == key_) existing = i;
+      }
+    }
+    if (existing.has_value()) {
+      members[*existing].second = std::move(value);
+      return &members[*existing].second;
+    }
+    if (top.index == nullptr && members.size() >= kIndexFrom) {
+      top.index = std::make_unique<absl::flat_hash_map<std::string, size_t>>();
+      for (size_t i = 0; i < members.size(); ++i) top.index->emplace(members[i].first, i);
+    }
+    if (top.index != nullptr) top.index->emplace(key_, members.size());
+    members.emplace_back(std::move(key_), std::move(value));
+    return &members.back().second;
+  }
+
+  Json* root_;
+  std::vector<OpenContainer> stack_;
+  std::string key_;
   std::string error_;
 };
 
@@ -142,7 +222,10 @@ std::string PyFloatRepr(double value) {
   return out;
 }
 
-void AppendPyJson(const Json& value, std::string* out) {
+namespace {
+
+// `indent` < 0: json.dumps' compact form (", " and ": "); else indent=`indent` at `depth`.
+void Dump(const Json& value, int indent, int depth, std::string* out) {
   switch (value.type()) {
     case Json::value_t::null:
     case Json::value_t::discarded:
@@ -164,32 +247,51 @@ void AppendPyJson(const Json& value, std::string* out) {
     case Json::value_t::string:
       AppendPyJsonString(value.get_ref<const Json::string_t&>(), out);
       return;
-    case Json::value_t::array: {
-      out->push_back('[');
-      bool first = true;
-      for (const Json& item : value.get_ref<const Json::array_t&>()) {
-        if (!first) out->append(", ");
-        first = false;
-        AppendPyJson(item, out);
-      }
-      out->push_back(']');
+    case Json::value_t::array:
+    case Json::value_t::object:
+      break;
+  }
+  const bool is_object = value.is_object();
+  if (value.empty()) {
+    out->append(is_object ? "{}" : "[]");
+    return;
+  }
+  // Before each item: the separator (none before the first), then the line break and indent.
+  auto separate = [&](bool first) {
+    if (indent < 0) {
+      if (!first) out->append(", ");
       return;
     }
-    case Json::value_t::object: {
-      out->push_back('{');
-      bool first = true;
-      for (const auto& [key, item] : value.get_ref<const Json::object_t&>()) {
-        if (!first) out->append(", ");
-        first = false;
-        AppendPyJsonString(key, out);
-        out->append(": ");
-        AppendPyJson(item, out);
-      }
-      out->push_back('}');
-      return;
+    out->append(first ? "\n" : ",\n");
+    out->append(static_cast<size_t>(indent) * (depth + 1), ' ');
+  };
+  out->push_back(is_object ? '{' : '[');
+  bool first = true;
+  if (is_object) {
+    for (const auto& [key, item] : value.get_ref<const Json::object_t&>()) {
+      separate(first);
+      first = false;
+      AppendPyJsonString(key, out);
+      out->append(": ");
+      Dump(item, indent, depth + 1, out);
+    }
+  } else {
+    for (const Json& item : value.get_ref<const Json::array_t&>()) {
+      separate(first);
+      first = false;
+      Dump(item, indent, depth + 1, out);
     }
   }
+  if (indent >= 0) {
+    out->push_back('\n');
+    out->append(static_cast<size_t>(indent) * depth, ' ');
+  }
+  out->push_back(is_object ? '}' : ']');
 }
+
+}  // namespace
+
+void AppendPyJson(const Json& value, std::string* out) { Dump(value, -1, 0, out); }
 
 std::string PyJsonDumps(const Json& value) {
   std::string out;
@@ -197,19 +299,26 @@ std::string PyJsonDumps(const Json& value) {
   return out;
 }
 
+std::string PyJsonDumpsIndented(const Json& value, int indent) {
+  std::string out;
+  Dump(value, indent < 0 ? 0 : indent, 0, &out);
+  return out;
+}
+
 absl::StatusOr<Json> ParseJsonExact(std::string_view text) {
   Json root;
-  ExactNumberSax sax(root);
+  ExactDomBuilder builder(&root);
   bool ok = false;
   try {
-    ok = Json::sax_parse(text.begin(), text.end(), &sax, nlohmann::detail::input_format_t::json,
-                         /*strict=*/true, /*ignore_comments=*/false);
+    ok = Json::sax_parse(text.begin(), text.end(), &builder, nlohmann::detail::input_format_t::json,
+                         /*strict=*/true,
+                         /*ignore_comments=*/false);
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", e.what()));
   }
-  if (!ok || sax.is_errored() || !sax.error().empty()) {
+  if (!ok || !builder.error().empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid JSON: ", sax.error().empty() ? "parse error" : sax.error()));
+        absl::StrCat("invalid JSON: ", builder.error().empty() ? "parse error" : builder.error()));
   }
   return root;
 }

@@ -22,6 +22,12 @@ std::string PyJsonDumps(const nlohmann::ordered_json& value);
 // Appends `PyJsonDumps(value)` to `*out`.
 void AppendPyJson(const nlohmann::ordered_json& value, std::string* out);
 
+// `json.dumps(value, indent=indent, ensure_ascii=False)` (indent >= 0): each array item and object
+// member on its own line, indented by `indent` spaces per level, separators "," and ": ", empty
+// containers as `[]` / `{}`, no trailing newline. Scalars are written as by PyJsonDumps. Used to
+// rewrite tokenizer.json files byte-for-byte as Python's json module would.
+std::string PyJsonDumpsIndented(const nlohmann::ordered_json& value, int indent);
+
 // Appends the quoted, escaped JSON string literal of `text` (as `json.dumps(text)`).
 void AppendPyJsonString(std::string_view text, std::string* out);
 
@@ -38,7 +44,8 @@ std::string PyFloatRepr(double value);
 // INVALID_ARGUMENT rather than rounded to a double, because Python would print it back exactly
 // and afd cannot. Duplicate object keys keep their first position and take the last value (as
 // Python's dict). Malformed text, invalid UTF-8, lone surrogate escapes and numbers that overflow
-// a double are INVALID_ARGUMENT with the parser's message.
+// a double are INVALID_ARGUMENT with the parser's message. Linear in the text size, also for
+// objects with hundreds of thousands of members (a tokenizer.json vocabulary).
 absl::StatusOr<nlohmann::ordered_json> ParseJsonExact(std::string_view text);
 
 }  // namespace afd::gateway

@@ -13,6 +13,27 @@ std::optional<std::string> Payload(const absl::Status& status, std::string_view 
   return std::string(*value);
 }
 
+// How a status code is reported over HTTP (see api_error.h); others are 500 internal_error.
+struct HttpMapping {
+  absl::StatusCode code;
+  int http_status;
+  const char* type;
+  int retry_after_s;
+};
+constexpr HttpMapping kHttpMappings[] = {
+    {absl::StatusCode::kInvalidArgument, 400, "invalid_request_error", 0},
+    {absl::StatusCode::kOutOfRange, 400, "invalid_request_error", 0},
+    {absl::StatusCode::kFailedPrecondition, 400, "invalid_request_error", 0},
+    {absl::StatusCode::kUnauthenticated, 401, "authentication_error", 0},
+    {absl::StatusCode::kPermissionDenied, 403, "permission_error", 0},
+    {absl::StatusCode::kNotFound, 404, "not_found_error", 0},
+    {absl::StatusCode::kResourceExhausted, 429, "rate_limit_error", 1},
+    {absl::StatusCode::kCancelled, 499, "cancelled", 0},
+    {absl::StatusCode::kUnimplemented, 501, "invalid_request_error", 0},
+    {absl::StatusCode::kUnavailable, 503, "service_unavailable", 1},
+    {absl::StatusCode::kDeadlineExceeded, 504, "timeout", 0},
+};
+
 }  // namespace
 
 nlohmann::ordered_json ApiError::ToJson() const {
@@ -45,52 +66,16 @@ ApiError ApiErrorFromStatus(const absl::Status& status) {
   if (error.message.empty()) error.message = absl::StatusCodeToString(status.code());
   error.param = Payload(status, kParamPayload).value_or("");
   error.code = Payload(status, kCodePayload).value_or("");
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kFailedPrecondition:
-      error.http_status = 400;
-      error.type = "invalid_request_error";
-      break;
-    case absl::StatusCode::kUnauthenticated:
-      error.http_status = 401;
-      error.type = "authentication_error";
-      if (error.code.empty()) error.code = "invalid_api_key";
-      break;
-    case absl::StatusCode::kPermissionDenied:
-      error.http_status = 403;
-      error.type = "permission_error";
-      break;
-    case absl::StatusCode::kNotFound:
-      error.http_status = 404;
-      error.type = "not_found_error";
-      break;
-    case absl::StatusCode::kResourceExhausted:
-      error.http_status = 429;
-      error.type = "rate_limit_error";
-      error.retry_after_s = 1;
-      break;
-    case absl::StatusCode::kCancelled:
-      error.http_status = 499;
-      error.type = "cancelled";
-      break;
-    case absl::StatusCode::kUnimplemented:
-      error.http_status = 501;
-      error.type = "invalid_request_error";
-      break;
-    case absl::StatusCode::kUnavailable:
-      error.http_status = 503;
-      error.type = "service_unavailable";
-      error.retry_after_s = 1;
-      break;
-    case absl::StatusCode::kDeadlineExceeded:
-      error.http_status = 504;
-      error.type = "timeout";
-      break;
-    default:
-      error.http_status = 500;
-      error.type = "internal_error";
-      break;
+  error.http_status = 500;
+  error.type = "internal_error";
+  for (const HttpMapping& m : kHttpMappings) {
+    if (m.code != status.code()) continue;
+    error.http_status = m.http_status;
+    error.type = m.type;
+    error.retry_after_s = m.retry_after_s;
+  }
+  if (status.code() == absl::StatusCode::kUnauthenticated && error.code.empty()) {
+    error.code = "invalid_api_key";
   }
   return error;
 }

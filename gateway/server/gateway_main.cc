@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/cluster/cluster_config.h"
 #include "common/model_config.h"
+#include "common/rpc/node_bootstrap.h"
 #include "common/rpc/server.h"
 #include "gateway/chat/chat_template.h"
 #include "gateway/server/gateway_core.h"
@@ -88,74 +89,56 @@ int main(int argc, char** argv) {
   std::string api_key = std::getenv("AFD_API_KEY") != nullptr ? std::getenv("AFD_API_KEY") : "";
   int port = -1, http_port = -1, http_threads = 64, max_in_flight = 1024, timeout_s = 0;
   bool no_http = false, forced_output = false, log_requests = false, identity_set = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "afd-gateway: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto number = [&](int* out) {
-      const std::string v = value();
-      if (!absl::SimpleAtoi(v, out) || *out < 0) {
-        std::fprintf(stderr, "afd-gateway: bad value for %s: %s\n", arg.c_str(), v.c_str());
-        std::exit(2);
-      }
-    };
-    if (arg == "--help" || arg == "-h") {
-      Usage(stdout);
-      return 0;
-    } else if (arg == "--config") {
-      config_path = value();
-    } else if (arg == "--node") {
-      node_name = value();
-    } else if (arg == "--model") {
-      model_dir = value();
-    } else if (arg == "--tokenizer") {
-      tokenizer_dir = value();
-    } else if (arg == "--attention") {
-      attention_list = value();
-    } else if (arg == "--port") {
-      number(&port);
-    } else if (arg == "--listen") {
-      listen = value();
-    } else if (arg == "--http-port") {
-      number(&http_port);
-    } else if (arg == "--http-listen") {
-      http_listen = value();
-    } else if (arg == "--no-http") {
+  afd::rpc::FlagReader flags("afd-gateway", argc, argv, Usage);
+  while (flags.Next()) {
+    if (flags.Is("--config")) {
+      config_path = flags.Value();
+    } else if (flags.Is("--node")) {
+      node_name = flags.Value();
+    } else if (flags.Is("--model")) {
+      model_dir = flags.Value();
+    } else if (flags.Is("--tokenizer")) {
+      tokenizer_dir = flags.Value();
+    } else if (flags.Is("--attention")) {
+      attention_list = flags.Value();
+    } else if (flags.Is("--port")) {
+      flags.Int(&port, 0);
+    } else if (flags.Is("--listen")) {
+      listen = flags.Value();
+    } else if (flags.Is("--http-port")) {
+      flags.Int(&http_port, 0);
+    } else if (flags.Is("--http-listen")) {
+      http_listen = flags.Value();
+    } else if (flags.Is("--no-http")) {
       no_http = true;
-    } else if (arg == "--served-model-name") {
-      served_name = value();
-    } else if (arg == "--api-key") {
-      api_key = value();
-    } else if (arg == "--reasoning-mode") {
-      reasoning = value();
-    } else if (arg == "--model-identity") {
-      identity = value();
+    } else if (flags.Is("--served-model-name")) {
+      served_name = flags.Value();
+    } else if (flags.Is("--api-key")) {
+      api_key = flags.Value();
+    } else if (flags.Is("--reasoning-mode")) {
+      reasoning = flags.Value();
+    } else if (flags.Is("--model-identity")) {
+      identity = flags.Value();
       identity_set = true;
-    } else if (arg == "--http-threads") {
-      number(&http_threads);
-    } else if (arg == "--max-in-flight") {
-      number(&max_in_flight);
-    } else if (arg == "--request-timeout-s") {
-      number(&timeout_s);
-    } else if (arg == "--enable-forced-output") {
+    } else if (flags.Is("--http-threads")) {
+      flags.Int(&http_threads, 0);
+    } else if (flags.Is("--max-in-flight")) {
+      flags.Int(&max_in_flight, 0);
+    } else if (flags.Is("--request-timeout-s")) {
+      flags.Int(&timeout_s, 0);
+    } else if (flags.Is("--enable-forced-output")) {
       forced_output = true;
-    } else if (arg == "--log-requests") {
+    } else if (flags.Is("--log-requests")) {
       log_requests = true;
     } else {
-      std::fprintf(stderr, "afd-gateway: unknown argument %s\n\n", arg.c_str());
-      Usage(stderr);
-      return 2;
+      flags.Unknown();
     }
   }
 
   // Flags -> settings: the config's entry, then the overrides.
   afd::ClusterConfig cluster;
   std::vector<afd::gateway::AttentionEndpoint> endpoints;
+  const afd::NodeConfig* entry = nullptr;
   if (!config_path.empty()) {
     if (node_name.empty()) return Fail("--config needs --node NAME");
     absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(config_path);
@@ -163,13 +146,13 @@ int main(int argc, char** argv) {
     cluster = *std::move(loaded);
     const afd::GatewayConfig* node = cluster.FindGateway(node_name);
     if (node == nullptr) {
-      std::string names;
-      for (const auto& g : cluster.gateways) absl::StrAppend(&names, " ", g.node.name);
+      std::vector<std::string> names;
+      for (const auto& g : cluster.gateways) names.push_back(g.node.name);
       return Fail(absl::StrCat(config_path, ": no gateway named \"", node_name,
-                               "\" (gateways:", names.empty() ? " none" : names, ")"));
+                               "\" (gateways: ", afd::rpc::NodeNames(names), ")"));
     }
     if (model_dir.empty()) model_dir = cluster.model_dir;
-    if (listen.empty() && port < 0) listen = afd::ListenAddress(node->node);
+    entry = &node->node;
     if (http_listen.empty() && http_port < 0) http_listen = node->http_listen;
     for (const afd::AttentionNodeConfig& a : cluster.attention_nodes) {
       endpoints.push_back({a.node.name, a.node.address});
@@ -194,8 +177,10 @@ int main(int argc, char** argv) {
   if (model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
   if (endpoints.empty()) return Fail("no attention nodes: pass --attention or a --config");
   if (tokenizer_dir.empty()) tokenizer_dir = model_dir;
-  if (port >= 0) listen = absl::StrCat("[::]:", port);
-  if (listen.empty()) return Fail("no gRPC listen address: pass --port N, --listen or --config");
+  absl::StatusOr<afd::rpc::NodeListen> resolved =
+      afd::rpc::ResolveNodeListen(entry, listen, port, /*threads=*/-1);
+  if (!resolved.ok()) return Fail(absl::StrCat("gRPC: ", resolved.status().message()));
+  listen = resolved->listen;
   std::string http_host = "0.0.0.0";
   if (!no_http) {
     if (http_port >= 0) {
@@ -223,13 +208,8 @@ int main(int argc, char** argv) {
   options.max_in_flight = max_in_flight;
   if (timeout_s > 0) options.request_timeout = absl::Seconds(timeout_s);
 
-  // SIGINT/SIGTERM are taken by sigtimedwait below; block them before any thread starts.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // SIGINT/SIGTERM are taken by WaitFor below; blocked before any thread starts.
+  afd::rpc::StopSignals stop_signals;
 
   // The model's facts the gateway needs: context length, sampling defaults, chat template.
   absl::StatusOr<afd::ModelConfig> model = afd::LoadModelConfig(model_dir);
@@ -311,7 +291,6 @@ int main(int argc, char** argv) {
   // Ready while some attention node is; re-checked until a stop signal arrives.
   bool serving = false;
   int signal_number = 0;
-  const timespec tick{0, 200 * 1000 * 1000};
   while (true) {
     const bool ready = core.pool().AnyReady();
     if (ready != serving) {
@@ -321,7 +300,7 @@ int main(int argc, char** argv) {
                   serving ? "ready" : "not ready (no attention node is ready)");
       std::fflush(stdout);
     }
-    signal_number = sigtimedwait(&stop_signals, nullptr, &tick);
+    signal_number = stop_signals.WaitFor(absl::Milliseconds(200));
     if (signal_number > 0) break;
   }
   std::printf("afd-gateway: %s stopping (signal %d)\n", node_name.c_str(), signal_number);

@@ -30,18 +30,6 @@ void SendJson(httplib::Response& res, const Json& body) {
   res.set_content(DumpJson(body), "application/json");
 }
 
-Json UsageChunkJson(const ResponseHeader& header, bool chat, const UsageCounts& usage) {
-  if (chat) return ChatUsageChunkJson(header, usage);
-  Json out = Json::object();
-  out["id"] = header.id;
-  out["object"] = "text_completion";
-  out["created"] = header.created;
-  out["model"] = header.model;
-  out["choices"] = Json::array();
-  out["usage"] = UsageJson(usage);
-  return out;
-}
-
 }  // namespace
 
 // Every generation an HTTP request runs, so that Stop can cancel them.
@@ -88,7 +76,12 @@ void StreamSse(const GatewayCore& core, RequestState* state, httplib::DataSink& 
   const PreparedRequest& p = generation->prepared();
   const bool chat = p.output.chat;
   auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
-  if (chat && !write(SseData(ChatChunkJson(p.header, OutputDelta(), /*role=*/true, "", nullptr)))) {
+  // With include_usage, every chunk carries "usage": null until the usage chunk (as OpenAI's).
+  auto write_chunk = [&](Json chunk) {
+    if (p.include_usage) chunk["usage"] = nullptr;
+    return write(SseData(chunk));
+  };
+  if (chat && !write_chunk(ChatChunkJson(p.header, OutputDelta(), /*role=*/true, "", nullptr))) {
     generation->Cancel();
     return;
   }
@@ -107,7 +100,7 @@ void StreamSse(const GatewayCore& core, RequestState* state, httplib::DataSink& 
       text_offset += static_cast<int64_t>(delta.content.size());
       chunk = CompletionJson(p.header, delta.content, "", std::nullopt, logprobs);
     }
-    return write(SseData(chunk));
+    return write_chunk(std::move(chunk));
   });
   if (outcome.client_gone) return;
   if (!outcome.status.ok()) {
@@ -118,7 +111,7 @@ void StreamSse(const GatewayCore& core, RequestState* state, httplib::DataSink& 
   const Json last =
       chat ? ChatChunkJson(p.header, OutputDelta(), false, outcome.finish_reason, nullptr)
            : CompletionJson(p.header, "", outcome.finish_reason, std::nullopt, nullptr);
-  if (!write(SseData(last))) return;
+  if (!write_chunk(last)) return;
   if (p.include_usage && !write(SseData(UsageChunkJson(p.header, chat, outcome.usage)))) return;
   write(SseDone());
 }
@@ -241,15 +234,21 @@ void HttpServer::Routes() {
                     "text/plain; version=0.0.4; charset=utf-8");
   });
 
-  s.set_error_handler(
-      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+  const size_t max_body_bytes = options_.max_body_bytes;
+  s.set_error_handler(httplib::Server::HandlerWithResponse(
+      [max_body_bytes](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
         ApiError error;
         error.http_status = res.status;
         error.type = "invalid_request_error";
-        error.message = res.status == 404
-                            ? absl::StrCat("no such endpoint: ", req.method, " ", req.path)
-                            : absl::StrCat("HTTP error ", res.status);
+        if (res.status == 404) {
+          error.message = absl::StrCat("no such endpoint: ", req.method, " ", req.path);
+        } else if (res.status == 413) {
+          error.message = absl::StrCat("the request body is larger than the ", max_body_bytes,
+                                       " bytes this gateway accepts");
+        } else {
+          error.message = absl::StrCat("HTTP error ", res.status);
+        }
         SendError(res, error);
         return httplib::Server::HandlerResponse::Handled;
       }));

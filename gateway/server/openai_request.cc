@@ -13,6 +13,8 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
+constexpr char kPromptType[] = "a string or a list of token ids";
+
 const char* TypeName(const Json& v) {
   switch (v.type()) {
     case Json::value_t::null:
@@ -124,6 +126,22 @@ absl::StatusOr<Json> ParseBody(std::string_view body) {
   return json;
 }
 
+// The token ids of the array `v` (request field `param`, which must be `expected`).
+absl::Status ParseIds(const Json& v, const std::string& param, const std::string& expected,
+                      std::vector<int32_t>* ids) {
+  for (const Json& id : v) {
+    if (!id.is_number_integer() && !id.is_number_unsigned()) {
+      return Fields::WrongType(param, expected, id);
+    }
+    const int64_t x = id.get<int64_t>();
+    if (x < 0 || x > std::numeric_limits<int32_t>::max()) {
+      return InvalidParam(param, absl::StrCat("token id ", x, " is out of range"));
+    }
+    ids->push_back(static_cast<int32_t>(x));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseStop(const Fields& f, std::vector<std::string>* stop) {
   const Json* v = f.Get("stop");
   if (v == nullptr) return absl::OkStatus();
@@ -171,16 +189,7 @@ absl::Status ParseGeneration(const Fields& f, GenerationSettings* g) {
   RETURN_IF_ERROR(ParseStop(f, &g->stop));
   if (const Json* ids = f.Get("stop_token_ids")) {
     if (!ids->is_array()) return Fields::WrongType("stop_token_ids", "a list of integers", *ids);
-    for (const Json& id : *ids) {
-      if (!id.is_number_integer() && !id.is_number_unsigned()) {
-        return Fields::WrongType("stop_token_ids", "a list of integers", id);
-      }
-      const int64_t x = id.get<int64_t>();
-      if (x < 0 || x > std::numeric_limits<int32_t>::max()) {
-        return InvalidParam("stop_token_ids", absl::StrCat("token id ", x, " is out of range"));
-      }
-      g->stop_token_ids.push_back(static_cast<int32_t>(x));
-    }
+    RETURN_IF_ERROR(ParseIds(*ids, "stop_token_ids", "a list of integers", &g->stop_token_ids));
   }
   RETURN_IF_ERROR(f.Bool("ignore_eos", &g->ignore_eos));
   RETURN_IF_ERROR(f.Bool("skip_special_tokens", &g->skip_special_tokens));
@@ -281,21 +290,6 @@ absl::Status ParseTools(const Fields& f, ChatCompletionRequest* r) {
   return absl::OkStatus();
 }
 
-// A token-id list, or an error naming `param`.
-absl::Status ParseIds(const Json& v, std::vector<int32_t>* ids) {
-  for (const Json& id : v) {
-    if (!id.is_number_integer() && !id.is_number_unsigned()) {
-      return Fields::WrongType("prompt", "a string or a list of token ids", id);
-    }
-    const int64_t x = id.get<int64_t>();
-    if (x < 0 || x > std::numeric_limits<int32_t>::max()) {
-      return InvalidParam("prompt", absl::StrCat("token id ", x, " is out of range"));
-    }
-    ids->push_back(static_cast<int32_t>(x));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body) {
@@ -389,13 +383,13 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body) 
       if (first.is_string()) {
         r.prompt_text = first.get<std::string>();
       } else {
-        RETURN_IF_ERROR(ParseIds(first, &r.prompt_token_ids));
+        RETURN_IF_ERROR(ParseIds(first, "prompt", kPromptType, &r.prompt_token_ids));
       }
     } else {
-      RETURN_IF_ERROR(ParseIds(*prompt, &r.prompt_token_ids));
+      RETURN_IF_ERROR(ParseIds(*prompt, "prompt", kPromptType, &r.prompt_token_ids));
     }
   } else {
-    return Fields::WrongType("prompt", "a string or a list of token ids", *prompt);
+    return Fields::WrongType("prompt", kPromptType, *prompt);
   }
   if (r.prompt_text.has_value() ? r.prompt_text->empty() : r.prompt_token_ids.empty()) {
     return InvalidParam("prompt", "prompt must not be empty");

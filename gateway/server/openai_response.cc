@@ -1,5 +1,8 @@
 #include "gateway/server/openai_response.h"
 
+#include <optional>
+#include <string>
+
 #include "gateway/parsing/output_parser.h"
 #include "gateway/tokenizer/utf8.h"
 
@@ -20,6 +23,51 @@ Json TokenBytesJson(const Tokenizer& tokenizer, int32_t id) {
 
 Json FinishReasonJson(const std::string& reason) {
   return reason.empty() ? Json(nullptr) : Json(reason);
+}
+
+// The fields every response object starts with, then its choices.
+Json Envelope(const ResponseHeader& header, const char* object, Json choices) {
+  Json out = Json::object();
+  out["id"] = header.id;
+  out["object"] = object;
+  out["created"] = header.created;
+  out["model"] = header.model;
+  out["choices"] = std::move(choices);
+  return out;
+}
+
+// One choice (index 0): `body_key` holds `body` ("message", "delta" or "text"), then logprobs
+// and finish_reason.
+Json Choice(const char* body_key, Json body, const Json& logprobs,
+            const std::string& finish_reason) {
+  Json choice = Json::object();
+  choice["index"] = 0;
+  choice[body_key] = std::move(body);
+  choice["logprobs"] = logprobs;
+  choice["finish_reason"] = FinishReasonJson(finish_reason);
+  return Json::array({std::move(choice)});
+}
+
+// A tool call of a message, or (with `index`) a streamed piece of one, where an empty id (with
+// its "type") or name is left out.
+Json ToolCallJson(std::optional<int> index, const std::string& id, const std::string& name,
+                  const std::string& arguments) {
+  Json call = Json::object();
+  if (index.has_value()) call["index"] = *index;
+  if (!id.empty()) {
+    call["id"] = id;
+    call["type"] = "function";
+  }
+  Json fn = Json::object();
+  if (!name.empty()) fn["name"] = name;
+  fn["arguments"] = arguments;
+  call["function"] = std::move(fn);
+  return call;
+}
+
+const char* ObjectType(bool chat, bool chunk) {
+  if (!chat) return "text_completion";
+  return chunk ? "chat.completion.chunk" : "chat.completion";
 }
 
 }  // namespace
@@ -102,28 +150,13 @@ Json ChatCompletionJson(const ResponseHeader& header, const AssembledOutput& out
   if (!output.tool_calls.empty()) {
     Json calls = Json::array();
     for (size_t i = 0; i < output.tool_calls.size(); ++i) {
-      Json call = Json::object();
-      call["id"] = output.tool_call_ids[i];
-      call["type"] = "function";
-      Json fn = Json::object();
-      fn["name"] = output.tool_calls[i].name;
-      fn["arguments"] = ToolArgumentsJson(output.tool_calls[i].arguments);
-      call["function"] = std::move(fn);
-      calls.push_back(std::move(call));
+      calls.push_back(ToolCallJson(std::nullopt, output.tool_call_ids[i], output.tool_calls[i].name,
+                                   ToolArgumentsJson(output.tool_calls[i].arguments)));
     }
     message["tool_calls"] = std::move(calls);
   }
-  Json choice = Json::object();
-  choice["index"] = 0;
-  choice["message"] = std::move(message);
-  choice["logprobs"] = logprobs;
-  choice["finish_reason"] = FinishReasonJson(finish_reason);
-  Json out = Json::object();
-  out["id"] = header.id;
-  out["object"] = "chat.completion";
-  out["created"] = header.created;
-  out["model"] = header.model;
-  out["choices"] = Json::array({std::move(choice)});
+  Json out = Envelope(header, ObjectType(true, false),
+                      Choice("message", std::move(message), logprobs, finish_reason));
   out["usage"] = UsageJson(usage);
   return out;
 }
@@ -137,41 +170,16 @@ Json ChatChunkJson(const ResponseHeader& header, const OutputDelta& delta, bool 
   if (!delta.tool_calls.empty()) {
     Json calls = Json::array();
     for (const ToolCallDelta& c : delta.tool_calls) {
-      Json call = Json::object();
-      call["index"] = c.index;
-      if (!c.id.empty()) {
-        call["id"] = c.id;
-        call["type"] = "function";
-      }
-      Json fn = Json::object();
-      if (!c.name.empty()) fn["name"] = c.name;
-      fn["arguments"] = c.arguments;
-      call["function"] = std::move(fn);
-      calls.push_back(std::move(call));
+      calls.push_back(ToolCallJson(c.index, c.id, c.name, c.arguments));
     }
     d["tool_calls"] = std::move(calls);
   }
-  Json choice = Json::object();
-  choice["index"] = 0;
-  choice["delta"] = std::move(d);
-  choice["logprobs"] = logprobs;
-  choice["finish_reason"] = FinishReasonJson(finish_reason);
-  Json out = Json::object();
-  out["id"] = header.id;
-  out["object"] = "chat.completion.chunk";
-  out["created"] = header.created;
-  out["model"] = header.model;
-  out["choices"] = Json::array({std::move(choice)});
-  return out;
+  return Envelope(header, ObjectType(true, true),
+                  Choice("delta", std::move(d), logprobs, finish_reason));
 }
 
-Json ChatUsageChunkJson(const ResponseHeader& header, const UsageCounts& usage) {
-  Json out = Json::object();
-  out["id"] = header.id;
-  out["object"] = "chat.completion.chunk";
-  out["created"] = header.created;
-  out["model"] = header.model;
-  out["choices"] = Json::array();
+Json UsageChunkJson(const ResponseHeader& header, bool chat, const UsageCounts& usage) {
+  Json out = Envelope(header, ObjectType(chat, true), Json::array());
   out["usage"] = UsageJson(usage);
   return out;
 }
@@ -179,17 +187,8 @@ Json ChatUsageChunkJson(const ResponseHeader& header, const UsageCounts& usage) 
 Json CompletionJson(const ResponseHeader& header, const std::string& text,
                     const std::string& finish_reason, const std::optional<UsageCounts>& usage,
                     const Json& logprobs) {
-  Json choice = Json::object();
-  choice["index"] = 0;
-  choice["text"] = text;
-  choice["logprobs"] = logprobs;
-  choice["finish_reason"] = FinishReasonJson(finish_reason);
-  Json out = Json::object();
-  out["id"] = header.id;
-  out["object"] = "text_completion";
-  out["created"] = header.created;
-  out["model"] = header.model;
-  out["choices"] = Json::array({std::move(choice)});
+  Json out =
+      Envelope(header, ObjectType(false, false), Choice("text", text, logprobs, finish_reason));
   if (usage.has_value()) out["usage"] = UsageJson(*usage);
   return out;
 }

@@ -48,8 +48,10 @@ nlohmann::ordered_json ChatCompletionJson(const ResponseHeader& header,
 nlohmann::ordered_json ChatChunkJson(const ResponseHeader& header, const OutputDelta& delta,
                                      bool role, const std::string& finish_reason,
                                      const nlohmann::ordered_json& logprobs);
-// The final usage-only chunk (stream_options.include_usage): "choices": [] and usage.
-nlohmann::ordered_json ChatUsageChunkJson(const ResponseHeader& header, const UsageCounts& usage);
+// The final usage-only chunk of a stream (stream_options.include_usage): "choices": [] and
+// usage; a chat.completion.chunk for chat, else a text_completion.
+nlohmann::ordered_json UsageChunkJson(const ResponseHeader& header, bool chat,
+                                      const UsageCounts& usage);
 
 // A whole text_completion, and one streamed piece of it (same object type, as OpenAI does).
 nlohmann::ordered_json CompletionJson(const ResponseHeader& header, const std::string& text,

@@ -1,67 +1,28 @@
 #include "gateway/server/prompt_encoder.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
-#include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "nlohmann/json.hpp"
 
 namespace afd::gateway {
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path, bool required) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (!required) return std::string();
-    return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+constexpr EncodeOptions kPlainText{/*split_special_tokens=*/true};
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PromptEncoder>> PromptEncoder::Create(
-    const Tokenizer* tokenizer, std::string_view tokenizer_json, std::string_view config_json) {
-  nlohmann::json json = nlohmann::json::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) {
-    return absl::InvalidArgumentError("tokenizer.json is not a JSON object");
-  }
-  auto encoder = std::unique_ptr<PromptEncoder>(new PromptEncoder());
-  encoder->tokenizer_ = tokenizer;
-  // The plain tokenizer: the same files minus the special added tokens.
-  nlohmann::json kept = nlohmann::json::array();
-  auto added = json.find("added_tokens");
-  if (added != json.end() && added->is_array()) {
-    for (const nlohmann::json& token : *added) {
-      if (token.is_object() && token.value("special", false)) continue;
-      kept.push_back(token);
-    }
-    *added = std::move(kept);
-  }
-  const std::string plain_json =
-      json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  json = nlohmann::json();  // free the parsed copy before loading a second tokenizer
-  ASSIGN_OR_RETURN(encoder->plain_, Tokenizer::LoadFromJson(plain_json, config_json));
+PromptEncoder::PromptEncoder(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {
   for (const AddedToken& token : tokenizer->added_tokens()) {
-    if (token.special && !token.content.empty()) {
-      encoder->specials_.push_back({token.content, token.id});
-    }
+    if (token.special && !token.content.empty()) specials_.push_back({token.content, token.id});
   }
-  std::stable_sort(
-      encoder->specials_.begin(), encoder->specials_.end(),
-      [](const Special& a, const Special& b) { return a.content.size() > b.content.size(); });
-  return encoder;
+  std::stable_sort(specials_.begin(), specials_.end(), [](const Special& a, const Special& b) {
+    return a.content.size() > b.content.size();
+  });
 }
 
 absl::StatusOr<std::unique_ptr<PromptEncoder>> PromptEncoder::CreateFromDirectory(
-    const Tokenizer* tokenizer, const std::string& dir) {
-  ASSIGN_OR_RETURN(std::string json, ReadFile(dir + "/tokenizer.json", true));
-  ASSIGN_OR_RETURN(std::string config, ReadFile(dir + "/tokenizer_config.json", false));
-  return Create(tokenizer, json, config);
+    const Tokenizer* tokenizer, const std::string& /*dir*/) {
+  return std::make_unique<PromptEncoder>(tokenizer);
 }
 
 int PromptEncoder::FindSpecial(std::string_view text, size_t from, size_t* begin) const {
@@ -99,19 +60,19 @@ absl::StatusOr<std::vector<int32_t>> PromptEncoder::EncodeSegments(
       }
       run.append(text.substr(pos, begin - pos));
       if (!run.empty()) {
-        RETURN_IF_ERROR(plain_->EncodeAppend(run, &ids));
+        RETURN_IF_ERROR(tokenizer_->EncodeAppend(run, &ids, kPlainText));
         run.clear();
       }
       ids.push_back(specials_[found].id);
       pos = begin + specials_[found].content.size();
     }
   }
-  if (!run.empty()) RETURN_IF_ERROR(plain_->EncodeAppend(run, &ids));
+  if (!run.empty()) RETURN_IF_ERROR(tokenizer_->EncodeAppend(run, &ids, kPlainText));
   return ids;
 }
 
 absl::StatusOr<std::vector<int32_t>> PromptEncoder::EncodePlain(std::string_view text) const {
-  return plain_->Encode(text);
+  return tokenizer_->Encode(text, kPlainText);
 }
 
 absl::StatusOr<std::vector<int32_t>> PromptEncoder::EncodeWithSpecialTokens(

@@ -20,13 +20,11 @@ namespace afd::gateway {
 
 class PromptEncoder {
  public:
-  // `tokenizer` (borrowed, outlives the encoder) was loaded from `tokenizer_json` /
-  // `config_json`; the encoder builds a second tokenizer from the same files without the special
-  // added tokens, used for text between special tokens.
-  static absl::StatusOr<std::unique_ptr<PromptEncoder>> Create(const Tokenizer* tokenizer,
-                                                               std::string_view tokenizer_json,
-                                                               std::string_view config_json);
-  // Reads `dir`/tokenizer.json (+ tokenizer_config.json when present).
+  // `tokenizer` is borrowed and must outlive the encoder. Request text is encoded with the same
+  // tokenizer, with EncodeOptions::split_special_tokens.
+  explicit PromptEncoder(const Tokenizer* tokenizer);
+  // The encoder of a tokenizer loaded from `dir`. Nothing is read from `dir` (the tokenizer
+  // already holds everything); kept for callers that pass the directory. Never fails.
   static absl::StatusOr<std::unique_ptr<PromptEncoder>> CreateFromDirectory(
       const Tokenizer* tokenizer, const std::string& dir);
 
@@ -44,12 +42,10 @@ class PromptEncoder {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
  private:
-  PromptEncoder() = default;
   // Leftmost-longest special token in `text` at or after `from`: its index in specials_, or -1.
   int FindSpecial(std::string_view text, size_t from, size_t* begin) const;
 
   const Tokenizer* tokenizer_ = nullptr;
-  std::unique_ptr<Tokenizer> plain_;  // the same tokenizer without special added tokens
   struct Special {
     std::string content;
     int32_t id;

@@ -3,7 +3,6 @@
 #include <oniguruma.h>
 
 #include <algorithm>
-#include <mutex>
 #include <optional>
 #include <string>
 
@@ -22,18 +21,9 @@ constexpr int kStepBudget = 100000;  // backtracks per Search; more means kUnkno
 // according to Oniguruma. nullopt if it does not compile or could match anything but exactly
 // one character.
 std::optional<std::bitset<128>> EvalClass(const std::string& flags, std::string_view atom) {
-  InitializeOniguruma();
-  const std::string pattern = flags + std::string(atom) + ")";
-  OnigRegex regex = nullptr;
-  OnigErrorInfo info;
-  int rc;
-  {
-    std::lock_guard<std::mutex> lock(OnigurumaCompileMutex());
-    const auto* p = reinterpret_cast<const OnigUChar*>(pattern.data());
-    rc = onig_new(&regex, p, p + pattern.size(), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,
-                  ONIG_SYNTAX_ONIGURUMA, &info);
-  }
-  if (rc != ONIG_NORMAL) return std::nullopt;
+  absl::StatusOr<OnigRegex> compiled = CompileOnigurumaPattern(flags + std::string(atom) + ")");
+  if (!compiled.ok()) return std::nullopt;
+  OnigRegex regex = *compiled;
   std::bitset<128> set;
   bool ok = true;
   const OnigUChar empty = 0;

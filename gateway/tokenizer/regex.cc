@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "gateway/tokenizer/o200k_scanner.h"
 #include "gateway/tokenizer/utf8.h"
 
@@ -18,22 +19,14 @@ void InitializeOniguruma() {
   });
 }
 
-std::mutex& OnigurumaCompileMutex() {
-  static std::mutex* mu = new std::mutex;
-  return *mu;
-}
-
-MatchRegion::MatchRegion() : region_(onig_region_new()) {}
-MatchRegion::~MatchRegion() { onig_region_free(region_, 1); }
-
-absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, bool fast_path) {
+absl::StatusOr<re_pattern_buffer*> CompileOnigurumaPattern(std::string_view pattern) {
   InitializeOniguruma();
-  if (!IsValidUtf8(pattern)) return absl::InvalidArgumentError("regex: pattern is not UTF-8");
+  static std::mutex* compile_mu = new std::mutex;
   OnigRegex regex = nullptr;
   OnigErrorInfo info;
   int rc;
   {
-    std::lock_guard<std::mutex> lock(OnigurumaCompileMutex());
+    std::lock_guard<std::mutex> lock(*compile_mu);
     const auto* p = reinterpret_cast<const OnigUChar*>(pattern.data());
     // The onig crate compiles with Syntax::default(), which is ONIG_SYNTAX_ONIGURUMA.
     rc = onig_new(&regex, p, p + pattern.size(), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,
@@ -45,6 +38,15 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, 
     return absl::InvalidArgumentError(
         absl::StrCat("regex /", std::string(pattern), "/: ", reinterpret_cast<char*>(message)));
   }
+  return regex;
+}
+
+MatchRegion::MatchRegion() : region_(onig_region_new()) {}
+MatchRegion::~MatchRegion() { onig_region_free(region_, 1); }
+
+absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, bool fast_path) {
+  if (!IsValidUtf8(pattern)) return absl::InvalidArgumentError("regex: pattern is not UTF-8");
+  ASSIGN_OR_RETURN(OnigRegex regex, CompileOnigurumaPattern(pattern));
   std::unique_ptr<Regex> compiled(new Regex(regex));
   if (fast_path) {
     compiled->o200k_ = pattern == kO200kPattern;

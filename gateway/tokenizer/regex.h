@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -19,9 +18,11 @@ namespace afd::gateway {
 
 // Oniguruma's one-time setup (UTF-8), done on first use; safe from any thread.
 void InitializeOniguruma();
-// onig_new is not safe to call concurrently (the onig crate serializes it the same way): every
-// caller holds this mutex around it.
-std::mutex& OnigurumaCompileMutex();
+
+// Compiles `pattern` as the onig crate does (UTF-8, ONIG_SYNTAX_ONIGURUMA, no options; onig_new
+// serialized by a global mutex, as it is not safe to call concurrently). The caller owns the
+// result (onig_free). INVALID_ARGUMENT with Oniguruma's message when it does not compile.
+absl::StatusOr<re_pattern_buffer*> CompileOnigurumaPattern(std::string_view pattern);
 
 // Per-thread scratch for match positions (wraps OnigRegion). Not thread-safe.
 class MatchRegion {

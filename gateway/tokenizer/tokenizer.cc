@@ -148,7 +148,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::LoadFromDirectory(const st
   auto tokenizer = LoadFromJson(tokenizer_json, config_json);
   if (!tokenizer.ok()) {
     return absl::Status(tokenizer.status().code(),
-                        absl::StrCat(dir, ": ", tokenizer.status().message()));
+                        absl::StrCat(dir, "/tokenizer.json: ", tokenizer.status().message()));
   }
   return tokenizer;
 }

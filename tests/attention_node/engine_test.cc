@@ -117,6 +117,47 @@ TEST_P(EngineTest, PrefillAgreesWithTokenByTokenDecode) {
   EXPECT_EQ(cache_->Length(b), 10);
 }
 
+TEST_P(EngineTest, ProfilingChangesNoResultAndTimesEveryStage) {
+  const std::vector<int32_t> tokens = {3, 14, 15, 92, 65, 35, 89};
+  const int v = config_.vocab_size;
+  StepOutput plain[2], profiled[2];
+  StepProfile profile;
+  for (int run = 0; run < 2; ++run) {
+    StepOutput* out = run == 0 ? plain : profiled;
+    engine_->set_profile(run == 0 ? nullptr : &profile);
+    backend_->set_profile(run == 0 ? nullptr : &profile);
+    const int seq = cache_->AddSequence().value();
+    ASSERT_TRUE(engine_->Step({{seq, tokens, LogitsMode::kAll}}, &out[0]).ok());
+    ASSERT_TRUE(engine_->Step({{seq, {&tokens[1], 1}, LogitsMode::kLast}}, &out[1]).ok());
+    ASSERT_TRUE(cache_->FreeSequence(seq).ok());
+  }
+  engine_->set_profile(nullptr);
+  backend_->set_profile(nullptr);
+  EXPECT_EQ(plain[0].logits, profiled[0].logits);
+  EXPECT_EQ(plain[1].logits, profiled[1].logits);
+  ASSERT_EQ(plain[1].logits.size(), size_t(v));
+  EXPECT_EQ(profile.steps, 2);
+  EXPECT_GT(profile.step_seconds, 0.0);
+  for (ProfileStage s : {ProfileStage::kAttnProj, ProfileStage::kAttnCore, ProfileStage::kRouter,
+                         ProfileStage::kExpertFfn, ProfileStage::kLmHead}) {
+    EXPECT_GT(profile.Get(s), 0.0) << ProfileStageName(s);
+  }
+  double timed = 0;
+  for (double sec : profile.seconds) timed += sec;
+  EXPECT_LE(timed, profile.step_seconds * 1.0001);
+  // Every weight the two steps read: attention, router and lm_head twice, plus experts.
+  int64_t dense = weights_->lm_head().Bytes();
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const LayerWeights& lw = weights_->layer(l);
+    dense += lw.router.Bytes();
+    dense += lw.linear ? lw.lightning.qkv_proj.Bytes() + lw.lightning.output_gate.Bytes() +
+                             lw.lightning.out_proj.Bytes()
+                       : lw.full.q_proj.Bytes() + lw.full.k_proj.Bytes() + lw.full.v_proj.Bytes() +
+                             lw.full.o_proj.Bytes();
+  }
+  EXPECT_GT(profile.weight_bytes, 2 * dense);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, EngineTest, ::testing::Values("m2-tiny", "text01-tiny"),
                          [](const auto& info) {
                            std::string name = info.param;

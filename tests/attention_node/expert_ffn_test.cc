@@ -188,6 +188,34 @@ TEST(ExpertFfnTest, CombineAddsInAscendingExpertOrderFromPositiveZero) {
   EXPECT_FALSE(std::signbit(out[1]));  // +0.0f + -0.0f = +0.0f
 }
 
+TEST(ExpertFfnTest, CombineWithAPoolGivesTheSameBits) {
+  kernels::ThreadPool pool(2);
+  const int64_t tokens = 64;  // large enough for the parallel path
+  const int hidden = 1024;
+  std::vector<ExpertPair> pairs = RandomPairs(tokens, 3, 11);
+  std::reverse(pairs.begin(), pairs.end());
+  pairs.push_back({static_cast<int32_t>(tokens), 0, 1.0f});  // out of range: ignored
+  std::mt19937 rng(12);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> terms(pairs.size() * hidden);
+  for (float& t : terms) t = dist(rng);
+  std::vector<float> serial(tokens * hidden, 1.0f), parallel(tokens * hidden, 2.0f);
+  CombineExpertTerms(pairs, terms.data(), tokens, hidden, serial.data());
+  CombineExpertTerms(pairs, terms.data(), tokens, hidden, parallel.data(), &pool);
+  EXPECT_EQ(serial, parallel);
+  // Token 5's row: +0.0f, then its terms in ascending expert order.
+  std::vector<std::pair<int32_t, size_t>> mine;
+  for (size_t p = 0; p < pairs.size(); ++p) {
+    if (pairs[p].token == 5) mine.push_back({pairs[p].expert, p});
+  }
+  std::sort(mine.begin(), mine.end());
+  for (int c = 0; c < hidden; ++c) {
+    float want = 0.0f;
+    for (const auto& [expert, p] : mine) want += terms[p * hidden + c];
+    ASSERT_EQ(serial[5 * hidden + c], want) << c;
+  }
+}
+
 TEST(ExpertFfnTest, ReportsMissingExpertsAndBadTokens) {
   const Experts experts(10);
   const std::vector<float> x = RandomRows(2, 11);

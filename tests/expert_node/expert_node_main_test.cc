@@ -1,7 +1,10 @@
 // The afd-expert-node binary: usage and argument errors, and two real processes serving as
 // replicas from one cluster.yaml, one of them killed with SIGKILL mid-run (no call fails), the
-// other stopped cleanly with SIGTERM.
+// other stopped cleanly with SIGTERM; and a node killed and restarted while the attention
+// side's streams sat idle (the next call of every backend succeeds, over TCP and unix sockets).
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +16,7 @@
 
 #include "attention_node/in_process_expert_backend.h"
 #include "common/cluster/cluster_config.h"
+#include "common/rpc/channel.h"
 #include "common/safetensors.h"
 #include "expert_node/client/remote_expert_backend.h"
 #include "expert_test_util.h"
@@ -157,6 +161,93 @@ TEST(ExpertNodeMainTest, ReplicaProcessesSurviveAKill) {
   EXPECT_GE((*remote)->stats().node_failures, 1u);
   const int term_status = e0.Stop(SIGTERM);
   EXPECT_TRUE(WIFEXITED(term_status) && WEXITSTATUS(term_status) == 0) << term_status;
+}
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+absl::Status WaitServing(const std::string& address) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      rpc::MakeChannel(address, TlsConfig{}, {10, 100});
+  if (!channel.ok()) return channel.status();
+  return rpc::WaitUntilServing(**channel, v1::ExpertNode::service_full_name(), absl::Seconds(30));
+}
+
+// The only host of every expert is killed and restarted on the same address while the two
+// backends' streams are idle: the first call of each backend afterwards must succeed (the dead
+// stream is reopened and the batch sent again), bitwise equal to the in-process result.
+TEST(ExpertNodeMainTest, FirstCallAfterAnIdleRestartSucceedsOnEveryLane) {
+  const std::string model = GoldenModel("m2-tiny");
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(model);
+  ASSERT_TRUE(config.ok());
+  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(model);
+  ASSERT_TRUE(checkpoint.ok());
+  absl::StatusOr<std::unique_ptr<attention::InProcessExpertBackend>> local =
+      attention::InProcessExpertBackend::Create(*config, **checkpoint, nullptr);
+  ASSERT_TRUE(local.ok());
+
+  const int port = FreePort();
+  ASSERT_NE(port, 0);
+  const std::vector<std::string> addresses = {absl::StrCat("127.0.0.1:", port),
+                                              expert_test::SocketPath("restart")};
+  for (const std::string& address : addresses) {
+    SCOPED_TRACE(address);
+    const std::vector<std::string> args = {"--model", model, "--listen", address, "--threads", "1"};
+    auto node = std::make_unique<NodeProcess>(args);
+    ASSERT_TRUE(WaitServing(address).ok());
+    attention::RemoteExpertBackendOptions options;
+    options.call_deadline_ms = 10000;
+    options.reconnect_initial_backoff_ms = 10;
+    options.reconnect_max_backoff_ms = 100;
+    std::vector<std::unique_ptr<attention::RemoteExpertBackend>> lanes;
+    for (int lane = 0; lane < 2; ++lane) {
+      absl::StatusOr<std::unique_ptr<attention::RemoteExpertBackend>> remote =
+          attention::RemoteExpertBackend::Create(*config, {{"e0", address, ExpertSpec::All()}},
+                                                 options);
+      ASSERT_TRUE(remote.ok()) << remote.status();
+      ASSERT_TRUE((*remote)->WaitForNodes(absl::Seconds(30)).ok());
+      lanes.push_back(*std::move(remote));
+    }
+    auto check = [&](attention::RemoteExpertBackend& remote, uint32_t seed) {
+      const RoutedBatch b =
+          MakeRoutedBatch(seed % 3, 1 + seed % 4, config->hidden_size, config->num_experts_per_tok,
+                          config->num_local_experts, seed);
+      std::vector<float> expected(b.num_tokens * config->hidden_size);
+      std::vector<float> out(expected.size(), -1.0f);
+      ASSERT_TRUE((*local)->Run(b.Request(), expected.data()).ok());
+      const absl::Status s = remote.Run(b.Request(), out.data());
+      ASSERT_TRUE(s.ok()) << "seed " << seed << ": " << s;
+      EXPECT_EQ(std::memcmp(out.data(), expected.data(), out.size() * 4), 0) << seed;
+    };
+    for (auto& lane : lanes) check(*lane, 1);
+
+    const int kill_status = node->Stop(SIGKILL);
+    EXPECT_TRUE(WIFSIGNALED(kill_status));
+    node = std::make_unique<NodeProcess>(args);
+    ASSERT_TRUE(WaitServing(address).ok());
+    for (size_t lane = 0; lane < lanes.size(); ++lane) {
+      const uint64_t reconnects = lanes[lane]->stats().reconnects;
+      check(*lanes[lane], 10 + lane);
+      EXPECT_EQ(lanes[lane]->stats().reconnects, reconnects + 1) << "lane " << lane;
+      check(*lanes[lane], 20 + lane);
+    }
+    const int term_status = node->Stop(SIGTERM);
+    EXPECT_TRUE(WIFEXITED(term_status) && WEXITSTATUS(term_status) == 0) << term_status;
+  }
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ limits:
   max_new_tokens: 512
   max_batch_tokens: 1024
   micro_batches: 3
+  min_micro_batch_tokens: 64
   max_queue_depth: 10
 deadlines:
   expert_call_ms: 250
@@ -63,6 +64,7 @@ TEST(ClusterConfigTest, ParsesEveryField) {
   EXPECT_EQ(c->limits.max_new_tokens, 512);
   EXPECT_EQ(c->limits.max_batch_tokens, 1024);
   EXPECT_EQ(c->limits.micro_batches, 3);
+  EXPECT_EQ(c->limits.min_micro_batch_tokens, 64);
   EXPECT_EQ(c->limits.max_queue_depth, 10);
   EXPECT_EQ(c->deadlines.expert_call_ms, 250);
   EXPECT_EQ(c->deadlines.reconnect_initial_backoff_ms, 20);

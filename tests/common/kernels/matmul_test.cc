@@ -598,6 +598,132 @@ TEST(MatMulDeterminismTest, LongRowsAndOddBlocksKeepTheBits) {
   }
 }
 
+// ------------------------------------------------------------------------------------------
+// bf16-activation mode (MatMulOptions): against its reference twin, with the same determinism.
+
+constexpr MatMulOptions kBf16Act{Activations::kBF16};
+constexpr WeightType kBf16ActTypes[] = {WeightType::kBF16, WeightType::kFp8E4M3};
+
+TEST(MatMulBf16ActivationsTest, MatchesItsReferenceForEveryShapeAndTarget) {
+  struct Case {
+    int64_t rows, cols;
+    int block_rows, block_cols;
+  };
+  const Case cases[] = {{1, 1, 128, 128},    {7, 13, 128, 128},  {33, 100, 128, 128},
+                        {64, 256, 128, 128}, {130, 515, 128, 128}, {50, 270, 7, 40},
+                        {29, 2000, 128, 128}};
+  std::mt19937 rng(21);
+  for (WeightType type : kBf16ActTypes) {
+    for (const Case& c : cases) {
+      TestWeight tw = MakeWeight(type, c.rows, c.cols, rng, c.block_rows, c.block_cols);
+      for (int64_t n : {1, 2, 3, 5, 8, 9, 20}) {
+        const std::vector<float> x = RandomVector(n * c.cols, rng);
+        std::vector<float> want(n * c.rows), exact(n * c.rows);
+        MatMulReference(x.data(), n, tw.view, want.data(), kBf16Act);
+        MatMulReference(x.data(), n, tw.view, exact.data());
+        const std::vector<float> bound = ErrorBounds(x, n, tw.view);
+        // bf16 activations: within 2^-8 relative of the fp32 product.
+        std::vector<float> loose(bound.size());
+        for (size_t i = 0; i < bound.size(); ++i) loose[i] = bound[i] * 400.0f;
+        ExpectClose(want, exact, loose, "reference vs fp32 " + TypeName(type));
+        ForEachTarget([&](const std::string& target) {
+          std::vector<float> got(n * c.rows, -1.0f);
+          MatMul(x.data(), n, tw.view, got.data(), nullptr, kBf16Act);
+          ExpectClose(got, want, bound,
+                      target + " " + TypeName(type) + " " + std::to_string(c.rows) + "x" +
+                          std::to_string(c.cols) + " n=" + std::to_string(n));
+        });
+      }
+    }
+  }
+}
+
+TEST(MatMulBf16ActivationsTest, RoundsTheActivationsToBf16) {
+  // One bf16 weight of 1.0: y = bf16(x) exactly, for values that need rounding.
+  WeightView w;
+  w.type = WeightType::kBF16;
+  w.rows = 1;
+  w.cols = 1;
+  const uint16_t one = 0x3F80;
+  w.data = &one;
+  const float x[3] = {BitsFloat(0x3F808000u), BitsFloat(0x3F818000u), BitsFloat(0x3F808001u)};
+  const float want[3] = {BitsFloat(0x3F800000u), BitsFloat(0x3F820000u), BitsFloat(0x3F810000u)};
+  ForEachTarget([&](const std::string& target) {
+    for (int i = 0; i < 3; ++i) {
+      float y = 0;
+      MatMul(x + i, 1, w, &y, nullptr, kBf16Act);
+      EXPECT_EQ(FloatBits(y), FloatBits(want[i])) << target << " " << i;
+    }
+  });
+}
+
+TEST(MatMulBf16ActivationsTest, OtherWeightTypesIgnoreTheOption) {
+  std::mt19937 rng(22);
+  for (WeightType type : {WeightType::kF32, WeightType::kF16}) {
+    TestWeight tw = MakeWeight(type, 40, 70, rng);
+    const std::vector<float> x = RandomVector(3 * 70, rng);
+    std::vector<float> plain(3 * 40), with(3 * 40, -1.0f);
+    MatMul(x.data(), 3, tw.view, plain.data());
+    MatMul(x.data(), 3, tw.view, with.data(), nullptr, kBf16Act);
+    EXPECT_EQ(memcmp(plain.data(), with.data(), plain.size() * sizeof(float)), 0)
+        << TypeName(type);
+  }
+}
+
+TEST(MatMulBf16ActivationsTest, Fp8NanWeightPropagates) {
+  std::mt19937 rng(23);
+  ForEachTarget([&](const std::string& target) {
+    TestWeight tw = MakeWeight(WeightType::kFp8E4M3, 16, 256, rng);
+    tw.data[3 * 256 + 77] = 0x7F;
+    tw.data[9 * 256 + 200] = 0xFF;
+    for (int64_t n : {1, 20}) {
+      const std::vector<float> x = RandomVector(n * 256, rng);
+      std::vector<float> y(n * 16);
+      MatMul(x.data(), n, tw.view, y.data(), nullptr, kBf16Act);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int r = 0; r < 16; ++r) {
+          EXPECT_EQ(std::isnan(y[t * 16 + r]), r == 3 || r == 9)
+              << target << " n=" << n << " row " << r;
+        }
+      }
+    }
+  });
+}
+
+TEST(MatMulBf16ActivationsTest, BitsDependOnlyOnTheTokenAndTheRow) {
+  constexpr int64_t kRows = 150, kCols = 600;
+  std::mt19937 rng(24);
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  for (int threads : {2, 3}) pools.push_back(std::make_unique<ThreadPool>(threads));
+  for (WeightType type : kBf16ActTypes) {
+    TestWeight tw = MakeWeight(type, kRows, kCols, rng);
+    for (int64_t n : kDeterminismTokenCounts) {
+      const std::vector<float> x = RandomVector(n * kCols, rng);
+      const std::vector<int64_t> split = RandomSplit(kRows, 5, rng);
+      ForEachTarget([&](const std::string& target) {
+        const std::string what = target + " " + TypeName(type) + " n=" + std::to_string(n);
+        std::vector<float> alone(n * kRows, -1.0f);
+        for (int64_t t = 0; t < n; ++t) {
+          MatMul(x.data() + t * kCols, 1, tw.view, alone.data() + t * kRows, nullptr, kBf16Act);
+        }
+        std::vector<float> batch(n * kRows, -2.0f);
+        MatMul(x.data(), n, tw.view, batch.data(), nullptr, kBf16Act);
+        ExpectSameBits(batch, alone, what + " batch vs tokens alone");
+        std::vector<float> rows(n * kRows, -3.0f);
+        for (size_t i = 0; i + 1 < split.size(); ++i) {
+          MatMulRows(x.data(), n, tw.view, split[i], split[i + 1], rows.data(), kBf16Act);
+        }
+        ExpectSameBits(rows, alone, what + " row split");
+        for (const auto& pool : pools) {
+          std::vector<float> got(n * kRows, -4.0f);
+          MatMul(x.data(), n, tw.view, got.data(), pool.get(), kBf16Act);
+          ExpectSameBits(got, alone, what + " pool of " + std::to_string(pool->num_threads()));
+        }
+      });
+    }
+  }
+}
+
 TEST(MatMulTest, ZeroTokensWritesNothing) {
   std::mt19937 rng(8);
   TestWeight tw = MakeWeight(WeightType::kBF16, 8, 8, rng);

@@ -28,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/quant/quant_test_util.h"
 #include "tests/common/test_util.h"
 
 namespace afd::quant {
@@ -56,32 +57,14 @@ Loaded Load(const std::string& dir) {
   return l;
 }
 
-// A small M2 whose widths take every group size (hidden and intermediate 128).
-ModelConfig SmallM2() {
-  ModelConfig c = FindCheckpointPreset("tiny").value().config;
-  c.vocab_size = 96;
-  c.hidden_size = 128;
-  c.intermediate_size = 128;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 32;
-  c.rotary_dim = 16;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  return c;
-}
+ModelConfig SmallM2() { return quant_testing::SmallM2(/*experts=*/4); }
 
 std::string Generate(const ModelConfig& c, GenQuant quant, int bits, int group,
                      bool quantize_attention = true, uint64_t seed = 5) {
   const std::string dir = MakeTempDir();
-  GenCheckpointOptions o;
-  o.quant = quant;
-  o.quant_bits = bits;
-  o.quant_group = group;
-  o.quantize_attention = quantize_attention;
-  o.seed = seed;
-  absl::StatusOr<GenCheckpointStats> s = GenerateCheckpoint(c, dir, o);
-  EXPECT_TRUE(s.ok()) << s.status();
+  const absl::Status s =
+      quant_testing::GenerateQuantized(c, {quant, bits, group, quantize_attention, ""}, seed, dir);
+  EXPECT_TRUE(s.ok()) << s;
   return dir;
 }
 
@@ -307,9 +290,10 @@ TEST(QuantLoaderTest, UnsupportedFormatsAreRefusedByName) {
     edit(j);
     return ParseModelConfig(j.dump(), "config.json").status();
   };
-  for (const char* version : {"gemv", "gemv_fast", "marlin", "exllama"}) {
+  for (const char* version : {"gemv", "gemv_fast", "marlin", "exllama", "GEMV"}) {
     const absl::Status s =
         parse_with([&](nlohmann::json& j) { j["quantization_config"]["version"] = version; });
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << version;
     EXPECT_THAT(std::string(s.message()),
                 HasSubstr(std::string("AWQ version '") + version + "' is not supported"));
   }
@@ -341,6 +325,126 @@ TEST(QuantLoaderTest, UnsupportedFormatsAreRefusedByName) {
   EXPECT_EQ(MlxParamsFor(*c, "model.layers.0.block_sparse_moe.gate").group_size, 32);
   EXPECT_EQ(MlxParamsFor(*c, "model.layers.0.self_attn.q_proj").bits, 3);
   std::filesystem::remove_all(dir);
+}
+
+// A checkpoint directory holding only `specs` (zero bytes).
+std::unique_ptr<Checkpoint> WriteTensors(const std::string& dir,
+                                         const std::vector<TensorSpec>& specs) {
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<std::pair<TensorSpec, absl::Span<const uint8_t>>> tensors;
+  for (const TensorSpec& spec : specs) bytes.emplace_back(static_cast<size_t>(spec.bytes()), 0);
+  for (size_t i = 0; i < specs.size(); ++i) tensors.emplace_back(specs[i], bytes[i]);
+  EXPECT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
+  absl::StatusOr<std::unique_ptr<Checkpoint>> c = Checkpoint::Open(dir);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+TEST(QuantLoaderTest, BitsThatDoNotPackTheDimensions) {
+  // AWQ packs 8 output columns per int32: 12 outputs do not.
+  const std::string dir = MakeTempDir();
+  ModelConfig awq;
+  awq.weight_format = WeightFormat::kAwq;
+  awq.quant_bits = 4;
+  awq.quant_group_size = 32;
+  std::unique_ptr<Checkpoint> c = WriteTensors(dir, {{"m.qweight", DType::kI32, {64, 1}},
+                                                     {"m.qzeros", DType::kI32, {2, 1}},
+                                                     {"m.scales", DType::kF16, {2, 12}}});
+  ASSERT_NE(c, nullptr);
+  absl::Status s = LoadAwqLinear(*c, awq, "m", 12, 64).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("12 output features are not a multiple of 8"));
+
+  // MLX 3-bit codes of 80 inputs are 7.5 words per row (group 16 divides 80).
+  ModelConfig mlx;
+  mlx.weight_format = WeightFormat::kMlx;
+  mlx.quant_bits = 3;
+  mlx.quant_group_size = 16;
+  c = WriteTensors(dir, {{"m.weight", DType::kU32, {4, 7}},
+                         {"m.scales", DType::kBF16, {4, 5}},
+                         {"m.biases", DType::kBF16, {4, 5}}});
+  ASSERT_NE(c, nullptr);
+  s = LoadMlxLinear(*c, mlx, "m", 4, 80).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("3 bits x 80 input features is not a whole number of uint32 words"));
+  // Widths MLX does not have.
+  mlx.quant_bits = 7;
+  mlx.quant_group_size = 32;
+  s = LoadMlxLinear(*c, mlx, "m", 4, 64).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("bits 7 is not 2, 3, 4, 5, 6 or 8"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(QuantLoaderTest, AwqGemvLayoutUnderAGemmConfigIsAWrongShape) {
+  // GEMV stores qweight [out, in/8] (packed along the input): k_proj [64, 128] as [64, 16]
+  // where GEMM has [128, 8].
+  const std::string dir = Generate(SmallM2(), GenQuant::kAwq, 4, 64);
+  const std::string name = "model.layers.1.self_attn.k_proj.qweight";
+  Rewrite(dir, [&](auto& t) { t[name].first.shape = {64, 16}; });
+  const absl::Status s = Validate(dir);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("'" + name +
+                        "' is [64, 16], expected [128, 8] for 4-bit AWQ codes (8 per "
+                        "int32 along the 64 outputs)"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(QuantLoaderTest, AwqGroupSizeMinusOneIsTheWholeInput) {
+  // group 128 = the whole 128-wide input of every module: the same checkpoint read as -1.
+  const std::string dir = Generate(SmallM2(), GenQuant::kAwq, 4, 128);
+  Loaded before = Load(dir);
+  ASSERT_NE(before.ckpt, nullptr);
+  const std::string w3 = ExpertLinearName(1, 2, "w3");
+  const kernels::QuantMatrix a = LoadAwqLinear(*before.ckpt, before.config, w3, 128, 128).value();
+  EditConfig(dir, [](nlohmann::json& j) { j["quantization_config"]["group_size"] = -1; });
+  Loaded after = Load(dir);
+  ASSERT_NE(after.ckpt, nullptr);
+  EXPECT_EQ(after.config.quant_group_size, -1);
+  ASSERT_TRUE(ValidateCheckpoint(after.config, *after.ckpt).ok());
+  absl::StatusOr<kernels::QuantMatrix> b = LoadAwqLinear(*after.ckpt, after.config, w3, 128, 128);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->group_size, 128);
+  for (int64_t r : {0, 77, 127}) {
+    for (int64_t col : {0, 64, 127}) {
+      EXPECT_EQ(kernels::QuantWeightAt(*b, r, col), kernels::QuantWeightAt(a, r, col));
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(QuantLoaderTest, UnsupportedConfigsAreRefusedByName) {
+  const std::string golden = ReadFile(TestDataDir() + "/golden-quant/m2-mlx4/config.json");
+  auto parse_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = nlohmann::json::parse(golden);
+    edit(j);
+    return ParseModelConfig(j.dump(), "config.json").status();
+  };
+  // Non-affine MLX modes globally (mxfp4 / nvfp4 / mxfp8 have uint8 scales and no biases).
+  for (const char* mode : {"mxfp4", "nvfp4", "mxfp8"}) {
+    const absl::Status s = parse_with([&](nlohmann::json& j) { j["quantization"]["mode"] = mode; });
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr(std::string("MLX mode '") + mode + "' is not supported (only affine)"));
+  }
+  absl::Status s = parse_with([](nlohmann::json& j) { j["quantization"]["bits"] = 7; });
+  EXPECT_THAT(std::string(s.message()), HasSubstr("MLX bits must be 2-6 or 8, got 7"));
+  // The MLX quantization_config copy alone (no quant_method) is MLX too.
+  absl::StatusOr<ModelConfig> copy = [&] {
+    nlohmann::json j = nlohmann::json::parse(golden);
+    j.erase("quantization");
+    return ParseModelConfig(j.dump(), "config.json");
+  }();
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ(copy->weight_format, WeightFormat::kMlx);
+  EXPECT_EQ(MlxParamsFor(*copy, "model.layers.1.block_sparse_moe.gate").bits, 8);
+  s = parse_with([](nlohmann::json& j) {
+    j.erase("quantization");
+    j["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}};
+  });
+  EXPECT_THAT(std::string(s.message()), HasSubstr("unsupported quant_method 'gptq'"));
 }
 
 TEST(QuantPackTest, WorkedExamplesPackAsQuantMdSays) {

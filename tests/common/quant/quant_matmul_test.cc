@@ -16,19 +16,12 @@
 
 #include "common/kernels/matmul.h"
 #include "gtest/gtest.h"
-#include "hwy/targets.h"
+#include "tests/common/kernels/kernel_test_util.h"
 
 namespace afd::kernels {
 namespace {
 
-template <class Body>
-void ForEachTarget(const Body& body) {
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    body(std::string(hwy::TargetName(target)));
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
+using testing::ForEachTarget;
 
 constexpr internal::QuantKernel kKernels[] = {internal::QuantKernel::kDecode,
                                               internal::QuantKernel::kDecodeFp32,
@@ -123,10 +116,7 @@ TestQuant MakeAwq(int64_t rows, int64_t cols, int group, WeightType scale_type, 
 }
 
 std::vector<float> RandomX(int64_t n, std::mt19937& rng) {
-  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& f : v) f = uni(rng);
-  return v;
+  return testing::RandomVector(static_cast<size_t>(n), rng);
 }
 
 // Per output: sum |x| |w| over the row, the scale of two fp32 summation orders' difference.
@@ -159,6 +149,26 @@ void ExpectMatches(const std::vector<double>& mag, int64_t n, const QuantMatrix&
       }
     }
   }
+}
+
+// Every kernel and QuantMatMul, on every target, against the reference for n tokens.
+void ExpectKernelsMatchReference(const QuantMatrix& m, int64_t n, std::mt19937& rng,
+                                 const std::string& what) {
+  const std::vector<float> x = RandomX(n * m.cols, rng);
+  std::vector<float> want(n * m.rows);
+  QuantMatMulReference(x.data(), n, m, want.data());
+  const std::vector<double> mag = Magnitudes(x, n, m);
+  ForEachTarget([&](const std::string& target) {
+    const std::string label = target + " " + what + " n " + std::to_string(n);
+    for (internal::QuantKernel kernel : kKernels) {
+      std::vector<float> got(n * m.rows, -7.0f);
+      internal::QuantMatMulRowsKernel(x.data(), n, m, 0, m.rows, got.data(), kernel);
+      ExpectMatches(mag, n, m, got, want, label + KernelName(kernel));
+    }
+    std::vector<float> got(n * m.rows);
+    QuantMatMul(x.data(), n, m, got.data());
+    ExpectMatches(mag, n, m, got, want, label + " QuantMatMul");
+  });
 }
 
 TEST(QuantCodesTest, AwqWorkedExamples) {
@@ -294,23 +304,8 @@ TEST(QuantMatMulTest, MlxBothKernelsMatchReference) {
                                         : WeightType::kBF16;
       TestQuant tq = MakeMlx(37, 256, bits, group, st, rng);
       for (int64_t n : {1, 3, 8, 11, 17}) {
-        const std::vector<float> x = RandomX(n * tq.m.cols, rng);
-        std::vector<float> want(n * tq.m.rows);
-        QuantMatMulReference(x.data(), n, tq.m, want.data());
-        const std::vector<double> mag = Magnitudes(x, n, tq.m);
-        ForEachTarget([&](const std::string& target) {
-          for (internal::QuantKernel kernel : kKernels) {
-            std::vector<float> got(n * tq.m.rows, -7.0f);
-            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(), kernel);
-            ExpectMatches(mag, n, tq.m, got, want,
-                          target + " mlx bits " + std::to_string(bits) + " group " +
-                              std::to_string(group) + " n " + std::to_string(n) +
-                              KernelName(kernel));
-          }
-          std::vector<float> got(n * tq.m.rows);
-          QuantMatMul(x.data(), n, tq.m, got.data());
-          ExpectMatches(mag, n, tq.m, got, want, target + " QuantMatMul");
-        });
+        ExpectKernelsMatchReference(
+            tq.m, n, rng, "mlx bits " + std::to_string(bits) + " group " + std::to_string(group));
       }
     }
   }
@@ -326,23 +321,18 @@ TEST(QuantMatMulTest, AwqBothKernelsMatchReference) {
       // 200 outputs: full tiles, single chunks and an 8-column tail on every target.
       TestQuant tq = MakeAwq(200, 256, group, st, zeros, rng);
       for (int64_t n : {1, 2, 4, 7, 9, 19}) {
-        const std::vector<float> x = RandomX(n * tq.m.cols, rng);
-        std::vector<float> want(n * tq.m.rows);
-        QuantMatMulReference(x.data(), n, tq.m, want.data());
-        const std::vector<double> mag = Magnitudes(x, n, tq.m);
-        ForEachTarget([&](const std::string& target) {
-          for (internal::QuantKernel kernel : kKernels) {
-            std::vector<float> got(n * tq.m.rows, -7.0f);
-            internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(), kernel);
-            ExpectMatches(mag, n, tq.m, got, want,
-                          target + " awq group " + std::to_string(group) + " zeros " +
-                              std::to_string(zeros) + " n " + std::to_string(n) +
-                              KernelName(kernel));
-          }
-        });
+        ExpectKernelsMatchReference(
+            tq.m, n, rng, "awq group " + std::to_string(group) + " zeros " + std::to_string(zeros));
       }
     }
   }
+}
+
+TEST(QuantMatMulTest, AwqWideMatrixSpansColumnPanels) {
+  // 2120 outputs: more than one panel of output tiles in the decode kernel, an 8-column tail.
+  std::mt19937 rng(13);
+  TestQuant tq = MakeAwq(2120, 64, 32, WeightType::kF16, true, rng);
+  for (int64_t n : {1, 3}) ExpectKernelsMatchReference(tq.m, n, rng, "wide awq");
 }
 
 TEST(QuantMatMulTest, RowRangesWriteOnlyTheirRows) {
@@ -383,7 +373,8 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
   TestQuant mlx = MakeMlx(72, 256, 4, 64, WeightType::kBF16, rng);
   TestQuant mlx5 = MakeMlx(72, 256, 5, 32, WeightType::kBF16, rng);
   TestQuant awq = MakeAwq(200, 256, 64, WeightType::kF16, true, rng);
-  for (const QuantMatrix* m : {&mlx.m, &mlx5.m, &awq.m}) {
+  TestQuant wide = MakeAwq(2120, 64, 32, WeightType::kF16, true, rng);
+  for (const QuantMatrix* m : {&mlx.m, &mlx5.m, &awq.m, &wide.m}) {
     for (int64_t n : {1, 3, 17}) {
       const std::vector<float> x = RandomX(n * m->cols, rng);
       ForEachTarget([&](const std::string& target) {
@@ -396,8 +387,8 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
             b = e;
           }
           for (size_t i = 0; i < whole.size(); ++i) {
-            ASSERT_EQ(whole[i], split[i]) << target << KernelName(kernel) << " n " << n
-                                          << " index " << i;
+            ASSERT_EQ(whole[i], split[i])
+                << target << KernelName(kernel) << " n " << n << " index " << i;
           }
         }
       });

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <string>
 
@@ -111,6 +112,54 @@ TEST(ParseJsonExactTest, RejectsMalformedTextWithoutThrowing) {
 
 TEST(ParseJsonExactTest, DuplicateKeysKeepFirstPositionAndLastValue) {
   EXPECT_EQ(RoundTrip(R"({"a": 1, "b": 2, "a": 3})"), R"({"a": 3, "b": 2})");
+}
+
+TEST(ParseJsonExactTest, LargeObjectsAreIndexedWithTheSameDuplicateRule) {
+  // 200k members (a tokenizer vocabulary) parse in linear time; a duplicate far into the object
+  // still keeps its first position, also for a nested container value.
+  std::string text = "{";
+  for (int i = 0; i < 200000; ++i)
+    text += "\"k" + std::to_string(i) + "\": " + std::to_string(i) + ", ";
+  text += R"("k7": [1, {"x": 2}], "k199999": "last"})";
+  absl::StatusOr<Json> v = ParseJsonExact(text);
+  ASSERT_TRUE(v.ok()) << v.status();
+  ASSERT_EQ(v->size(), 200000u);
+  auto it = v->begin();
+  std::advance(it, 7);
+  EXPECT_EQ(it.key(), "k7");
+  EXPECT_EQ(PyJsonDumps(it.value()), R"([1, {"x": 2}])");
+  EXPECT_EQ((*v)["k199999"], "last");
+  EXPECT_EQ((*v)["k8"], 8);
+}
+
+TEST(PyJsonDumpsIndentedTest, MatchesJsonDumpsWithIndent) {
+  // Expected text: json.dumps(value, indent=2, ensure_ascii=False) in CPython 3.11.
+  absl::StatusOr<Json> v =
+      ParseJsonExact(R"({"b": [1, -2, 3.5, 1e20, 0.0001, 1e-05, true, null, [], {}],)"
+                     R"( "a": "t\"\\\n\t\u0001\u00e9\u007f",)"
+                     R"( "c": {"x": 18446744073709551615}})");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(PyJsonDumpsIndented(*v, 2),
+            "{\n"
+            "  \"b\": [\n"
+            "    1,\n"
+            "    -2,\n"
+            "    3.5,\n"
+            "    1e+20,\n"
+            "    0.0001,\n"
+            "    1e-05,\n"
+            "    true,\n"
+            "    null,\n"
+            "    [],\n"
+            "    {}\n"
+            "  ],\n"
+            "  \"a\": \"t\\\"\\\\\\n\\t\\u0001\xC3\xA9\x7f\",\n"
+            "  \"c\": {\n"
+            "    \"x\": 18446744073709551615\n"
+            "  }\n"
+            "}");
+  EXPECT_EQ(PyJsonDumpsIndented(Json::array(), 2), "[]");
+  EXPECT_EQ(PyJsonDumpsIndented(Json(3.0), 2), "3.0");
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 // Helpers for the gateway server tests: a tiny byte-level tokenizer with MiniMax-M2's role and
-// markup tokens as added tokens (ids 300..), built in memory.
+// markup tokens as added tokens (ids 300..), built in memory, and a GatewayCore on it with no
+// attention node behind it.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "gateway/server/gateway_core.h"
 #include "gateway/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "tests/gateway/tokenizer/tokenizer_test_util.h"
@@ -43,6 +45,22 @@ inline std::unique_ptr<Tokenizer> MiniTokenizer() {
       Tokenizer::LoadFromJson(MiniTokenizerJson(), MiniTokenizerConfigJson());
   if (!t.ok()) return nullptr;
   return *std::move(t);
+}
+
+// A GatewayCore serving "mini" with MiniTokenizer, whose only attention node (attn0 at
+// 127.0.0.1:1) refuses connections; nullptr if something cannot be built.
+inline std::unique_ptr<GatewayCore> MiniCore(GatewayOptions options) {
+  options.served_model_name = "mini";
+  std::unique_ptr<Tokenizer> tokenizer = MiniTokenizer();
+  if (tokenizer == nullptr) return nullptr;
+  auto encoder = std::make_unique<PromptEncoder>(tokenizer.get());
+  AttentionPoolOptions pool_options;
+  pool_options.poll_interval_ms = 50;
+  absl::StatusOr<std::unique_ptr<AttentionPool>> pool =
+      AttentionPool::Create({{"attn0", "127.0.0.1:1"}}, pool_options);
+  if (!pool.ok()) return nullptr;
+  return std::make_unique<GatewayCore>(std::move(options), std::move(tokenizer), std::move(encoder),
+                                       *std::move(pool));
 }
 
 }  // namespace afd::gateway::testing

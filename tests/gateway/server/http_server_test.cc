@@ -20,27 +20,16 @@ using Json = nlohmann::json;
 
 class HttpServerTest : public ::testing::Test {
  protected:
-  void Start(GatewayOptions options) {
-    options.served_model_name = "mini";
+  void Start(GatewayOptions options, size_t max_body_bytes = 64u << 20) {
     options.context_length = 64;
     options.max_new_tokens = 16;
-    std::unique_ptr<Tokenizer> tokenizer = testing::MiniTokenizer();
-    ASSERT_NE(tokenizer, nullptr);
-    absl::StatusOr<std::unique_ptr<PromptEncoder>> encoder = PromptEncoder::Create(
-        tokenizer.get(), testing::MiniTokenizerJson(), testing::MiniTokenizerConfigJson());
-    ASSERT_TRUE(encoder.ok()) << encoder.status();
-    // An attention node that is not there: port 1 on loopback refuses connections.
-    AttentionPoolOptions pool_options;
-    pool_options.poll_interval_ms = 50;
-    absl::StatusOr<std::unique_ptr<AttentionPool>> pool =
-        AttentionPool::Create({{"attn0", "127.0.0.1:1"}}, pool_options);
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    core_ = std::make_unique<GatewayCore>(options, std::move(tokenizer), *std::move(encoder),
-                                          *std::move(pool));
+    core_ = testing::MiniCore(options);
+    ASSERT_NE(core_, nullptr);
     HttpOptions http;
     http.host = "127.0.0.1";
     http.port = 0;
     http.threads = 4;
+    http.max_body_bytes = max_body_bytes;
     server_ = std::make_unique<HttpServer>(core_.get(), http);
     ASSERT_TRUE(server_->Start().ok());
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
@@ -149,6 +138,19 @@ TEST_F(HttpServerTest, ApiKeyIsRequiredWhenConfigured) {
   r = client_->Get("/metrics");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(HttpServerTest, OversizedBodyIs413WithOpenAiErrorJson) {
+  Start({}, /*max_body_bytes=*/1024);
+  const std::string body =
+      R"({"messages": [{"role": "user", "content": ")" + std::string(4096, 'x') + R"("}]})";
+  httplib::Result r = Post("/v1/chat/completions", body);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  const Json error = Body(r)["error"];
+  EXPECT_EQ(error["type"], "invalid_request_error");
+  EXPECT_NE(error["message"].get<std::string>().find("1024 bytes"), std::string::npos) << error;
 }
 
 TEST_F(HttpServerTest, UnknownEndpointIs404Json) {

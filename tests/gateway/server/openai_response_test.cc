@@ -78,7 +78,7 @@ TEST_F(ResponseJsonTest, ChatChunks) {
   const Json last = ChatChunkJson(header_, OutputDelta(), false, "stop", nullptr);
   EXPECT_EQ(last["choices"][0]["finish_reason"], "stop");
   EXPECT_TRUE(last["choices"][0]["delta"].empty());
-  const Json usage = ChatUsageChunkJson(header_, {3, 4});
+  const Json usage = UsageChunkJson(header_, /*chat=*/true, {3, 4});
   EXPECT_TRUE(usage["choices"].empty());
   EXPECT_EQ(usage["usage"]["completion_tokens"], 4);
 }
@@ -145,6 +145,32 @@ TEST(MetricsTest, PrometheusTextFormat) {
         "afd_attention_node_ready{node=\"attn0\"} 1\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "\nin:\n" << text;
   }
+}
+
+TEST(MetricsTest, RunningAndWaitingFollowTheRequestLifecycle) {
+  GatewayMetrics metrics;
+  auto gauges = [&metrics] {
+    const std::string text = metrics.Render({});
+    const size_t r = text.find("\nafd_requests_running ");
+    const size_t w = text.find("\nafd_requests_waiting ");
+    return text.substr(r + 22, text.find('\n', r + 1) - r - 22) + "/" +
+           text.substr(w + 22, text.find('\n', w + 1) - w - 22);
+  };
+  EXPECT_EQ(gauges(), "0/0");
+  metrics.RequestStarted();
+  metrics.RequestStarted();
+  metrics.RequestStarted();
+  EXPECT_EQ(gauges(), "0/3");  // admitted, no token yet
+  metrics.RequestFirstToken(0.1);
+  EXPECT_EQ(gauges(), "1/2");
+  metrics.RequestFinished("error", /*had_first_token=*/false, 0.2);  // failed while waiting
+  EXPECT_EQ(gauges(), "1/1");
+  metrics.RequestFinished("stop", /*had_first_token=*/true, 0.3);
+  EXPECT_EQ(gauges(), "0/1");
+  EXPECT_EQ(metrics.requests_in_flight(), 1);
+  const std::string text = metrics.Render({});
+  EXPECT_NE(text.find("afd_e2e_request_latency_seconds_count 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("afd_requests_finished_total{outcome=\"error\"} 1\n"), std::string::npos);
 }
 
 }  // namespace

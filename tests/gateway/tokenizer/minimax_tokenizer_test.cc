@@ -4,40 +4,10 @@
 
 #include <string>
 
-#include "gateway/tokenizer/python_json.h"
 #include "nlohmann/json.hpp"
 
 namespace afd::gateway {
 namespace {
-
-TEST(PythonJsonTest, DumpsLikePythonJsonModule) {
-  // Expected text: json.dumps(value, indent=2, ensure_ascii=False) in CPython 3.11.
-  const std::string in =
-      R"({"b": [1, -2, 3.5, 1e20, 0.0001, 1e-05, true, null, [], {}], "a": "t\"\\\n\t\u0001\u00e9\u007f",)"
-      R"( "c": {"x": 18446744073709551615}})";
-  auto doc = ParsePythonJson(in);
-  ASSERT_TRUE(doc.ok()) << doc.status();
-  EXPECT_EQ(DumpPythonJson(*doc),
-            "{\n"
-            "  \"b\": [\n"
-            "    1,\n"
-            "    -2,\n"
-            "    3.5,\n"
-            "    1e+20,\n"
-            "    0.0001,\n"
-            "    1e-05,\n"
-            "    true,\n"
-            "    null,\n"
-            "    [],\n"
-            "    {}\n"
-            "  ],\n"
-            "  \"a\": \"t\\\"\\\\\\n\\t\\u0001\xC3\xA9\x7f\",\n"
-            "  \"c\": {\n"
-            "    \"x\": 18446744073709551615\n"
-            "  }\n"
-            "}");
-  EXPECT_EQ(ParsePythonJson("{oops").status().code(), absl::StatusCode::kInvalidArgument);
-}
 
 TEST(MinimaxTokenizerTest, ReplacesAddedTokensAndNormalizer) {
   const std::string gpt4o = R"({

@@ -73,10 +73,7 @@ class GatewayChatTest : public ::testing::Test {
         gateway::Tokenizer::LoadFromDirectory(ModelDir());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = tokenizer->release();
-    absl::StatusOr<std::unique_ptr<gateway::PromptEncoder>> encoder =
-        gateway::PromptEncoder::CreateFromDirectory(tokenizer_, ModelDir());
-    ASSERT_TRUE(encoder.ok()) << encoder.status();
-    encoder_ = encoder->release();
+    encoder_ = new gateway::PromptEncoder(tokenizer_);
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -88,8 +85,6 @@ class GatewayChatTest : public ::testing::Test {
     ASSERT_NE(cluster_, nullptr);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", cluster_->http_port());
     client_->set_read_timeout(120, 0);
-    attention_ =
-        v1::AttentionNode::NewStub(*rpc::MakeChannel(cluster_->attention_address(), {}, {}));
   }
 
   Json PostJson(const std::string& path, const Json& body, int* status) {
@@ -102,9 +97,9 @@ class GatewayChatTest : public ::testing::Test {
     return Json::parse(r->body, nullptr, false);
   }
 
-  SseStream PostStream(const Json& body) {
+  SseStream PostStream(const Json& body, const std::string& path = "/v1/chat/completions") {
     SseStream out;
-    httplib::Result r = client_->Post("/v1/chat/completions", body.dump(), "application/json");
+    httplib::Result r = client_->Post(path.c_str(), body.dump(), "application/json");
     if (!r) return out;
     out.status = r->status;
     out.body = r->body;
@@ -136,19 +131,6 @@ class GatewayChatTest : public ::testing::Test {
     return ids.ok() ? static_cast<int64_t>(ids->size()) : -1;
   }
 
-  bool NodeIdle() {
-    for (int i = 0; i < 300; ++i) {
-      grpc::ClientContext context;
-      v1::AttentionNodeInfo info;
-      if (attention_->Describe(&context, {}, &info).ok() && info.running_sequences() == 0 &&
-          info.waiting_sequences() == 0 && info.free_kv_blocks() == info.total_kv_blocks()) {
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-
   static Json UserMessages(const std::string& text) {
     return Json::array({{{"role", "user"}, {"content", text}}});
   }
@@ -157,7 +139,6 @@ class GatewayChatTest : public ::testing::Test {
   static gateway::Tokenizer* tokenizer_;
   static gateway::PromptEncoder* encoder_;
   std::unique_ptr<httplib::Client> client_;
-  std::unique_ptr<v1::AttentionNode::Stub> attention_;
 };
 
 gateway_testing::GatewayCluster* GatewayChatTest::cluster_ = nullptr;
@@ -211,6 +192,11 @@ TEST_F(GatewayChatTest, StreamingSplitModeSendsReasoningAndContent) {
   EXPECT_EQ(reasoning, "Let me think.");
   EXPECT_EQ(content, "Hello there!");
   EXPECT_EQ(finish, "stop");
+  // With include_usage every chunk but the last carries "usage": null, as OpenAI's do.
+  for (size_t i = 0; i + 1 < s.chunks.size(); ++i) {
+    EXPECT_TRUE(s.chunks[i].contains("usage") && s.chunks[i]["usage"].is_null()) << s.chunks[i];
+  }
+  EXPECT_TRUE(s.chunks.back()["choices"].empty());
   ASSERT_TRUE(usage.is_object());
   EXPECT_EQ(usage["completion_tokens"],
             tokenizer_->Encode("Let me think.\n</think>\n\nHello there!")->size());
@@ -257,6 +243,151 @@ TEST_F(GatewayChatTest, ToolCallIsParsedWholeAndStreamed) {
   EXPECT_EQ(name, "get_weather");
   EXPECT_EQ(Json::parse(arguments), Json::parse(R"({"city": "Paris", "unit": "celsius"})"));
   EXPECT_EQ(finish, "tool_calls");
+}
+
+TEST_F(GatewayChatTest, ToolChoiceNoneLeavesToolsOutAndMarkupAsText) {
+  const Json fixture = ChatCase("tool_call_simple");
+  ASSERT_TRUE(fixture.is_object());
+  const Json messages = UserMessages("Weather in Paris?");
+  int status = 0;
+  const Json r = PostJson("/v1/chat/completions",
+                          {{"messages", messages},
+                           {"tools", fixture["tools"]},
+                           {"tool_choice", "none"},
+                           {"reasoning_mode", "split"},
+                           {"afd_forced_output", kToolOutput}},
+                          &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["usage"]["prompt_tokens"], ExpectedPromptTokens(messages, nullptr));
+  const Json& message = r["choices"][0]["message"];
+  EXPECT_FALSE(message.contains("tool_calls")) << message;
+  EXPECT_EQ(message["reasoning_content"], "The user wants the weather.");
+  EXPECT_EQ(message["content"].get<std::string>().rfind("<minimax:tool_call>\n<invoke", 0), 0u);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "stop");
+}
+
+TEST_F(GatewayChatTest, NamedToolChoiceOpensTheCallForTheModel) {
+  const Json fixture = ChatCase("tool_call_simple");
+  ASSERT_TRUE(fixture.is_object());
+  const Json messages = UserMessages("Weather in Paris?");
+  // The prompt ends with the opened call, so the model writes only its parameters.
+  absl::StatusOr<std::vector<gateway::PromptSegment>> segments =
+      gateway::RenderChatPromptSegments(messages, fixture["tools"], true);
+  ASSERT_TRUE(segments.ok());
+  segments->push_back({"</think>\n\n<minimax:tool_call>\n<invoke name=\"get_weather\">\n", false});
+  const int64_t prompt_tokens = static_cast<int64_t>(encoder_->EncodeSegments(*segments)->size());
+  Json body = {{"messages", messages},
+               {"tools", fixture["tools"]},
+               {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}},
+               {"reasoning_mode", "split"},
+               {"afd_forced_output",
+                "<parameter name=\"city\">Paris</parameter>\n</invoke>\n</minimax:tool_call>"}};
+  int status = 0;
+  const Json r = PostJson("/v1/chat/completions", body, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["usage"]["prompt_tokens"], prompt_tokens);
+  const Json& message = r["choices"][0]["message"];
+  EXPECT_TRUE(message["content"].is_null());
+  EXPECT_TRUE(message["reasoning_content"].is_null());
+  ASSERT_EQ(message["tool_calls"].size(), 1u) << message;
+  EXPECT_EQ(message["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(Json::parse(message["tool_calls"][0]["function"]["arguments"].get<std::string>()),
+            Json::parse(R"({"city": "Paris"})"));
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "tool_calls");
+  // Streamed: the name comes first, from the prompt's opened call.
+  body["stream"] = true;
+  const SseStream s = PostStream(body);
+  ASSERT_EQ(s.status, 200);
+  std::string name, arguments;
+  for (const Json& c : s.chunks) {
+    if (c["choices"].empty() || !c["choices"][0]["delta"].contains("tool_calls")) continue;
+    for (const Json& call : c["choices"][0]["delta"]["tool_calls"]) {
+      if (call["function"].contains("name")) name += call["function"]["name"].get<std::string>();
+      arguments += call["function"]["arguments"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(name, "get_weather");
+  EXPECT_EQ(Json::parse(arguments), Json::parse(R"({"city": "Paris"})"));
+}
+
+// Checks one chat logprobs entry: the token's logprob, bytes and `top` alternatives.
+void ExpectChatLogprob(const Json& entry, size_t top) {
+  EXPECT_TRUE(entry["token"].is_string());
+  EXPECT_LE(entry["logprob"].get<double>(), 0.0);
+  EXPECT_TRUE(entry["bytes"].is_array());
+  ASSERT_EQ(entry["top_logprobs"].size(), top) << entry;
+  for (size_t i = 1; i < top; ++i) {
+    EXPECT_GE(entry["top_logprobs"][i - 1]["logprob"].get<double>(),
+              entry["top_logprobs"][i]["logprob"].get<double>());
+  }
+}
+
+TEST_F(GatewayChatTest, ChatLogprobsWholeAndStreamed) {
+  Json body = {{"messages", UserMessages("Count to three.")},
+               {"max_completion_tokens", 4},
+               {"ignore_eos", true},
+               {"logprobs", true},
+               {"top_logprobs", 2}};
+  int status = 0;
+  const Json r = PostJson("/v1/chat/completions", body, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["usage"]["completion_tokens"], 4);
+  const Json& content = r["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 4u) << r.dump();
+  for (const Json& entry : content) ExpectChatLogprob(entry, 2);
+
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  const SseStream s = PostStream(body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  size_t entries = 0;
+  int64_t completion = -1;
+  for (const Json& c : s.chunks) {
+    if (c["usage"].is_object()) completion = c["usage"]["completion_tokens"];
+    if (c["choices"].empty() || !c["choices"][0]["logprobs"].is_object()) continue;
+    for (const Json& entry : c["choices"][0]["logprobs"]["content"]) {
+      ExpectChatLogprob(entry, 2);
+      ++entries;
+    }
+  }
+  EXPECT_EQ(completion, 4);
+  EXPECT_EQ(entries, 4u);
+}
+
+TEST_F(GatewayChatTest, StreamedCompletionWithLogprobsAndUsage) {
+  const SseStream s = PostStream({{"prompt", "Once upon a time"},
+                                  {"max_tokens", 5},
+                                  {"ignore_eos", true},
+                                  {"logprobs", 1},
+                                  {"stream", true},
+                                  {"stream_options", {{"include_usage", true}}}},
+                                 "/v1/completions");
+  ASSERT_EQ(s.status, 200) << s.body;
+  EXPECT_TRUE(s.well_formed && s.done) << s.body;
+  size_t tokens = 0;
+  int64_t last_offset = -1;
+  std::string finish;
+  Json usage;
+  for (const Json& c : s.chunks) {
+    EXPECT_EQ(c["object"], "text_completion");
+    if (c["usage"].is_object()) usage = c["usage"];
+    if (c["choices"].empty()) continue;
+    if (c["choices"][0]["finish_reason"].is_string()) finish = c["choices"][0]["finish_reason"];
+    const Json& lp = c["choices"][0]["logprobs"];
+    if (!lp.is_object()) continue;
+    ASSERT_EQ(lp["tokens"].size(), lp["text_offset"].size());
+    for (size_t i = 0; i < lp["tokens"].size(); ++i) {
+      EXPECT_EQ(lp["top_logprobs"][i].size(), 1u);
+      EXPECT_GE(lp["text_offset"][i].get<int64_t>(), last_offset);
+      last_offset = lp["text_offset"][i];
+      ++tokens;
+    }
+  }
+  EXPECT_EQ(tokens, 5u);
+  EXPECT_EQ(finish, "length");
+  ASSERT_TRUE(usage.is_object());
+  EXPECT_EQ(usage["completion_tokens"], 5);
+  EXPECT_EQ(usage["prompt_tokens"], tokenizer_->Encode("Once upon a time")->size());
 }
 
 TEST_F(GatewayChatTest, ToolResultRoundTripRendersAsTheReference) {
@@ -366,12 +497,14 @@ TEST_F(GatewayChatTest, ClientDisconnectAbortsTheRequestOnTheNode) {
                           {"max_tokens", 1500},
                           {"ignore_eos", true}};
   SendAndHangUp(cluster_->http_port(), streaming.dump(), 600);  // headers + a few chunks
-  EXPECT_TRUE(NodeIdle()) << "streaming request still running after the client left";
+  EXPECT_TRUE(cluster_->WaitAttentionIdle())
+      << "streaming request still running after the client left";
   const Json whole = {{"messages", UserMessages("Tell me a long story.")},
                       {"max_tokens", 1500},
                       {"ignore_eos", true}};
   SendAndHangUp(cluster_->http_port(), whole.dump(), 0);
-  EXPECT_TRUE(NodeIdle()) << "non-streaming request still running after the client left";
+  EXPECT_TRUE(cluster_->WaitAttentionIdle())
+      << "non-streaming request still running after the client left";
   // The gateway serves on.
   int status = 0;
   PostJson("/v1/chat/completions", {{"messages", UserMessages("x")}, {"max_tokens", 1}}, &status);
@@ -412,6 +545,45 @@ TEST_F(GatewayChatTest, GrpcChatHasTheHttpSemantics) {
   while (bad_reader->Read(&response)) {
   }
   EXPECT_EQ(bad_reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(GatewayChatTest, GrpcTextCompletionStreamsTextLogprobsAndUsage) {
+  auto gateway = v1::Gateway::NewStub(*rpc::MakeChannel(cluster_->gateway_address(), {}, {}));
+  grpc::ClientContext context;
+  v1::TextGenerateRequest request;
+  request.set_prompt("Once upon a time");
+  request.mutable_sampling()->set_max_tokens(3);
+  request.mutable_sampling()->set_ignore_eos(true);
+  request.mutable_sampling()->set_logprobs(true);
+  request.mutable_sampling()->set_top_logprobs(1);
+  auto reader = gateway->GenerateText(&context, request);
+  v1::TextGenerateResponse response;
+  int logprobs = 0;
+  std::string finish;
+  uint32_t prompt = 0, completion = 0;
+  while (reader->Read(&response)) {
+    for (const v1::TokenLogprob& lp : response.logprobs()) {
+      EXPECT_EQ(lp.top_size(), 1);
+      ++logprobs;
+    }
+    if (!response.finish_reason().empty()) {
+      finish = response.finish_reason();
+      prompt = response.usage().prompt_tokens();
+      completion = response.usage().completion_tokens();
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(finish, "length");
+  EXPECT_EQ(completion, 3u);
+  EXPECT_EQ(logprobs, 3);
+  EXPECT_EQ(prompt, tokenizer_->Encode("Once upon a time")->size());
+
+  grpc::ClientContext other_context;
+  request.set_model("not-this-one");
+  auto other = gateway->GenerateText(&other_context, request);
+  while (other->Read(&response)) {
+  }
+  EXPECT_EQ(other->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(GatewayChatTest, MetricsReflectTheTraffic) {

@@ -1,7 +1,7 @@
 // GatewayCluster: starts real afd-expert-node, afd-attention-node and afd-gateway processes from
 // the build tree on loopback (gRPC on unix sockets in a temporary folder, HTTP on a free TCP
-// port), waits until each reports SERVING on grpc.health.v1, and stops them in order when
-// destroyed. For the gateway integration tests. Not thread-safe.
+// port), waits until each reports SERVING on grpc.health.v1, waits for an attention node to be
+// idle, and stops them in order when destroyed. For the gateway integration tests. Not thread-safe.
 #pragma once
 
 #include <netinet/in.h>
@@ -25,9 +25,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "afd/v1/attention.grpc.pb.h"
 #include "common/cluster/cluster_config.h"
 #include "common/model_config.h"
 #include "common/rpc/channel.h"
+#include "grpcpp/client_context.h"
 
 namespace afd::gateway_testing {
 
@@ -143,6 +145,25 @@ class GatewayCluster {
     std::string out;
     for (const Node& n : nodes_) absl::StrAppend(&out, "---- ", n.name, "\n", Log(n.name));
     return out;
+  }
+
+  // Waits up to 6 s until attention node `index` holds no sequence and all its KV blocks are
+  // free; false if it never does.
+  bool WaitAttentionIdle(int index = 0) const {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        rpc::MakeChannel(attention_address(index), TlsConfig(), {});
+    if (!channel.ok()) return false;
+    std::unique_ptr<v1::AttentionNode::Stub> stub = v1::AttentionNode::NewStub(*channel);
+    for (int i = 0; i < 300; ++i) {
+      grpc::ClientContext context;
+      v1::AttentionNodeInfo info;
+      if (stub->Describe(&context, {}, &info).ok() && info.running_sequences() == 0 &&
+          info.waiting_sequences() == 0 && info.free_kv_blocks() == info.total_kv_blocks()) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
   }
 
   // Sends SIGKILL to node `name` (failure tests).

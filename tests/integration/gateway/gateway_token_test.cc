@@ -62,8 +62,6 @@ class GatewayTokenTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_NE(cluster_, nullptr);
     gateway_ = v1::Gateway::NewStub(*rpc::MakeChannel(cluster_->gateway_address(), {}, {}));
-    attention_ =
-        v1::AttentionNode::NewStub(*rpc::MakeChannel(cluster_->attention_address(), {}, {}));
   }
 
   static v1::GenerateRequest Greedy(const std::vector<int32_t>& prompt, int max_tokens,
@@ -93,25 +91,10 @@ class GatewayTokenTest : public ::testing::Test {
     return reader->Finish();
   }
 
-  // Waits until the attention node holds no sequence and all KV blocks are free.
-  bool NodeIdle() {
-    for (int i = 0; i < 200; ++i) {
-      grpc::ClientContext context;
-      v1::AttentionNodeInfo info;
-      if (attention_->Describe(&context, {}, &info).ok() && info.running_sequences() == 0 &&
-          info.waiting_sequences() == 0 && info.free_kv_blocks() == info.total_kv_blocks()) {
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-
   static gateway_testing::GatewayCluster* cluster_;
   static std::vector<std::vector<int32_t>> prompts_;
   static std::vector<std::vector<int32_t>> golden_greedy_;
   std::unique_ptr<v1::Gateway::Stub> gateway_;
-  std::unique_ptr<v1::AttentionNode::Stub> attention_;
 };
 
 gateway_testing::GatewayCluster* GatewayTokenTest::cluster_ = nullptr;
@@ -158,7 +141,7 @@ TEST_F(GatewayTokenTest, SixteenConcurrentRequestsOfDifferentLengths) {
     EXPECT_TRUE(jobs[i].status.ok()) << i << ": " << jobs[i].status.error_message();
     EXPECT_EQ(jobs[i].got, jobs[i].expected) << "request " << i;
   }
-  EXPECT_TRUE(NodeIdle());
+  EXPECT_TRUE(cluster_->WaitAttentionIdle());
 }
 
 TEST_F(GatewayTokenTest, ClientDeadlinePropagatesAndFreesTheSequence) {
@@ -169,7 +152,7 @@ TEST_F(GatewayTokenTest, ClientDeadlinePropagatesAndFreesTheSequence) {
   while (reader->Read(&response)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_TRUE(NodeIdle());
+  EXPECT_TRUE(cluster_->WaitAttentionIdle());
 }
 
 TEST_F(GatewayTokenTest, ClientCancellationFreesTheSequence) {
@@ -181,7 +164,7 @@ TEST_F(GatewayTokenTest, ClientCancellationFreesTheSequence) {
   while (reader->Read(&response)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_TRUE(NodeIdle());
+  EXPECT_TRUE(cluster_->WaitAttentionIdle());
 }
 
 TEST_F(GatewayTokenTest, AbortThroughTheGatewayEndsTheStream) {
@@ -202,7 +185,7 @@ TEST_F(GatewayTokenTest, AbortThroughTheGatewayEndsTheStream) {
   }
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_EQ(reason, v1::FINISH_REASON_ABORT);
-  EXPECT_TRUE(NodeIdle());
+  EXPECT_TRUE(cluster_->WaitAttentionIdle());
 
   grpc::ClientContext unknown_context;
   abort.set_request_id("no-such-request");

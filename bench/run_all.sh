@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# run_all.sh: the one benchmark command (issue 5). Builds what it needs (Release, in build/),
+# generates models/m2-perf-bf16 and models/m2-perf-fp8 if missing, runs every benchmark this
+# machine can run, and prints ONE table: each figure next to its roofline or anchor and the
+# ratio. Rooflines use the read bandwidth and sgemm rate measured in the same run (by the kernel
+# bench), so a noisy machine shows up as lower absolute numbers, not as wrong ratios.
+#
+#   bench/run_all.sh            # full run (about 10-15 minutes on the 2-core dev VM)
+#   bench/run_all.sh --quick    # shorter runs of everything (about 3-5 minutes)
+# Options: --build DIR (default build), --models DIR (default models), --no-build,
+#          --threads N (engine threads, default 2), --log DIR (default <build>/bench-logs).
+# A piece that is missing (a binary that does not build, a checkpoint that cannot be made) or
+# fails prints a line saying so and its rows read "n/a"; the rest still runs. Every node process
+# started here is stopped before the script exits.
+#
+# Anchors (issue 5, same machine kind, m2-perf): llama.cpp 2 threads decode tg64 / prefill pp128
+# tokens/s: bf16 38.9 / 186, Q8_0 59.1 / 151, Q4_K_M 81.9 / 200. Bytes read per decode token:
+# bf16 915 MB, FP8 509 MB. FLOPs per prefill token: 2 x 456 M active parameters.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=build
+MODELS=models
+QUICK=0
+DO_BUILD=1
+THREADS=2
+LOG=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+  --quick) QUICK=1 ;;
+  --build) BUILD=$2; shift ;;
+  --models) MODELS=$2; shift ;;
+  --no-build) DO_BUILD=0 ;;
+  --threads) THREADS=$2; shift ;;
+  --log) LOG=$2; shift ;;
+  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+BIN=$BUILD/bin
+LOG=${LOG:-$BUILD/bench-logs}
+mkdir -p "$LOG"
+BF16=$MODELS/m2-perf-bf16
+FP8=$MODELS/m2-perf-fp8
+if [[ $QUICK == 1 ]]; then
+  DECODE_TOKENS=24; PREFILL=128; KSEC=0.1; RT_ITERS=2000; E2E_TOKENS=24
+else
+  DECODE_TOKENS=64; PREFILL=128; KSEC=0.3; RT_ITERS=5000; E2E_TOKENS=64
+fi
+
+pids=()
+stop_all() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  pids=()
+}
+trap stop_all EXIT
+trap 'stop_all; exit 130' INT TERM
+
+note() { echo "run_all: $*" >&2; }
+have() { [[ -x $BIN/$1 ]] || { note "$1 is missing (not built): its rows are n/a"; return 1; }; }
+# Arithmetic on possibly-empty numbers: prints "" when an operand is missing.
+calc() { python3 -c "import sys
+try: print(format(eval(sys.argv[1]), '.4g'))
+except Exception: print('')" "$1" 2>/dev/null; }
+
+rows=()
+# row FIGURE VALUE UNIT ANCHOR ANCHOR_LABEL: ratio = VALUE / ANCHOR.
+row() {
+  local figure=$1 value=${2:-} unit=$3 anchor=${4:-} label=$5 ratio=""
+  [[ -n $value && -n $anchor ]] && ratio=$(calc "round($value / $anchor, 2)")
+  rows+=("$figure|${value:-n/a}|$unit|${anchor:-n/a}|$label|${ratio:-n/a}")
+}
+
+# 1. Build.
+if [[ $DO_BUILD == 1 ]]; then
+  targets=(afd afd-gen-checkpoint afd-generate afd-expert-node afd-attention-node afd-gateway afd-up
+           matmul_bench expert_roundtrip_bench expert_node_bench attention_node_bench e2e_load_bench
+           quant_decode_bench)
+  if [[ ! -f $BUILD/build.ninja ]]; then
+    cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$LOG/cmake.log" 2>&1 ||
+      note "cmake failed (see $LOG/cmake.log)"
+  fi
+  for t in "${targets[@]}"; do
+    ninja -C "$BUILD" "$t" >>"$LOG/build.log" 2>&1 || note "building $t failed (see $LOG/build.log)"
+  done
+fi
+
+# 2. Checkpoints.
+gen() {  # gen DIR ARGS...
+  local dir=$1; shift
+  [[ -f $dir/config.json ]] && return 0
+  have afd-gen-checkpoint || return 1
+  note "generating $dir"
+  "$BIN/afd-gen-checkpoint" --preset m2-perf --out "$dir" "$@" >"$LOG/gen-$(basename "$dir").log" 2>&1 ||
+    { note "generating $dir failed"; rm -rf "$dir"; return 1; }
+}
+gen "$BF16"
+gen "$FP8" --dtype fp8
+
+# 3. Kernel bench and machine limits (read bandwidth, sgemm) of this run.
+BW1="" BW2="" SG2=""
+if have matmul_bench; then
+  if [[ $QUICK == 1 ]]; then kfilter=decode; else kfilter=""; fi
+  # shellcheck disable=SC2086
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_NUM_THREADS "$BIN/matmul_bench" $kfilter --seconds=$KSEC \
+    >"$LOG/matmul_bench.txt" 2>&1 || note "matmul_bench failed (see $LOG/matmul_bench.txt)"
+  BW1=$(awk '/^read bandwidth GB\/s/ {print $(NF-1)}' "$LOG/matmul_bench.txt")
+  BW2=$(awk '/^read bandwidth GB\/s/ {print $NF}' "$LOG/matmul_bench.txt")
+  SG2=$(awk '/^sgemm GFLOP\/s/ {print $NF}' "$LOG/matmul_bench.txt")
+  row "read bandwidth, 2 threads" "$BW2" "GB/s" "66" "best seen on this VM kind" 
+  row "sgemm 128x1536x1536, 2 threads" "$SG2" "GFLOP/s" "400" "OpenBLAS AVX-512 (issue 5)"
+  # Decode kernels: the lm_head shape's GB/s against the bandwidth of the same thread count.
+  # "decode bf16 32000x1536 n1 t2  best_us median_us GB/s %BW"
+  kgb=$(awk '/^decode bf16 32000x1536 n1 t2/ {print $8}' "$LOG/matmul_bench.txt")
+  row "kernel: bf16 decode 32000x1536 GB/s" "$kgb" "GB/s" "$BW2" "measured bandwidth"
+  kgb=$(awk '/^decode fp8 32000x1536 n1 t2/ {print $8}' "$LOG/matmul_bench.txt")
+  row "kernel: fp8 decode 32000x1536 GB/s" "$kgb" "GB/s" "$BW2" "measured bandwidth"
+fi
+ROOF_BF16=$(calc "$BW2 * 1e9 / 915e6")
+ROOF_FP8=$(calc "$BW2 * 1e9 / 509e6")
+ROOF_PREFILL=$(calc "$SG2 * 1e9 / (2 * 456e6)")
+
+# 4. In-process engine: decode batch 1 and 16, prefill of a 128-token prompt.
+prompt128=$(seq -s, 100 $((100 + PREFILL - 1)))
+prompt8=$(seq -s, 100 107)
+declare -A DEC PRE
+run_generate() {  # run_generate NAME MODEL BATCH PROMPT
+  local out=$LOG/generate-$1-b$3.txt
+  OPENBLAS_NUM_THREADS=$THREADS "$BIN/afd-generate" --model "$2" --prompt-ids "$4" \
+    --max-tokens "$DECODE_TOKENS" --ignore-eos --threads "$THREADS" --batch "$3" >"$out" 2>&1 ||
+    { note "afd-generate $1 batch $3 failed (see $out)"; return 1; }
+}
+tokps() { awk '/^'"$1"':/ {for (i = 1; i <= NF; ++i) if ($i == "=") print $(i + 1)}' "$2" | head -1; }
+if have afd-generate; then
+  for m in bf16 fp8; do
+    dir=$MODELS/m2-perf-$m
+    [[ -f $dir/config.json ]] || { note "$dir missing: its rows are n/a"; continue; }
+    run_generate "$m" "$dir" 1 "$prompt128" && {
+      DEC[$m-1]=$(tokps decode "$LOG/generate-$m-b1.txt")
+      PRE[$m]=$(tokps prefill "$LOG/generate-$m-b1.txt")
+    }
+    run_generate "$m" "$dir" 16 "$prompt8" && DEC[$m-16]=$(tokps decode "$LOG/generate-$m-b16.txt")
+  done
+fi
+row "in-process decode b1 bf16" "${DEC[bf16-1]:-}" "tok/s" "$ROOF_BF16" "roofline (BW / 915 MB)"
+row "  vs llama.cpp bf16 tg64" "${DEC[bf16-1]:-}" "tok/s" "38.9" "llama.cpp anchor"
+row "in-process decode b1 fp8" "${DEC[fp8-1]:-}" "tok/s" "$ROOF_FP8" "roofline (BW / 509 MB)"
+row "  vs llama.cpp Q8_0 tg64" "${DEC[fp8-1]:-}" "tok/s" "59.1" "llama.cpp anchor"
+# afd-generate --batch runs copies of one prompt: greedy copies route alike (8 experts per layer),
+# so this is a lower bound on expert traffic; section 7 has 16 distinct streams.
+row "in-process decode b16 bf16, same prompt" "${DEC[bf16-16]:-}" "tok/s" "$(calc "4 * ${DEC[bf16-1]:-x}")" "4x batch 1 (target)"
+row "in-process decode b16 fp8, same prompt" "${DEC[fp8-16]:-}" "tok/s" "$(calc "4 * ${DEC[fp8-1]:-x}")" "4x batch 1 (target)"
+row "in-process prefill 128 bf16" "${PRE[bf16]:-}" "tok/s" "$ROOF_PREFILL" "sgemm roofline (2 x 456 MFLOP/token)"
+row "  vs llama.cpp bf16 pp128" "${PRE[bf16]:-}" "tok/s" "186" "llama.cpp anchor"
+
+# 5. Attention<->expert round trip, one token (m2-tiny: the RPC path itself).
+if have expert_roundtrip_bench; then
+  out=$LOG/roundtrip.txt
+  "$BIN/expert_roundtrip_bench" --model tests/data/golden/m2-tiny --iterations "$RT_ITERS" >"$out" 2>&1 ||
+    note "expert_roundtrip_bench failed (see $out)"
+  for t in "loopback TCP" "unix socket"; do
+    # "remote, loopback TCP   p50 p90 p99 mean ..."
+    line=$(grep "^remote, $t" "$out" | head -1)
+    p50=$(echo "$line" | awk '{print $4}'); p99=$(echo "$line" | awk '{print $6}')
+    row "round trip p50, 1 token, $t" "$p50" "us" "100" "target (issue 5)"
+    row "round trip p99, 1 token, $t" "$p99" "us" "300" "target (issue 5)"
+  done
+fi
+
+# 6. Expert node load (one node in process, 2 threads; GB/s of expert weights touched).
+if have expert_node_bench && [[ -f $BF16/config.json ]]; then
+  out=$LOG/expert_node_bench.txt
+  "$BIN/expert_node_bench" --model "$BF16" --node-threads "$THREADS" --batch-tokens 1,16 >"$out" 2>&1 ||
+    note "expert_node_bench failed (see $out)"
+  for t in 1 16; do
+    gbs=$(awk -v t="$t" '$1 == t && $2 == 1 {print $5}' "$out" | head -1)
+    row "expert node, batch $t: weights GB/s" "$gbs" "GB/s" "$BW2" "measured bandwidth"
+  done
+fi
+
+# 7. The attention node with every expert in process, driven by attention_node_bench at 1 and 16
+# distinct streams: the serving-path baseline the distributed figures are compared with.
+wait_line() {  # wait_line FILE PATTERN PID: 0 once FILE has PATTERN, 1 if PID died or 300 s passed
+  local t
+  for ((t = 0; t < 3000; ++t)); do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+node_bench() {  # node_bench TARGET OUT: 1 stream (3 requests), then 16 streams (32 requests)
+  "$BIN/attention_node_bench" --target "$1" --concurrency 1 --requests 3 --prompt-tokens 32 \
+    --max-tokens "$E2E_TOKENS" >"$2" 2>&1 &&
+    "$BIN/attention_node_bench" --target "$1" --concurrency 16 --requests 32 --prompt-tokens 32 \
+      --max-tokens "$E2E_TOKENS" >>"$2" 2>&1
+}
+IP1="" IP16="" IPITL=""
+if have afd-attention-node && have attention_node_bench && [[ -f $BF16/config.json ]]; then
+  sock=/tmp/afd-run-all-$$.sock
+  rm -f "$LOG/attention-inprocess.log"
+  "$BIN/afd-attention-node" --model "$BF16" --listen "unix:$sock" --threads "$THREADS" \
+    --kv-blocks 1024 >"$LOG/attention-inprocess.log" 2>&1 &
+  pids+=($!)
+  if wait_line "$LOG/attention-inprocess.log" " ready:" "${pids[-1]}"; then
+    out=$LOG/attention_node_bench-inprocess.txt
+    node_bench "unix:$sock" "$out" || note "attention_node_bench failed (see $out)"
+    # "conc requests req/s tok/s ttft_p50 ttft_p99 itl_p50 itl_p99 errors"
+    IP1=$(awk '$1 == 1 && NF >= 9 {print $4}' "$out" | tail -1)
+    IPITL=$(awk '$1 == 1 && NF >= 9 {print $7}' "$out" | tail -1); IPITL=${IPITL%ms}
+    IP16=$(awk '$1 == 16 && NF >= 9 {print $4}' "$out" | tail -1)
+    row "attention node, experts in process, 1 stream" "$(calc "1000 / ${IPITL:-x}")" "tok/s" "${DEC[bf16-1]:-}" "afd-generate b1 (1000 / ITL p50)"
+    row "attention node, experts in process, 16 str." "$IP16" "tok/s" "$(calc "4 * ${IP1:-x}")" "4x its 1 stream (target)"
+  else
+    note "the in-process attention node did not start (see $LOG/attention-inprocess.log)"
+  fi
+  stop_all
+  rm -f "$sock"
+fi
+
+VOCAB=32000
+[[ -f $BF16/config.json ]] &&
+  VOCAB=$(python3 -c "import json; print(min(32000, json.load(open('$BF16/config.json'))['vocab_size']))")
+
+# 8. All-in-one cluster (gateway + attention node + 3 expert nodes, afd-up): load time, memory,
+# attention node load, end to end at 1 and 16 streams against the in-process serving path.
+if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
+  run=$LOG/up
+  rm -rf "$run" "$LOG/up.log"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$BIN/afd-up" --model "$BF16" --experts 3 --no-prompt --port "$port" --run-dir "$run" >"$LOG/up.log" 2>&1 &
+  pids+=($!)
+  if wait_line "$LOG/up.log" "nodes are ready" "${pids[-1]}"; then
+    gw=$(awk '/gw0 +afd.v1.Gateway gRPC/ {print $4}' "$LOG/up.log")
+    attn=$(awk '/attn0 +afd.v1.AttentionNode gRPC/ {print $4}' "$LOG/up.log")
+    # Memory and load time, from the nodes' ready lines.
+    for f in "$run"/logs/expert*.log; do
+      line=$(grep " ready:" "$f")
+      ratio=$(echo "$line" | sed -n 's/.*(\([0-9.]*\)x the hosted weights).*/\1/p')
+      secs=$(echo "$line" | sed -n 's/.*loaded in \([0-9.]*\) s.*/\1/p')
+      row "$(basename "$f" .log) RSS / hosted expert bytes" "$ratio" "x" "1.1" "target ceiling"
+      row "$(basename "$f" .log) load time (warm)" "$secs" "s" "5" "target ceiling"
+    done
+    line=$(grep " ready:" "$run/logs/attn0.log")
+    row "attn0 RSS / (dense + kv budget)" "$(echo "$line" | sed -n 's/.*= \([0-9.]*\)x (dense.*/\1/p')" "x" "1.1" "target ceiling"
+    row "attn0 load time (warm)" "$(echo "$line" | sed -n 's/.*ready in \([0-9.]*\) s.*/\1/p')" "s" "5" "target ceiling"
+    out=$LOG/e2e.txt
+    "$BIN/e2e_load_bench" --grpc "$gw" --concurrency 1 --requests 3 --prompt-tokens 32 \
+      --max-tokens "$E2E_TOKENS" --vocab "$VOCAB" >"$out" 2>&1
+    "$BIN/e2e_load_bench" --grpc "$gw" --concurrency 16 --requests 32 --prompt-tokens 32 \
+      --max-tokens "$E2E_TOKENS" --vocab "$VOCAB" >>"$out" 2>&1
+    e1=$(awk '$1 == 1 && NF >= 9 {print $4}' "$out" | tail -1)
+    e16=$(awk '$1 == 16 && NF >= 9 {print $4}' "$out" | tail -1)
+    itl=$(awk '$1 == 1 && NF >= 9 {print $7}' "$out" | tail -1)
+    itl=${itl%ms}
+    row "e2e decode, 1 stream, 3 expert nodes" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "0.85 * ${DEC[bf16-1]:-x}")" "85% of afd-generate b1 (target)"
+    row "  vs in-process attention node" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "1000 / ${IPITL:-x}")" "same serving path, experts local"
+    row "e2e 1 stream incl. TTFT" "$e1" "tok/s" "${IP1:-}" "in-process attention node"
+    row "e2e 16 streams (aggregate)" "$e16" "tok/s" "${IP16:-}" "in-process attention node, 16 str."
+    if have attention_node_bench; then
+      out=$LOG/attention_node_bench.txt
+      node_bench "$attn" "$out" || note "attention_node_bench failed (see $out)"
+      a16=$(awk '$1 == 16 && NF >= 9 {print $4}' "$out" | tail -1)
+      row "attention node direct, 16 streams" "$a16" "tok/s" "${IP16:-}" "in-process attention node, 16 str."
+    fi
+  else
+    note "the all-in-one cluster did not start (see $LOG/up.log)"
+  fi
+  stop_all
+fi
+
+# 9. Quantized decode (helper bench; AWQ / MLX checkpoints if present).
+if have quant_decode_bench; then
+  qargs=()
+  for q in awq mlx4; do [[ -f $MODELS/m2-perf-$q/config.json ]] && qargs+=(--model "$MODELS/m2-perf-$q"); done
+  if [[ ${#qargs[@]} -gt 0 ]]; then
+    out=$LOG/quant_decode_bench.txt
+    runs=3; [[ $QUICK == 1 ]] && runs=1
+    "$BIN/quant_decode_bench" "${qargs[@]}" --threads "$THREADS" --tokens "$DECODE_TOKENS" --runs "$runs" >"$out" 2>&1 ||
+      note "quant_decode_bench failed (see $out)"
+    # Rows: model expert MB/token prefill vs200 decode median roofline %roof vs81.9.
+    while read -r name tps roof; do
+      row "quant decode b1 $name" "$tps" "tok/s" "$roof" "roofline (its bytes per token)"
+      row "  vs llama.cpp Q4_K_M tg64" "$tps" "tok/s" "81.9" "llama.cpp anchor"
+    done < <(awk '$1 ~ /m2-perf-(awq|mlx4)$/ {n = split($1, p, "/"); print p[n], $6, $8}' "$out")
+  else
+    note "no m2-perf-awq / m2-perf-mlx4 in $MODELS: quant decode rows skipped"
+  fi
+fi
+
+# The table.
+echo
+echo "afd benchmarks ($(date -u +%F\ %H:%M) UTC, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); logs in $LOG)"
+printf '%-44s %12s %-8s %12s  %-38s %7s\n' "figure" "value" "unit" "vs" "roofline / anchor" "ratio"
+printf '%.0s-' $(seq 1 126); echo
+for r in "${rows[@]}"; do
+  IFS='|' read -r f v u a l ratio <<<"$r"
+  printf '%-44s %12s %-8s %12s  %-38s %7s\n' "$f" "$v" "$u" "$a" "$l" "$ratio"
+done
