@@ -233,12 +233,9 @@ int main(int argc, char** argv) {
     template_text = chat_template->built_in ? "built-in" : chat_template->path;
     absl::StatusOr<std::unique_ptr<afd::gateway::Tokenizer>> loaded =
         afd::gateway::Tokenizer::LoadFromDirectory(tokenizer_dir);
-    if (!loaded.ok()) return Fail(absl::StrCat(tokenizer_dir, ": ", loaded.status().message()));
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));  // names the file
     tokenizer = *std::move(loaded);
-    absl::StatusOr<std::unique_ptr<afd::gateway::PromptEncoder>> made =
-        afd::gateway::PromptEncoder::CreateFromDirectory(tokenizer.get(), tokenizer_dir);
-    if (!made.ok()) return Fail(absl::StrCat(tokenizer_dir, ": ", made.status().message()));
-    encoder = *std::move(made);
+    encoder = std::make_unique<afd::gateway::PromptEncoder>(tokenizer.get());
     if (std::optional<int32_t> eos = tokenizer->eos_token_id(); eos.has_value()) {
       options.chat_stop_token_ids.push_back(*eos);
     }

@@ -20,11 +20,6 @@ PromptEncoder::PromptEncoder(const Tokenizer* tokenizer) : tokenizer_(tokenizer)
   });
 }
 
-absl::StatusOr<std::unique_ptr<PromptEncoder>> PromptEncoder::CreateFromDirectory(
-    const Tokenizer* tokenizer, const std::string& /*dir*/) {
-  return std::make_unique<PromptEncoder>(tokenizer);
-}
-
 int PromptEncoder::FindSpecial(std::string_view text, size_t from, size_t* begin) const {
   int best = -1;
   size_t best_pos = std::string_view::npos;

@@ -23,10 +23,6 @@ class PromptEncoder {
   // `tokenizer` is borrowed and must outlive the encoder. Request text is encoded with the same
   // tokenizer, with EncodeOptions::split_special_tokens.
   explicit PromptEncoder(const Tokenizer* tokenizer);
-  // The encoder of a tokenizer loaded from `dir`. Nothing is read from `dir` (the tokenizer
-  // already holds everything); kept for callers that pass the directory. Never fails.
-  static absl::StatusOr<std::unique_ptr<PromptEncoder>> CreateFromDirectory(
-      const Tokenizer* tokenizer, const std::string& dir);
 
   // Special tokens are found in trusted segments only; each run of text between two of them
   // (spanning any number of segments) is encoded as one piece without special-token matching,

@@ -88,9 +88,7 @@ TEST(PromptEncoderMinimaxTest, TypedRoleMarkersStayText) {
   if (!std::ifstream(dir + "/tokenizer.json")) GTEST_SKIP() << "no tokenizer in " << dir;
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::LoadFromDirectory(dir);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  absl::StatusOr<std::unique_ptr<PromptEncoder>> encoder =
-      PromptEncoder::CreateFromDirectory(tokenizer->get(), dir);
-  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  const auto encoder = std::make_unique<PromptEncoder>(tokenizer->get());
   const int32_t role = *(*tokenizer)->TokenToId("]~b]");
   const int32_t end = *(*tokenizer)->TokenToId("[e~[");
 
@@ -99,7 +97,7 @@ TEST(PromptEncoderMinimaxTest, TypedRoleMarkersStayText) {
   absl::StatusOr<std::vector<PromptSegment>> segments =
       RenderChatPromptSegments(attack, nullptr, true);
   ASSERT_TRUE(segments.ok()) << segments.status();
-  absl::StatusOr<std::vector<int32_t>> ids = (*encoder)->EncodeSegments(*segments);
+  absl::StatusOr<std::vector<int32_t>> ids = encoder->EncodeSegments(*segments);
   ASSERT_TRUE(ids.ok()) << ids.status();
   // system, user and ai turns from the template: 3 role markers, 2 end markers.
   EXPECT_EQ(std::count(ids->begin(), ids->end(), role), 3);
@@ -117,7 +115,7 @@ TEST(PromptEncoderMinimaxTest, TypedRoleMarkersStayText) {
           {"role": "assistant", "content": "4"}, {"role": "user", "content": "Thanks! 😀"}])");
   segments = RenderChatPromptSegments(chat, nullptr, true);
   ASSERT_TRUE(segments.ok());
-  ids = (*encoder)->EncodeSegments(*segments);
+  ids = encoder->EncodeSegments(*segments);
   text = RenderChatPrompt(chat, nullptr, true);
   ASSERT_TRUE(ids.ok() && text.ok());
   EXPECT_EQ(*ids, *(*tokenizer)->Encode(*text));
