@@ -131,10 +131,10 @@ ROOF_PREFILL=$(calc "$SG2 * 1e9 / (2 * 456e6)")
 prompt128=$(seq -s, 100 $((100 + PREFILL - 1)))
 prompt8=$(seq -s, 100 107)
 declare -A DEC PRE
-run_generate() {  # run_generate NAME MODEL BATCH PROMPT
-  local out=$LOG/generate-$1-b$3.txt
+run_generate() {  # run_generate NAME MODEL BATCH PROMPT [EXTRA FLAG]
+  local out=$LOG/generate-$1-b$3${5:-}.txt
   OPENBLAS_NUM_THREADS=$THREADS "$BIN/afd-generate" --model "$2" --prompt-ids "$4" \
-    --max-tokens "$DECODE_TOKENS" --ignore-eos --threads "$THREADS" --batch "$3" >"$out" 2>&1 ||
+    --max-tokens "$DECODE_TOKENS" --ignore-eos --threads "$THREADS" --batch "$3" ${5:-} >"$out" 2>&1 ||
     { note "afd-generate $1 batch $3 failed (see $out)"; return 1; }
 }
 tokps() { awk '/^'"$1"':/ {for (i = 1; i <= NF; ++i) if ($i == "=") print $(i + 1)}' "$2" | head -1; }
@@ -147,6 +147,8 @@ if have afd-generate; then
       PRE[$m]=$(tokps prefill "$LOG/generate-$m-b1.txt")
     }
     run_generate "$m" "$dir" 16 "$prompt8" && DEC[$m-16]=$(tokps decode "$LOG/generate-$m-b16.txt")
+    run_generate "$m" "$dir" 16 "$prompt8" --vary-prompts &&
+      DEC[$m-16v]=$(tokps decode "$LOG/generate-$m-b16--vary-prompts.txt")
   done
 fi
 row "in-process decode b1 bf16" "${DEC[bf16-1]:-}" "tok/s" "$ROOF_BF16" "roofline (BW / 915 MB)"
@@ -157,6 +159,8 @@ row "  vs llama.cpp Q8_0 tg64" "${DEC[fp8-1]:-}" "tok/s" "59.1" "llama.cpp ancho
 # so this is a lower bound on expert traffic; section 7 has 16 distinct streams.
 row "in-process decode b16 bf16, same prompt" "${DEC[bf16-16]:-}" "tok/s" "$(calc "4 * ${DEC[bf16-1]:-x}")" "4x batch 1 (target)"
 row "in-process decode b16 fp8, same prompt" "${DEC[fp8-16]:-}" "tok/s" "$(calc "4 * ${DEC[fp8-1]:-x}")" "4x batch 1 (target)"
+row "in-process decode b16 bf16, 16 prompts" "${DEC[bf16-16v]:-}" "tok/s" "$(calc "4 * ${DEC[bf16-1]:-x}")" "4x batch 1 (target)"
+row "in-process decode b16 fp8, 16 prompts" "${DEC[fp8-16v]:-}" "tok/s" "$(calc "4 * ${DEC[fp8-1]:-x}")" "4x batch 1 (target)"
 row "in-process prefill 128 bf16" "${PRE[bf16]:-}" "tok/s" "$ROOF_PREFILL" "sgemm roofline (2 x 456 MFLOP/token)"
 row "  vs llama.cpp bf16 pp128" "${PRE[bf16]:-}" "tok/s" "186" "llama.cpp anchor"
 
