@@ -149,6 +149,12 @@ if have afd-generate; then
     run_generate "$m" "$dir" 16 "$prompt8" && DEC[$m-16]=$(tokps decode "$LOG/generate-$m-b16.txt")
     run_generate "$m" "$dir" 16 "$prompt8" --vary-prompts &&
       DEC[$m-16v]=$(tokps decode "$LOG/generate-$m-b16--vary-prompts.txt")
+    if [[ $QUICK == 0 ]]; then
+      for b in 8 32; do
+        run_generate "$m" "$dir" "$b" "$prompt8" --vary-prompts &&
+          DEC[$m-${b}v]=$(tokps decode "$LOG/generate-$m-b$b--vary-prompts.txt")
+      done
+    fi
   done
 fi
 row "in-process decode b1 bf16" "${DEC[bf16-1]:-}" "tok/s" "$ROOF_BF16" "roofline (BW / 915 MB)"
@@ -161,6 +167,11 @@ row "in-process decode b16 bf16, same prompt" "${DEC[bf16-16]:-}" "tok/s" "$(cal
 row "in-process decode b16 fp8, same prompt" "${DEC[fp8-16]:-}" "tok/s" "$(calc "4 * ${DEC[fp8-1]:-x}")" "4x batch 1 (target)"
 row "in-process decode b16 bf16, 16 prompts" "${DEC[bf16-16v]:-}" "tok/s" "$(calc "4 * ${DEC[bf16-1]:-x}")" "4x batch 1 (target)"
 row "in-process decode b16 fp8, 16 prompts" "${DEC[fp8-16v]:-}" "tok/s" "$(calc "4 * ${DEC[fp8-1]:-x}")" "4x batch 1 (target)"
+for m in bf16 fp8; do
+  for b in 8 32; do
+    [[ -n ${DEC[$m-${b}v]:-} ]] && row "in-process decode b$b $m, $b prompts" "${DEC[$m-${b}v]}" "tok/s" "${DEC[$m-1]:-}" "batch 1"
+  done
+done
 row "in-process prefill 128 bf16" "${PRE[bf16]:-}" "tok/s" "$ROOF_PREFILL" "sgemm roofline (2 x 456 MFLOP/token)"
 row "  vs llama.cpp bf16 pp128" "${PRE[bf16]:-}" "tok/s" "186" "llama.cpp anchor"
 
