@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "attention_node/model_weights.h"
+#include "common/weights.h"
 #include "common/status.h"
 
 namespace afd::attention {
@@ -19,9 +20,9 @@ absl::StatusOr<std::unique_ptr<InProcessExpertBackend>> InProcessExpertBackend::
   for (int l = 0; l < config.num_hidden_layers; ++l) {
     for (int e = 0; e < config.num_local_experts; ++e) {
       ASSIGN_OR_RETURN(ExpertWeights w, LoadExpertWeights(checkpoint, config, l, e));
-      PopulateWeightPages(w.w1);
-      PopulateWeightPages(w.w3);
-      PopulateWeightPages(w.w2);
+      PrefaultWeightPages(w.w1);
+      PrefaultWeightPages(w.w3);
+      PrefaultWeightPages(w.w2);
       backend->experts_[l].push_back(w);
     }
   }

@@ -1,8 +1,6 @@
 // ModelWeights: checkpoint views for the attention node (see model_weights.h).
 #include "attention_node/model_weights.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -45,38 +43,7 @@ absl::StatusOr<std::vector<float>> LoadFloatVector(const Checkpoint& checkpoint,
   return out;
 }
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22  // Linux 5.14
-#endif
-
-void PopulatePages(const void* p, size_t bytes) {
-  if (p == nullptr || bytes == 0) return;
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) / page * page;
-  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
-  madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
-}
-
 }  // namespace
-
-void PopulateWeightPages(const kernels::WeightView& w) {
-  const size_t rows = static_cast<size_t>(w.rows);
-  const size_t cols = static_cast<size_t>(w.cols);
-  if (w.IsPacked()) {
-    const size_t groups = w.group_size > 0 ? rows * (cols / w.group_size) : 0;
-    const size_t scale = w.group_type == kernels::WeightType::kF32 ? 4 : 2;
-    PopulatePages(w.data, rows * cols * w.bits / 8);
-    PopulatePages(w.group_scales, groups * scale);
-    PopulatePages(w.group_biases, groups * scale);
-    PopulatePages(w.zeros, groups / 2);
-    return;
-  }
-  PopulatePages(w.data, rows * cols * w.ElementBytes());
-  if (w.type == kernels::WeightType::kFp8E4M3 && w.block_rows > 0 && w.block_cols > 0) {
-    PopulatePages(w.scales, sizeof(float) * ((rows + w.block_rows - 1) / w.block_rows) *
-                                ((cols + w.block_cols - 1) / w.block_cols));
-  }
-}
 
 void DequantizeRow(const kernels::WeightView& w, int64_t row, float* out) {
   const int64_t cols = w.cols;
@@ -174,12 +141,12 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const ModelConf
     }
   }
   // Map the matrices every step reads (not the embedding: a step reads a few of its rows).
-  if (m->lm_head_.data != m->embedding_.data) PopulateWeightPages(m->lm_head_);
+  if (m->lm_head_.data != m->embedding_.data) PrefaultWeightPages(m->lm_head_);
   for (const LayerWeights& lw : m->layers_) {
     for (const kernels::WeightView* w :
          {&lw.full.q_proj, &lw.full.k_proj, &lw.full.v_proj, &lw.full.o_proj,
           &lw.lightning.qkv_proj, &lw.lightning.output_gate, &lw.lightning.out_proj, &lw.router}) {
-      PopulateWeightPages(*w);
+      PrefaultWeightPages(*w);
     }
   }
   return m;

@@ -72,11 +72,6 @@ class ModelWeights {
   kernels::WeightView lm_head_;
 };
 
-// Maps the pages `w` reads (data, scales, zero points, biases) into this process ahead of use
-// (madvise MADV_POPULATE_READ), so the first products do not stop on page faults. Only a hint:
-// kernels without it, or a failure, change nothing but speed.
-void PopulateWeightPages(const kernels::WeightView& w);
-
 // Row `row` of `w` widened to fp32 (FP8 rows multiplied by their block scales). out: [w.cols].
 void DequantizeRow(const kernels::WeightView& w, int64_t row, float* out);
 

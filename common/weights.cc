@@ -1,6 +1,9 @@
 // Tensor requirements of MiniMax-M2 / Text-01 checkpoints and zero-copy linear views.
 #include "common/weights.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <iterator>
 #include <vector>
@@ -201,6 +204,44 @@ absl::Status ValidateCheckpoint(const ModelConfig& config, const Checkpoint& che
     RETURN_IF_ERROR(CheckMoe(checkpoint, c, layer));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+
+void PrefaultRange(const void* data, size_t bytes) {
+  if (data == nullptr || bytes == 0) return;
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(data) + bytes;
+  void* start = reinterpret_cast<void*>(begin);
+  if (madvise(start, end - begin, MADV_POPULATE_READ) == 0) return;
+  madvise(start, end - begin, MADV_WILLNEED);
+  volatile uint8_t sink = 0;
+  for (uintptr_t q = begin; q < end; q += page) sink ^= *reinterpret_cast<const uint8_t*>(q);
+  (void)sink;
+}
+
+}  // namespace
+
+void PrefaultWeightPages(const kernels::WeightView& w) {
+  const size_t rows = static_cast<size_t>(w.rows);
+  const size_t cols = static_cast<size_t>(w.cols);
+  if (w.IsPacked()) {
+    const size_t groups = w.group_size > 0 ? rows * (cols / w.group_size) : 0;
+    const size_t scale = w.group_type == kernels::WeightType::kF32 ? 4 : 2;
+    PrefaultRange(w.data, rows * cols * w.bits / 8);
+    PrefaultRange(w.group_scales, groups * scale);
+    PrefaultRange(w.group_biases, groups * scale);
+    PrefaultRange(w.zeros, groups / 2);
+    return;
+  }
+  const size_t data_bytes = rows * cols * w.ElementBytes();
+  PrefaultRange(w.data, data_bytes);
+  if (w.scales != nullptr) PrefaultRange(w.scales, w.Bytes() - data_bytes);
 }
 
 }  // namespace afd

@@ -57,4 +57,9 @@ std::string LayerTensorName(int layer, absl::string_view suffix);
 // with proj "w1" (gate), "w3" (up) or "w2" (down).
 std::string ExpertLinearName(int layer, int expert, absl::string_view proj);
 
+// Brings the pages `w` reads (data, block scales, zero points, biases) into this process ahead
+// of use (madvise MADV_POPULATE_READ; on kernels without it, MADV_WILLNEED and one read per
+// page), so the first products do not stop on page faults. Only speed depends on it.
+void PrefaultWeightPages(const kernels::WeightView& w);
+
 }  // namespace afd
