@@ -30,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "afd/v1/gateway.grpc.pb.h"
+#include "common/cli/sse_json_events.h"
 #include "common/rpc/channel.h"
 #include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"
@@ -108,7 +109,8 @@ Sample HttpRequest(const Options& o, int index) {
   auto last = start;
   bool first = true;
   int status = 0;
-  std::string pending, error_body;
+  std::string error_body;
+  afd::SseJsonEvents events;
   request.response_handler = [&](const httplib::Response& r) {
     status = r.status;
     return true;
@@ -118,24 +120,17 @@ Sample HttpRequest(const Options& o, int index) {
       error_body.append(data, size);
       return true;
     }
-    pending.append(data, size);
-    size_t end;
-    while ((end = pending.find("\n\n")) != std::string::npos) {
-      const std::string event = pending.substr(0, end);
-      pending.erase(0, end + 2);
-      if (event.rfind("data: {", 0) != 0) continue;
-      const nlohmann::json chunk = nlohmann::json::parse(event.substr(6), nullptr, false);
-      if (chunk.is_discarded()) continue;
+    events.Feed(data, size, [&](const nlohmann::json& chunk) {
       if (chunk.contains("usage") && chunk["usage"].is_object()) {
         s.tokens = chunk["usage"].value("completion_tokens", 0);
       }
-      if (!chunk.contains("choices") || chunk["choices"].empty()) continue;
+      if (!chunk.contains("choices") || chunk["choices"].empty()) return;
       const nlohmann::json& delta = chunk["choices"][0]["delta"];
       const bool has_text =
           (delta.contains("content") && delta["content"].is_string() &&
            !delta["content"].get_ref<const std::string&>().empty()) ||
           (delta.contains("reasoning_content") && delta["reasoning_content"].is_string());
-      if (!has_text) continue;
+      if (!has_text) return;
       const auto now = Clock::now();
       if (first) {
         s.ttft_s = Seconds(now - start);
@@ -144,7 +139,7 @@ Sample HttpRequest(const Options& o, int index) {
         s.gaps_s.push_back(Seconds(now - last));
       }
       last = now;
-    }
+    });
     return true;
   };
   httplib::Result result = client.send(request);

@@ -29,6 +29,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/cli/sse_json_events.h"
 #include "common/cluster/cluster_config.h"
 #include "common/model_config.h"
 #include "common/rpc/channel.h"
@@ -324,7 +325,8 @@ bool SendPrompt(int port, const std::string& prompt, int max_tokens, const std::
   if (!api_key.empty()) headers.emplace("Authorization", "Bearer " + api_key);
   std::printf("\n> %s\n< ", prompt.c_str());
   std::fflush(stdout);
-  std::string pending, error_body;
+  std::string error_body;
+  afd::SseJsonEvents events;
   int status = 0;
   int64_t completion_tokens = 0;
   std::string finish_reason;
@@ -345,18 +347,11 @@ bool SendPrompt(int port, const std::string& prompt, int max_tokens, const std::
       error_body.append(data, size);
       return true;
     }
-    pending.append(data, size);
-    size_t end;
-    while ((end = pending.find("\n\n")) != std::string::npos) {
-      const std::string event = pending.substr(0, end);
-      pending.erase(0, end + 2);
-      if (event.rfind("data: ", 0) != 0 || event == "data: [DONE]") continue;
-      const nlohmann::json chunk = nlohmann::json::parse(event.substr(6), nullptr, false);
-      if (chunk.is_discarded()) continue;
+    events.Feed(data, size, [&](const nlohmann::json& chunk) {
       if (chunk.contains("usage") && chunk["usage"].is_object()) {
         completion_tokens = chunk["usage"].value("completion_tokens", 0);
       }
-      if (!chunk.contains("choices") || chunk["choices"].empty()) continue;
+      if (!chunk.contains("choices") || chunk["choices"].empty()) return;
       const nlohmann::json& choice = chunk["choices"][0];
       if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) {
         finish_reason = choice["finish_reason"];
@@ -373,7 +368,7 @@ bool SendPrompt(int port, const std::string& prompt, int max_tokens, const std::
           std::fflush(stdout);
         }
       }
-    }
+    });
     return true;
   };
   httplib::Result result = client.send(request);
