@@ -47,21 +47,13 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, node_name, model_dir, listen, experts_text;
-  int port = -1, threads = -1;
+  afd::rpc::NodeFlags args;
+  std::string experts_text;
+  int threads = -1;
   bool prefault = true;
   afd::rpc::FlagReader flags("afd-expert-node", argc, argv, Usage);
   while (flags.Next()) {
-    if (flags.Is("--config")) {
-      config_path = flags.Value();
-    } else if (flags.Is("--node")) {
-      node_name = flags.Value();
-    } else if (flags.Is("--model")) {
-      model_dir = flags.Value();
-    } else if (flags.Is("--port")) {
-      flags.Int(&port, 0);
-    } else if (flags.Is("--listen")) {
-      listen = flags.Value();
+    if (args.Parse(flags)) {
     } else if (flags.Is("--experts")) {
       experts_text = flags.Value();
     } else if (flags.Is("--threads")) {
@@ -78,30 +70,30 @@ int main(int argc, char** argv) {
   afd::ExpertSpec spec = afd::ExpertSpec::All();
   const afd::NodeConfig* entry = nullptr;
   afd::ClusterConfig cluster;
-  if (!config_path.empty()) {
-    if (node_name.empty()) return Fail("--config needs --node NAME");
-    absl::StatusOr<afd::ClusterConfig> config = afd::LoadClusterConfig(config_path);
+  if (!args.config_path.empty()) {
+    if (args.node_name.empty()) return Fail("--config needs --node NAME");
+    absl::StatusOr<afd::ClusterConfig> config = afd::LoadClusterConfig(args.config_path);
     if (!config.ok()) return Fail(std::string(config.status().message()));
     cluster = *std::move(config);
-    const afd::ExpertNodeConfig* node = cluster.FindExpertNode(node_name);
+    const afd::ExpertNodeConfig* node = cluster.FindExpertNode(args.node_name);
     if (node == nullptr) {
       std::vector<std::string> names;
       for (const auto& n : cluster.expert_nodes) names.push_back(n.node.name);
-      return Fail(absl::StrCat(config_path, ": no expert node named \"", node_name,
+      return Fail(absl::StrCat(args.config_path, ": no expert node named \"", args.node_name,
                                "\" (expert nodes: ", afd::rpc::NodeNames(names), ")"));
     }
-    if (model_dir.empty()) model_dir = cluster.model_dir;
+    if (args.model_dir.empty()) args.model_dir = cluster.model_dir;
     entry = &node->node;
     spec = node->experts;
     tls = cluster.tls;
-  } else if (node_name.empty()) {
-    node_name = "expert";
+  } else if (args.node_name.empty()) {
+    args.node_name = "expert";
   }
-  if (model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
+  if (args.model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
   absl::StatusOr<afd::rpc::NodeListen> resolved =
-      afd::rpc::ResolveNodeListen(entry, listen, port, threads);
+      afd::rpc::ResolveNodeListen(entry, args.listen, args.port, threads);
   if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
-  listen = resolved->listen;
+  args.listen = resolved->listen;
   const int node_threads = resolved->threads;
   if (!experts_text.empty()) {
     absl::StatusOr<afd::ExpertSpec> parsed = afd::ParseExpertSpec(experts_text);
@@ -113,22 +105,22 @@ int main(int argc, char** argv) {
   afd::rpc::StopSignals stop_signals;
 
   afd::expert::ComputePool compute(node_threads);
-  afd::expert::ExpertNodeService service(node_name, &compute);
+  afd::expert::ExpertNodeService service(args.node_name, &compute);
   const std::string service_name = afd::v1::ExpertNode::service_full_name();
   absl::StatusOr<std::unique_ptr<afd::rpc::NodeServer>> server =
-      afd::rpc::NodeServer::Start({listen, tls}, {{service_name, &service}});
+      afd::rpc::NodeServer::Start({args.listen, tls}, {{service_name, &service}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
   std::printf("afd-expert-node: %s listening on %s port %d (loading experts %s)\n",
-              node_name.c_str(), listen.c_str(), (*server)->port(),
+              args.node_name.c_str(), args.listen.c_str(), (*server)->port(),
               afd::FormatExpertSpec(spec).c_str());
   std::fflush(stdout);
 
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<afd::expert::ExpertStore>> store =
-      afd::expert::ExpertStore::Load(model_dir, spec, {prefault});
+      afd::expert::ExpertStore::Load(args.model_dir, spec, {prefault});
   if (!store.ok()) {
     (*server)->Shutdown(absl::ZeroDuration());
-    return Fail(absl::StrCat(node_name, ": ", store.status().message()));
+    return Fail(absl::StrCat(args.node_name, ": ", store.status().message()));
   }
   service.SetStore(store->get());
   (*server)->SetServing(service_name, true);
@@ -138,14 +130,14 @@ int main(int argc, char** argv) {
   std::printf(
       "afd-expert-node: %s ready: %s, %.1f MiB of %s expert weights, %d threads, "
       "loaded in %.2f s, resident %.1f MiB (%.3fx the hosted weights)\n",
-      node_name.c_str(), (*store)->hosted().ToString().c_str(),
+      args.node_name.c_str(), (*store)->hosted().ToString().c_str(),
       (*store)->hosted_bytes() / 1048576.0, (*store)->weight_dtype().c_str(), node_threads, seconds,
       rss / 1048576.0,
       (*store)->hosted_bytes() > 0 ? static_cast<double>(rss) / (*store)->hosted_bytes() : 0.0);
   std::fflush(stdout);
 
   const int signal_number = stop_signals.Wait();
-  std::printf("afd-expert-node: %s stopping (signal %d)\n", node_name.c_str(), signal_number);
+  std::printf("afd-expert-node: %s stopping (signal %d)\n", args.node_name.c_str(), signal_number);
   std::fflush(stdout);
   (*server)->Shutdown(absl::Seconds(1));
   (*server)->Wait();

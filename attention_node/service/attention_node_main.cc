@@ -89,22 +89,12 @@ size_t KvBudgetBytes(const afd::ModelConfig& c, const afd::LimitsConfig& limits)
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, node_name, model_dir, listen;
-  int port = -1, threads = -1, kv_blocks = -1, max_sequences = -1, max_batch_tokens = -1,
-      micro_batches = -1;
+  afd::rpc::NodeFlags args;
+  int threads = -1, kv_blocks = -1, max_sequences = -1, max_batch_tokens = -1, micro_batches = -1;
   bool in_process = false;
   afd::rpc::FlagReader flags("afd-attention-node", argc, argv, Usage);
   while (flags.Next()) {
-    if (flags.Is("--config")) {
-      config_path = flags.Value();
-    } else if (flags.Is("--node")) {
-      node_name = flags.Value();
-    } else if (flags.Is("--model")) {
-      model_dir = flags.Value();
-    } else if (flags.Is("--port")) {
-      flags.Int(&port, 0);
-    } else if (flags.Is("--listen")) {
-      listen = flags.Value();
+    if (args.Parse(flags)) {
     } else if (flags.Is("--threads")) {
       flags.Int(&threads, 0);
     } else if (flags.Is("--kv-blocks")) {
@@ -125,28 +115,28 @@ int main(int argc, char** argv) {
   // Flags -> settings: the config's entry, then the overrides.
   afd::ClusterConfig cluster;
   const afd::NodeConfig* entry = nullptr;
-  if (!config_path.empty()) {
-    if (node_name.empty()) return Fail("--config needs --node NAME");
-    absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(config_path);
+  if (!args.config_path.empty()) {
+    if (args.node_name.empty()) return Fail("--config needs --node NAME");
+    absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(args.config_path);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
     cluster = *std::move(loaded);
-    const afd::AttentionNodeConfig* node = cluster.FindAttentionNode(node_name);
+    const afd::AttentionNodeConfig* node = cluster.FindAttentionNode(args.node_name);
     if (node == nullptr) {
       std::vector<std::string> names;
       for (const auto& n : cluster.attention_nodes) names.push_back(n.node.name);
-      return Fail(absl::StrCat(config_path, ": no attention node named \"", node_name,
+      return Fail(absl::StrCat(args.config_path, ": no attention node named \"", args.node_name,
                                "\" (attention nodes: ", afd::rpc::NodeNames(names), ")"));
     }
-    if (model_dir.empty()) model_dir = cluster.model_dir;
+    if (args.model_dir.empty()) args.model_dir = cluster.model_dir;
     entry = &node->node;
-  } else if (node_name.empty()) {
-    node_name = "attention";
+  } else if (args.node_name.empty()) {
+    args.node_name = "attention";
   }
-  if (model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
+  if (args.model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
   absl::StatusOr<afd::rpc::NodeListen> resolved =
-      afd::rpc::ResolveNodeListen(entry, listen, port, threads);
+      afd::rpc::ResolveNodeListen(entry, args.listen, args.port, threads);
   if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
-  listen = resolved->listen;
+  args.listen = resolved->listen;
   const int node_threads = resolved->threads;
   afd::LimitsConfig& limits = cluster.limits;
   if (kv_blocks > 0) limits.kv_blocks = kv_blocks;
@@ -158,24 +148,26 @@ int main(int argc, char** argv) {
   // SIGINT/SIGTERM are taken by Wait below; blocked before gRPC starts its threads.
   afd::rpc::StopSignals stop_signals;
 
-  afd::attention::AttentionNodeService service(node_name);
+  afd::attention::AttentionNodeService service(args.node_name);
   const std::string service_name = afd::v1::AttentionNode::service_full_name();
   absl::StatusOr<std::unique_ptr<afd::rpc::NodeServer>> server =
-      afd::rpc::NodeServer::Start({listen, cluster.tls}, {{service_name, &service}});
+      afd::rpc::NodeServer::Start({args.listen, cluster.tls}, {{service_name, &service}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
-  std::printf("afd-attention-node: %s listening on %s port %d (loading %s)\n", node_name.c_str(),
-              listen.c_str(), (*server)->port(), model_dir.c_str());
+  std::printf("afd-attention-node: %s listening on %s port %d (loading %s)\n",
+              args.node_name.c_str(), args.listen.c_str(), (*server)->port(),
+              args.model_dir.c_str());
   std::fflush(stdout);
   auto fail_loading = [&](const absl::Status& s) {
     (*server)->Shutdown(absl::ZeroDuration());
-    return Fail(absl::StrCat(node_name, ": ", s.message()));
+    return Fail(absl::StrCat(args.node_name, ": ", s.message()));
   };
 
   // Dense weights only: ModelWeights views the non-expert tensors of the mapped checkpoint.
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<afd::ModelConfig> config = afd::LoadModelConfig(model_dir);
+  absl::StatusOr<afd::ModelConfig> config = afd::LoadModelConfig(args.model_dir);
   if (!config.ok()) return fail_loading(config.status());
-  absl::StatusOr<std::unique_ptr<afd::Checkpoint>> checkpoint = afd::Checkpoint::Open(model_dir);
+  absl::StatusOr<std::unique_ptr<afd::Checkpoint>> checkpoint =
+      afd::Checkpoint::Open(args.model_dir);
   if (!checkpoint.ok()) return fail_loading(checkpoint.status());
   if (absl::Status s = afd::ValidateCheckpoint(*config, **checkpoint); !s.ok()) {
     return fail_loading(s);
@@ -213,7 +205,7 @@ int main(int argc, char** argv) {
   }
   if (remote) {
     std::printf("afd-attention-node: %s waiting up to %d ms for %zu expert nodes\n",
-                node_name.c_str(), cluster.deadlines.startup_timeout_ms,
+                args.node_name.c_str(), cluster.deadlines.startup_timeout_ms,
                 cluster.expert_nodes.size());
     std::fflush(stdout);
     const absl::Time deadline =
@@ -260,7 +252,7 @@ int main(int argc, char** argv) {
       "afd-attention-node: %s ready: %s, %d layers, experts %s, %d kv blocks of %d "
       "tokens, %d micro-batch lane(s) x %d threads, ready in %.2f s; resident %.1f MiB = "
       "%.3fx (dense weights %.1f MiB + kv budget %.1f MiB)\n",
-      node_name.c_str(), config->model_type.c_str(), config->num_hidden_layers,
+      args.node_name.c_str(), config->model_type.c_str(), config->num_hidden_layers,
       remote ? absl::StrCat("on ", cluster.expert_nodes.size(), " expert nodes").c_str()
              : "in process",
       limits.kv_blocks, limits.kv_block_tokens, num_lanes, node_threads, seconds, rss / 1048576.0,
@@ -269,7 +261,8 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   const int signal_number = stop_signals.Wait();
-  std::printf("afd-attention-node: %s stopping (signal %d)\n", node_name.c_str(), signal_number);
+  std::printf("afd-attention-node: %s stopping (signal %d)\n", args.node_name.c_str(),
+              signal_number);
   std::fflush(stdout);
   (*scheduler)->Shutdown();
   (*server)->Shutdown(absl::Seconds(1));

@@ -43,6 +43,23 @@ void FlagReader::Int(int* out, int min) {
   }
 }
 
+bool NodeFlags::Parse(FlagReader& flags) {
+  if (flags.Is("--config")) {
+    config_path = flags.Value();
+  } else if (flags.Is("--node")) {
+    node_name = flags.Value();
+  } else if (flags.Is("--model")) {
+    model_dir = flags.Value();
+  } else if (flags.Is("--port")) {
+    flags.Int(&port, 0);
+  } else if (flags.Is("--listen")) {
+    listen = flags.Value();
+  } else {
+    return false;
+  }
+  return true;
+}
+
 void FlagReader::Unknown() const {
   std::fprintf(stderr, "%s: unknown argument %s\n\n", program_.c_str(), arg_.c_str());
   usage_(stderr);

@@ -53,6 +53,14 @@ class FlagReader {
   std::string arg_;
 };
 
+// The flags every server takes: --config FILE, --node NAME, --model DIR, --port N, --listen ADDR.
+struct NodeFlags {
+  std::string config_path, node_name, model_dir, listen;
+  int port = -1;
+  // Takes the current argument of `flags` (and its value) when it is one of these; else false.
+  bool Parse(FlagReader& flags);
+};
+
 // SIGINT and SIGTERM, blocked from construction on (in this thread and every thread it starts
 // afterwards), so that Wait() alone receives them. SIGPIPE is ignored (a peer that goes away
 // is an error on its socket, not the end of the process).

@@ -84,27 +84,19 @@ bool SplitHostPort(const std::string& address, std::string* host, int* port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, node_name, model_dir, tokenizer_dir, attention_list, listen;
+  afd::rpc::NodeFlags args;
+  std::string tokenizer_dir, attention_list;
   std::string http_listen, served_name, reasoning = "append_think", identity;
   std::string api_key = std::getenv("AFD_API_KEY") != nullptr ? std::getenv("AFD_API_KEY") : "";
-  int port = -1, http_port = -1, http_threads = 64, max_in_flight = 1024, timeout_s = 0;
+  int http_port = -1, http_threads = 64, max_in_flight = 1024, timeout_s = 0;
   bool no_http = false, forced_output = false, log_requests = false, identity_set = false;
   afd::rpc::FlagReader flags("afd-gateway", argc, argv, Usage);
   while (flags.Next()) {
-    if (flags.Is("--config")) {
-      config_path = flags.Value();
-    } else if (flags.Is("--node")) {
-      node_name = flags.Value();
-    } else if (flags.Is("--model")) {
-      model_dir = flags.Value();
+    if (args.Parse(flags)) {
     } else if (flags.Is("--tokenizer")) {
       tokenizer_dir = flags.Value();
     } else if (flags.Is("--attention")) {
       attention_list = flags.Value();
-    } else if (flags.Is("--port")) {
-      flags.Int(&port, 0);
-    } else if (flags.Is("--listen")) {
-      listen = flags.Value();
     } else if (flags.Is("--http-port")) {
       flags.Int(&http_port, 0);
     } else if (flags.Is("--http-listen")) {
@@ -139,26 +131,26 @@ int main(int argc, char** argv) {
   afd::ClusterConfig cluster;
   std::vector<afd::gateway::AttentionEndpoint> endpoints;
   const afd::NodeConfig* entry = nullptr;
-  if (!config_path.empty()) {
-    if (node_name.empty()) return Fail("--config needs --node NAME");
-    absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(config_path);
+  if (!args.config_path.empty()) {
+    if (args.node_name.empty()) return Fail("--config needs --node NAME");
+    absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(args.config_path);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
     cluster = *std::move(loaded);
-    const afd::GatewayConfig* node = cluster.FindGateway(node_name);
+    const afd::GatewayConfig* node = cluster.FindGateway(args.node_name);
     if (node == nullptr) {
       std::vector<std::string> names;
       for (const auto& g : cluster.gateways) names.push_back(g.node.name);
-      return Fail(absl::StrCat(config_path, ": no gateway named \"", node_name,
+      return Fail(absl::StrCat(args.config_path, ": no gateway named \"", args.node_name,
                                "\" (gateways: ", afd::rpc::NodeNames(names), ")"));
     }
-    if (model_dir.empty()) model_dir = cluster.model_dir;
+    if (args.model_dir.empty()) args.model_dir = cluster.model_dir;
     entry = &node->node;
     if (http_listen.empty() && http_port < 0) http_listen = node->http_listen;
     for (const afd::AttentionNodeConfig& a : cluster.attention_nodes) {
       endpoints.push_back({a.node.name, a.node.address});
     }
-  } else if (node_name.empty()) {
-    node_name = "gateway";
+  } else if (args.node_name.empty()) {
+    args.node_name = "gateway";
   }
   if (!attention_list.empty()) {
     endpoints.clear();
@@ -174,13 +166,13 @@ int main(int argc, char** argv) {
       ++index;
     }
   }
-  if (model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
+  if (args.model_dir.empty()) return Fail("no model: pass --model DIR or a --config with `model`");
   if (endpoints.empty()) return Fail("no attention nodes: pass --attention or a --config");
-  if (tokenizer_dir.empty()) tokenizer_dir = model_dir;
+  if (tokenizer_dir.empty()) tokenizer_dir = args.model_dir;
   absl::StatusOr<afd::rpc::NodeListen> resolved =
-      afd::rpc::ResolveNodeListen(entry, listen, port, /*threads=*/-1);
+      afd::rpc::ResolveNodeListen(entry, args.listen, args.port, /*threads=*/-1);
   if (!resolved.ok()) return Fail(absl::StrCat("gRPC: ", resolved.status().message()));
-  listen = resolved->listen;
+  args.listen = resolved->listen;
   std::string http_host = "0.0.0.0";
   if (!no_http) {
     if (http_port >= 0) {
@@ -194,8 +186,8 @@ int main(int argc, char** argv) {
   }
 
   afd::gateway::GatewayOptions options;
-  options.node_name = node_name;
-  options.served_model_name = served_name.empty() ? BaseName(model_dir) : served_name;
+  options.node_name = args.node_name;
+  options.served_model_name = served_name.empty() ? BaseName(args.model_dir) : served_name;
   options.api_key = api_key;
   absl::StatusOr<afd::gateway::ReasoningMode> mode = afd::gateway::ParseReasoningMode(reasoning);
   if (!mode.ok()) return Fail("--reasoning-mode must be append_think or split");
@@ -212,11 +204,11 @@ int main(int argc, char** argv) {
   afd::rpc::StopSignals stop_signals;
 
   // The model's facts the gateway needs: context length, sampling defaults, chat template.
-  absl::StatusOr<afd::ModelConfig> model = afd::LoadModelConfig(model_dir);
+  absl::StatusOr<afd::ModelConfig> model = afd::LoadModelConfig(args.model_dir);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   options.context_length = model->max_position_embeddings;
   absl::StatusOr<afd::gateway::SamplingSettings> defaults =
-      afd::gateway::LoadGenerationDefaults(model_dir);
+      afd::gateway::LoadGenerationDefaults(args.model_dir);
   if (!defaults.ok()) return Fail(std::string(defaults.status().message()));
   options.default_sampling = *defaults;
   // Without a tokenizer the gateway serves token-id requests only (e.g. golden checks of a
@@ -257,7 +249,7 @@ int main(int argc, char** argv) {
   afd::gateway::GatewayService service(&core);
   const std::string service_name = afd::v1::Gateway::service_full_name();
   absl::StatusOr<std::unique_ptr<afd::rpc::NodeServer>> server =
-      afd::rpc::NodeServer::Start({listen, cluster.tls}, {{service_name, &service}});
+      afd::rpc::NodeServer::Start({args.listen, cluster.tls}, {{service_name, &service}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
 
   std::unique_ptr<afd::gateway::HttpServer> http;
@@ -280,7 +272,7 @@ int main(int argc, char** argv) {
   std::printf(
       "afd-gateway: %s gRPC on %s port %d, HTTP on %s, model \"%s\" (tokenizer %s, %s "
       "chat template, loaded in %.2f s), %zu attention node(s)\n",
-      node_name.c_str(), listen.c_str(), (*server)->port(), http_text.c_str(),
+      args.node_name.c_str(), args.listen.c_str(), (*server)->port(), http_text.c_str(),
       options.served_model_name.c_str(), has_tokenizer ? tokenizer_dir.c_str() : "none",
       template_text.c_str(), seconds, endpoints.size());
   std::fflush(stdout);
@@ -293,14 +285,14 @@ int main(int argc, char** argv) {
     if (ready != serving) {
       serving = ready;
       (*server)->SetServing(service_name, serving);
-      std::printf("afd-gateway: %s %s\n", node_name.c_str(),
+      std::printf("afd-gateway: %s %s\n", args.node_name.c_str(),
                   serving ? "ready" : "not ready (no attention node is ready)");
       std::fflush(stdout);
     }
     signal_number = stop_signals.WaitFor(absl::Milliseconds(200));
     if (signal_number > 0) break;
   }
-  std::printf("afd-gateway: %s stopping (signal %d)\n", node_name.c_str(), signal_number);
+  std::printf("afd-gateway: %s stopping (signal %d)\n", args.node_name.c_str(), signal_number);
   std::fflush(stdout);
   (*server)->SetServing(service_name, false);
   if (http != nullptr) http->Stop();
