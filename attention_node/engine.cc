@@ -57,20 +57,67 @@ void Engine::MatMul(const float* x, int64_t n, const kernels::WeightView& w, flo
   kernels::MatMul(x, n, w, y, pool_);
 }
 
-void Engine::ProjMatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y) {
-  if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(w.Bytes());
-  kernels::MatMul(x, n, w, y, pool_, options_);
+void Engine::ProjMatMul(const float* x, int64_t n, std::initializer_list<Product> products) {
+  Products(x, n, row_tiles_.data(), options_, absl::MakeConstSpan(products.begin(), products.size()));
 }
 
-void Engine::MatMulFused(const float* x, int64_t n, std::initializer_list<Product> products) {
+void Engine::Products(const float* x, int64_t n, const uint8_t* tiles,
+                      kernels::MatMulOptions options, absl::Span<const Product> products) {
+  const int64_t on_tiles =
+      tiles == nullptr ? 0 : std::count_if(tiles, tiles + n, [](uint8_t v) { return v != 0; });
+  if (on_tiles == 0 || on_tiles == n) {
+    options.kernel = on_tiles > 0 ? kernels::Kernel::kTiles : kernels::Kernel::kVector;
+    FusedProducts(x, n, products, options);
+    return;
+  }
+  // Both kinds: vector rows first, then tile rows, each kind one product per weight.
+  constexpr int kMaxProducts = 4;
+  if (products.size() > kMaxProducts) {
+    for (const Product& p : products) Products(x, n, tiles, options, absl::MakeConstSpan(&p, 1));
+    return;
+  }
+  const int64_t cols = products[0].w->cols;
+  const int64_t on_vector = n - on_tiles;
+  float* xs = Grow(split_x_, n * cols);
+  split_pos_.resize(n);
+  for (int64_t i = 0, v = 0, t = on_vector; i < n; ++i) {
+    split_pos_[i] = tiles[i] != 0 ? t++ : v++;
+    std::memcpy(xs + split_pos_[i] * cols, x + i * cols, sizeof(float) * cols);
+  }
+  int64_t out_size = 0;
+  for (const Product& p : products) out_size += n * p.w->rows;
+  float* ys = Grow(split_y_, out_size);
+  Product vector_products[kMaxProducts], tile_products[kMaxProducts];
+  int64_t offset = 0;
+  for (size_t i = 0; i < products.size(); ++i) {
+    vector_products[i] = {products[i].w, ys + offset};
+    tile_products[i] = {products[i].w, ys + offset + on_vector * products[i].w->rows};
+    offset += n * products[i].w->rows;
+  }
+  options.kernel = kernels::Kernel::kVector;
+  FusedProducts(xs, on_vector, absl::MakeConstSpan(vector_products, products.size()), options);
+  options.kernel = kernels::Kernel::kTiles;
+  FusedProducts(xs + on_vector * cols, on_tiles, absl::MakeConstSpan(tile_products, products.size()),
+                options);
+  for (size_t i = 0; i < products.size(); ++i) {
+    const int64_t rows = products[i].w->rows;
+    for (int64_t r = 0; r < n; ++r) {
+      std::memcpy(products[i].y + r * rows, vector_products[i].y + split_pos_[r] * rows,
+                  sizeof(float) * rows);
+    }
+  }
+}
+
+void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> products,
+                           const kernels::MatMulOptions& options) {
   // Units of kRowUnit output rows (a multiple of every kernel tile height), numbered across the
   // products in order.
   constexpr int64_t kRowUnit = 48;
   constexpr int kMaxProducts = 4;
-  const Product* list = products.begin();
+  const Product* list = products.data();
   const int count = static_cast<int>(products.size());
   if (count > kMaxProducts) {
-    for (const Product& p : products) ProjMatMul(x, n, *p.w, p.y);
+    for (const Product& p : products) FusedProducts(x, n, absl::MakeConstSpan(&p, 1), options);
     return;
   }
   int64_t first_unit[kMaxProducts + 1] = {0};
@@ -85,7 +132,7 @@ void Engine::MatMulFused(const float* x, int64_t n, std::initializer_list<Produc
       if (b >= e) continue;
       const kernels::WeightView& w = *list[i].w;
       kernels::MatMulRows(x, n, w, b * kRowUnit, std::min(e * kRowUnit, w.rows), list[i].y,
-                          options_);
+                          options);
     }
   });
 }
@@ -187,6 +234,14 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     }
     entry_begin_[e + 1] = begin + static_cast<int64_t>(batch[e].tokens.size());
   }
+  row_tiles_.resize(n_tokens);
+  for (size_t e = 0; e < batch.size(); ++e) {
+    const int64_t prompt =
+        std::clamp<int64_t>(batch[e].prompt_tokens, 0, entry_begin_[e + 1] - entry_begin_[e]);
+    std::fill(row_tiles_.begin() + entry_begin_[e], row_tiles_.begin() + entry_begin_[e + 1], 0);
+    std::fill(row_tiles_.begin() + entry_begin_[e], row_tiles_.begin() + entry_begin_[e] + prompt,
+              1);
+  }
   clock_.Lap(ProfileStage::kEmbed);
 
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -240,8 +295,11 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     rows += out->num_rows[e];
   }
   float* final_rows = Grow(final_rows_, rows * d_model);
+  final_tiles_.resize(rows);
   for (size_t e = 0; e < batch.size(); ++e) {
     const int64_t first_token = entry_begin_[e + 1] - out->num_rows[e];
+    std::copy(row_tiles_.begin() + first_token, row_tiles_.begin() + entry_begin_[e + 1],
+              final_tiles_.begin() + out->first_row[e]);
     std::memcpy(final_rows + out->first_row[e] * d_model, hidden + first_token * d_model,
                 sizeof(float) * out->num_rows[e] * d_model);
   }
@@ -249,7 +307,9 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   if (rows > 0) {
     kernels::RmsNorm(final_rows, weights_->final_norm().data(), rows, d_model, eps, final_rows);
     clock_.Lap(ProfileStage::kNorms);
-    MatMul(final_rows, rows, weights_->lm_head(), out->logits.data());
+    const Product lm_head{&weights_->lm_head(), out->logits.data()};
+    Products(final_rows, rows, final_tiles_.data(), kernels::MatMulOptions{},
+             absl::MakeConstSpan(&lm_head, 1));
     clock_.Lap(ProfileStage::kLmHead);
   }
   if (profile_ != nullptr) {
@@ -275,7 +335,7 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
   float* k = Grow(k_, n * kv_dim);
   float* v = Grow(v_, n * kv_dim);
   float* attn = Grow(attn_, n * q_dim);
-  MatMulFused(normed_.data(), n, {{&w.q_proj, q}, {&w.k_proj, k}, {&w.v_proj, v}});
+  ProjMatMul(normed_.data(), n, {{&w.q_proj, q}, {&w.k_proj, k}, {&w.v_proj, v}});
   clock_.Lap(ProfileStage::kAttnProj);
   // M2 QK-norm: one RMSNorm over the whole projection of a token, before the head split.
   if (!w.q_norm.empty()) kernels::RmsNorm(q, w.q_norm.data(), n, q_dim, eps, q);
@@ -320,7 +380,7 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
                             item.head + 1, scores.data(), attn + item.row_begin * q_dim);
   });
   clock_.Lap(ProfileStage::kAttnCore);
-  ProjMatMul(attn, n, w.o_proj, out);
+  ProjMatMul(attn, n, {{&w.o_proj, out}});
   clock_.Lap(ProfileStage::kAttnProj);
 }
 
@@ -337,7 +397,7 @@ void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float*
   float* attn = Grow(attn_, n * q_dim);
   float* gate = Grow(gate_, n * q_dim);
   // The output gate reads the same input: both products in one parallel loop.
-  MatMulFused(normed_.data(), n, {{&w.qkv_proj, qkv}, {&w.output_gate, gate}});
+  ProjMatMul(normed_.data(), n, {{&w.qkv_proj, qkv}, {&w.output_gate, gate}});
   clock_.Lap(ProfileStage::kAttnProj);
   kernels::Silu(qkv, n * 3 * q_dim);
 
@@ -376,7 +436,7 @@ void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float*
     const float g = 1.0f / (1.0f + std::exp(-gate[i]));
     attn[i] = g * attn[i];
   }
-  ProjMatMul(attn, n, w.out_proj, out);
+  ProjMatMul(attn, n, {{&w.out_proj, out}});
   clock_.Lap(ProfileStage::kAttnProj);
 }
 
@@ -406,6 +466,7 @@ absl::Status Engine::MoeLayer(int layer, const float* x, float* out) {
   request.hidden = x;
   request.expert_ids = ids;
   request.weights = weights;
+  request.tiles = row_tiles_.data();
   // The backend may attribute parts of its time itself; the rest counts as kExpertOther.
   double attributed = 0;
   if (profile_ != nullptr) {

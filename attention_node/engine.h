@@ -32,6 +32,13 @@ struct StepInput {
   int seq = 0;                       // KvCache sequence id
   absl::Span<const int32_t> tokens;  // appended at positions Length(seq), Length(seq)+1, ...
   LogitsMode logits = LogitsMode::kLast;
+  // How many of the first `tokens` are prompt tokens: their attention projections, expert
+  // products and lm_head run on the CPU's matrix tiles where it has them
+  // (kernels::Kernel::kTiles, ~10x the multiply-add rate); the others (generated tokens) on the
+  // vector kernels. A token's results depend only on the token and which kind it is (never on
+  // the rest of the batch), so callers set this by what the tokens are, not by how they were
+  // batched. The router always takes the vector kernels.
+  int64_t prompt_tokens = 0;
 };
 
 struct StepOutput {
@@ -80,18 +87,23 @@ class Engine {
   void FullAttentionLayer(int layer, absl::Span<const StepInput> batch, float* out);
   void LightningLayer(int layer, absl::Span<const StepInput> batch, float* out);
   absl::Status MoeLayer(int layer, const float* x, float* out);
-  // Products in fp32 activations (router, lm_head) or, for the attention projections, with
-  // options_ (MatMulFused and ProjMatMul).
+  // The router's product: fp32 activations on the vector kernels.
   void MatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y);
-  void ProjMatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y);
-  // Several products of the same input x [n, cols] in one parallel loop over all their output
-  // rows (one synchronization instead of one per product); every output row is computed as
-  // MatMul computes it.
   struct Product {
     const kernels::WeightView* w;
     float* y;  // [n, w->rows]
   };
-  void MatMulFused(const float* x, int64_t n, std::initializer_list<Product> products);
+  // Products of the same input x [n, cols] with `options`, each row on the kernel its token
+  // takes (tiles[i] != 0: Kernel::kTiles; tiles may be null: none). Rows of both kinds are
+  // gathered into one product per kind and scattered back.
+  void Products(const float* x, int64_t n, const uint8_t* tiles, kernels::MatMulOptions options,
+                absl::Span<const Product> products);
+  // The attention projections: Products with options_ over the step's rows.
+  void ProjMatMul(const float* x, int64_t n, std::initializer_list<Product> products);
+  // Several products of x in one parallel loop over all their output rows (one synchronization
+  // instead of one per product); every output row is computed as kernels::MatMul computes it.
+  void FusedProducts(const float* x, int64_t n, absl::Span<const Product> products,
+                     const kernels::MatMulOptions& options);
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
   // Runs fn(item) for every item of items_, handed out in descending `cost` order to whichever
   // thread is free (items of very different sizes stay balanced). Results do not depend on
@@ -123,6 +135,11 @@ class Engine {
   std::vector<int32_t> expert_ids_;    // [N, K]
   std::vector<float> expert_weights_;  // [N, K]
   std::vector<float> final_rows_;      // [rows, D]
+  std::vector<uint8_t> row_tiles_;     // [N] 1: the row's products take Kernel::kTiles
+  std::vector<uint8_t> final_tiles_;   // [rows] the same for the lm_head rows
+  std::vector<float> split_x_;         // Products: rows regrouped by kernel
+  std::vector<float> split_y_;
+  std::vector<int64_t> split_pos_;
   std::vector<AttentionItem> items_;
   std::vector<int32_t> item_order_;  // items_ by descending cost
   std::vector<char> has_state_;      // per entry: lightning state existed before this step

@@ -22,6 +22,10 @@ struct ExpertRequest {
   const float* hidden = nullptr;       // [num_tokens, hidden_dim] input to the MoE (post-norm)
   const int32_t* expert_ids = nullptr;  // [num_tokens, top_k], ascending within each token
   const float* weights = nullptr;       // [num_tokens, top_k] normalized routing weights
+  // Optional [num_tokens]: 1 = the token's products take kernels::Kernel::kTiles (the engine's
+  // prompt tokens), 0 = the vector kernels; null: all 0. Every backend honours it, so the
+  // results stay bitwise the same for any placement.
+  const uint8_t* tiles = nullptr;
 };
 
 class ExpertBackend {

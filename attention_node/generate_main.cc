@@ -36,7 +36,8 @@ void Usage(FILE* f) {
       "usage: afd-generate --model DIR --prompt-ids ID,ID,... [--max-tokens N] [--batch B]\n"
       "                    [--threads T] [--temperature X] [--top-k K] [--top-p P]\n"
       "                    [--min-p P] [--seed S] [--ignore-eos] [--block-size N]\n"
-      "                    [--profile] [--vary-prompts] [--bf16-prefill]\n\n"
+      "                    [--profile] [--vary-prompts] [--bf16-prefill]\n"
+      "                    [--vector-prompt]\n\n"
       "Generates from token ids with the whole model in this process and prints each\n"
       "sequence's new ids plus prefill and decode throughput (tokens/s).\n"
       "  --max-tokens N   tokens to generate per sequence (default 32)\n"
@@ -45,6 +46,8 @@ void Usage(FILE* f) {
       "  --temperature X  0 = greedy (default); with --top-k/--top-p/--min-p/--seed\n"
       "  --ignore-eos     keep generating after the end-of-sequence token\n"
       "  --block-size N   KV cache block size in tokens (default 16)\n"
+      "  --vector-prompt  the prompt's products on the vector kernels (default: on the matrix\n"
+      "                   tiles where the CPU has them, e.g. AMX; see kernels/tile_matmul.h)\n"
       "  --bf16-prefill   bf16 activations in the prompt step's attention projections and\n"
       "                   expert products (opt-in, for throughput: reduced precision;\n"
       "                   decode stays fp32)\n"
@@ -107,6 +110,7 @@ int main(int argc, char** argv) {
   bool profile = false;
   bool vary_prompts = false;
   bool bf16_prefill = false;
+  bool vector_prompt = false;
   afd::attention::SamplingParams sampling;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -154,6 +158,8 @@ int main(int argc, char** argv) {
       ignore_eos = true;
     } else if (arg == "--profile") {
       profile = true;
+    } else if (arg == "--vector-prompt") {
+      vector_prompt = true;
     } else if (arg == "--bf16-prefill") {
       bf16_prefill = true;
     } else if (arg == "--vary-prompts") {
@@ -221,7 +227,8 @@ int main(int argc, char** argv) {
     if (!sampler.ok()) return fail(sampler.status());
     seqs.push_back(*seq);
     samplers.push_back(std::move(*sampler));
-    inputs.push_back({*seq, prompts[b], LogitsMode::kLast});
+    inputs.push_back({*seq, prompts[b], LogitsMode::kLast,
+                      vector_prompt ? 0 : static_cast<int64_t>(prompts[b].size())});
   }
   const int vocab = config->vocab_size;
   std::fprintf(stderr, "loaded %s in %.2f s (%d layers, %d experts, %d threads)\n", model.c_str(),

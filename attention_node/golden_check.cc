@@ -163,7 +163,7 @@ absl::StatusOr<std::vector<GoldenPromptResult>> RunGoldenCase(const std::string&
     res.generated_tokens = gen;
 
     StepOutput out;
-    StepInput in{seq, g.input_ids, LogitsMode::kAll};
+    StepInput in{seq, g.input_ids, LogitsMode::kAll, static_cast<int64_t>(g.input_ids.size())};
     RETURN_IF_ERROR(r.engine->Step({&in, 1}, &out));
     alone[i].prefill = out.logits;
     res.prefill_max_abs = MaxAbsDiff(out.logits.data(), g.prefill_logits, len * vocab);
@@ -200,7 +200,8 @@ absl::StatusOr<std::vector<GoldenPromptResult>> RunGoldenCase(const std::string&
     for (size_t i = 0; i < prompts.size(); ++i) {
       ASSIGN_OR_RETURN(int seq, r.cache->AddSequence());
       seqs.push_back(seq);
-      inputs.push_back({seq, prompts[i].input_ids, LogitsMode::kAll});
+      inputs.push_back({seq, prompts[i].input_ids, LogitsMode::kAll,
+                        static_cast<int64_t>(prompts[i].input_ids.size())});
     }
     StepOutput out;
     RETURN_IF_ERROR(r.engine->Step(inputs, &out));

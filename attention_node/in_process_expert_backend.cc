@@ -56,7 +56,8 @@ absl::Status InProcessExpertBackend::Run(const ExpertRequest& request, float* ou
             absl::StrCat("expert request: token ", t, " routes to expert ", expert,
                          ", outside [0, ", config_.num_local_experts, ")"));
       }
-      pairs_[p] = {static_cast<int32_t>(t), expert, request.weights[p]};
+      pairs_[p] = {static_cast<int32_t>(t), expert, request.weights[p],
+                   request.tiles != nullptr && request.tiles[t] != 0};
     }
   }
   terms_.resize(num_pairs * request.hidden_dim);

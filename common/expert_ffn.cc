@@ -74,13 +74,14 @@ ExpertFfn::ExpertFfn(int hidden_dim, int intermediate_dim, kernels::ThreadPool* 
     : hidden_dim_(hidden_dim), intermediate_dim_(intermediate_dim), pool_(pool) {}
 
 void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n, float* gate_up,
-                          float* y, kernels::ThreadPool* pool) const {
+                          float* y, kernels::ThreadPool* pool,
+                          const kernels::MatMulOptions& options) const {
   const int64_t inter = intermediate_dim_;
   float* gate = gate_up;            // [n, I]
   float* up = gate_up + n * inter;  // [n, I]
   if (pool == nullptr || pool->num_threads() <= 1) {
-    kernels::MatMulRows(x_rows, n, w.w1, 0, inter, gate, options_);
-    kernels::MatMulRows(x_rows, n, w.w3, 0, inter, up, options_);
+    kernels::MatMulRows(x_rows, n, w.w1, 0, inter, gate, options);
+    kernels::MatMulRows(x_rows, n, w.w3, 0, inter, up, options);
   } else {
     // W1 and W3 rows form one list of tiles so both products share one parallel loop.
     const int64_t tiles = NumTiles(inter);
@@ -88,17 +89,17 @@ void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n
       const int64_t b1 = std::min(begin, tiles), e1 = std::min(end, tiles);
       if (b1 < e1) {
         kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter), gate,
-                            options_);
+                            options);
       }
       const int64_t b3 = std::max(begin, tiles) - tiles, e3 = std::max(end, tiles) - tiles;
       if (b3 < e3) {
         kernels::MatMulRows(x_rows, n, w.w3, b3 * kRowTile, std::min(e3 * kRowTile, inter), up,
-                            options_);
+                            options);
       }
     });
   }
   kernels::SiluMul(gate, up, n * inter, gate);
-  kernels::MatMul(gate, n, w.w2, y, pool, options_);
+  kernels::MatMul(gate, n, w.w2, y, pool, options);
 }
 
 absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const ExpertPair> pairs,
@@ -117,6 +118,7 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const
   std::iota(order_.begin(), order_.end(), 0);
   std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
     if (pairs[a].expert != pairs[b].expert) return pairs[a].expert < pairs[b].expert;
+    if (pairs[a].tiles != pairs[b].tiles) return pairs[b].tiles;
     return pairs[a].token < pairs[b].token;
   });
 
@@ -125,7 +127,8 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const
   for (int64_t i = 0; i < num_pairs;) {
     const ExpertPair& first = pairs[order_[i]];
     int64_t j = i;
-    while (j < num_pairs && pairs[order_[j]].expert == first.expert) {
+    while (j < num_pairs && pairs[order_[j]].expert == first.expert &&
+           pairs[order_[j]].tiles == first.tiles) {
       const int32_t token = pairs[order_[j]].token;
       if (token < 0 || token >= num_tokens) {
         return absl::InvalidArgumentError(absl::StrCat("expert pair ", order_[j], ": token ", token,
@@ -140,7 +143,7 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const
     RETURN_IF_ERROR(CheckShape(w->w1, inter, d, "w1", first.expert));
     RETURN_IF_ERROR(CheckShape(w->w3, inter, d, "w3", first.expert));
     RETURN_IF_ERROR(CheckShape(w->w2, d, inter, "w2", first.expert));
-    groups.push_back({w, i, j});
+    groups.push_back({w, first.tiles, i, j});
     i = j;
   }
 
@@ -148,6 +151,8 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const
   gate_up_.resize(num_pairs * 2 * inter);
   y_rows_.resize(num_pairs * d);
 
+  kernels::MatMulOptions tiles_options = options_;
+  tiles_options.kernel = kernels::Kernel::kTiles;
   auto t_gathered = std::chrono::steady_clock::now();
   // One group, on whichever thread runs it: gather its input rows contiguously (x_rows_ row i
   // = x[pairs[order_[i]].token]), run the expert, then terms[p] = weight * y (one fp32 product
@@ -158,7 +163,7 @@ absl::Status ExpertFfn::Run(const float* x, int64_t num_tokens, absl::Span<const
       std::memcpy(x_rows_.data() + i * d, x + pairs[order_[i]].token * d, sizeof(float) * d);
     }
     RunExpert(*g.weights, x_rows_.data() + g.begin * d, n, gate_up_.data() + g.begin * 2 * inter,
-              y_rows_.data() + g.begin * d, pool);
+              y_rows_.data() + g.begin * d, pool, g.tiles ? tiles_options : options_);
     for (int64_t i = g.begin; i < g.end; ++i) {
       const int32_t p = order_[i];
       const float weight = pairs[p].weight;

@@ -42,6 +42,7 @@ struct ExpertPair {
   int32_t token = 0;   // row of the batch's hidden states
   int32_t expert = 0;  // expert id within the layer
   float weight = 0;    // normalized routing weight
+  bool tiles = false;  // the products take kernels::Kernel::kTiles (a prompt token)
 };
 
 // Where ExpertFfn::Run's time went (seconds, summed over runs) and the weight bytes its
@@ -78,7 +79,7 @@ class ExpertFfn {
   // One expert over its rows: x_rows [n, D] -> y [n, D] (unweighted), using scratch of
   // n * 2I floats; `pool` may be null.
   void RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n, float* gate_up, float* y,
-                 kernels::ThreadPool* pool) const;
+                 kernels::ThreadPool* pool, const kernels::MatMulOptions& options) const;
 
   int hidden_dim_;
   int intermediate_dim_;
@@ -87,6 +88,7 @@ class ExpertFfn {
   kernels::MatMulOptions options_;
   struct Group {
     const ExpertWeights* weights;
+    bool tiles;      // the group's pairs take kernels::Kernel::kTiles
     int64_t begin;  // into order_
     int64_t end;
   };

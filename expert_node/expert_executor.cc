@@ -57,7 +57,7 @@ absl::Status ExpertExecutor::Run(const ExpertBatchView& batch, std::vector<float
   for (int64_t t = 0; t < batch.num_tokens; ++t) {
     for (uint32_t p = batch.offsets[t]; p < batch.offsets[t + 1]; ++p) {
       pairs_[p] = {static_cast<int32_t>(t), static_cast<int32_t>(batch.expert_ids[p]),
-                   batch.weights[p]};
+                   batch.weights[p], batch.tiles != nullptr && batch.tiles[t] != 0};
     }
   }
   terms_.resize(num_pairs * d);

@@ -397,8 +397,9 @@ void Scheduler::BuildStep(std::vector<StepInput>* inputs, std::vector<Sequence*>
         if (s->collecting_prompt_logits() && s->computed < s->prompt_size()) {
           mode = LogitsMode::kAll;
         }
-        inputs->push_back(
-            {s->seq, absl::MakeConstSpan(s->tokens.data() + s->computed, chunk), mode});
+        const int64_t prompt_left = std::max<int64_t>(0, s->prompt_size() - s->computed);
+        inputs->push_back({s->seq, absl::MakeConstSpan(s->tokens.data() + s->computed, chunk),
+                           mode, std::min(chunk, prompt_left)});
         owners->push_back(s.get());
       }
     }

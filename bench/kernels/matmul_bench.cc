@@ -40,6 +40,7 @@
 #include "common/kernels/matmul.h"
 #include "common/kernels/matmul_internal.h"
 #include "common/kernels/thread_pool.h"
+#include "common/kernels/tile_matmul.h"
 
 namespace afd::bench {
 namespace {
@@ -126,7 +127,9 @@ constexpr Shape kSmallShapes[] = {{1536, 1536}, {768, 1536}, {1536, 768}};
 // Which product the timed call runs: MatMul (its own kernel choice), or the decode or the prefill
 // kernel forced (kernels::internal::MatMulRowsKernel, rows split over the pool as MatMul does).
 // kBf16Act: MatMul with MatMulOptions{Activations::kBF16} (bf16 and fp8 weights).
-enum class Kernel { kAuto, kDecode, kPrefill, kBf16Act };
+// kTiles: MatMul with MatMulOptions{.kernel = Kernel::kTiles} (bf16 weights on AMX tiles, the
+// engine's prompt path; where the CPU has no tiles it is the same as kAuto).
+enum class Kernel { kAuto, kDecode, kPrefill, kBf16Act, kTiles };
 
 const char* KernelName(Kernel k) {
   switch (k) {
@@ -138,6 +141,8 @@ const char* KernelName(Kernel k) {
       return " prefill-kernel";
     case Kernel::kBf16Act:
       return " bf16act";
+    case Kernel::kTiles:
+      return " tiles";
   }
   return "";
 }
@@ -151,9 +156,10 @@ Timing TimeMatMul(const WeightCopies& weights, int64_t n, int threads, double se
   std::unique_ptr<ThreadPool> pool;
   if (threads > 1) pool = std::make_unique<ThreadPool>(threads);
   size_t i = 0;
-  if (kernel == Kernel::kAuto || kernel == Kernel::kBf16Act) {
+  if (kernel == Kernel::kAuto || kernel == Kernel::kBf16Act || kernel == Kernel::kTiles) {
     kernels::MatMulOptions options;
     if (kernel == Kernel::kBf16Act) options.activations = kernels::Activations::kBF16;
+    if (kernel == Kernel::kTiles) options.kernel = afd::kernels::Kernel::kTiles;
     return TimeCalls(seconds, [&] {
       kernels::MatMul(x.data(), n, weights.Get(i++), y.data(), pool.get(), options);
     });
@@ -233,8 +239,13 @@ int main(int argc, char** argv) {
         for (int64_t n : table.token_counts) {
           for (int threads : {1, 2}) {
             for (Kernel kernel :
-                 {Kernel::kAuto, Kernel::kBf16Act, Kernel::kDecode, Kernel::kPrefill}) {
+                 {Kernel::kAuto, Kernel::kBf16Act, Kernel::kTiles, Kernel::kDecode,
+                  Kernel::kPrefill}) {
               if ((kernel == Kernel::kDecode || kernel == Kernel::kPrefill) && !compare_kernels) {
+                continue;
+              }
+              if (kernel == Kernel::kTiles &&
+                  (type != WeightType::kBF16 || !afd::kernels::TileProductsAvailable())) {
                 continue;
               }
               char name[128];
@@ -299,8 +310,12 @@ int main(int argc, char** argv) {
     for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kFp8E4M3}) {
       std::unique_ptr<WeightCopies> weights;
       for (int threads : {1, 2}) {
-        for (Kernel kernel : {Kernel::kAuto, Kernel::kBf16Act}) {
+        for (Kernel kernel : {Kernel::kAuto, Kernel::kBf16Act, Kernel::kTiles}) {
           if (kernel == Kernel::kBf16Act && type == WeightType::kF32) continue;
+          if (kernel == Kernel::kTiles &&
+              (type != WeightType::kBF16 || !afd::kernels::TileProductsAvailable())) {
+            continue;
+          }
           char name[128];
           std::snprintf(name, sizeof(name), "prefill %s %lldx%lld n128 t%d%s", TypeName(type),
                         static_cast<long long>(s.rows), static_cast<long long>(s.cols), threads,

@@ -35,6 +35,10 @@ absl::Status ValidateExpertBatch(const ExpertBatchView& batch) {
                          batch.expert_ids[p], " are not strictly ascending"));
       }
     }
+    if (batch.tiles != nullptr && batch.tiles[t] > 1) {
+      return absl::InvalidArgumentError(absl::StrCat("expert batch: token ", t, ": tiles ",
+                                                     batch.tiles[t], " (must be 0 or 1)"));
+    }
     if (batch.fold != nullptr && batch.fold[t] > end - begin) {
       return absl::InvalidArgumentError(absl::StrCat("expert batch: token ", t, ": fold ",
                                                      batch.fold[t], " exceeds its ", end - begin,

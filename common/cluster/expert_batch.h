@@ -25,6 +25,9 @@ struct ExpertBatchView {
   // in fp32 from +0.0f in pair order. Only valid when those f pairs are also the first f
   // terms of the token's complete expert sum (the sender knows; the expert node trusts it).
   const uint32_t* fold = nullptr;
+  // Optional [T]: tiles[t] = 1 runs token t's products with kernels::Kernel::kTiles (prompt
+  // tokens), 0 with the vector kernels; null: all 0.
+  const uint8_t* tiles = nullptr;
 
   int64_t num_pairs() const { return num_tokens > 0 ? offsets[num_tokens] : 0; }
   const float* row(int64_t t) const {

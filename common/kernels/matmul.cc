@@ -36,6 +36,7 @@
 
 #include "common/kernels/matmul_internal.h"
 #include "common/kernels/quant_matmul.h"
+#include "common/kernels/tile_matmul.h"
 #include "common/kernels/thread_pool.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -1355,6 +1356,11 @@ bool UsesBf16Activations(const WeightView& w) {
   return w.type == WeightType::kBF16 || w.type == WeightType::kFp8E4M3;
 }
 
+// Whether kTiles products of `w` run on the tiles.
+bool UsesTiles(const WeightView& w) {
+  return TileProductsSupport(w) && TileProductsAvailable();
+}
+
 // Output rows per ParallelFor unit (a multiple of every decode tile height: 8, 6, 4, 3, 2).
 constexpr int64_t kRowUnit = 48;
 
@@ -1451,6 +1457,11 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                 int64_t row_end, float* y, const MatMulOptions& options) {
+  if (options.kernel == Kernel::kTiles && options.activations == Activations::kF32 &&
+      UsesTiles(w)) {
+    TileMatMulRows(x, n, w, row_begin, row_end, y);
+    return;
+  }
   if (options.activations == Activations::kBF16 && UsesBf16Activations(w)) {
     if (n <= 0 || row_begin >= row_end) return;
     HWY_DYNAMIC_DISPATCH(MatMulRowsBf16Impl)(x, n, w, row_begin, row_end, y);

@@ -36,8 +36,17 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
 // n, the batch or the row split), per CPU kind.
 enum class Activations : uint8_t { kF32, kBF16 };
 
+// Which unit runs a product. kVector (the default): the Highway kernels above. kTiles: the
+// CPU's matrix tiles (kernels/tile_matmul.h: AMX-BF16, fp32 activations split exactly into three
+// bf16 parts) for bf16 weights whose rows are whole 32-column steps, on CPUs that have them; other
+// weights and CPUs take kVector. For many tokens at once (prompts): ~10x the vector multiply-add
+// rate. Bits differ from kVector's by fp32 rounding, so a caller picks the unit per token by a
+// rule of its own that does not depend on the batch (the engine: prompt tokens take kTiles).
+enum class Kernel : uint8_t { kVector, kTiles };
+
 struct MatMulOptions {
   Activations activations = Activations::kF32;
+  Kernel kernel = Kernel::kVector;
 };
 
 // The products above with options (MatMulOptions{} gives exactly the calls without).

@@ -66,6 +66,12 @@ void EncodeExpertBatch(const ExpertBatchView& batch, v1::DType dtype, v1::Expert
   } else {
     proto->clear_fold();
   }
+  if (batch.tiles != nullptr && std::any_of(batch.tiles, batch.tiles + t_count,
+                                            [](uint8_t v) { return v != 0; })) {
+    proto->set_tiles(reinterpret_cast<const char*>(batch.tiles), t_count);
+  } else {
+    proto->clear_tiles();
+  }
 }
 
 absl::Status DecodeExpertBatch(const v1::ExpertBatch& proto, std::vector<float>* scratch,
@@ -107,6 +113,9 @@ absl::Status DecodeExpertBatch(const v1::ExpertBatch& proto, std::vector<float>*
   if (proto.fold_size() != 0 && proto.fold_size() != t_count) {
     return Invalid("fold", absl::StrCat(proto.fold_size(), " entries, expected 0 or ", t_count));
   }
+  if (!proto.tiles().empty() && static_cast<int64_t>(proto.tiles().size()) != t_count) {
+    return Invalid("tiles", absl::StrCat(proto.tiles().size(), " bytes, expected 0 or ", t_count));
+  }
 
   const char* bytes = proto.hidden().data();
   const float* hidden = reinterpret_cast<const float*>(bytes);
@@ -134,6 +143,8 @@ absl::Status DecodeExpertBatch(const v1::ExpertBatch& proto, std::vector<float>*
   view.expert_ids = proto.expert_ids().data();
   view.weights = proto.weights().data();
   view.fold = proto.fold_size() > 0 ? proto.fold().data() : nullptr;
+  view.tiles = proto.tiles().empty() ? nullptr
+                                     : reinterpret_cast<const uint8_t*>(proto.tiles().data());
   RETURN_IF_ERROR(ValidateExpertBatch(view));
   *batch = view;
   return absl::OkStatus();

@@ -75,6 +75,7 @@ struct RemoteExpertBackend::Node {
   std::vector<uint32_t> expert_ids;
   std::vector<float> weights;
   std::vector<uint32_t> fold;
+  std::vector<uint8_t> tiles;  // per token of the batch: ExpertBatchView::tiles
   std::vector<int32_t> slots;
 
   std::string Label() const { return absl::StrCat(name, " (", address, ")"); }
@@ -419,6 +420,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     node->expert_ids.clear();
     node->weights.clear();
     node->fold.clear();
+    node->tiles.clear();
     node->slots.clear();
   }
   for (int64_t t = 0; t < t_count; ++t) {
@@ -430,6 +432,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
         node.token_index.push_back(static_cast<int32_t>(t));
         node.offsets.push_back(static_cast<uint32_t>(node.expert_ids.size()));
         node.fold.push_back(0);
+        node.tiles.push_back(request.tiles != nullptr && request.tiles[t] != 0 ? 1 : 0);
       }
       const uint32_t position = static_cast<uint32_t>(node.expert_ids.size()) -
                                 node.offsets.back();  // pairs of this token so far
@@ -461,6 +464,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     batch.expert_ids = node.expert_ids.data();
     batch.weights = node.weights.data();
     batch.fold = options_.fold_prefix ? node.fold.data() : nullptr;
+    batch.tiles = node.tiles.data();
     rpc::EncodeExpertBatch(batch, v1::DTYPE_F32, &node.request);
     node.batch_id = batch.id;
     node.expected_rows = ExpertResultRows(batch);

@@ -411,7 +411,8 @@ absl::StatusOr<ReferenceRun> ReferenceEngine::Greedy(const std::vector<int32_t>&
   if (!sampler.ok()) return sampler.status();
   ReferenceRun run;
   attention::StepOutput out;
-  absl::Status s = engine.Step({{*seq, prompt, attention::LogitsMode::kAll}}, &out);
+  absl::Status s = engine.Step(
+      {{*seq, prompt, attention::LogitsMode::kAll, static_cast<int64_t>(prompt.size())}}, &out);
   if (!s.ok()) return s;
   run.prompt_logits = out.logits;
   const float* row = out.Row(static_cast<int64_t>(prompt.size()) - 1, vocab);

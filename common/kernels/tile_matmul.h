@@ -1,0 +1,40 @@
+// Tile products: y = x * W^T for bf16 weights on the CPU's matrix tiles (Intel AMX-BF16), with
+// fp32 activations kept exact. Each activation is split into three bf16 parts,
+// x = hi + mid + lo exactly (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid); each
+// difference is exact in fp32), and every product of a bf16 weight by a bf16 part is exact in
+// the tiles' fp32 accumulators; the three parts accumulate in their own columns over the whole
+// row and are added last, y = (hi_sum + mid_sum) + lo_sum. So the error is fp32 accumulation
+// error, as in the vector kernels, at ~10x their multiply-add rate: the prompt (prefill) path.
+// An output's bits depend only on its token's activations and its weight row (never on n, the
+// other tokens, the row split or the thread), but differ from the vector kernels' bits.
+// Stateless free functions; safe to call concurrently on disjoint outputs.
+#pragma once
+
+#include <cstdint>
+
+#include "common/kernels/weight_view.h"
+
+namespace afd::kernels {
+
+// True when the CPU has AMX-TILE and AMX-BF16 and the OS granted this process the tile data
+// state (asked once, on the first call). False elsewhere (then nothing here may be called).
+bool TileProductsAvailable();
+
+// Whether TileMatMulRows takes `w`: bf16 weights whose rows are a whole number of 32-element
+// tile steps. A property of the matrix only, so a matrix always takes the same kernel.
+bool TileProductsSupport(const WeightView& w);
+
+// Rows [row_begin, row_end) of y[n, w.rows] = x[n, w.cols] * W^T (y row stride w.rows), as
+// MatMulRows. Requires TileProductsAvailable() and TileProductsSupport(w).
+void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                    int64_t row_end, float* y);
+
+// Scalar twin of the tile arithmetic's contract: per output, the three parts' sums in double,
+// added as (hi + mid) + lo in fp32. The oracle for tests (the tiles' own summation order is
+// the hardware's).
+void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* y);
+
+// The exact split of one activation: hi + mid + lo == v for finite v (bf16 bit patterns).
+void SplitToBf16x3(float v, uint16_t* hi, uint16_t* mid, uint16_t* lo);
+
+}  // namespace afd::kernels

@@ -1,0 +1,179 @@
+// Tests for common/kernels/tile_matmul.h: the exact three-part split of fp32 activations, the AMX
+// tile products against their scalar twin and the fp32 reference, and the rule that a token's
+// bits depend only on its activations and the weight row (not on n, the batch, the row split
+// or the thread count). Skipped where the CPU has no AMX-BF16 (the split test always runs).
+#include "common/kernels/tile_matmul.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "common/kernels/matmul.h"
+#include "common/kernels/thread_pool.h"
+#include "gtest/gtest.h"
+
+namespace afd::kernels {
+namespace {
+
+struct Bf16Matrix {
+  std::vector<uint16_t> data;
+  WeightView view;
+};
+
+Bf16Matrix RandomMatrix(int64_t rows, int64_t cols, std::mt19937& rng) {
+  Bf16Matrix m;
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  m.data.resize(rows * cols);
+  for (uint16_t& v : m.data) v = FloatToBf16(normal(rng));
+  m.view.type = WeightType::kBF16;
+  m.view.rows = rows;
+  m.view.cols = cols;
+  m.view.data = m.data.data();
+  return m;
+}
+
+std::vector<float> RandomActivations(int64_t n, int64_t cols, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n * cols);
+  for (float& v : x) v = normal(rng) * std::exp2(static_cast<float>(rng() % 9) - 4.0f);
+  return x;
+}
+
+// Bound on fp32 accumulation error: cols * eps * sum |x w| per output.
+std::vector<float> ErrorBound(const std::vector<float>& x, int64_t n, const Bf16Matrix& m) {
+  std::vector<float> bound(n * m.view.rows);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t r = 0; r < m.view.rows; ++r) {
+      double s = 0;
+      for (int64_t c = 0; c < m.view.cols; ++c) {
+        s += std::fabs(x[t * m.view.cols + c] * Bf16ToFloat(m.data[r * m.view.cols + c]));
+      }
+      bound[t * m.view.rows + r] = static_cast<float>(s * 4e-7 * std::sqrt(m.view.cols) + 1e-30);
+    }
+  }
+  return bound;
+}
+
+bool SameBits(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
+
+TEST(SplitToBf16x3Test, PartsAddUpExactly) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<uint32_t> bits(0, 0xFFFFFFFFu);
+  int checked = 0;
+  for (int i = 0; i < 200000; ++i) {
+    uint32_t b = bits(rng);
+    const uint32_t exponent = (b >> 23) & 0xFF;
+    if (exponent < 60 || exponent > 220) continue;  // far from bf16's subnormal and overflow range
+    float v;
+    std::memcpy(&v, &b, 4);
+    uint16_t hi, mid, lo;
+    SplitToBf16x3(v, &hi, &mid, &lo);
+    const double sum = static_cast<double>(Bf16ToFloat(hi)) + Bf16ToFloat(mid) + Bf16ToFloat(lo);
+    ASSERT_EQ(sum, static_cast<double>(v)) << "bits 0x" << std::hex << b;
+    ++checked;
+  }
+  EXPECT_GT(checked, 50000);
+}
+
+class TileMatMulTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!TileProductsAvailable()) GTEST_SKIP() << "no AMX-BF16 tiles on this CPU";
+  }
+};
+
+TEST_F(TileMatMulTest, MatchesTwinAndReferenceForShapes) {
+  std::mt19937 rng(11);
+  struct Shape {
+    int64_t rows, cols, n;
+  };
+  for (const Shape& s : {Shape{16, 32, 1}, Shape{40, 64, 3}, Shape{96, 256, 6},
+                         Shape{33, 160, 17}, Shape{128, 512, 40}, Shape{7, 96, 2}}) {
+    SCOPED_TRACE(testing::Message() << s.rows << "x" << s.cols << " n" << s.n);
+    const Bf16Matrix m = RandomMatrix(s.rows, s.cols, rng);
+    ASSERT_TRUE(TileProductsSupport(m.view));
+    const std::vector<float> x = RandomActivations(s.n, s.cols, rng);
+    std::vector<float> y(s.n * s.rows, NAN), twin(s.n * s.rows), ref(s.n * s.rows);
+    TileMatMulRows(x.data(), s.n, m.view, 0, s.rows, y.data());
+    TileMatMulReference(x.data(), s.n, m.view, twin.data());
+    MatMulReference(x.data(), s.n, m.view, ref.data());
+    const std::vector<float> bound = ErrorBound(x, s.n, m);
+    for (size_t i = 0; i < y.size(); ++i) {
+      ASSERT_NEAR(y[i], twin[i], bound[i]) << "output " << i;
+      ASSERT_NEAR(y[i], ref[i], bound[i]) << "output " << i;
+    }
+  }
+}
+
+TEST_F(TileMatMulTest, TokenBitsDependOnlyOnTheTokenAndTheRow) {
+  std::mt19937 rng(5);
+  const int64_t rows = 200, cols = 384, n = 23;
+  const Bf16Matrix m = RandomMatrix(rows, cols, rng);
+  const std::vector<float> x = RandomActivations(n, cols, rng);
+  std::vector<float> all(n * rows);
+  TileMatMulRows(x.data(), n, m.view, 0, rows, all.data());
+  // Each token alone, and the rows in uneven ranges.
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<float> one(rows);
+    for (int64_t begin = 0; begin < rows;) {
+      const int64_t end = std::min<int64_t>(rows, begin + 7 + (begin % 29));
+      TileMatMulRows(x.data() + t * cols, 1, m.view, begin, end, one.data());
+      begin = end;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      ASSERT_TRUE(SameBits(one[r], all[t * rows + r])) << "token " << t << " row " << r;
+    }
+  }
+  // The same token at another position of another batch.
+  std::vector<float> shuffled(x.size());
+  for (int64_t t = 0; t < n; ++t) {
+    std::memcpy(&shuffled[t * cols], &x[((t * 5) % n) * cols], cols * sizeof(float));
+  }
+  std::vector<float> y(n * rows);
+  TileMatMulRows(shuffled.data(), n, m.view, 0, rows, y.data());
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      ASSERT_TRUE(SameBits(y[t * rows + r], all[((t * 5) % n) * rows + r]));
+    }
+  }
+}
+
+TEST_F(TileMatMulTest, MatMulOptionsRouteToTilesOnlyWhereSupported) {
+  std::mt19937 rng(3);
+  ThreadPool pool(2);
+  MatMulOptions tiles;
+  tiles.kernel = Kernel::kTiles;
+  // bf16 with whole steps: the pool-split product is the tile product bit for bit.
+  const Bf16Matrix m = RandomMatrix(300, 256, rng);
+  const std::vector<float> x = RandomActivations(9, 256, rng);
+  std::vector<float> direct(9 * 300), pooled(9 * 300, NAN);
+  TileMatMulRows(x.data(), 9, m.view, 0, 300, direct.data());
+  MatMul(x.data(), 9, m.view, pooled.data(), &pool, tiles);
+  for (size_t i = 0; i < direct.size(); ++i) ASSERT_TRUE(SameBits(direct[i], pooled[i])) << i;
+  // 48 columns are not whole steps: the vector kernels, bit for bit.
+  const Bf16Matrix odd = RandomMatrix(64, 48, rng);
+  ASSERT_FALSE(TileProductsSupport(odd.view));
+  const std::vector<float> xo = RandomActivations(5, 48, rng);
+  std::vector<float> vec(5 * 64), routed(5 * 64, NAN);
+  MatMul(xo.data(), 5, odd.view, vec.data(), &pool, MatMulOptions{});
+  MatMul(xo.data(), 5, odd.view, routed.data(), &pool, tiles);
+  for (size_t i = 0; i < vec.size(); ++i) ASSERT_TRUE(SameBits(vec[i], routed[i])) << i;
+}
+
+TEST_F(TileMatMulTest, NanActivationPropagates) {
+  std::mt19937 rng(9);
+  const Bf16Matrix m = RandomMatrix(16, 64, rng);
+  std::vector<float> x = RandomActivations(2, 64, rng);
+  x[64 + 10] = NAN;
+  std::vector<float> y(2 * 16);
+  TileMatMulRows(x.data(), 2, m.view, 0, 16, y.data());
+  for (int r = 0; r < 16; ++r) {
+    EXPECT_FALSE(std::isnan(y[r]));
+    EXPECT_TRUE(std::isnan(y[16 + r]));
+  }
+}
+
+}  // namespace
+}  // namespace afd::kernels
