@@ -62,7 +62,9 @@ class EngineConsistencyTest : public ::testing::TestWithParam<Case> {
   }
 
   // Logits of every position of `tokens`, fed in chunks of the given sizes (the rest last).
-  std::vector<float> RunChunked(const std::vector<int32_t>& tokens, std::vector<int> chunks) {
+  // prompt: the tokens are prompt tokens (StepInput::prompt_tokens: the tile kernels).
+  std::vector<float> RunChunked(const std::vector<int32_t>& tokens, std::vector<int> chunks,
+                                bool prompt = false) {
     Fresh(1);
     const int seq = cache_->AddSequence().value();
     std::vector<float> logits;
@@ -73,7 +75,9 @@ class EngineConsistencyTest : public ::testing::TestWithParam<Case> {
                                          : tokens.size() - pos;
       StepOutput out;
       const absl::Status s =
-          engine_->Step({{seq, {tokens.data() + pos, n}, LogitsMode::kAll}}, &out);
+          engine_->Step({{seq, {tokens.data() + pos, n}, LogitsMode::kAll,
+                          prompt ? static_cast<int64_t>(n) : 0}},
+                        &out);
       EXPECT_TRUE(s.ok()) << s;
       logits.insert(logits.end(), out.logits.begin(), out.logits.end());
       pos += n;
@@ -117,6 +121,49 @@ TEST_P(EngineConsistencyTest, ChunkedAndTokenByTokenMatchOneShotPrefill) {
   EXPECT_LE(per_token, 1e-4f);
   std::printf("%s: vs one-shot prefill: chunks 5,13,1,18 %.3e; 20,17 %.3e; per token %.3e\n",
               GetParam().name.c_str(), chunked, two_chunks, per_token);
+}
+
+// Prompt tokens on the matrix tiles (where the CPU has them) agree with the vector kernels
+// within the golden tolerance, one-shot or chunked.
+TEST_P(EngineConsistencyTest, TilePromptMatchesVectorPrompt) {
+  const std::vector<int32_t> tokens = Tokens(37, 5);
+  const std::vector<float> vector = RunChunked(tokens, {});
+  const float one_shot = MaxAbsDiff(RunChunked(tokens, {}, true), vector);
+  const float chunked = MaxAbsDiff(RunChunked(tokens, {7, 1, 20}, true), vector);
+  EXPECT_LE(one_shot, 1e-4f);
+  EXPECT_LE(chunked, 1e-4f);
+  std::printf("%s: tile prompt vs vector prompt: one-shot %.3e, chunked %.3e\n",
+              GetParam().name.c_str(), one_shot, chunked);
+}
+
+// A step mixing one sequence's prompt (tiles) with another's generated token (vector
+// kernels) gives each token exactly the bits it gets in a step of its own kind.
+TEST_P(EngineConsistencyTest, MixedPromptAndDecodeStepKeepsEachTokensBits) {
+  const std::vector<int32_t> a = Tokens(9, 6), b = Tokens(21, 7);
+  const int v = config_.vocab_size;
+  const int32_t next = 5 % v;
+  // Alone: a's prompt then one generated token; b's prompt.
+  Fresh(2);
+  const int sa = cache_->AddSequence().value();
+  StepOutput out;
+  ASSERT_TRUE(engine_->Step({{sa, a, LogitsMode::kLast, 9}}, &out).ok());
+  ASSERT_TRUE(engine_->Step({{sa, {&next, 1}, LogitsMode::kLast}}, &out).ok());
+  const std::vector<float> a_decode = out.logits;
+  const int sb = cache_->AddSequence().value();
+  ASSERT_TRUE(engine_->Step({{sb, b, LogitsMode::kAll, 21}}, &out).ok());
+  const std::vector<float> b_prompt = out.logits;
+  // Together: a's prompt, then a's generated token in the same step as b's prompt.
+  Fresh(2);
+  const int ta = cache_->AddSequence().value(), tb = cache_->AddSequence().value();
+  ASSERT_TRUE(engine_->Step({{ta, a, LogitsMode::kLast, 9}}, &out).ok());
+  ASSERT_TRUE(engine_->Step({{ta, {&next, 1}, LogitsMode::kLast}, {tb, b, LogitsMode::kAll, 21}},
+                            &out)
+                  .ok());
+  const std::vector<float> a_mixed(out.Row(out.first_row[0], v), out.Row(out.first_row[0] + 1, v));
+  const std::vector<float> b_mixed(out.Row(out.first_row[1], v),
+                                   out.Row(out.first_row[1] + out.num_rows[1], v));
+  EXPECT_EQ(MaxAbsDiff(a_mixed, a_decode), 0.0f);
+  EXPECT_EQ(MaxAbsDiff(b_mixed, b_prompt), 0.0f);
 }
 
 TEST_P(EngineConsistencyTest, BatchOfDifferentLengthsEqualsEachAlone) {

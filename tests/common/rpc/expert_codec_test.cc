@@ -25,6 +25,7 @@ class ExpertCodecTest : public ::testing::Test {
     view_.expert_ids = ids_.data();
     view_.weights = weights_.data();
     view_.fold = fold_.data();
+    view_.tiles = tiles_.data();
   }
 
   std::vector<float> all_rows_;
@@ -33,6 +34,7 @@ class ExpertCodecTest : public ::testing::Test {
   std::vector<uint32_t> ids_ = {1, 6, 0, 2, 3};
   std::vector<float> weights_ = {0.5f, 0.25f, 0.125f, 0.0625f, 0.03125f};
   std::vector<uint32_t> fold_ = {2, 0, 1};
+  std::vector<uint8_t> tiles_ = {1, 0, 1};
   ExpertBatchView view_;
 };
 
@@ -58,6 +60,19 @@ TEST_F(ExpertCodecTest, F32RoundTripGathersRowsExactly) {
   EXPECT_EQ(std::vector<float>(back.weights, back.weights + 5), weights_);
   ASSERT_NE(back.fold, nullptr);
   EXPECT_EQ(std::vector<uint32_t>(back.fold, back.fold + 3), fold_);
+  ASSERT_NE(back.tiles, nullptr);
+  EXPECT_EQ(std::vector<uint8_t>(back.tiles, back.tiles + 3), tiles_);
+}
+
+TEST_F(ExpertCodecTest, NoTileTokensSendsNoTilesField) {
+  tiles_ = {0, 0, 0};
+  v1::ExpertBatch proto;
+  EncodeExpertBatch(view_, v1::DTYPE_F32, &proto);
+  EXPECT_TRUE(proto.tiles().empty());
+  std::vector<float> scratch;
+  ExpertBatchView back;
+  ASSERT_TRUE(DecodeExpertBatch(proto, &scratch, &back).ok());
+  EXPECT_EQ(back.tiles, nullptr);
 }
 
 TEST_F(ExpertCodecTest, Bf16HalvesTheHiddenBytes) {
@@ -108,6 +123,8 @@ TEST_F(ExpertCodecTest, RejectsEveryMalformedField) {
       {"unsorted ids", [](v1::ExpertBatch* p) { p->set_expert_ids(1, 0); }, "ascending"},
       {"fold length", [](v1::ExpertBatch* p) { p->add_fold(0); }, "fold"},
       {"fold too big", [](v1::ExpertBatch* p) { p->set_fold(1, 1); }, "fold"},
+      {"tiles length", [](v1::ExpertBatch* p) { p->mutable_tiles()->push_back(1); }, "tiles"},
+      {"tiles value", [](v1::ExpertBatch* p) { (*p->mutable_tiles())[1] = 2; }, "tiles"},
   };
   for (const Case& c : cases) {
     v1::ExpertBatch proto;
