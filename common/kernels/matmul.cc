@@ -1457,9 +1457,10 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                 int64_t row_end, float* y, const MatMulOptions& options) {
-  if (options.kernel == Kernel::kTiles && options.activations == Activations::kF32 &&
-      UsesTiles(w)) {
-    TileMatMulRows(x, n, w, row_begin, row_end, y);
+  if (options.kernel == Kernel::kTiles && UsesTiles(w)) {
+    TileMatMulRows(x, n, w, row_begin, row_end, y,
+                   options.activations == Activations::kBF16 ? TileActivations::kBf16
+                                                             : TileActivations::kExact);
     return;
   }
   if (options.activations == Activations::kBF16 && UsesBf16Activations(w)) {

@@ -27,7 +27,7 @@ namespace {
 constexpr int kStep = 32;      // input columns per tile step
 constexpr int kTileRows = 16;  // A rows / C rows per tile
 constexpr int kTileCols = 16;  // packed activation columns per B tile
-constexpr int kParts = 3;      // bf16 parts per activation
+constexpr int kParts = 3;      // bf16 parts per exact activation
 constexpr int kTileHalfs = kTileRows * kStep;  // uint16 per A or B tile (1 KiB)
 
 struct alignas(64) TileConfig {
@@ -86,12 +86,13 @@ TileScratch& ThreadTileScratch() {
   return scratch;
 }
 
-// parts[j * cols + c] for packed column j = 3 t + p: part p of x[t][c].
-void SplitRows(const float* x, int64_t n, int64_t cols, uint16_t* parts) {
+// parts[j * cols + c] for packed column j = P t + p: part p of x[t][c] (P = num_parts: 3, the
+// exact split, or 1, bf16(x) only).
+void SplitRows(const float* x, int64_t n, int64_t cols, int num_parts, uint16_t* parts) {
   const __m512i low_half = _mm512_set1_epi32(0xFFFF);
   for (int64_t t = 0; t < n; ++t) {
     const float* row = x + t * cols;
-    uint16_t* hi = parts + (kParts * t) * cols;
+    uint16_t* hi = parts + (num_parts * t) * cols;
     uint16_t* mid = hi + cols;
     uint16_t* lo = mid + cols;
     for (int64_t c = 0; c < cols; c += 16) {
@@ -106,6 +107,11 @@ void SplitRows(const float* x, int64_t n, int64_t cols, uint16_t* parts) {
         return _mm512_andnot_si512(low_half, r);  // bf16 value as fp32 bits
       };
       const __m512i h = round(v);
+      if (num_parts == 1) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + c),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+        continue;
+      }
       const __m512 r1 = _mm512_sub_ps(v, _mm512_castsi512_ps(h));
       const __m512i m = round(r1);
       const __m512 r2 = _mm512_sub_ps(r1, _mm512_castsi512_ps(m));
@@ -211,12 +217,13 @@ void SplitToBf16x3(float v, uint16_t* hi, uint16_t* mid, uint16_t* lo) {
 }
 
 void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
-                    int64_t row_end, float* y) {
+                    int64_t row_end, float* y, TileActivations activations) {
   if (n <= 0 || row_begin >= row_end) return;
   ConfigureTiles();
+  const int num_parts = activations == TileActivations::kExact ? kParts : 1;
   const int64_t cols = w.cols;
   const int64_t steps = cols / kStep;
-  const int64_t columns = kParts * n;
+  const int64_t columns = num_parts * n;
   const int64_t blocks = (columns + 2 * kTileCols - 1) / (2 * kTileCols);
   const int64_t row_bytes = cols * 2;
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
@@ -229,7 +236,7 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
   const int64_t sums_stride = blocks * 2 * kTileCols;
   float* sums = Scratch(scratch.sums,
                         static_cast<size_t>(2 * kTileRows * sums_stride));
-  SplitRows(x, n, cols, parts);
+  SplitRows(x, n, cols, num_parts, parts);
   PackTiles(parts, columns, cols, packed);
   alignas(64) float c_tile[2 * kTileRows * 2 * kTileCols];
 
@@ -266,19 +273,24 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
     }
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t r = 0; r < rn; ++r) {
-        const float* s = sums + r * sums_stride + kParts * t;
-        y[t * w.rows + r0 + r] = (s[0] + s[1]) + s[2];
+        const float* s = sums + r * sums_stride + num_parts * t;
+        y[t * w.rows + r0 + r] = num_parts == 1 ? s[0] : (s[0] + s[1]) + s[2];
       }
     }
   }
 }
 
-void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* y) {
+void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* y,
+                         TileActivations activations) {
   const uint16_t* data = static_cast<const uint16_t*>(w.data);
   std::vector<uint16_t> parts(kParts * w.cols);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t c = 0; c < w.cols; ++c) {
       SplitToBf16x3(x[t * w.cols + c], &parts[c], &parts[w.cols + c], &parts[2 * w.cols + c]);
+      if (activations == TileActivations::kBf16) {
+        parts[w.cols + c] = 0;  // bf16(x) alone: the first part is bf16(x) rounded to nearest
+        parts[2 * w.cols + c] = 0;
+      }
     }
     for (int64_t r = 0; r < w.rows; ++r) {
       float sum[kParts] = {0.0f, 0.0f, 0.0f};

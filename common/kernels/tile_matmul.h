@@ -24,15 +24,22 @@ bool TileProductsAvailable();
 // tile steps. A property of the matrix only, so a matrix always takes the same kernel.
 bool TileProductsSupport(const WeightView& w);
 
+// What the tiles multiply the weights by. kExact: the three-part split above (fp32 activations,
+// the default). kBf16: bf16(x) only (round to nearest even), the opt-in bf16-activation mode
+// (kernels/matmul.h Activations::kBF16) at three times the rate; reduced precision.
+enum class TileActivations : uint8_t { kExact, kBf16 };
+
 // Rows [row_begin, row_end) of y[n, w.rows] = x[n, w.cols] * W^T (y row stride w.rows), as
 // MatMulRows. Requires TileProductsAvailable() and TileProductsSupport(w).
 void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
-                    int64_t row_end, float* y);
+                    int64_t row_end, float* y,
+                    TileActivations activations = TileActivations::kExact);
 
-// Scalar twin of the tile arithmetic's contract: per output, the three parts' sums in double,
-// added as (hi + mid) + lo in fp32. The oracle for tests (the tiles' own summation order is
-// the hardware's).
-void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* y);
+// Scalar twin of the tile arithmetic's contract: per output, each part's sum in fp32 in column
+// order, added as (hi + mid) + lo (kBf16: the hi sum). The oracle for tests (the tiles' own
+// summation order is the hardware's, so they agree within fp32 accumulation error).
+void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* y,
+                         TileActivations activations = TileActivations::kExact);
 
 // The exact split of one activation: hi + mid + lo == v for finite v (bf16 bit patterns).
 void SplitToBf16x3(float v, uint16_t* hi, uint16_t* mid, uint16_t* lo);

@@ -4,7 +4,8 @@
 // expert's, a token switches experts and its later logits move by up to ~1. So the test bounds
 // the mean error, asks that nearly every position keeps its top-1 token and that the next token
 // (last position) is the reference's, while the default fp32 mode of the same run stays within
-// the 1e-4 golden tolerance. Prints the measured errors per prompt.
+// the 1e-4 golden tolerance. Both with the prompt on the vector kernels and on the matrix tiles
+// (StepInput::prompt_tokens; where the CPU has them). Prints the measured errors per prompt.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -91,7 +92,7 @@ TEST_P(Bf16PrefillGoldenTest, PrefillLogitsStayCloseAndPickTheSameToken) {
     const float* reference =
         reinterpret_cast<const float*>(golden->Find(p + "prefill_logits")->data);
     const int64_t n = static_cast<int64_t>(ids.size());
-
+    for (const bool tiles : {false, true}) {
     std::vector<float> logits[2];
     for (int mode = 0; mode < 2; ++mode) {
       const kernels::Activations a =
@@ -105,7 +106,7 @@ TEST_P(Bf16PrefillGoldenTest, PrefillLogitsStayCloseAndPickTheSameToken) {
       engine.set_activations(a);
       backend->set_activations(a);
       const int seq = cache->AddSequence().value();
-      StepInput in{seq, ids, LogitsMode::kAll};
+      StepInput in{seq, ids, LogitsMode::kAll, tiles ? n : 0};
       StepOutput out;
       ASSERT_TRUE(engine.Step({&in, 1}, &out).ok());
       backend->set_activations(kernels::Activations::kF32);
@@ -122,15 +123,17 @@ TEST_P(Bf16PrefillGoldenTest, PrefillLogitsStayCloseAndPickTheSameToken) {
     worst_f32 = std::max(worst_f32, f32);
     worst_bf16 = std::max(worst_bf16, bf16);
     std::printf(
-        "%s prompt %d (%lld tokens): max|delta| fp32 %.3g; bf16 activations: max|delta| %.3g, "
+        "%s prompt %d (%lld tokens, %s): max|delta| fp32 %.3g; bf16 activations: max|delta| %.3g, "
         "mean|delta| %.3g, top-1 kept at %lld/%lld positions\n",
-        GetParam().c_str(), k, static_cast<long long>(n), f32, bf16, bf16_mean,
+        GetParam().c_str(), k, static_cast<long long>(n), tiles ? "tiles" : "vector", f32, bf16,
+        bf16_mean,
         static_cast<long long>(same_top1), static_cast<long long>(n));
     EXPECT_LE(f32, 1e-4f) << "prompt " << k;
     EXPECT_GT(bf16, 0.0f) << "prompt " << k << ": bf16 mode changed nothing";
     EXPECT_LE(bf16_mean, 2e-2) << "prompt " << k;
     EXPECT_GE(same_top1, n - std::max<int64_t>(1, n / 10)) << "prompt " << k;
     EXPECT_EQ(ArgMax(logits[1].data() + (n - 1) * vocab, vocab), greedy[0]) << "prompt " << k;
+    }
   }
   RecordProperty("max_abs_fp32", absl::StrCat(worst_f32));
   RecordProperty("max_abs_bf16", absl::StrCat(worst_bf16));

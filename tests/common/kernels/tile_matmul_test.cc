@@ -4,6 +4,7 @@
 // or the thread count). Skipped where the CPU has no AMX-BF16 (the split test always runs).
 #include "common/kernels/tile_matmul.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -160,6 +161,35 @@ TEST_F(TileMatMulTest, MatMulOptionsRouteToTilesOnlyWhereSupported) {
   MatMul(xo.data(), 5, odd.view, vec.data(), &pool, MatMulOptions{});
   MatMul(xo.data(), 5, odd.view, routed.data(), &pool, tiles);
   for (size_t i = 0; i < vec.size(); ++i) ASSERT_TRUE(SameBits(vec[i], routed[i])) << i;
+}
+
+// The opt-in bf16-activation mode on the tiles: bf16(x) times the weights, fp32 sums; the same
+// contract as MatMulReference with Activations::kBF16, and MatMulOptions route there.
+TEST_F(TileMatMulTest, Bf16ActivationsMatchTheirReference) {
+  std::mt19937 rng(13);
+  const int64_t rows = 80, cols = 320, n = 11;
+  const Bf16Matrix m = RandomMatrix(rows, cols, rng);
+  const std::vector<float> x = RandomActivations(n, cols, rng);
+  std::vector<float> y(n * rows), twin(n * rows), ref(n * rows), exact(n * rows);
+  TileMatMulRows(x.data(), n, m.view, 0, rows, y.data(), TileActivations::kBf16);
+  TileMatMulReference(x.data(), n, m.view, twin.data(), TileActivations::kBf16);
+  MatMulOptions bf16;
+  bf16.activations = Activations::kBF16;
+  MatMulReference(x.data(), n, m.view, ref.data(), bf16);
+  MatMulReference(x.data(), n, m.view, exact.data());
+  const std::vector<float> bound = ErrorBound(x, n, m);
+  double rounding = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    ASSERT_NEAR(y[i], twin[i], bound[i]) << i;
+    ASSERT_NEAR(y[i], ref[i], bound[i]) << i;
+    rounding = std::max(rounding, static_cast<double>(std::fabs(y[i] - exact[i]) / bound[i]));
+  }
+  EXPECT_GT(rounding, 1.0) << "bf16 activations should differ from the exact product";
+  ThreadPool pool(2);
+  bf16.kernel = Kernel::kTiles;
+  std::vector<float> pooled(n * rows, NAN);
+  MatMul(x.data(), n, m.view, pooled.data(), &pool, bf16);
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_TRUE(SameBits(y[i], pooled[i])) << i;
 }
 
 TEST_F(TileMatMulTest, NanActivationPropagates) {
