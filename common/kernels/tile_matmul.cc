@@ -132,17 +132,23 @@ void PackTiles(const uint16_t* parts, int64_t columns, int64_t cols, uint16_t* p
   const int64_t steps = cols / kStep;
   const int64_t blocks = (columns + 2 * kTileCols - 1) / (2 * kTileCols);
   uint32_t* out = reinterpret_cast<uint32_t*>(packed);
+  // Tile row kk gathers the column pair kk of a step from the tile's 16 part rows (each a
+  // row of `parts`, cols / 2 pairs apart); stores go in order (the buffer outgrows L1).
+  const __m512i row_offsets = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int32_t>(cols / 2)));
   for (int64_t cb = 0; cb < blocks; ++cb) {
     for (int i = 0; i < 2; ++i) {
-      for (int c = 0; c < kTileCols; ++c) {
-        const int64_t j = cb * 2 * kTileCols + i * kTileCols + c;
-        const uint32_t* src = j < columns ? reinterpret_cast<const uint32_t*>(parts + j * cols)
-                                          : nullptr;
-        for (int64_t s = 0; s < steps; ++s) {
-          uint32_t* tile = out + ((cb * steps + s) * 2 + i) * (kTileHalfs / 2);
-          for (int kk = 0; kk < kStep / 2; ++kk) {
-            tile[kk * kTileCols + c] = src != nullptr ? src[s * (kStep / 2) + kk] : 0u;
-          }
+      const int64_t first = cb * 2 * kTileCols + i * kTileCols;
+      const int64_t valid = std::clamp<int64_t>(columns - first, 0, kTileCols);
+      const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+      const int32_t* rows = reinterpret_cast<const int32_t*>(parts + std::min(first, columns - 1) * cols);
+      for (int64_t s = 0; s < steps; ++s) {
+        uint32_t* tile = out + ((cb * steps + s) * 2 + i) * (kTileHalfs / 2);
+        for (int kk = 0; kk < kStep / 2; ++kk) {
+          const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, row_offsets,
+                                                        rows + s * (kStep / 2) + kk, 4);
+          _mm512_storeu_si512(tile + kk * kTileCols, v);
         }
       }
     }
