@@ -38,7 +38,8 @@ enum class Activations : uint8_t { kF32, kBF16 };
 
 // Which unit runs a product. kVector (the default): the Highway kernels above. kTiles: the
 // CPU's matrix tiles (kernels/tile_matmul.h: AMX-BF16, fp32 activations split exactly into three
-// bf16 parts) for bf16 weights whose rows are whole 32-column steps, on CPUs that have them; other
+// bf16 parts) for bf16 and FP8 weights whose rows are whole 32-column steps (FP8: scale blocks of
+// whole steps and 16-row tiles), on CPUs that have them; other
 // weights and CPUs take kVector. For many tokens at once (prompts): measured 1.5-2x the vector
 // products' rate with exact fp32 activations, ~3x more with Activations::kBF16 (one bf16 part
 // instead of three). Bits differ from kVector's by fp32 rounding, so a caller picks the unit per

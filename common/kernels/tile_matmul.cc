@@ -77,7 +77,7 @@ T* Scratch(std::vector<T>& buffer, size_t count) {
 }
 
 struct TileScratch {
-  std::vector<uint16_t> split, packed, pad;
+  std::vector<uint16_t> split, packed, pad, converted;
   std::vector<float> sums;
 };
 
@@ -155,6 +155,37 @@ void PackTiles(const uint16_t* parts, int64_t columns, int64_t cols, uint16_t* p
   }
 }
 
+// bf16 bit patterns of the 128 non-negative e4m3 codes (exact: e4m3 values are bf16 values;
+// NaN codes give the canonical bf16 NaN), as four 32-entry tables for vpermt2w.
+struct Fp8Tables {
+  Fp8Tables() {
+    alignas(64) uint16_t table[128];
+    for (int m = 0; m < 128; ++m) table[m] = FloatToBf16(Fp8E4M3ToFloat(static_cast<uint8_t>(m)));
+    for (int i = 0; i < 4; ++i) part[i] = _mm512_loadu_si512(table + 32 * i);
+  }
+  __m512i part[4];
+};
+
+// dst[r * cols + c] = bf16(e4m3 src[r * src_stride + c]) for rows x cols (cols a multiple of 32).
+void ConvertFp8Rows(const uint8_t* src, int64_t src_stride, int64_t rows, int64_t cols,
+                    uint16_t* dst) {
+  static const Fp8Tables tables;
+  const __m512i magnitude = _mm512_set1_epi16(0x7F), sign = _mm512_set1_epi16(0x80);
+  const __m512i high_half = _mm512_set1_epi16(0x40);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; c += 32) {
+      const __m512i v = _mm512_cvtepu8_epi16(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * src_stride + c)));
+      const __m512i m = _mm512_and_si512(v, magnitude);
+      const __m512i low = _mm512_permutex2var_epi16(tables.part[0], m, tables.part[1]);
+      const __m512i high = _mm512_permutex2var_epi16(tables.part[2], m, tables.part[3]);
+      __m512i bits = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(m, high_half), low, high);
+      bits = _mm512_or_si512(bits, _mm512_slli_epi16(_mm512_and_si512(v, sign), 8));
+      _mm512_storeu_si512(dst + r * cols + c, bits);
+    }
+  }
+}
+
 // One pass: A_N row tiles (16 rows each, from `a`, stride `a_stride` bytes) x B_N column tiles
 // over all steps; C tiles stored to `c_out` ([A_N * 16 rows][B_N * 16 columns] fp32, row stride
 // 32 floats). `prefetch`/`prefetch_bytes`: memory to pull into L2 during the pass.
@@ -211,7 +242,10 @@ bool TileProductsAvailable() {
 }
 
 bool TileProductsSupport(const WeightView& w) {
-  return w.type == WeightType::kBF16 && w.cols > 0 && w.cols % kStep == 0;
+  if (w.cols <= 0 || w.cols % kStep != 0) return false;
+  if (w.type == WeightType::kBF16) return true;
+  return w.type == WeightType::kFp8E4M3 && w.scales != nullptr && w.block_cols > 0 &&
+         w.block_cols % kStep == 0 && w.block_rows > 0 && w.block_rows % kTileRows == 0;
 }
 
 void SplitToBf16x3(float v, uint16_t* hi, uint16_t* mid, uint16_t* lo) {
@@ -231,8 +265,13 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
   const int64_t steps = cols / kStep;
   const int64_t columns = num_parts * n;
   const int64_t blocks = (columns + 2 * kTileCols - 1) / (2 * kTileCols);
-  const int64_t row_bytes = cols * 2;
+  const bool fp8 = w.type == WeightType::kFp8E4M3;
+  const int64_t row_bytes = cols * (fp8 ? 1 : 2);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  // Steps per k block: bf16 one block of every step; FP8 one block per scale column block (its
+  // sums are scaled as they leave the tiles, then added in fp32 in block order).
+  const int64_t block_steps = fp8 ? w.block_cols / kStep : steps;
+  const int64_t k_blocks = (steps + block_steps - 1) / block_steps;
 
   TileScratch& scratch = ThreadTileScratch();
   uint16_t* parts = Scratch(scratch.split, static_cast<size_t>(columns * cols));
@@ -242,6 +281,9 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
   const int64_t sums_stride = blocks * 2 * kTileCols;
   float* sums = Scratch(scratch.sums,
                         static_cast<size_t>(2 * kTileRows * sums_stride));
+  uint16_t* converted =
+      fp8 ? Scratch(scratch.converted, static_cast<size_t>(2 * kTileRows * block_steps * kStep))
+          : nullptr;
   SplitRows(x, n, cols, num_parts, parts);
   PackTiles(parts, columns, cols, packed);
   alignas(64) float c_tile[2 * kTileRows * 2 * kTileCols];
@@ -251,30 +293,61 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
     const int a_n = rn > kTileRows ? 2 : 1;
     // Rows past the matrix end come from a zero-padded copy (same bits for the real rows: each
     // output depends only on its own row and column).
-    const uint8_t* a = base + r0 * row_bytes;
+    const uint8_t* rows = base + r0 * row_bytes;
     if (r0 + a_n * kTileRows > w.rows) {
-      uint16_t* pad = Scratch(scratch.pad,
-                              static_cast<size_t>(a_n * kTileRows * cols));
+      uint8_t* pad = reinterpret_cast<uint8_t*>(
+          Scratch(scratch.pad, static_cast<size_t>(a_n * kTileRows * cols)));
       std::memset(pad, 0, a_n * kTileRows * row_bytes);
-      std::memcpy(pad, a, (w.rows - r0) * row_bytes);
-      a = reinterpret_cast<const uint8_t*>(pad);
+      std::memcpy(pad, rows, (w.rows - r0) * row_bytes);
+      rows = pad;
     }
     const int64_t next = r0 + 2 * kTileRows;
     const uint8_t* prefetch = next < row_end ? base + next * row_bytes : nullptr;
     const int64_t prefetch_bytes =
         prefetch != nullptr ? std::min<int64_t>(2 * kTileRows, row_end - next) * row_bytes : 0;
-    for (int64_t cb = 0; cb < blocks; ++cb) {
-      const int b_n = columns - cb * 2 * kTileCols > kTileCols ? 2 : 1;
-      const uint16_t* b_tiles = packed + cb * steps * 2 * kTileHalfs;
-      const uint8_t* pf = cb == 0 ? prefetch : nullptr;
-      if (a_n == 2) {
-        TilePassB<2>(b_n, a, row_bytes, b_tiles, steps, c_tile, pf, prefetch_bytes);
+    for (int64_t kb = 0; kb < k_blocks; ++kb) {
+      const int64_t s0 = kb * block_steps;
+      const int64_t ns = std::min(block_steps, steps - s0);
+      const uint8_t* a = rows;
+      int64_t a_stride = row_bytes;
+      float scale[2] = {1.0f, 1.0f};
+      if (fp8) {
+        ConvertFp8Rows(rows + s0 * kStep, row_bytes, a_n * kTileRows, ns * kStep, converted);
+        a = reinterpret_cast<const uint8_t*>(converted);
+        a_stride = ns * kStep * 2;
+        const int64_t ncb = (cols + w.block_cols - 1) / w.block_cols;
+        for (int i = 0; i < 2; ++i) {
+          const int64_t r = std::min<int64_t>(r0 + i * kTileRows, w.rows - 1);
+          scale[i] = w.scales[(r / w.block_rows) * ncb + kb];
+        }
       } else {
-        TilePassB<1>(b_n, a, row_bytes, b_tiles, steps, c_tile, pf, prefetch_bytes);
+        a += s0 * kStep * 2;
       }
-      for (int64_t r = 0; r < rn; ++r) {
-        std::memcpy(sums + r * sums_stride + cb * 2 * kTileCols, c_tile + r * 2 * kTileCols,
-                    2 * kTileCols * sizeof(float));
+      // The next row block's weights into L2 over this row block's first passes.
+      const uint8_t* pf = prefetch != nullptr ? prefetch + kb * prefetch_bytes / k_blocks : nullptr;
+      const int64_t pf_bytes = (kb + 1) * prefetch_bytes / k_blocks - kb * prefetch_bytes / k_blocks;
+      for (int64_t cb = 0; cb < blocks; ++cb) {
+        const int b_n = columns - cb * 2 * kTileCols > kTileCols ? 2 : 1;
+        const uint16_t* b_tiles = packed + (cb * steps + s0) * 2 * kTileHalfs;
+        const uint8_t* pf_cb = cb == 0 ? pf : nullptr;
+        if (a_n == 2) {
+          TilePassB<2>(b_n, a, a_stride, b_tiles, ns, c_tile, pf_cb, pf_bytes);
+        } else {
+          TilePassB<1>(b_n, a, a_stride, b_tiles, ns, c_tile, pf_cb, pf_bytes);
+        }
+        for (int64_t r = 0; r < rn; ++r) {
+          float* sum = sums + r * sums_stride + cb * 2 * kTileCols;
+          const float* c = c_tile + r * 2 * kTileCols;
+          if (!fp8) {
+            std::memcpy(sum, c, 2 * kTileCols * sizeof(float));
+            continue;
+          }
+          const float sc = scale[r / kTileRows];
+          for (int j = 0; j < 2 * kTileCols; ++j) {
+            const float term = sc * c[j];
+            sum[j] = kb == 0 ? term : sum[j] + term;
+          }
+        }
       }
     }
     for (int64_t t = 0; t < n; ++t) {
@@ -288,7 +361,9 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
 
 void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* y,
                          TileActivations activations) {
-  const uint16_t* data = static_cast<const uint16_t*>(w.data);
+  const bool fp8 = w.type == WeightType::kFp8E4M3;
+  const int64_t block = fp8 ? w.block_cols : w.cols;
+  const int64_t ncb = (w.cols + block - 1) / block;
   std::vector<uint16_t> parts(kParts * w.cols);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t c = 0; c < w.cols; ++c) {
@@ -301,11 +376,20 @@ void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* 
     for (int64_t r = 0; r < w.rows; ++r) {
       float sum[kParts] = {0.0f, 0.0f, 0.0f};
       for (int p = 0; p < kParts; ++p) {
-        for (int64_t c = 0; c < w.cols; ++c) {
-          sum[p] += Bf16Value(parts[p * w.cols + c]) * Bf16Value(data[r * w.cols + c]);
+        for (int64_t kb = 0; kb < ncb; ++kb) {
+          float block_sum = 0.0f;
+          for (int64_t c = kb * block; c < std::min(w.cols, (kb + 1) * block); ++c) {
+            const float weight =
+                fp8 ? Fp8E4M3ToFloat(static_cast<const uint8_t*>(w.data)[r * w.cols + c])
+                    : Bf16Value(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
+            block_sum += Bf16Value(parts[p * w.cols + c]) * weight;
+          }
+          const float scale = fp8 ? w.scales[(r / w.block_rows) * ncb + kb] : 1.0f;
+          sum[p] = kb == 0 ? scale * block_sum : sum[p] + scale * block_sum;
         }
       }
-      y[t * w.rows + r] = (sum[0] + sum[1]) + sum[2];
+      y[t * w.rows + r] = activations == TileActivations::kBf16 ? sum[0]
+                                                                : (sum[0] + sum[1]) + sum[2];
     }
   }
 }

@@ -1,5 +1,7 @@
-// Tile products: y = x * W^T for bf16 weights on the CPU's matrix tiles (Intel AMX-BF16), with
-// fp32 activations kept exact. Each activation is split into three bf16 parts,
+// Tile products: y = x * W^T for bf16 and FP8 (e4m3, block-scaled) weights on the CPU's matrix
+// tiles (Intel AMX-BF16), with fp32 activations kept exact. FP8 weights are widened to bf16
+// (exact) in an L1 buffer per 32 rows and scale block; each scale block's sums leave the tiles,
+// are multiplied by its scale and added in fp32 in block order. Each activation is split into three bf16 parts,
 // x = hi + mid + lo exactly (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid); each
 // difference is exact in fp32), and every product of a bf16 weight by a bf16 part is exact in
 // the tiles' fp32 accumulators; the three parts accumulate in their own columns over the whole
@@ -21,12 +23,15 @@ namespace afd::kernels {
 bool TileProductsAvailable();
 
 // Whether TileMatMulRows takes `w`: bf16 weights whose rows are a whole number of 32-element
-// tile steps. A property of the matrix only, so a matrix always takes the same kernel.
+// tile steps, or FP8 weights with that and scale blocks of whole steps and whole 16-row tiles.
+// A property of the matrix only, so a matrix always takes the same kernel.
 bool TileProductsSupport(const WeightView& w);
 
 // What the tiles multiply the weights by. kExact: the three-part split above (fp32 activations,
 // the default). kBf16: bf16(x) only (round to nearest even), the opt-in bf16-activation mode
-// (kernels/matmul.h Activations::kBF16) at three times the rate; reduced precision.
+// (kernels/matmul.h Activations::kBF16) at three times the rate; reduced precision. With FP8
+// weights the tiles round x itself (the scale applies to the block sums), where the vector
+// kernels round x * scale: the same relative rounding, other bits.
 enum class TileActivations : uint8_t { kExact, kBf16 };
 
 // Rows [row_begin, row_end) of y[n, w.rows] = x[n, w.cols] * W^T (y row stride w.rows), as
@@ -36,7 +41,8 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
                     TileActivations activations = TileActivations::kExact);
 
 // Scalar twin of the tile arithmetic's contract: per output, each part's sum in fp32 in column
-// order, added as (hi + mid) + lo (kBf16: the hi sum). The oracle for tests (the tiles' own
+// order (FP8: per scale block, times its scale, blocks added in order), added as
+// (hi + mid) + lo (kBf16: the hi sum). The oracle for tests (the tiles' own
 // summation order is the hardware's, so they agree within fp32 accumulation error).
 void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* y,
                          TileActivations activations = TileActivations::kExact);

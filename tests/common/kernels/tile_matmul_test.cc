@@ -23,6 +23,45 @@ struct Bf16Matrix {
   WeightView view;
 };
 
+struct Fp8Matrix {
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+  WeightView view;
+};
+
+// Random e4m3 codes (NaN codes excluded), scales of a few binades, blocks of the given size.
+Fp8Matrix RandomFp8Matrix(int64_t rows, int64_t cols, int block_rows, int block_cols,
+                          std::mt19937& rng) {
+  Fp8Matrix m;
+  m.data.resize(rows * cols);
+  for (uint8_t& v : m.data) {
+    v = static_cast<uint8_t>(rng() & 0xFF);
+    if ((v & 0x7F) == 0x7F) v &= 0xFE;
+  }
+  const int64_t nrb = (rows + block_rows - 1) / block_rows;
+  const int64_t ncb = (cols + block_cols - 1) / block_cols;
+  m.scales.resize(nrb * ncb);
+  for (float& sc : m.scales) sc = std::exp2(static_cast<float>(rng() % 7) - 9.0f);
+  m.view.type = WeightType::kFp8E4M3;
+  m.view.rows = rows;
+  m.view.cols = cols;
+  m.view.data = m.data.data();
+  m.view.scales = m.scales.data();
+  m.view.block_rows = block_rows;
+  m.view.block_cols = block_cols;
+  return m;
+}
+
+// |W[r][c]| as the reference sees it.
+float WeightMagnitude(const WeightView& w, int64_t r, int64_t c) {
+  if (w.type == WeightType::kBF16) {
+    return std::fabs(Bf16ToFloat(static_cast<const uint16_t*>(w.data)[r * w.cols + c]));
+  }
+  const int64_t ncb = (w.cols + w.block_cols - 1) / w.block_cols;
+  const float scale = w.scales[(r / w.block_rows) * ncb + c / w.block_cols];
+  return std::fabs(Fp8E4M3ToFloat(static_cast<const uint8_t*>(w.data)[r * w.cols + c]) * scale);
+}
+
 Bf16Matrix RandomMatrix(int64_t rows, int64_t cols, std::mt19937& rng) {
   Bf16Matrix m;
   std::normal_distribution<float> normal(0.0f, 0.05f);
@@ -43,15 +82,15 @@ std::vector<float> RandomActivations(int64_t n, int64_t cols, std::mt19937& rng)
 }
 
 // Bound on fp32 accumulation error: cols * eps * sum |x w| per output.
-std::vector<float> ErrorBound(const std::vector<float>& x, int64_t n, const Bf16Matrix& m) {
-  std::vector<float> bound(n * m.view.rows);
+std::vector<float> ErrorBound(const std::vector<float>& x, int64_t n, const WeightView& w) {
+  std::vector<float> bound(n * w.rows);
   for (int64_t t = 0; t < n; ++t) {
-    for (int64_t r = 0; r < m.view.rows; ++r) {
+    for (int64_t r = 0; r < w.rows; ++r) {
       double s = 0;
-      for (int64_t c = 0; c < m.view.cols; ++c) {
-        s += std::fabs(x[t * m.view.cols + c] * Bf16ToFloat(m.data[r * m.view.cols + c]));
+      for (int64_t c = 0; c < w.cols; ++c) {
+        s += std::fabs(x[t * w.cols + c]) * WeightMagnitude(w, r, c);
       }
-      bound[t * m.view.rows + r] = static_cast<float>(s * 4e-7 * std::sqrt(m.view.cols) + 1e-30);
+      bound[t * w.rows + r] = static_cast<float>(s * 4e-7 * std::sqrt(w.cols) + 1e-30);
     }
   }
   return bound;
@@ -100,7 +139,7 @@ TEST_F(TileMatMulTest, MatchesTwinAndReferenceForShapes) {
     TileMatMulRows(x.data(), s.n, m.view, 0, s.rows, y.data());
     TileMatMulReference(x.data(), s.n, m.view, twin.data());
     MatMulReference(x.data(), s.n, m.view, ref.data());
-    const std::vector<float> bound = ErrorBound(x, s.n, m);
+    const std::vector<float> bound = ErrorBound(x, s.n, m.view);
     for (size_t i = 0; i < y.size(); ++i) {
       ASSERT_NEAR(y[i], twin[i], bound[i]) << "output " << i;
       ASSERT_NEAR(y[i], ref[i], bound[i]) << "output " << i;
@@ -177,7 +216,7 @@ TEST_F(TileMatMulTest, Bf16ActivationsMatchTheirReference) {
   bf16.activations = Activations::kBF16;
   MatMulReference(x.data(), n, m.view, ref.data(), bf16);
   MatMulReference(x.data(), n, m.view, exact.data());
-  const std::vector<float> bound = ErrorBound(x, n, m);
+  const std::vector<float> bound = ErrorBound(x, n, m.view);
   double rounding = 0;
   for (size_t i = 0; i < y.size(); ++i) {
     ASSERT_NEAR(y[i], twin[i], bound[i]) << i;
@@ -190,6 +229,54 @@ TEST_F(TileMatMulTest, Bf16ActivationsMatchTheirReference) {
   std::vector<float> pooled(n * rows, NAN);
   MatMul(x.data(), n, m.view, pooled.data(), &pool, bf16);
   for (size_t i = 0; i < y.size(); ++i) ASSERT_TRUE(SameBits(y[i], pooled[i])) << i;
+}
+
+// FP8 weights: widened exactly, per-block scales applied as the block sums leave the tiles;
+// ragged last blocks in both directions, rows past the end, odd row ranges.
+TEST_F(TileMatMulTest, Fp8MatchesTwinAndReference) {
+  std::mt19937 rng(17);
+  struct Shape {
+    int64_t rows, cols, n;
+    int block_rows, block_cols;
+  };
+  for (const Shape& s : {Shape{128, 256, 5, 128, 128}, Shape{40, 160, 17, 32, 128},
+                         Shape{96, 192, 3, 16, 64}, Shape{200, 384, 33, 128, 128}}) {
+    SCOPED_TRACE(testing::Message() << s.rows << "x" << s.cols << " n" << s.n << " blocks "
+                                    << s.block_rows << "x" << s.block_cols);
+    const Fp8Matrix m = RandomFp8Matrix(s.rows, s.cols, s.block_rows, s.block_cols, rng);
+    ASSERT_TRUE(TileProductsSupport(m.view));
+    const std::vector<float> x = RandomActivations(s.n, s.cols, rng);
+    std::vector<float> y(s.n * s.rows, NAN), split(s.n * s.rows, NAN), twin(s.n * s.rows),
+        ref(s.n * s.rows);
+    TileMatMulRows(x.data(), s.n, m.view, 0, s.rows, y.data());
+    for (int64_t begin = 0; begin < s.rows; begin += 48) {
+      TileMatMulRows(x.data(), s.n, m.view, begin, std::min<int64_t>(s.rows, begin + 48),
+                     split.data());
+    }
+    TileMatMulReference(x.data(), s.n, m.view, twin.data());
+    MatMulReference(x.data(), s.n, m.view, ref.data());
+    const std::vector<float> bound = ErrorBound(x, s.n, m.view);
+    for (size_t i = 0; i < y.size(); ++i) {
+      ASSERT_NEAR(y[i], twin[i], bound[i]) << "output " << i;
+      ASSERT_NEAR(y[i], ref[i], bound[i]) << "output " << i;
+      ASSERT_TRUE(SameBits(y[i], split[i])) << "output " << i;
+    }
+  }
+  // Scale blocks that do not hold whole tiles take the vector kernels.
+  EXPECT_FALSE(TileProductsSupport(RandomFp8Matrix(64, 96, 24, 96, rng).view));
+  EXPECT_FALSE(TileProductsSupport(RandomFp8Matrix(64, 96, 32, 48, rng).view));
+}
+
+TEST_F(TileMatMulTest, Fp8NanWeightPropagates) {
+  std::mt19937 rng(19);
+  Fp8Matrix m = RandomFp8Matrix(32, 128, 128, 128, rng);
+  m.data[5 * 128 + 77] = 0x7F;  // NaN
+  const std::vector<float> x = RandomActivations(2, 128, rng);
+  std::vector<float> y(2 * 32);
+  TileMatMulRows(x.data(), 2, m.view, 0, 32, y.data());
+  for (int t = 0; t < 2; ++t) {
+    for (int r = 0; r < 32; ++r) EXPECT_EQ(std::isnan(y[t * 32 + r]), r == 5) << t << " " << r;
+  }
 }
 
 TEST_F(TileMatMulTest, NanActivationPropagates) {
