@@ -146,6 +146,12 @@ if have afd-generate; then
       DEC[$m-1]=$(tokps decode "$LOG/generate-$m-b1.txt")
       PRE[$m]=$(tokps prefill "$LOG/generate-$m-b1.txt")
     }
+    # The prompt's products run on the matrix tiles where the CPU has them (AMX); the opt-in
+    # bf16-activation prefill and the vector kernels alone, for comparison.
+    run_generate "$m" "$dir" 1 "$prompt128" --bf16-prefill &&
+      PRE[$m-bf16act]=$(tokps prefill "$LOG/generate-$m-b1--bf16-prefill.txt")
+    run_generate "$m" "$dir" 1 "$prompt128" --vector-prompt &&
+      PRE[$m-vector]=$(tokps prefill "$LOG/generate-$m-b1--vector-prompt.txt")
     run_generate "$m" "$dir" 16 "$prompt8" && DEC[$m-16]=$(tokps decode "$LOG/generate-$m-b16.txt")
     run_generate "$m" "$dir" 16 "$prompt8" --vary-prompts &&
       DEC[$m-16v]=$(tokps decode "$LOG/generate-$m-b16--vary-prompts.txt")
@@ -174,6 +180,11 @@ for m in bf16 fp8; do
 done
 row "in-process prefill 128 bf16" "${PRE[bf16]:-}" "tok/s" "$ROOF_PREFILL" "sgemm roofline (2 x 456 MFLOP/token)"
 row "  vs llama.cpp bf16 pp128" "${PRE[bf16]:-}" "tok/s" "186" "llama.cpp anchor"
+row "  same, vector kernels only" "${PRE[bf16-vector]:-}" "tok/s" "${PRE[bf16]:-}" "default (tiles where the CPU has them)"
+row "  opt-in bf16 activations" "${PRE[bf16-bf16act]:-}" "tok/s" "186" "llama.cpp anchor"
+row "in-process prefill 128 fp8" "${PRE[fp8]:-}" "tok/s" "$ROOF_PREFILL" "sgemm roofline (2 x 456 MFLOP/token)"
+row "  same, vector kernels only" "${PRE[fp8-vector]:-}" "tok/s" "${PRE[fp8]:-}" "default (tiles where the CPU has them)"
+row "  opt-in bf16 activations" "${PRE[fp8-bf16act]:-}" "tok/s" "151" "llama.cpp Q8_0 anchor"
 
 # 5. Attention<->expert round trip, one token (m2-tiny: the RPC path itself).
 if have expert_roundtrip_bench; then
