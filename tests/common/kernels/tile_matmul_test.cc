@@ -98,6 +98,25 @@ std::vector<float> ErrorBound(const std::vector<float>& x, int64_t n, const Weig
 
 bool SameBits(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
 
+// The tile product of x [n, w.cols] against its scalar twin and the fp32 reference (within the
+// accumulation bound), and the same bits when the rows are done in ranges of 48.
+void ExpectMatchesTwinAndReference(const WeightView& w, const std::vector<float>& x, int64_t n) {
+  std::vector<float> y(n * w.rows, NAN), split(n * w.rows, NAN), twin(n * w.rows),
+      ref(n * w.rows);
+  TileMatMulRows(x.data(), n, w, 0, w.rows, y.data());
+  for (int64_t begin = 0; begin < w.rows; begin += 48) {
+    TileMatMulRows(x.data(), n, w, begin, std::min<int64_t>(w.rows, begin + 48), split.data());
+  }
+  TileMatMulReference(x.data(), n, w, twin.data());
+  MatMulReference(x.data(), n, w, ref.data());
+  const std::vector<float> bound = ErrorBound(x, n, w);
+  for (size_t i = 0; i < y.size(); ++i) {
+    ASSERT_NEAR(y[i], twin[i], bound[i]) << "output " << i;
+    ASSERT_NEAR(y[i], ref[i], bound[i]) << "output " << i;
+    ASSERT_TRUE(SameBits(y[i], split[i])) << "output " << i;
+  }
+}
+
 TEST(SplitToBf16x3Test, PartsAddUpExactly) {
   std::mt19937 rng(7);
   std::uniform_int_distribution<uint32_t> bits(0, 0xFFFFFFFFu);
@@ -134,16 +153,7 @@ TEST_F(TileMatMulTest, MatchesTwinAndReferenceForShapes) {
     SCOPED_TRACE(testing::Message() << s.rows << "x" << s.cols << " n" << s.n);
     const Bf16Matrix m = RandomMatrix(s.rows, s.cols, rng);
     ASSERT_TRUE(TileProductsSupport(m.view));
-    const std::vector<float> x = RandomActivations(s.n, s.cols, rng);
-    std::vector<float> y(s.n * s.rows, NAN), twin(s.n * s.rows), ref(s.n * s.rows);
-    TileMatMulRows(x.data(), s.n, m.view, 0, s.rows, y.data());
-    TileMatMulReference(x.data(), s.n, m.view, twin.data());
-    MatMulReference(x.data(), s.n, m.view, ref.data());
-    const std::vector<float> bound = ErrorBound(x, s.n, m.view);
-    for (size_t i = 0; i < y.size(); ++i) {
-      ASSERT_NEAR(y[i], twin[i], bound[i]) << "output " << i;
-      ASSERT_NEAR(y[i], ref[i], bound[i]) << "output " << i;
-    }
+    ExpectMatchesTwinAndReference(m.view, RandomActivations(s.n, s.cols, rng), s.n);
   }
 }
 
@@ -245,22 +255,7 @@ TEST_F(TileMatMulTest, Fp8MatchesTwinAndReference) {
                                     << s.block_rows << "x" << s.block_cols);
     const Fp8Matrix m = RandomFp8Matrix(s.rows, s.cols, s.block_rows, s.block_cols, rng);
     ASSERT_TRUE(TileProductsSupport(m.view));
-    const std::vector<float> x = RandomActivations(s.n, s.cols, rng);
-    std::vector<float> y(s.n * s.rows, NAN), split(s.n * s.rows, NAN), twin(s.n * s.rows),
-        ref(s.n * s.rows);
-    TileMatMulRows(x.data(), s.n, m.view, 0, s.rows, y.data());
-    for (int64_t begin = 0; begin < s.rows; begin += 48) {
-      TileMatMulRows(x.data(), s.n, m.view, begin, std::min<int64_t>(s.rows, begin + 48),
-                     split.data());
-    }
-    TileMatMulReference(x.data(), s.n, m.view, twin.data());
-    MatMulReference(x.data(), s.n, m.view, ref.data());
-    const std::vector<float> bound = ErrorBound(x, s.n, m.view);
-    for (size_t i = 0; i < y.size(); ++i) {
-      ASSERT_NEAR(y[i], twin[i], bound[i]) << "output " << i;
-      ASSERT_NEAR(y[i], ref[i], bound[i]) << "output " << i;
-      ASSERT_TRUE(SameBits(y[i], split[i])) << "output " << i;
-    }
+    ExpectMatchesTwinAndReference(m.view, RandomActivations(s.n, s.cols, rng), s.n);
   }
   // Scale blocks that do not hold whole tiles take the vector kernels.
   EXPECT_FALSE(TileProductsSupport(RandomFp8Matrix(64, 96, 24, 96, rng).view));
