@@ -1,12 +1,14 @@
 // Tile products: y = x * W^T for bf16 and FP8 (e4m3, block-scaled) weights on the CPU's matrix
-// tiles (Intel AMX-BF16), with fp32 activations kept exact. FP8 weights are widened to bf16
-// (exact) in an L1 buffer per 32 rows and scale block; each scale block's sums leave the tiles,
-// are multiplied by its scale and added in fp32 in block order. Each activation is split into three bf16 parts,
-// x = hi + mid + lo exactly (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid); each
+// tiles (Intel AMX-BF16), with fp32 activations kept exact. Each activation is split into three
+// bf16 parts, x = hi + mid + lo exactly (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid); each
 // difference is exact in fp32), and every product of a bf16 weight by a bf16 part is exact in
 // the tiles' fp32 accumulators; the three parts accumulate in their own columns over the whole
 // row and are added last, y = (hi_sum + mid_sum) + lo_sum. So the error is fp32 accumulation
-// error, as in the vector kernels, at ~10x their multiply-add rate: the prompt (prefill) path.
+// error, as in the vector kernels; for many tokens the tiles still run 1.2-2x the vector
+// kernels' rate (measured; a product alone is ~10x, but tile loads and products serialize and
+// weight tiles stream from DRAM at ~9 GB/s per core): the prompt (prefill) path. FP8 weights are
+// widened to bf16 (exact) in an L1 buffer per 32 rows and scale block; each scale block's sums
+// leave the tiles, are multiplied by its scale and added in fp32 in block order.
 // An output's bits depend only on its token's activations and its weight row (never on n, the
 // other tokens, the row split or the thread), but differ from the vector kernels' bits.
 // Stateless free functions; safe to call concurrently on disjoint outputs.
