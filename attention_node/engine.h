@@ -34,10 +34,10 @@ struct StepInput {
   LogitsMode logits = LogitsMode::kLast;
   // How many of the first `tokens` are prompt tokens: their attention projections, expert
   // products and lm_head run on the CPU's matrix tiles where it has them
-  // (kernels::Kernel::kTiles, 1.2-2x the vector kernels' rate for prompts); the others (generated tokens) on the
-  // vector kernels. A token's results depend only on the token and which kind it is (never on
-  // the rest of the batch), so callers set this by what the tokens are, not by how they were
-  // batched. The router always takes the vector kernels.
+  // (kernels::Kernel::kTiles, 1.2-2x the vector kernels' rate for prompts); the others
+  // (generated tokens) on the vector kernels. A token's results depend only on the token and
+  // which kind it is (never on the rest of the batch), so callers set this by what the tokens
+  // are, not by how they were batched. The router always takes the vector kernels.
   int64_t prompt_tokens = 0;
 };
 
