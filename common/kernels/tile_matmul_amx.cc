@@ -1,0 +1,321 @@
+// Tile products on AMX-BF16 (see tile_matmul.h and tile_matmul_amx.h): compiled with the AMX and
+// AVX-512 flags; nothing in it runs before TileProductsAvailable() has checked the CPU.
+//
+// Layout. A step covers 32 input columns. Weights are the A operand, read straight from the
+// checkpoint: a tile is 16 weight rows x 32 columns (64 bytes per row, row stride = the
+// matrix's). The activations are the B operand: column j of the packed activations is
+// (token j / 3, part j % 3) of the split, and a B tile holds 16 such columns for one step as
+// 16 rows of column pairs ([k / 2][j][k % 2]). C tiles are 16 rows x 16 columns of fp32 sums.
+// Per pass: 2 A tiles (32 rows) x 2 B tiles (32 columns) -> 4 C tiles, one dot product each
+// per step. After the last step the C tiles are stored and each output is
+// (hi + mid) + lo of its token's three columns.
+#include "common/kernels/tile_matmul_amx.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/kernels/matmul.h"
+
+namespace afd::kernels::internal {
+namespace {
+
+constexpr int kStep = kTileStep;
+constexpr int kTileCols = 16;  // packed activation columns per B tile
+constexpr int kParts = kTileParts;
+constexpr int kTileHalfs = kTileRows * kStep;  // uint16 per A or B tile (1 KiB)
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Every tile 16 rows x 64 bytes: one configuration for all uses, loaded once per thread.
+void ConfigureTiles() {
+  thread_local bool configured = false;
+  if (configured) return;
+  TileConfig config;
+  for (int i = 0; i < 8; ++i) {
+    config.colsb[i] = 64;
+    config.rows[i] = kTileRows;
+  }
+  _tile_loadconfig(&config);
+  configured = true;
+}
+
+// Per-thread scratch buffers (grown on first use only; tile loads need no alignment).
+template <class T>
+T* Scratch(std::vector<T>& buffer, size_t count) {
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+struct TileScratch {
+  std::vector<uint16_t> split, packed, pad, converted;
+  std::vector<float> sums;
+};
+
+TileScratch& ThreadTileScratch() {
+  thread_local TileScratch scratch;
+  return scratch;
+}
+
+// parts[j * cols + c] for packed column j = P t + p: part p of x[t][c] (P = num_parts: 3, the
+// exact split, or 1, bf16(x) only).
+void SplitRows(const float* x, int64_t n, int64_t cols, int num_parts, uint16_t* parts) {
+  const __m512i low_half = _mm512_set1_epi32(0xFFFF);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* row = x + t * cols;
+    uint16_t* hi = parts + (num_parts * t) * cols;
+    uint16_t* mid = hi + cols;
+    uint16_t* lo = mid + cols;
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __m512 v = _mm512_loadu_ps(row + c);
+      // Round to nearest even (NaN stays NaN): the bits of bf16(v) in the high halves.
+      auto round = [&](__m512 a) {
+        const __m512i bits = _mm512_castps_si512(a);
+        const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+        __m512i r = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+        const __mmask16 nan = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(bits, _mm512_set1_epi32(0x400000)));
+        return _mm512_andnot_si512(low_half, r);  // bf16 value as fp32 bits
+      };
+      const __m512i h = round(v);
+      if (num_parts == 1) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + c),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+        continue;
+      }
+      const __m512 r1 = _mm512_sub_ps(v, _mm512_castsi512_ps(h));
+      const __m512i m = round(r1);
+      const __m512 r2 = _mm512_sub_ps(r1, _mm512_castsi512_ps(m));
+      const __m512i l = round(r2);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + c),
+                          _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mid + c),
+                          _mm512_cvtepi32_epi16(_mm512_srli_epi32(m, 16)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + c),
+                          _mm512_cvtepi32_epi16(_mm512_srli_epi32(l, 16)));
+    }
+  }
+}
+
+// B tiles: packed[((cb * steps + s) * 2 + i) * kTileHalfs + kk * 32 + c * 2 + e] =
+// parts[(cb * 32 + i * 16 + c) * cols + s * 32 + 2 * kk + e]; columns past `columns` are 0.
+void PackTiles(const uint16_t* parts, int64_t columns, int64_t cols, uint16_t* packed) {
+  const int64_t steps = cols / kStep;
+  const int64_t blocks = (columns + 2 * kTileCols - 1) / (2 * kTileCols);
+  uint32_t* out = reinterpret_cast<uint32_t*>(packed);
+  // Tile row kk gathers the column pair kk of a step from the tile's 16 part rows (each a
+  // row of `parts`, cols / 2 pairs apart); stores go in order (the buffer outgrows L1).
+  const __m512i row_offsets = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int32_t>(cols / 2)));
+  for (int64_t cb = 0; cb < blocks; ++cb) {
+    for (int i = 0; i < 2; ++i) {
+      const int64_t first = cb * 2 * kTileCols + i * kTileCols;
+      const int64_t valid = std::clamp<int64_t>(columns - first, 0, kTileCols);
+      const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+      const int32_t* rows = reinterpret_cast<const int32_t*>(parts + std::min(first, columns - 1) * cols);
+      for (int64_t s = 0; s < steps; ++s) {
+        uint32_t* tile = out + ((cb * steps + s) * 2 + i) * (kTileHalfs / 2);
+        for (int kk = 0; kk < kStep / 2; ++kk) {
+          const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, row_offsets,
+                                                        rows + s * (kStep / 2) + kk, 4);
+          _mm512_storeu_si512(tile + kk * kTileCols, v);
+        }
+      }
+    }
+  }
+}
+
+// bf16 bit patterns of the 128 non-negative e4m3 codes (exact: e4m3 values are bf16 values;
+// NaN codes give the canonical bf16 NaN), as four 32-entry tables for vpermt2w.
+struct Fp8Tables {
+  Fp8Tables() {
+    alignas(64) uint16_t table[128];
+    for (int m = 0; m < 128; ++m) table[m] = FloatToBf16(Fp8E4M3ToFloat(static_cast<uint8_t>(m)));
+    for (int i = 0; i < 4; ++i) part[i] = _mm512_loadu_si512(table + 32 * i);
+  }
+  __m512i part[4];
+};
+
+// dst[r * cols + c] = bf16(e4m3 src[r * src_stride + c]) for rows x cols (cols a multiple of 32).
+void ConvertFp8Rows(const uint8_t* src, int64_t src_stride, int64_t rows, int64_t cols,
+                    uint16_t* dst) {
+  static const Fp8Tables tables;
+  const __m512i magnitude = _mm512_set1_epi16(0x7F), sign = _mm512_set1_epi16(0x80);
+  const __m512i high_half = _mm512_set1_epi16(0x40);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; c += 32) {
+      const __m512i v = _mm512_cvtepu8_epi16(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * src_stride + c)));
+      const __m512i m = _mm512_and_si512(v, magnitude);
+      const __m512i low = _mm512_permutex2var_epi16(tables.part[0], m, tables.part[1]);
+      const __m512i high = _mm512_permutex2var_epi16(tables.part[2], m, tables.part[3]);
+      __m512i bits = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(m, high_half), low, high);
+      bits = _mm512_or_si512(bits, _mm512_slli_epi16(_mm512_and_si512(v, sign), 8));
+      _mm512_storeu_si512(dst + r * cols + c, bits);
+    }
+  }
+}
+
+// One pass: A_N row tiles (16 rows each, from `a`, stride `a_stride` bytes) x B_N column tiles
+// over all steps; C tiles stored to `c_out` ([A_N * 16 rows][B_N * 16 columns] fp32, row stride
+// 32 floats). `prefetch`/`prefetch_bytes`: memory to pull into L2 during the pass.
+template <int A_N, int B_N>
+void TilePass(const uint8_t* a, int64_t a_stride, const uint16_t* b_tiles, int64_t steps,
+              float* c_out, const uint8_t* prefetch, int64_t prefetch_bytes) {
+  _tile_zero(0);
+  if constexpr (B_N > 1) _tile_zero(1);
+  if constexpr (A_N > 1) _tile_zero(2);
+  if constexpr (A_N > 1 && B_N > 1) _tile_zero(3);
+  const int64_t pf_per_step = prefetch != nullptr ? (prefetch_bytes + steps - 1) / steps : 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    for (int64_t off = 0; off < pf_per_step; off += 64) {
+      const int64_t at = s * pf_per_step + off;
+      if (at < prefetch_bytes) _mm_prefetch(reinterpret_cast<const char*>(prefetch + at), _MM_HINT_T1);
+    }
+    const uint16_t* b = b_tiles + s * 2 * kTileHalfs;
+    const uint8_t* as = a + s * kStep * 2;
+    _tile_loadd(6, b, 64);
+    if constexpr (B_N > 1) _tile_loadd(7, b + kTileHalfs, 64);
+    _tile_loadd(4, as, a_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (B_N > 1) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (A_N > 1) {
+      _tile_loadd(5, as + kTileRows * a_stride, a_stride);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (B_N > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  constexpr int64_t kStride = 2 * kTileCols * sizeof(float);
+  _tile_stored(0, c_out, kStride);
+  if constexpr (B_N > 1) _tile_stored(1, c_out + kTileCols, kStride);
+  if constexpr (A_N > 1) _tile_stored(2, c_out + kTileRows * 2 * kTileCols, kStride);
+  if constexpr (A_N > 1 && B_N > 1) {
+    _tile_stored(3, c_out + kTileRows * 2 * kTileCols + kTileCols, kStride);
+  }
+}
+
+template <int A_N>
+void TilePassB(int b_n, const uint8_t* a, int64_t a_stride, const uint16_t* b_tiles,
+               int64_t steps, float* c_out, const uint8_t* prefetch, int64_t prefetch_bytes) {
+  if (b_n == 2) {
+    TilePass<A_N, 2>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
+  } else {
+    TilePass<A_N, 1>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
+  }
+}
+
+}  // namespace
+
+void TileMatMulRowsAmx(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
+                       int64_t row_end, float* y, TileActivations activations) {
+  if (n <= 0 || row_begin >= row_end) return;
+  ConfigureTiles();
+  const int num_parts = activations == TileActivations::kExact ? kParts : 1;
+  const int64_t cols = w.cols;
+  const int64_t steps = cols / kStep;
+  const int64_t columns = num_parts * n;
+  const int64_t blocks = (columns + 2 * kTileCols - 1) / (2 * kTileCols);
+  const bool fp8 = w.type == WeightType::kFp8E4M3;
+  const int64_t row_bytes = cols * (fp8 ? 1 : 2);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  // Steps per k block: bf16 one block of every step; FP8 one block per scale column block (its
+  // sums are scaled as they leave the tiles, then added in fp32 in block order).
+  const int64_t block_steps = fp8 ? w.block_cols / kStep : steps;
+  const int64_t k_blocks = (steps + block_steps - 1) / block_steps;
+
+  TileScratch& scratch = ThreadTileScratch();
+  uint16_t* parts = Scratch(scratch.split, static_cast<size_t>(columns * cols));
+  uint16_t* packed = Scratch(scratch.packed,
+                             static_cast<size_t>(blocks * steps * 2 * kTileHalfs));
+  // Sums of one row block: [32 rows][blocks * 32 columns].
+  const int64_t sums_stride = blocks * 2 * kTileCols;
+  float* sums = Scratch(scratch.sums,
+                        static_cast<size_t>(2 * kTileRows * sums_stride));
+  uint16_t* converted =
+      fp8 ? Scratch(scratch.converted, static_cast<size_t>(2 * kTileRows * block_steps * kStep))
+          : nullptr;
+  SplitRows(x, n, cols, num_parts, parts);
+  PackTiles(parts, columns, cols, packed);
+  alignas(64) float c_tile[2 * kTileRows * 2 * kTileCols];
+
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += 2 * kTileRows) {
+    const int64_t rn = std::min<int64_t>(2 * kTileRows, row_end - r0);
+    const int a_n = rn > kTileRows ? 2 : 1;
+    // Rows past the matrix end come from a zero-padded copy (same bits for the real rows: each
+    // output depends only on its own row and column).
+    const uint8_t* rows = base + r0 * row_bytes;
+    if (r0 + a_n * kTileRows > w.rows) {
+      uint8_t* pad = reinterpret_cast<uint8_t*>(
+          Scratch(scratch.pad, static_cast<size_t>(a_n * kTileRows * cols)));
+      std::memset(pad, 0, a_n * kTileRows * row_bytes);
+      std::memcpy(pad, rows, (w.rows - r0) * row_bytes);
+      rows = pad;
+    }
+    const int64_t next = r0 + 2 * kTileRows;
+    const uint8_t* prefetch = next < row_end ? base + next * row_bytes : nullptr;
+    const int64_t prefetch_bytes =
+        prefetch != nullptr ? std::min<int64_t>(2 * kTileRows, row_end - next) * row_bytes : 0;
+    for (int64_t kb = 0; kb < k_blocks; ++kb) {
+      const int64_t s0 = kb * block_steps;
+      const int64_t ns = std::min(block_steps, steps - s0);
+      const uint8_t* a = rows;
+      int64_t a_stride = row_bytes;
+      float scale[2] = {1.0f, 1.0f};
+      if (fp8) {
+        ConvertFp8Rows(rows + s0 * kStep, row_bytes, a_n * kTileRows, ns * kStep, converted);
+        a = reinterpret_cast<const uint8_t*>(converted);
+        a_stride = ns * kStep * 2;
+        const int64_t ncb = (cols + w.block_cols - 1) / w.block_cols;
+        for (int i = 0; i < 2; ++i) {
+          const int64_t r = std::min<int64_t>(r0 + i * kTileRows, w.rows - 1);
+          scale[i] = w.scales[(r / w.block_rows) * ncb + kb];
+        }
+      } else {
+        a += s0 * kStep * 2;
+      }
+      // The next row block's weights into L2 over this row block's first passes.
+      const uint8_t* pf = prefetch != nullptr ? prefetch + kb * prefetch_bytes / k_blocks : nullptr;
+      const int64_t pf_bytes = (kb + 1) * prefetch_bytes / k_blocks - kb * prefetch_bytes / k_blocks;
+      for (int64_t cb = 0; cb < blocks; ++cb) {
+        const int b_n = columns - cb * 2 * kTileCols > kTileCols ? 2 : 1;
+        const uint16_t* b_tiles = packed + (cb * steps + s0) * 2 * kTileHalfs;
+        const uint8_t* pf_cb = cb == 0 ? pf : nullptr;
+        if (a_n == 2) {
+          TilePassB<2>(b_n, a, a_stride, b_tiles, ns, c_tile, pf_cb, pf_bytes);
+        } else {
+          TilePassB<1>(b_n, a, a_stride, b_tiles, ns, c_tile, pf_cb, pf_bytes);
+        }
+        for (int64_t r = 0; r < rn; ++r) {
+          float* sum = sums + r * sums_stride + cb * 2 * kTileCols;
+          const float* c = c_tile + r * 2 * kTileCols;
+          if (!fp8) {
+            std::memcpy(sum, c, 2 * kTileCols * sizeof(float));
+            continue;
+          }
+          const float sc = scale[r / kTileRows];
+          for (int j = 0; j < 2 * kTileCols; ++j) {
+            const float term = sc * c[j];
+            sum[j] = kb == 0 ? term : sum[j] + term;
+          }
+        }
+      }
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t r = 0; r < rn; ++r) {
+        const float* s = sums + r * sums_stride + num_parts * t;
+        y[t * w.rows + r0 + r] = num_parts == 1 ? s[0] : (s[0] + s[1]) + s[2];
+      }
+    }
+  }
+}
+
+}  // namespace afd::kernels::internal
