@@ -6,9 +6,11 @@
 // matrix's). The activations are the B operand: column j of the packed activations is
 // (token j / 3, part j % 3) of the split, and a B tile holds 16 such columns for one step as
 // 16 rows of column pairs ([k / 2][j][k % 2]). C tiles are 16 rows x 16 columns of fp32 sums.
-// Per pass: 2 A tiles (32 rows) x 2 B tiles (32 columns) -> 4 C tiles, one dot product each
-// per step. After the last step the C tiles are stored and each output is
-// (hi + mid) + lo of its token's three columns.
+// Per pass: 1 A tile (16 rows) x up to 3 B tiles (48 columns: 16 tokens' three parts) -> 3 C
+// tiles, one dot product each per step (measured 1.5x the 2 x 2 blocking here: the strided
+// weight tile loads are the slow ones, so each should feed as many products as possible). After
+// the last step the C tiles are stored and each output is (hi + mid) + lo of its token's three
+// columns.
 #include "common/kernels/tile_matmul_amx.h"
 
 #include <immintrin.h>
@@ -105,30 +107,28 @@ void SplitRows(const float* x, int64_t n, int64_t cols, int num_parts, uint16_t*
   }
 }
 
-// B tiles: packed[((cb * steps + s) * 2 + i) * kTileHalfs + kk * 32 + c * 2 + e] =
-// parts[(cb * 32 + i * 16 + c) * cols + s * 32 + 2 * kk + e]; columns past `columns` are 0.
+// B tiles: packed[(q * steps + s) * kTileHalfs + kk * 32 + c * 2 + e] =
+// parts[(q * 16 + c) * cols + s * 32 + 2 * kk + e]; columns past `columns` are 0.
 void PackTiles(const uint16_t* parts, int64_t columns, int64_t cols, uint16_t* packed) {
   const int64_t steps = cols / kStep;
-  const int64_t blocks = (columns + 2 * kTileCols - 1) / (2 * kTileCols);
+  const int64_t tiles = (columns + kTileCols - 1) / kTileCols;
   uint32_t* out = reinterpret_cast<uint32_t*>(packed);
   // Tile row kk gathers the column pair kk of a step from the tile's 16 part rows (each a
   // row of `parts`, cols / 2 pairs apart); stores go in order (the buffer outgrows L1).
   const __m512i row_offsets = _mm512_mullo_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
       _mm512_set1_epi32(static_cast<int32_t>(cols / 2)));
-  for (int64_t cb = 0; cb < blocks; ++cb) {
-    for (int i = 0; i < 2; ++i) {
-      const int64_t first = cb * 2 * kTileCols + i * kTileCols;
-      const int64_t valid = std::clamp<int64_t>(columns - first, 0, kTileCols);
-      const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
-      const int32_t* rows = reinterpret_cast<const int32_t*>(parts + std::min(first, columns - 1) * cols);
-      for (int64_t s = 0; s < steps; ++s) {
-        uint32_t* tile = out + ((cb * steps + s) * 2 + i) * (kTileHalfs / 2);
-        for (int kk = 0; kk < kStep / 2; ++kk) {
-          const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, row_offsets,
-                                                        rows + s * (kStep / 2) + kk, 4);
-          _mm512_storeu_si512(tile + kk * kTileCols, v);
-        }
+  for (int64_t q = 0; q < tiles; ++q) {
+    const int64_t first = q * kTileCols;
+    const int64_t valid = std::min<int64_t>(columns - first, kTileCols);
+    const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+    const int32_t* rows = reinterpret_cast<const int32_t*>(parts + first * cols);
+    for (int64_t s = 0; s < steps; ++s) {
+      uint32_t* tile = out + (q * steps + s) * (kTileHalfs / 2);
+      for (int kk = 0; kk < kStep / 2; ++kk) {
+        const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, row_offsets,
+                                                      rows + s * (kStep / 2) + kk, 4);
+        _mm512_storeu_si512(tile + kk * kTileCols, v);
       }
     }
   }
@@ -165,51 +165,48 @@ void ConvertFp8Rows(const uint8_t* src, int64_t src_stride, int64_t rows, int64_
   }
 }
 
-// One pass: A_N row tiles (16 rows each, from `a`, stride `a_stride` bytes) x B_N column tiles
-// over all steps; C tiles stored to `c_out` ([A_N * 16 rows][B_N * 16 columns] fp32, row stride
-// 32 floats). `prefetch`/`prefetch_bytes`: memory to pull into L2 during the pass.
-template <int A_N, int B_N>
-void TilePass(const uint8_t* a, int64_t a_stride, const uint16_t* b_tiles, int64_t steps,
+// One pass: one A tile (16 rows from `a`, stride `a_stride` bytes) x B_N B tiles (b_tiles[q]
+// + step * kTileHalfs) over `steps` steps; C tiles stored to `c_out` ([16 rows][B_N * 16
+// columns] fp32, row stride 48 floats). `prefetch`/`prefetch_bytes`: memory to pull into L2
+// during the pass.
+template <int B_N>
+void TilePass(const uint8_t* a, int64_t a_stride, const uint16_t* const* b_tiles, int64_t steps,
               float* c_out, const uint8_t* prefetch, int64_t prefetch_bytes) {
   _tile_zero(0);
   if constexpr (B_N > 1) _tile_zero(1);
-  if constexpr (A_N > 1) _tile_zero(2);
-  if constexpr (A_N > 1 && B_N > 1) _tile_zero(3);
+  if constexpr (B_N > 2) _tile_zero(2);
   const int64_t pf_per_step = prefetch != nullptr ? (prefetch_bytes + steps - 1) / steps : 0;
   for (int64_t s = 0; s < steps; ++s) {
     for (int64_t off = 0; off < pf_per_step; off += 64) {
       const int64_t at = s * pf_per_step + off;
       if (at < prefetch_bytes) _mm_prefetch(reinterpret_cast<const char*>(prefetch + at), _MM_HINT_T1);
     }
-    const uint16_t* b = b_tiles + s * 2 * kTileHalfs;
-    const uint8_t* as = a + s * kStep * 2;
-    _tile_loadd(6, b, 64);
-    if constexpr (B_N > 1) _tile_loadd(7, b + kTileHalfs, 64);
-    _tile_loadd(4, as, a_stride);
-    _tile_dpbf16ps(0, 4, 6);
-    if constexpr (B_N > 1) _tile_dpbf16ps(1, 4, 7);
-    if constexpr (A_N > 1) {
-      _tile_loadd(5, as + kTileRows * a_stride, a_stride);
-      _tile_dpbf16ps(2, 5, 6);
-      if constexpr (B_N > 1) _tile_dpbf16ps(3, 5, 7);
+    _tile_loadd(4, a + s * kStep * 2, a_stride);
+    _tile_loadd(5, b_tiles[0] + s * kTileHalfs, 64);
+    _tile_dpbf16ps(0, 4, 5);
+    if constexpr (B_N > 1) {
+      _tile_loadd(6, b_tiles[1] + s * kTileHalfs, 64);
+      _tile_dpbf16ps(1, 4, 6);
+    }
+    if constexpr (B_N > 2) {
+      _tile_loadd(7, b_tiles[2] + s * kTileHalfs, 64);
+      _tile_dpbf16ps(2, 4, 7);
     }
   }
-  constexpr int64_t kStride = 2 * kTileCols * sizeof(float);
+  constexpr int64_t kStride = 3 * kTileCols * sizeof(float);
   _tile_stored(0, c_out, kStride);
   if constexpr (B_N > 1) _tile_stored(1, c_out + kTileCols, kStride);
-  if constexpr (A_N > 1) _tile_stored(2, c_out + kTileRows * 2 * kTileCols, kStride);
-  if constexpr (A_N > 1 && B_N > 1) {
-    _tile_stored(3, c_out + kTileRows * 2 * kTileCols + kTileCols, kStride);
-  }
+  if constexpr (B_N > 2) _tile_stored(2, c_out + 2 * kTileCols, kStride);
 }
 
-template <int A_N>
-void TilePassB(int b_n, const uint8_t* a, int64_t a_stride, const uint16_t* b_tiles,
+void TilePassB(int b_n, const uint8_t* a, int64_t a_stride, const uint16_t* const* b_tiles,
                int64_t steps, float* c_out, const uint8_t* prefetch, int64_t prefetch_bytes) {
-  if (b_n == 2) {
-    TilePass<A_N, 2>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
+  if (b_n == 3) {
+    TilePass<3>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
+  } else if (b_n == 2) {
+    TilePass<2>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
   } else {
-    TilePass<A_N, 1>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
+    TilePass<1>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
   }
 }
 
@@ -223,7 +220,7 @@ void TileMatMulRowsAmx(const float* x, int64_t n, const WeightView& w, int64_t r
   const int64_t cols = w.cols;
   const int64_t steps = cols / kStep;
   const int64_t columns = num_parts * n;
-  const int64_t blocks = (columns + 2 * kTileCols - 1) / (2 * kTileCols);
+  const int64_t tiles = (columns + kTileCols - 1) / kTileCols;  // B tiles per step
   const bool fp8 = w.type == WeightType::kFp8E4M3;
   const int64_t row_bytes = cols * (fp8 ? 1 : 2);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
@@ -231,78 +228,65 @@ void TileMatMulRowsAmx(const float* x, int64_t n, const WeightView& w, int64_t r
   // sums are scaled as they leave the tiles, then added in fp32 in block order).
   const int64_t block_steps = fp8 ? w.block_cols / kStep : steps;
   const int64_t k_blocks = (steps + block_steps - 1) / block_steps;
+  const int64_t ncb = fp8 ? (cols + w.block_cols - 1) / w.block_cols : 1;
 
   TileScratch& scratch = ThreadTileScratch();
   uint16_t* parts = Scratch(scratch.split, static_cast<size_t>(columns * cols));
-  uint16_t* packed = Scratch(scratch.packed,
-                             static_cast<size_t>(blocks * steps * 2 * kTileHalfs));
-  // Sums of one row block: [32 rows][blocks * 32 columns].
-  const int64_t sums_stride = blocks * 2 * kTileCols;
-  float* sums = Scratch(scratch.sums,
-                        static_cast<size_t>(2 * kTileRows * sums_stride));
+  uint16_t* packed = Scratch(scratch.packed, static_cast<size_t>(tiles * steps * kTileHalfs));
+  // Sums of one row tile: [16 rows][tiles * 16 columns].
+  const int64_t sums_stride = tiles * kTileCols;
+  float* sums = Scratch(scratch.sums, static_cast<size_t>(kTileRows * sums_stride));
   uint16_t* converted =
-      fp8 ? Scratch(scratch.converted, static_cast<size_t>(2 * kTileRows * block_steps * kStep))
+      fp8 ? Scratch(scratch.converted, static_cast<size_t>(kTileRows * block_steps * kStep))
           : nullptr;
   SplitRows(x, n, cols, num_parts, parts);
   PackTiles(parts, columns, cols, packed);
-  alignas(64) float c_tile[2 * kTileRows * 2 * kTileCols];
+  alignas(64) float c_tile[kTileRows * 3 * kTileCols];
 
-  for (int64_t r0 = row_begin; r0 < row_end; r0 += 2 * kTileRows) {
-    const int64_t rn = std::min<int64_t>(2 * kTileRows, row_end - r0);
-    const int a_n = rn > kTileRows ? 2 : 1;
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kTileRows) {
+    const int64_t rn = std::min<int64_t>(kTileRows, row_end - r0);
     // Rows past the matrix end come from a zero-padded copy (same bits for the real rows: each
     // output depends only on its own row and column).
     const uint8_t* rows = base + r0 * row_bytes;
-    if (r0 + a_n * kTileRows > w.rows) {
+    if (r0 + kTileRows > w.rows) {
       uint8_t* pad = reinterpret_cast<uint8_t*>(
-          Scratch(scratch.pad, static_cast<size_t>(a_n * kTileRows * cols)));
-      std::memset(pad, 0, a_n * kTileRows * row_bytes);
+          Scratch(scratch.pad, static_cast<size_t>(kTileRows * cols)));
+      std::memset(pad, 0, kTileRows * row_bytes);
       std::memcpy(pad, rows, (w.rows - r0) * row_bytes);
       rows = pad;
     }
-    const int64_t next = r0 + 2 * kTileRows;
+    const int64_t next = r0 + kTileRows;
     const uint8_t* prefetch = next < row_end ? base + next * row_bytes : nullptr;
     const int64_t prefetch_bytes =
-        prefetch != nullptr ? std::min<int64_t>(2 * kTileRows, row_end - next) * row_bytes : 0;
+        prefetch != nullptr ? std::min<int64_t>(kTileRows, row_end - next) * row_bytes : 0;
     for (int64_t kb = 0; kb < k_blocks; ++kb) {
       const int64_t s0 = kb * block_steps;
       const int64_t ns = std::min(block_steps, steps - s0);
-      const uint8_t* a = rows;
+      const uint8_t* a = rows + s0 * kStep * 2;
       int64_t a_stride = row_bytes;
-      float scale[2] = {1.0f, 1.0f};
       if (fp8) {
-        ConvertFp8Rows(rows + s0 * kStep, row_bytes, a_n * kTileRows, ns * kStep, converted);
+        ConvertFp8Rows(rows + s0 * kStep, row_bytes, kTileRows, ns * kStep, converted);
         a = reinterpret_cast<const uint8_t*>(converted);
         a_stride = ns * kStep * 2;
-        const int64_t ncb = (cols + w.block_cols - 1) / w.block_cols;
-        for (int i = 0; i < 2; ++i) {
-          const int64_t r = std::min<int64_t>(r0 + i * kTileRows, w.rows - 1);
-          scale[i] = w.scales[(r / w.block_rows) * ncb + kb];
-        }
-      } else {
-        a += s0 * kStep * 2;
       }
-      // The next row block's weights into L2 over this row block's first passes.
+      // The next row tile's weights into L2 over this row tile's first passes.
       const uint8_t* pf = prefetch != nullptr ? prefetch + kb * prefetch_bytes / k_blocks : nullptr;
       const int64_t pf_bytes = (kb + 1) * prefetch_bytes / k_blocks - kb * prefetch_bytes / k_blocks;
-      for (int64_t cb = 0; cb < blocks; ++cb) {
-        const int b_n = columns - cb * 2 * kTileCols > kTileCols ? 2 : 1;
-        const uint16_t* b_tiles = packed + (cb * steps + s0) * 2 * kTileHalfs;
-        const uint8_t* pf_cb = cb == 0 ? pf : nullptr;
-        if (a_n == 2) {
-          TilePassB<2>(b_n, a, a_stride, b_tiles, ns, c_tile, pf_cb, pf_bytes);
-        } else {
-          TilePassB<1>(b_n, a, a_stride, b_tiles, ns, c_tile, pf_cb, pf_bytes);
-        }
+      for (int64_t q0 = 0; q0 < tiles; q0 += 3) {
+        const int b_n = static_cast<int>(std::min<int64_t>(3, tiles - q0));
+        const uint16_t* b_tiles[3];
+        for (int i = 0; i < b_n; ++i) b_tiles[i] = packed + ((q0 + i) * steps + s0) * kTileHalfs;
+        TilePassB(b_n, a, a_stride, b_tiles, ns, c_tile, q0 == 0 ? pf : nullptr, pf_bytes);
         for (int64_t r = 0; r < rn; ++r) {
-          float* sum = sums + r * sums_stride + cb * 2 * kTileCols;
-          const float* c = c_tile + r * 2 * kTileCols;
+          float* sum = sums + r * sums_stride + q0 * kTileCols;
+          const float* c = c_tile + r * 3 * kTileCols;
+          const int64_t width = b_n * kTileCols;
           if (!fp8) {
-            std::memcpy(sum, c, 2 * kTileCols * sizeof(float));
+            std::memcpy(sum, c, width * sizeof(float));
             continue;
           }
-          const float sc = scale[r / kTileRows];
-          for (int j = 0; j < 2 * kTileCols; ++j) {
+          const float sc = w.scales[((r0 + r) / w.block_rows) * ncb + kb];
+          for (int64_t j = 0; j < width; ++j) {
             const float term = sc * c[j];
             sum[j] = kb == 0 ? term : sum[j] + term;
           }
