@@ -7,8 +7,9 @@
 // (token j / 3, part j % 3) of the split, and a B tile holds 16 such columns for one step as
 // 16 rows of column pairs ([k / 2][j][k % 2]). C tiles are 16 rows x 16 columns of fp32 sums.
 // Per pass: 1 A tile (16 rows) x up to 3 B tiles (48 columns: 16 tokens' three parts) -> 3 C
-// tiles, one dot product each per step (measured 1.5x the 2 x 2 blocking here: the strided
-// weight tile loads are the slow ones, so each should feed as many products as possible). After
+// tiles, one dot product each per step (the strided weight tile loads are the slow ones, so each
+// feeds as many products as the tile registers allow: with the weights in L2 this measured 1.5x
+// the 2 x 2 blocking; from DRAM and in the engine the two are within noise). After
 // the last step the C tiles are stored and each output is (hi + mid) + lo of its token's three
 // columns.
 #include "common/kernels/tile_matmul_amx.h"
