@@ -71,8 +71,7 @@ void Engine::Products(const float* x, int64_t n, const uint8_t* tiles,
     return;
   }
   // Both kinds: vector rows first, then tile rows, each kind one product per weight.
-  constexpr int kMaxProducts = 4;
-  if (products.size() > kMaxProducts) {
+  if (products.size() > kMaxFusedProducts) {
     for (const Product& p : products) Products(x, n, tiles, options, absl::MakeConstSpan(&p, 1));
     return;
   }
@@ -87,7 +86,7 @@ void Engine::Products(const float* x, int64_t n, const uint8_t* tiles,
   int64_t out_size = 0;
   for (const Product& p : products) out_size += n * p.w->rows;
   float* ys = Grow(split_y_, out_size);
-  Product vector_products[kMaxProducts], tile_products[kMaxProducts];
+  Product vector_products[kMaxFusedProducts], tile_products[kMaxFusedProducts];
   int64_t offset = 0;
   for (size_t i = 0; i < products.size(); ++i) {
     vector_products[i] = {products[i].w, ys + offset};
@@ -113,14 +112,13 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
   // Units of kRowUnit output rows (a multiple of every kernel tile height), numbered across the
   // products in order.
   constexpr int64_t kRowUnit = 48;
-  constexpr int kMaxProducts = 4;
   const Product* list = products.data();
   const int count = static_cast<int>(products.size());
-  if (count > kMaxProducts) {
+  if (count > kMaxFusedProducts) {
     for (const Product& p : products) FusedProducts(x, n, absl::MakeConstSpan(&p, 1), options);
     return;
   }
-  int64_t first_unit[kMaxProducts + 1] = {0};
+  int64_t first_unit[kMaxFusedProducts + 1] = {0};
   for (int i = 0; i < count; ++i) {
     if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(list[i].w->Bytes());
     first_unit[i + 1] = first_unit[i] + (list[i].w->rows + kRowUnit - 1) / kRowUnit;

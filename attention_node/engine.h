@@ -104,6 +104,8 @@ class Engine {
   // instead of one per product); every output row is computed as kernels::MatMul computes it.
   void FusedProducts(const float* x, int64_t n, absl::Span<const Product> products,
                      const kernels::MatMulOptions& options);
+  // Products fused into one parallel loop (more run one at a time).
+  static constexpr int kMaxFusedProducts = 4;
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
   // Runs fn(item) for every item of items_, handed out in descending `cost` order to whichever
   // thread is free (items of very different sizes stay balanced). Results do not depend on

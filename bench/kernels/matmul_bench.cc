@@ -127,7 +127,7 @@ constexpr Shape kSmallShapes[] = {{1536, 1536}, {768, 1536}, {1536, 768}};
 // Which product the timed call runs: MatMul (its own kernel choice), or the decode or the prefill
 // kernel forced (kernels::internal::MatMulRowsKernel, rows split over the pool as MatMul does).
 // kBf16Act: MatMul with MatMulOptions{Activations::kBF16} (bf16 and fp8 weights).
-// kTiles: MatMul with MatMulOptions{.kernel = Kernel::kTiles} (bf16 weights on AMX tiles, the
+// kTiles: MatMul with MatMulOptions{.kernel = Kernel::kTiles} (bf16/FP8 weights on AMX tiles, the
 // engine's prompt path; where the CPU has no tiles it is the same as kAuto).
 enum class Kernel { kAuto, kDecode, kPrefill, kBf16Act, kTiles };
 
@@ -145,6 +145,12 @@ const char* KernelName(Kernel k) {
       return " tiles";
   }
   return "";
+}
+
+// Whether kTiles rows of `type` run on the tiles (else they would repeat the kAuto rows).
+bool TilesRun(WeightType type) {
+  return (type == WeightType::kBF16 || type == WeightType::kFp8E4M3) &&
+         afd::kernels::TileProductsAvailable();
 }
 
 // Times the product over the copies in turn.
@@ -244,10 +250,7 @@ int main(int argc, char** argv) {
               if ((kernel == Kernel::kDecode || kernel == Kernel::kPrefill) && !compare_kernels) {
                 continue;
               }
-              if (kernel == Kernel::kTiles &&
-                  (type != WeightType::kBF16 || !afd::kernels::TileProductsAvailable())) {
-                continue;
-              }
+              if (kernel == Kernel::kTiles && !TilesRun(type)) continue;
               char name[128];
               std::snprintf(name, sizeof(name), "%s %s %lldx%lld n%lld t%d%s", table.prefix,
                             TypeName(type), static_cast<long long>(s.rows),
@@ -312,10 +315,7 @@ int main(int argc, char** argv) {
       for (int threads : {1, 2}) {
         for (Kernel kernel : {Kernel::kAuto, Kernel::kBf16Act, Kernel::kTiles}) {
           if (kernel == Kernel::kBf16Act && type == WeightType::kF32) continue;
-          if (kernel == Kernel::kTiles &&
-              (type != WeightType::kBF16 || !afd::kernels::TileProductsAvailable())) {
-            continue;
-          }
+          if (kernel == Kernel::kTiles && !TilesRun(type)) continue;
           char name[128];
           std::snprintf(name, sizeof(name), "prefill %s %lldx%lld n128 t%d%s", TypeName(type),
                         static_cast<long long>(s.rows), static_cast<long long>(s.cols), threads,

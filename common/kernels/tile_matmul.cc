@@ -33,9 +33,6 @@ bool AskTileData() {
 #endif
 }
 
-uint16_t Bf16Bits(float v) { return FloatToBf16(v); }
-float Bf16Value(uint16_t h) { return Bf16ToFloat(h); }
-
 }  // namespace
 
 bool TileProductsAvailable() {
@@ -51,11 +48,11 @@ bool TileProductsSupport(const WeightView& w) {
 }
 
 void SplitToBf16x3(float v, uint16_t* hi, uint16_t* mid, uint16_t* lo) {
-  *hi = Bf16Bits(v);
-  const float r1 = v - Bf16Value(*hi);
-  *mid = Bf16Bits(r1);
-  const float r2 = r1 - Bf16Value(*mid);
-  *lo = Bf16Bits(r2);
+  *hi = FloatToBf16(v);
+  const float r1 = v - Bf16ToFloat(*hi);
+  *mid = FloatToBf16(r1);
+  const float r2 = r1 - Bf16ToFloat(*mid);
+  *lo = FloatToBf16(r2);
 }
 
 void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
@@ -89,8 +86,8 @@ void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* 
           for (int64_t c = kb * block; c < std::min(w.cols, (kb + 1) * block); ++c) {
             const float weight =
                 fp8 ? Fp8E4M3ToFloat(static_cast<const uint8_t*>(w.data)[r * w.cols + c])
-                    : Bf16Value(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
-            block_sum += Bf16Value(parts[p * w.cols + c]) * weight;
+                    : Bf16ToFloat(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
+            block_sum += Bf16ToFloat(parts[p * w.cols + c]) * weight;
           }
           const float scale = fp8 ? w.scales[(r / w.block_rows) * ncb + kb] : 1.0f;
           sum[p] = kb == 0 ? scale * block_sum : sum[p] + scale * block_sum;
