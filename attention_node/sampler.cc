@@ -100,7 +100,8 @@ int32_t Sampler::Draw(const std::vector<float>& logits) {
   const double top = logits[order_[0]] * inv_t;
   double sum = 0.0;
   for (int32_t i = 0; i < keep; ++i) {
-    probs[i] = std::exp(logits[order_[i]] * inv_t - top);
+    const double d = logits[order_[i]] * inv_t - top;
+    probs[i] = d > -708.0 ? std::exp(d) : 0.0;  // as in Sample: skip glibc's subnormal path
     sum += probs[i];
   }
   for (double& p : probs) p /= sum;
@@ -142,8 +143,14 @@ SampleResult Sampler::Sample(absl::Span<const float> logits) {
   // Logprobs under the raw logits: log_softmax in double.
   double max_logit = -INFINITY;
   for (float x : logits) max_logit = std::max<double>(max_logit, x);
+  // Terms below e^-708 (subnormal or zero in double) cannot change a sum that is >= 1, and
+  // glibc's exp takes a slow path for them (~12x per call): logits spread far below the maximum
+  // (quantized checkpoints) made this loop cost more than the lm_head.
   double sum = 0.0;
-  for (float x : logits) sum += std::exp(x - max_logit);
+  for (float x : logits) {
+    const double d = x - max_logit;
+    if (d > -708.0) sum += std::exp(d);
+  }
   const double log_z = max_logit + std::log(sum);
   result.logprob = static_cast<float>(logits[result.token] - log_z);
   if (params_.top_logprobs > 0) {

@@ -2,6 +2,7 @@
 // dispatch for the q.k dot products and the p*v accumulation; the reference twins are plain
 // scalar loops in the order transformers' eager attention uses.
 #include "common/kernels/attention.h"
+#include "common/kernels/vector_state.h"
 
 #include <algorithm>
 #include <cmath>
@@ -125,12 +126,14 @@ void PagedAttention(const float* q, int64_t n, const int32_t* positions, const P
                     float* out) {
   HWY_DYNAMIC_DISPATCH(PagedAttentionImpl)
   (q, n, positions, kv, shape, head_begin, head_end, scores, out);
+  ClearUpperVectorState();
 }
 
 void CausalAttention(const float* q, const float* k, const float* v, int64_t n,
                      const AttentionShape& shape, int head_begin, int head_end, float* scores,
                      float* out) {
   HWY_DYNAMIC_DISPATCH(CausalAttentionImpl)(q, k, v, n, shape, head_begin, head_end, scores, out);
+  ClearUpperVectorState();
 }
 
 namespace {

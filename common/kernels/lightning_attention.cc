@@ -1,6 +1,7 @@
 // Lightning attention kernels (see lightning_attention.h). Fast path: Highway dynamic dispatch
 // over the head_dim axis; reference twins: scalar loops in transformers' operation order.
 #include "common/kernels/lightning_attention.h"
+#include "common/kernels/vector_state.h"
 
 #include <algorithm>
 #include <cmath>
@@ -181,12 +182,14 @@ void LightningPrefill(const float* qkv, int64_t n, int num_heads, int head_dim, 
                       float* scratch, float* out) {
   HWY_DYNAMIC_DISPATCH(LightningPrefillImpl)
   (qkv, n, num_heads, head_dim, head_begin, head_end, slopes, block_size, state, scratch, out);
+  ClearUpperVectorState();
 }
 
 void LightningDecode(const float* qkv, int64_t n, int num_heads, int head_dim, int head_begin,
                      int head_end, const float* slopes, float* state, float* out) {
   HWY_DYNAMIC_DISPATCH(LightningDecodeImpl)
   (qkv, n, num_heads, head_dim, head_begin, head_end, slopes, state, out);
+  ClearUpperVectorState();
 }
 
 void LightningPrefillReference(const float* qkv, int64_t n, int num_heads, int head_dim,

@@ -27,6 +27,7 @@
 // multiply-adds per cycle of fp32 FMA there, so the mode is slower than the fp32 kernels on that
 // CPU kind (for CPUs with fast BF16 dot products only).
 #include "common/kernels/matmul.h"
+#include "common/kernels/vector_state.h"
 
 #include <algorithm>
 #include <cmath>
@@ -1345,6 +1346,7 @@ void MatMulRowsKernel(const float* x, int64_t n, const WeightView& w, int64_t ro
                                  prefill ? QuantKernel::kPrefill : QuantKernel::kDecode);
   }
   HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, prefill ? 1 : 0);
+  ClearUpperVectorState();
 }
 
 }  // namespace internal
@@ -1453,6 +1455,7 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
     return;
   }
   HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, -1);
+  ClearUpperVectorState();
 }
 
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
@@ -1466,6 +1469,7 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
   if (options.activations == Activations::kBF16 && UsesBf16Activations(w)) {
     if (n <= 0 || row_begin >= row_end) return;
     HWY_DYNAMIC_DISPATCH(MatMulRowsBf16Impl)(x, n, w, row_begin, row_end, y);
+    ClearUpperVectorState();
     return;
   }
   MatMulRows(x, n, w, row_begin, row_end, y);

@@ -18,6 +18,7 @@
 //   fp32 scratch (s * q + b, (q - z) * s, as the reference) and multiplied by a register-blocked
 //   outer-product micro-kernel. The scratch is a few rows, never the matrix.
 #include "common/kernels/quant_matmul.h"
+#include "common/kernels/vector_state.h"
 
 #include <algorithm>
 #include <cmath>
@@ -1712,6 +1713,7 @@ void QuantMatMulRows(const float* x, int64_t n, const QuantMatrix& w, int64_t ro
                      int64_t row_end, float* y) {
   if (n <= 0 || row_begin >= row_end) return;
   HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, -1);
+  ClearUpperVectorState();
 }
 
 void QuantMatMul(const float* x, int64_t n, const QuantMatrix& w, float* y) {
@@ -1735,6 +1737,7 @@ void QuantMatMulRowsKernel(const float* x, int64_t n, const QuantMatrix& w, int6
   if (n <= 0 || row_begin >= row_end) return;
   const int mode = kernel == QuantKernel::kPrefill ? 1 : kernel == QuantKernel::kDecode ? 0 : 2;
   HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, mode);
+  ClearUpperVectorState();
 }
 
 }  // namespace internal

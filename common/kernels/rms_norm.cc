@@ -1,6 +1,7 @@
 // RMSNorm (see rms_norm.h): out = (x * (1 / sqrt(mean(x^2) + eps))) * weight, fp32, in that
 // rounding order (HF normalises, then multiplies by the weight; MODEL.md T8).
 #include "common/kernels/rms_norm.h"
+#include "common/kernels/vector_state.h"
 
 #include <cmath>
 
@@ -54,6 +55,7 @@ HWY_EXPORT(RmsNormImpl);
 void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps, float* out) {
   if (n <= 0 || dim <= 0) return;
   HWY_DYNAMIC_DISPATCH(RmsNormImpl)(x, weight, n, dim, eps, out);
+  ClearUpperVectorState();
 }
 
 void RmsNormReference(const float* x, const float* weight, int64_t n, int64_t dim, float eps,

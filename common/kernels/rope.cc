@@ -3,6 +3,7 @@
 // cos/sin of that fp32 angle, then x1' = x1*cos - x2*sin and x2' = x2*cos + x1*sin with every
 // product and sum rounded to fp32 separately (no fused multiply-add).
 #include "common/kernels/rope.h"
+#include "common/kernels/vector_state.h"
 
 #include <cmath>
 #include <vector>
@@ -105,6 +106,7 @@ void ApplyRope(float* x, int64_t n, int num_heads, int head_dim, int rotary_dim,
   if (n <= 0 || rotary_dim < 2) return;
   HWY_DYNAMIC_DISPATCH(ApplyRopeImpl)(x, n, num_heads, head_dim, rotary_dim, positions,
                                       inv_freq);
+  ClearUpperVectorState();
 }
 
 void ApplyRopeReference(float* x, int64_t n, int num_heads, int head_dim, int rotary_dim,

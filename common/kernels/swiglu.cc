@@ -1,6 +1,7 @@
 // SiLU and SiLU-GLU (see swiglu.h), as torch computes silu in fp32: x / (1 + exp(-x)), then the
 // product with `up` rounded separately.
 #include "common/kernels/swiglu.h"
+#include "common/kernels/vector_state.h"
 
 #include <cmath>
 
@@ -60,6 +61,7 @@ HWY_EXPORT(SiluImpl);
 void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   if (n <= 0) return;
   HWY_DYNAMIC_DISPATCH(SiluMulImpl)(gate, up, n, out);
+  ClearUpperVectorState();
 }
 
 void SiluMulReference(const float* gate, const float* up, int64_t n, float* out) {
@@ -73,6 +75,7 @@ void SiluMulReference(const float* gate, const float* up, int64_t n, float* out)
 void Silu(float* x, int64_t n) {
   if (n <= 0) return;
   HWY_DYNAMIC_DISPATCH(SiluImpl)(x, n);
+  ClearUpperVectorState();
 }
 
 }  // namespace afd::kernels

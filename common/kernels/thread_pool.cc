@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/kernels/vector_state.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -78,6 +80,7 @@ struct ThreadPool::Impl {
     const int64_t begin = total * chunk / num_chunks;
     const int64_t end = total * (chunk + 1) / num_chunks;
     if (begin < end) (*fn)(begin, end);
+    ClearUpperVectorState();  // the worker's spin and the caller's code are SSE-encoded
   }
 
   // Publishes the job fields (written before the generation bump) and wakes every worker.
@@ -137,6 +140,7 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   const int chunks = static_cast<int>(std::min<int64_t>(impl_->num_threads, n));
   if (chunks <= 1) {
     fn(0, n);
+    ClearUpperVectorState();
     return;
   }
   impl_->fn = &fn;

@@ -1,6 +1,7 @@
 // Tile products (see tile_matmul.h): the CPU check, the dispatch and the scalar twin, compiled
 // without special flags; the AMX kernels are in tile_matmul_amx.cc.
 #include "common/kernels/tile_matmul.h"
+#include "common/kernels/vector_state.h"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -59,6 +60,7 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
                     int64_t row_end, float* y, TileActivations activations) {
 #if defined(AFD_HAVE_AMX_KERNELS)
   internal::TileMatMulRowsAmx(x, n, w, row_begin, row_end, y, activations);
+  ClearUpperVectorState();
 #else
   (void)x, (void)n, (void)w, (void)row_begin, (void)row_end, (void)y, (void)activations;
 #endif
