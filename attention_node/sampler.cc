@@ -140,6 +140,10 @@ SampleResult Sampler::Sample(absl::Span<const float> logits) {
   const bool greedy = params_.temperature == 0.0f;
   result.token = greedy ? ArgMax(work_) : Draw(work_);
 
+  if (!params_.logprobs && params_.top_logprobs == 0) {
+    generated_.push_back(result.token);
+    return result;
+  }
   // Logprobs under the raw logits: log_softmax in double.
   double max_logit = -INFINITY;
   for (float x : logits) max_logit = std::max<double>(max_logit, x);

@@ -23,6 +23,7 @@ struct SamplingParams {
   float frequency_penalty = 0.0f;   // subtracted per occurrence in the generated tokens
   uint64_t seed = 0;                // RNG seed for non-greedy sampling
   int top_logprobs = 0;             // how many most likely alternatives to report (0..20)
+  bool logprobs = false;            // report the chosen token's logprob (implied by top_logprobs)
 };
 
 struct TokenLogprob {
@@ -32,7 +33,7 @@ struct TokenLogprob {
 
 struct SampleResult {
   int32_t token = 0;
-  float logprob = 0.0f;           // of the chosen token under the raw logits
+  float logprob = 0.0f;           // of the chosen token under the raw logits (0 unless asked)
   std::vector<TokenLogprob> top;  // top_logprobs alternatives, most likely first
 };
 
@@ -44,7 +45,8 @@ class Sampler {
                                         absl::Span<const int32_t> prompt);
 
   // Picks the next token from `logits` [vocab] and records it as generated (it then counts
-  // for the penalties of later calls).
+  // for the penalties of later calls). The log-softmax over the vocabulary (an exp per entry)
+  // is computed only when params.logprobs or top_logprobs asks for it.
   SampleResult Sample(absl::Span<const float> logits);
 
   const SamplingParams& params() const { return params_; }

@@ -224,7 +224,9 @@ absl::Status Scheduler::Submit(GenerationRequest request, UpdateSink sink) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be >= 0, got ", request.max_tokens));
   }
-  absl::StatusOr<Sampler> sampler = Sampler::Create(request.sampling, request.prompt);
+  SamplingParams params = request.sampling;
+  params.logprobs = params.logprobs || request.logprobs;  // the log-softmax only when reported
+  absl::StatusOr<Sampler> sampler = Sampler::Create(params, request.prompt);
   if (!sampler.ok()) return sampler.status();
   int max_new = options_.max_new_tokens;
   if (request.max_tokens > 0) max_new = std::min(max_new, request.max_tokens);

@@ -131,6 +131,20 @@ TEST(SamplerTest, LogprobsComeFromTheRawLogits) {
   EXPECT_EQ(r.top[1].token, 0);
 }
 
+TEST(SamplerTest, LogprobOnlyWhenAsked) {
+  const std::vector<float> logits = LogitsOf({0.2, 0.1, 0.7});
+  SamplingParams p;  // greedy, no logprobs asked: the log-softmax is skipped
+  SampleResult r = Make(p).Sample(logits);
+  EXPECT_EQ(r.token, 2);
+  EXPECT_EQ(r.logprob, 0.0f);
+  EXPECT_TRUE(r.top.empty());
+  p.logprobs = true;
+  r = Make(p).Sample(logits);
+  EXPECT_EQ(r.token, 2);
+  EXPECT_NEAR(r.logprob, std::log(0.7), 1e-6);
+  EXPECT_TRUE(r.top.empty());
+}
+
 TEST(SamplerTest, RejectsOutOfRangeParams) {
   auto bad = [](auto mutate) {
     SamplingParams p;

@@ -407,6 +407,7 @@ absl::StatusOr<ReferenceRun> ReferenceEngine::Greedy(const std::vector<int32_t>&
   absl::StatusOr<int> seq = (*cache)->AddSequence();
   if (!seq.ok()) return seq.status();
   attention::SamplingParams params;
+  params.logprobs = true;
   absl::StatusOr<attention::Sampler> sampler = attention::Sampler::Create(params, prompt);
   if (!sampler.ok()) return sampler.status();
   ReferenceRun run;
