@@ -38,7 +38,10 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// Every tile 16 rows x 64 bytes: one configuration for all uses, loaded once per thread.
+}  // namespace
+
+// Every tile 16 rows x 64 bytes: one configuration for all uses (the bf16 products here and the
+// int8 decode in quant_tile_amx.cc), loaded once per thread.
 void ConfigureTiles() {
   thread_local bool configured = false;
   if (configured) return;
@@ -47,9 +50,15 @@ void ConfigureTiles() {
     config.colsb[i] = 64;
     config.rows[i] = kTileRows;
   }
+  // GCC does not treat ldtilecfg as reading its operand and dropped the stores above once this
+  // function stood alone (all-zero configuration: every tile instruction faulted): the empty
+  // asm with a memory clobber keeps them.
+  asm volatile("" : : "r"(&config) : "memory");
   _tile_loadconfig(&config);
   configured = true;
 }
+
+namespace {
 
 // Per-thread scratch buffers (grown on first use only; tile loads need no alignment).
 template <class T>
