@@ -19,8 +19,6 @@
 //   outer-product micro-kernel. The scratch is a few rows, never the matrix.
 #include "common/kernels/quant_matmul.h"
 #include "common/kernels/vector_state.h"
-#include "common/kernels/quant_tile_amx.h"
-#include "common/kernels/tile_matmul.h"
 
 #include <algorithm>
 #include <cmath>
@@ -1506,8 +1504,8 @@ void AwqVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t 
 // ---------------------------------------------------------------------------------------------
 // Dispatch.
 
-// mode: -1 = by token count, 0 = vector decode kernel, 1 = prefill kernel, 2 = decode kernel
-// without VNNI (the fp32 decode path, for tests), 3 = tile decode kernel where supported.
+// mode: -1 = by token count, 0 = decode kernel, 1 = prefill kernel, 2 = decode kernel without
+// VNNI (the fp32 decode path, for tests).
 template <class Dec>
 void MlxRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin, int64_t row_end,
              float* y, int mode) {
@@ -1518,12 +1516,6 @@ void MlxRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
     return;
   }
 #if HWY_TARGET == HWY_AVX3_DL
-#if defined(AFD_HAVE_AMX_KERNELS)
-  if ((mode == -1 || mode == 3) && internal::QuantTilesSupport(w) && TileInt8Available()) {
-    internal::QuantTileRowsAmx(x, n, w, row_begin, row_end, y);
-    return;
-  }
-#endif
   if (mode != 2 && HasVnni()) {
     switch (w.bits) {
       case 2:
@@ -1744,10 +1736,7 @@ namespace internal {
 void QuantMatMulRowsKernel(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
                            int64_t row_end, float* y, QuantKernel kernel) {
   if (n <= 0 || row_begin >= row_end) return;
-  const int mode = kernel == QuantKernel::kPrefill       ? 1
-                   : kernel == QuantKernel::kDecode      ? 0
-                   : kernel == QuantKernel::kDecodeTiles ? 3
-                                                         : 2;
+  const int mode = kernel == QuantKernel::kPrefill ? 1 : kernel == QuantKernel::kDecode ? 0 : 2;
   HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, mode);
   ClearUpperVectorState();
 }

@@ -56,7 +56,7 @@ QuantMatrix AsQuantMatrix(const WeightView& w);  // w.IsPacked()
 const char* QuantMatrixProblem(const QuantMatrix& w);
 
 // y[n, w.rows] = x[n, w.cols] * W^T. Decode shapes (n < kQuantPrefillMinTokens) stream the
-// packed rows once per 8 tokens (MLX 4-bit on AMX-INT8 CPUs: quant_tile_amx.h, 5 tokens); larger n dequantize small tiles into per-thread scratch and
+// packed rows once per 8 tokens; larger n dequantize small tiles into per-thread scratch and
 // run a register-blocked fp32 product. Highway dynamic dispatch; `w` must pass
 // QuantMatrixProblem.
 void QuantMatMul(const float* x, int64_t n, const QuantMatrix& w, float* y);
@@ -87,8 +87,7 @@ namespace internal {
 constexpr int64_t kQuantPrefillMinTokens = 16;
 
 enum class QuantKernel {
-  kDecode,      // the vector decode kernel this CPU takes (AVX-512 VNNI where available)
-  kDecodeTiles, // the AMX-INT8 decode kernel where the CPU and the matrix allow it (else kDecode)
+  kDecode,      // the decode kernel this CPU takes (AVX-512 VNNI where available)
   kDecodeFp32,  // the fp32 decode kernel (the fallback of CPUs without VNNI)
   kPrefill,     // the prefill kernel
 };

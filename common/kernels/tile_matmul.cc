@@ -41,20 +41,6 @@ bool TileProductsAvailable() {
   return available;
 }
 
-bool TileInt8Available() {
-  static const bool available = [] {
-    if (!TileProductsAvailable()) return false;
-#if defined(__x86_64__)
-    unsigned eax, ebx, ecx, edx;
-    __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
-    return ((edx >> 25) & 1) != 0;  // AMX-INT8
-#else
-    return false;
-#endif
-  }();
-  return available;
-}
-
 bool TileProductsSupport(const WeightView& w) {
   if (w.cols <= 0 || w.cols % kTileStep != 0) return false;
   if (w.type == WeightType::kBF16) return true;

@@ -24,9 +24,6 @@ namespace afd::kernels {
 // state (asked once, on the first call). False elsewhere (then nothing here may be called).
 bool TileProductsAvailable();
 
-// TileProductsAvailable() and the CPU has AMX-INT8 (the quantized decode kernel's byte products).
-bool TileInt8Available();
-
 // Whether TileMatMulRows takes `w`: bf16 weights whose rows are a whole number of 32-element
 // tile steps, or FP8 weights with that and scale blocks of whole steps and whole 16-row tiles.
 // A property of the matrix only, so a matrix always takes the same kernel.

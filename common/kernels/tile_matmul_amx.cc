@@ -38,10 +38,7 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-}  // namespace
-
-// Every tile 16 rows x 64 bytes: one configuration for all uses (the bf16 products here and the
-// int8 decode in quant_tile_amx.cc), loaded once per thread.
+// Every tile 16 rows x 64 bytes: one configuration for all uses, loaded once per thread.
 void ConfigureTiles() {
   thread_local bool configured = false;
   if (configured) return;
@@ -50,15 +47,13 @@ void ConfigureTiles() {
     config.colsb[i] = 64;
     config.rows[i] = kTileRows;
   }
-  // GCC does not treat ldtilecfg as reading its operand and dropped the stores above once this
-  // function stood alone (all-zero configuration: every tile instruction faulted): the empty
-  // asm with a memory clobber keeps them.
+  // GCC does not model ldtilecfg as reading its operand: when this function was compiled on
+  // its own, the stores above were dropped (an all-zero configuration; every tile instruction
+  // then faults). The empty asm with a memory clobber keeps them.
   asm volatile("" : : "r"(&config) : "memory");
   _tile_loadconfig(&config);
   configured = true;
 }
-
-namespace {
 
 // Per-thread scratch buffers (grown on first use only; tile loads need no alignment).
 template <class T>

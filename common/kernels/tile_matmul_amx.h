@@ -14,10 +14,6 @@ constexpr int kTileStep = 32;  // input columns per tile step
 constexpr int kTileRows = 16;  // A rows / C rows per tile
 constexpr int kTileParts = 3;  // bf16 parts per exact activation
 
-// Loads the tile configuration every AMX kernel here uses (all 8 tiles 16 rows x 64 bytes) on
-// the calling thread, once.
-void ConfigureTiles();
-
 // TileMatMulRows itself (see tile_matmul.h); requires TileProductsAvailable().
 void TileMatMulRowsAmx(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                        int64_t row_end, float* y, TileActivations activations);

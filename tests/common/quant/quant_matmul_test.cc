@@ -15,8 +15,6 @@
 #include <vector>
 
 #include "common/kernels/matmul.h"
-#include "common/kernels/quant_tile_amx.h"
-#include "common/kernels/tile_matmul.h"
 #include "gtest/gtest.h"
 #include "tests/common/kernels/kernel_test_util.h"
 
@@ -25,15 +23,14 @@ namespace {
 
 using testing::ForEachTarget;
 
-constexpr internal::QuantKernel kKernels[] = {
-    internal::QuantKernel::kDecode, internal::QuantKernel::kDecodeTiles,
-    internal::QuantKernel::kDecodeFp32, internal::QuantKernel::kPrefill};
+constexpr internal::QuantKernel kKernels[] = {internal::QuantKernel::kDecode,
+                                              internal::QuantKernel::kDecodeFp32,
+                                              internal::QuantKernel::kPrefill};
 
 std::string KernelName(internal::QuantKernel k) {
-  return k == internal::QuantKernel::kDecode        ? " decode"
-         : k == internal::QuantKernel::kDecodeTiles ? " decode-tiles"
-         : k == internal::QuantKernel::kDecodeFp32  ? " decode-fp32"
-                                                    : " prefill";
+  return k == internal::QuantKernel::kDecode       ? " decode"
+         : k == internal::QuantKernel::kDecodeFp32 ? " decode-fp32"
+                                                   : " prefill";
 }
 
 // Owns the bytes behind a QuantMatrix.
@@ -397,43 +394,6 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
       });
     }
   }
-}
-
-TEST(QuantTileDecodeTest, MatchesReferenceAndATokensBitsIgnoreTheBatch) {
-  // The AMX-INT8 decode kernel directly (the dispatch tests above reach it only where the CPU
-  // has AMX-INT8): every group size, scale type, a tail row tile, tokens in one pass (<= 5) and
-  // in two; each token's outputs bitwise those of the token alone.
-#if !defined(__x86_64__)
-  GTEST_SKIP() << "the AMX kernels are built for x86-64 only";
-#else
-  if (!TileInt8Available()) GTEST_SKIP() << "no AMX-INT8 on this CPU";
-  std::mt19937 rng(17);
-  for (int group : {32, 64, 128}) {
-    for (WeightType st : {WeightType::kBF16, WeightType::kF16, WeightType::kF32}) {
-      TestQuant tq = MakeMlx(45, 640, 4, group, st, rng);
-      ASSERT_TRUE(internal::QuantTilesSupport(tq.m));
-      const int64_t n = 7;
-      const std::vector<float> x = RandomX(n * tq.m.cols, rng);
-      std::vector<float> want(n * tq.m.rows), got(n * tq.m.rows);
-      QuantMatMulReference(x.data(), n, tq.m, want.data());
-      internal::QuantTileRowsAmx(x.data(), n, tq.m, 0, tq.m.rows, got.data());
-      ExpectMatches(Magnitudes(x, n, tq.m), n, tq.m, got, want, "tiles group " +
-                    std::to_string(group), 0, tq.m.rows);
-      for (int64_t t = 0; t < n; ++t) {
-        std::vector<float> alone(tq.m.rows);
-        internal::QuantTileRowsAmx(x.data() + t * tq.m.cols, 1, tq.m, 0, tq.m.rows, alone.data());
-        for (int64_t r = 0; r < tq.m.rows; ++r) {
-          ASSERT_EQ(alone[r], got[t * tq.m.rows + r]) << "group " << group << " token " << t;
-        }
-      }
-    }
-  }
-  // Not taken: other bit widths, columns not a multiple of 128, other group sizes.
-  TestQuant five = MakeMlx(8, 256, 5, 64, WeightType::kBF16, rng);
-  TestQuant narrow = MakeMlx(8, 192, 4, 64, WeightType::kBF16, rng);
-  EXPECT_FALSE(internal::QuantTilesSupport(five.m));
-  EXPECT_FALSE(internal::QuantTilesSupport(narrow.m));
-#endif
 }
 
 TEST(QuantMatMulTest, LastRowOfATensorIsReadWithoutOverrun) {
