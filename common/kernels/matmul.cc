@@ -27,6 +27,7 @@
 // multiply-adds per cycle of fp32 FMA there, so the mode is slower than the fp32 kernels on that
 // CPU kind (for CPUs with fast BF16 dot products only).
 #include "common/kernels/matmul.h"
+#include "common/kernels/thread_scratch.h"
 #include "common/kernels/vector_state.h"
 
 #include <algorithm>
@@ -1297,26 +1298,14 @@ HWY_EXPORT(MatMulRowsBf16Impl);
 
 namespace internal {
 
-// Per-thread buffers, kSlots of them per element type; each grows on first use only.
-template <class T, int kSlots>
-T* ThreadScratch(int slot, size_t count) {
-  struct Buffer {
-    hwy::AlignedFreeUniquePtr<T[]> data;
-    size_t size = 0;
-  };
-  thread_local Buffer buffers[kSlots];
-  Buffer& b = buffers[slot];
-  if (b.size < count) {
-    b.data = hwy::AllocateAligned<T>(count);
-    b.size = count;
-  }
-  return b.data.get();
+struct MatMulScratchTag {};
+
+float* MatMulScratch(int slot, size_t count) {
+  return ThreadScratch<MatMulScratchTag, float, 6>(slot, count);
 }
 
-float* MatMulScratch(int slot, size_t count) { return ThreadScratch<float, 6>(slot, count); }
-
 uint32_t* MatMulScratchU32(int slot, size_t count) {
-  return ThreadScratch<uint32_t, 1>(slot, count);
+  return ThreadScratch<MatMulScratchTag, uint32_t, 1>(slot, count);
 }
 
 const float* Fp8Values() {

@@ -18,6 +18,7 @@
 //   fp32 scratch (s * q + b, (q - z) * s, as the reference) and multiplied by a register-blocked
 //   outer-product micro-kernel. The scratch is a few rows, never the matrix.
 #include "common/kernels/quant_matmul.h"
+#include "common/kernels/thread_scratch.h"
 #include "common/kernels/vector_state.h"
 
 #include <algorithm>
@@ -1599,18 +1600,10 @@ HWY_EXPORT(QuantMatMulRowsImpl);
 
 namespace quant_internal {
 
+struct QuantScratchTag {};
+
 float* QuantScratch(int slot, size_t count) {
-  struct Buffer {
-    hwy::AlignedFreeUniquePtr<float[]> data;
-    size_t size = 0;
-  };
-  thread_local Buffer buffers[7];
-  Buffer& b = buffers[slot];
-  if (b.size < count) {
-    b.data = hwy::AllocateAligned<float>(count);
-    b.size = count;
-  }
-  return b.data.get();
+  return internal::ThreadScratch<QuantScratchTag, float, 7>(slot, count);
 }
 
 }  // namespace quant_internal
