@@ -50,6 +50,10 @@ Engine::Engine(const ModelWeights* weights, KvCache* cache, ExpertBackend* exper
     : weights_(weights), cache_(cache), experts_(experts), pool_(pool) {
   const ModelConfig& c = weights_->config();
   if (c.rotary_dim > 0) inv_freq_ = kernels::RopeInvFreq(c.rope_theta, c.rotary_dim);
+  const LayerWeights& first = weights_->layer(0);
+  const kernels::WeightView& q = first.linear ? first.lightning.qkv_proj : first.full.q_proj;
+  min_tile_prompt_ = q.type == kernels::WeightType::kFp8E4M3 ? kMinTilePromptFp8
+                                                            : kMinTilePromptBf16;
 }
 
 void Engine::MatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y) {
@@ -234,8 +238,9 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   }
   row_tiles_.resize(n_tokens);
   for (size_t e = 0; e < batch.size(); ++e) {
-    const int64_t prompt =
+    int64_t prompt =
         std::clamp<int64_t>(batch[e].prompt_tokens, 0, entry_begin_[e + 1] - entry_begin_[e]);
+    if (std::max(batch[e].prompt_length, batch[e].prompt_tokens) < min_tile_prompt_) prompt = 0;
     std::fill(row_tiles_.begin() + entry_begin_[e], row_tiles_.begin() + entry_begin_[e + 1], 0);
     std::fill(row_tiles_.begin() + entry_begin_[e], row_tiles_.begin() + entry_begin_[e] + prompt,
               1);

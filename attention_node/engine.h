@@ -38,7 +38,11 @@ struct StepInput {
   // (generated tokens) on the vector kernels. A token's results depend only on the token and
   // which kind it is (never on the rest of the batch), so callers set this by what the tokens
   // are, not by how they were batched. The router always takes the vector kernels.
+  // Short prompts stay on the vector kernels (see Engine::set_min_tile_prompt).
   int64_t prompt_tokens = 0;
+  // The request's whole prompt length when this step holds only a chunk of it (chunked
+  // prefill); 0: prompt_tokens is the whole prompt.
+  int64_t prompt_length = 0;
 };
 
 struct StepOutput {
@@ -68,6 +72,16 @@ class Engine {
   // kF32 (default) or the opt-in kBF16 for prefill throughput (reduced precision: a caller sets
   // it around prefill steps only). The router and lm_head always take fp32 activations.
   void set_activations(kernels::Activations activations) { options_.activations = activations; }
+
+  // Prompts shorter than this many tokens run on the vector kernels (their prompt tokens count
+  // as generated ones): with few tokens per expert the tiles stream weights slower than the
+  // vector kernels (m2-perf, 2 cores: an 8-token prompt 26 vs 31 tok/s bf16, 25 vs 43 FP8).
+  // Default kMinTilePromptBf16 / kMinTilePromptFp8 by the attention weights' type; 1 = every
+  // prompt. A property of the request (never of the batch), so set it once per deployment.
+  static constexpr int64_t kMinTilePromptBf16 = 64;
+  static constexpr int64_t kMinTilePromptFp8 = 128;
+  void set_min_tile_prompt(int64_t tokens) { min_tile_prompt_ = tokens; }
+  int64_t min_tile_prompt() const { return min_tile_prompt_; }
 
   // Accumulates per-stage times of every later Step into `profile` (borrowed; null: off, the
   // default). Results are the same either way.
@@ -137,6 +151,7 @@ class Engine {
   std::vector<int32_t> expert_ids_;    // [N, K]
   std::vector<float> expert_weights_;  // [N, K]
   std::vector<float> final_rows_;      // [rows, D]
+  int64_t min_tile_prompt_ = kMinTilePromptBf16;
   std::vector<uint8_t> row_tiles_;     // [N] 1: the row's products take Kernel::kTiles
   std::vector<uint8_t> final_tiles_;   // [rows] the same for the lm_head rows
   std::vector<float> split_x_;         // Products: rows regrouped by kernel

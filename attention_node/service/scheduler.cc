@@ -401,7 +401,7 @@ void Scheduler::BuildStep(std::vector<StepInput>* inputs, std::vector<Sequence*>
         }
         const int64_t prompt_left = std::max<int64_t>(0, s->prompt_size() - s->computed);
         inputs->push_back({s->seq, absl::MakeConstSpan(s->tokens.data() + s->computed, chunk),
-                           mode, std::min(chunk, prompt_left)});
+                           mode, std::min(chunk, prompt_left), s->prompt_size()});
         owners->push_back(s.get());
       }
     }

@@ -59,6 +59,7 @@ class EngineConsistencyTest : public ::testing::TestWithParam<Case> {
     options.num_blocks = seqs * 8;
     cache_ = KvCache::Create(config_, options).value();
     engine_ = std::make_unique<Engine>(weights_.get(), cache_.get(), backend_.get(), &pool_);
+    engine_->set_min_tile_prompt(1);  // these short prompts exercise the tiles on purpose
   }
 
   // Logits of every position of `tokens`, fed in chunks of the given sizes (the rest last).
@@ -134,6 +135,43 @@ TEST_P(EngineConsistencyTest, TilePromptMatchesVectorPrompt) {
   EXPECT_LE(chunked, 1e-4f);
   std::printf("%s: tile prompt vs vector prompt: one-shot %.3e, chunked %.3e\n",
               GetParam().name.c_str(), one_shot, chunked);
+}
+
+// Prompts shorter than Engine::min_tile_prompt() stay on the vector kernels (bitwise the
+// vector prompt); a longer prompt fed in chunks keeps every chunk on the tiles when the step
+// says how long the whole prompt is (bitwise the one-shot tile prompt).
+TEST_P(EngineConsistencyTest, ShortPromptsStayOnTheVectorKernels) {
+  Fresh(1);
+  EXPECT_EQ(Engine(weights_.get(), cache_.get(), backend_.get(), &pool_).min_tile_prompt(),
+            GetParam().dtype == GenWeightDType::kFp8 ? Engine::kMinTilePromptFp8
+                                                      : Engine::kMinTilePromptBf16);
+  const std::vector<int32_t> tokens = Tokens(37, 5);
+  const int v = config_.vocab_size;
+  auto run = [&](int64_t threshold, std::vector<int64_t> chunks, bool tell_length) {
+    Fresh(1);
+    engine_->set_min_tile_prompt(threshold);
+    const int seq = cache_->AddSequence().value();
+    std::vector<float> logits;
+    int64_t pos = 0;
+    for (int64_t n : chunks) {
+      StepOutput out;
+      EXPECT_TRUE(engine_->Step({{seq, {tokens.data() + pos, static_cast<size_t>(n)},
+                                  LogitsMode::kAll, n, tell_length ? 37 : 0}},
+                                &out)
+                      .ok());
+      logits.insert(logits.end(), out.logits.begin(), out.logits.begin() + n * v);
+      pos += n;
+    }
+    return logits;
+  };
+  const std::vector<float> vector = RunChunked(tokens, {});       // prompt_tokens 0
+  const std::vector<float> tiles = RunChunked(tokens, {}, true);  // threshold 1 (Fresh)
+  EXPECT_EQ(MaxAbsDiff(run(38, {37}, false), vector), 0.0f);       // shorter than the threshold
+  EXPECT_EQ(MaxAbsDiff(run(37, {37}, false), tiles), 0.0f);        // exactly the threshold
+  // Chunks of 20 and 17 of a 37-token prompt with threshold 30: tiles when the length is told.
+  const std::vector<float> chunked_tiles = RunChunked(tokens, {20}, true);
+  EXPECT_EQ(MaxAbsDiff(run(30, {20, 17}, true), chunked_tiles), 0.0f);
+  EXPECT_EQ(MaxAbsDiff(run(30, {20, 17}, false), RunChunked(tokens, {20})), 0.0f);
 }
 
 // A step mixing one sequence's prompt (tiles) with another's generated token (vector
