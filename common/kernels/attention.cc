@@ -95,18 +95,24 @@ void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, con
   const int hkv = shape.num_kv_heads;
   const int group = shape.num_heads / hkv;
   const int bs = kv.block_size;
+  // Offset of key j of kv head 0 (PagedKvOffset), once per call: two integer divisions per key
+  // and head in the loops below cost more than the dot products of a prefill.
+  int64_t max_keys = 0;
+  for (int64_t i = 0; i < n; ++i) max_keys = std::max<int64_t>(max_keys, positions[i] + 1);
+  thread_local std::vector<int64_t> base;
+  if (static_cast<int64_t>(base.size()) < max_keys) base.resize(max_keys);
+  for (int64_t j = 0; j < max_keys; ++j) {
+    base[j] = PagedKvOffset(kv.block_table[j / bs], 0, static_cast<int>(j % bs), hkv, bs, d);
+  }
+  const int64_t head_stride = static_cast<int64_t>(bs) * d;  // PagedKvOffset per kv head
   for (int64_t i = 0; i < n; ++i) {
     const int64_t num_keys = static_cast<int64_t>(positions[i]) + 1;
     for (int h = head_begin; h < head_end; ++h) {
       const int kvh = h / group;
-      auto key = [&](int64_t j) {
-        return kv.k_pool +
-               PagedKvOffset(kv.block_table[j / bs], kvh, static_cast<int>(j % bs), hkv, bs, d);
-      };
-      auto value = [&](int64_t j) {
-        return kv.v_pool +
-               PagedKvOffset(kv.block_table[j / bs], kvh, static_cast<int>(j % bs), hkv, bs, d);
-      };
+      const float* k_head = kv.k_pool + kvh * head_stride;
+      const float* v_head = kv.v_pool + kvh * head_stride;
+      auto key = [&](int64_t j) { return k_head + base[j]; };
+      auto value = [&](int64_t j) { return v_head + base[j]; };
       const int64_t row = (i * shape.num_heads + h) * d;
       AttendOne(q + row, num_keys, key, value, d, shape.scale, scores, out + row);
     }
