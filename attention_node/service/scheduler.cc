@@ -146,12 +146,13 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const ModelWeights*
   }
   if (options.max_batch_tokens < 1 || options.micro_batches < 1 || options.max_new_tokens < 1 ||
       options.min_micro_batch_tokens < 1 || options.max_prompt_tokens < 0 ||
-      options.max_queue_depth < 0) {
+      options.max_queue_depth < 0 || options.min_tile_prompt_tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "scheduler: max_batch_tokens (", options.max_batch_tokens, "), micro_batches (",
         options.micro_batches, "), min_micro_batch_tokens (", options.min_micro_batch_tokens,
         ") and max_new_tokens (", options.max_new_tokens,
-        ") must be >= 1, max_prompt_tokens and max_queue_depth >= 0"));
+        ") must be >= 1, max_prompt_tokens, max_queue_depth and min_tile_prompt_tokens (",
+        options.min_tile_prompt_tokens, ") >= 0"));
   }
   if (cache->live_sequences() != 0) {
     return absl::FailedPreconditionError("scheduler: the kv cache must start empty");
@@ -177,6 +178,9 @@ Scheduler::Scheduler(const ModelWeights* weights, KvCache* cache, std::vector<Sc
     isolators_.push_back(std::make_unique<IsolatingExpertBackend>(lanes_[i].experts));
     engines_.push_back(
         std::make_unique<Engine>(weights_, cache_, isolators_.back().get(), lanes_[i].pool));
+    if (options.min_tile_prompt_tokens > 0) {
+      engines_.back()->set_min_tile_prompt(options.min_tile_prompt_tokens);
+    }
     if (i > 0) workers_.push_back(std::make_unique<LaneWorker>());
   }
   free_blocks_.store(cache_->free_blocks());

@@ -157,7 +157,8 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
     RETURN_IF_ERROR(r.ExpectMap(
         n, "limits",
         {"max_sequences", "kv_blocks", "kv_block_tokens", "max_prompt_tokens", "max_new_tokens",
-         "max_batch_tokens", "micro_batches", "min_micro_batch_tokens", "max_queue_depth"}));
+         "max_batch_tokens", "micro_batches", "min_micro_batch_tokens", "max_queue_depth",
+         "min_tile_prompt_tokens"}));
     LimitsConfig& l = config->limits;
     RETURN_IF_ERROR(r.Int(n, "max_sequences", "limits", &l.max_sequences, 1));
     RETURN_IF_ERROR(r.Int(n, "kv_blocks", "limits", &l.kv_blocks, 1));
@@ -168,6 +169,7 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
     RETURN_IF_ERROR(r.Int(n, "micro_batches", "limits", &l.micro_batches, 1, 64));
     RETURN_IF_ERROR(r.Int(n, "min_micro_batch_tokens", "limits", &l.min_micro_batch_tokens, 1));
     RETURN_IF_ERROR(r.Int(n, "max_queue_depth", "limits", &l.max_queue_depth, 0));
+    RETURN_IF_ERROR(r.Int(n, "min_tile_prompt_tokens", "limits", &l.min_tile_prompt_tokens, 0));
   }
   if (const YAML::Node n = root["deadlines"]; n.IsDefined() && !n.IsNull()) {
     RETURN_IF_ERROR(r.ExpectMap(n, "deadlines",
@@ -326,6 +328,7 @@ std::string ClusterConfigToYaml(const ClusterConfig& config) {
   out << YAML::Key << "micro_batches" << YAML::Value << l.micro_batches;
   out << YAML::Key << "min_micro_batch_tokens" << YAML::Value << l.min_micro_batch_tokens;
   out << YAML::Key << "max_queue_depth" << YAML::Value << l.max_queue_depth;
+  out << YAML::Key << "min_tile_prompt_tokens" << YAML::Value << l.min_tile_prompt_tokens;
   out << YAML::EndMap;
   out << YAML::Key << "deadlines" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "expert_call_ms" << YAML::Value << d.expert_call_ms;

@@ -60,6 +60,10 @@ struct LimitsConfig {
   // touches again, so memory-bound steps (decode) run whole; large steps (prefill) ping-pong.
   int min_micro_batch_tokens = 128;
   int max_queue_depth = 256;    // waiting requests per attention node before RESOURCE_EXHAUSTED
+  // Prompts of at least this many tokens run on the CPU's matrix tiles (AMX) where it has them,
+  // shorter ones on the vector kernels; 0 = the engine's default for the weights' type
+  // (Engine::set_min_tile_prompt: 64 bf16, 128 FP8). 1 = every prompt.
+  int min_tile_prompt_tokens = 0;
 };
 
 struct DeadlinesConfig {

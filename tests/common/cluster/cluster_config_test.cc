@@ -23,6 +23,7 @@ limits:
   micro_batches: 3
   min_micro_batch_tokens: 64
   max_queue_depth: 10
+  min_tile_prompt_tokens: 1
 deadlines:
   expert_call_ms: 250
   reconnect_initial_backoff_ms: 20
@@ -66,6 +67,7 @@ TEST(ClusterConfigTest, ParsesEveryField) {
   EXPECT_EQ(c->limits.micro_batches, 3);
   EXPECT_EQ(c->limits.min_micro_batch_tokens, 64);
   EXPECT_EQ(c->limits.max_queue_depth, 10);
+  EXPECT_EQ(c->limits.min_tile_prompt_tokens, 1);
   EXPECT_EQ(c->deadlines.expert_call_ms, 250);
   EXPECT_EQ(c->deadlines.reconnect_initial_backoff_ms, 20);
   EXPECT_EQ(c->deadlines.reconnect_max_backoff_ms, 400);
@@ -117,6 +119,7 @@ TEST(ClusterConfigTest, ReportsErrorsWithFileLineAndKey) {
       {"model: m\nlimits:\n  max_sequencs: 3\n", "test.yaml:3: limits.max_sequencs: unknown key"},
       {"limits:\n  kv_blocks: lots\n", "test.yaml:2: limits.kv_blocks: expected an integer"},
       {"limits:\n  kv_blocks: 0\n", "limits.kv_blocks: 0 is outside [1,"},
+      {"limits:\n  min_tile_prompt_tokens: -1\n", "limits.min_tile_prompt_tokens: -1 is outside [0,"},
       {"expert_nodes:\n  - name: e0\n", "expert_nodes[0].address: missing"},
       {"expert_nodes:\n  - address: a:1\n", "expert_nodes[0].name: missing"},
       {"expert_nodes:\n  - {name: e0, address: localhost}\n", "is not host:port"},
