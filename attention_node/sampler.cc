@@ -133,33 +133,23 @@ int32_t Sampler::Draw(const std::vector<float>& logits) {
   return order_[keep - 1];
 }
 
-SampleResult Sampler::Sample(absl::Span<const float> logits) {
-  SampleResult result;
-  work_.assign(logits.begin(), logits.end());
-  ApplyPenalties(work_);
-  const bool greedy = params_.temperature == 0.0f;
-  result.token = greedy ? ArgMax(work_) : Draw(work_);
-
-  if (!params_.logprobs && params_.top_logprobs == 0) {
-    generated_.push_back(result.token);
-    return result;
-  }
-  // Logprobs under the raw logits: log_softmax in double.
+SampleResult TokenLogprobs(absl::Span<const float> logits, int32_t token, int top_n) {
   double max_logit = -INFINITY;
   for (float x : logits) max_logit = std::max<double>(max_logit, x);
   // Terms below e^-708 (subnormal or zero in double) cannot change a sum that is >= 1, and
-  // glibc's exp takes a slow path for them (~12x per call): logits spread far below the maximum
-  // (quantized checkpoints) made this loop cost more than the lm_head.
+  // glibc's exp takes a slow path for them (~12x per call).
   double sum = 0.0;
   for (float x : logits) {
     const double d = x - max_logit;
     if (d > -708.0) sum += std::exp(d);
   }
   const double log_z = max_logit + std::log(sum);
-  result.logprob = static_cast<float>(logits[result.token] - log_z);
-  if (params_.top_logprobs > 0) {
-    const int32_t vocab = static_cast<int32_t>(logits.size());
-    const int32_t k = std::min(params_.top_logprobs, vocab);
+  SampleResult result;
+  result.token = token;
+  result.logprob = static_cast<float>(logits[token] - log_z);
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  const int32_t k = std::min(top_n, vocab);
+  if (k > 0) {
     std::vector<int32_t> ids(vocab);
     std::iota(ids.begin(), ids.end(), 0);
     std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
@@ -168,6 +158,19 @@ SampleResult Sampler::Sample(absl::Span<const float> logits) {
     for (int32_t i = 0; i < k; ++i) {
       result.top.push_back({ids[i], static_cast<float>(logits[ids[i]] - log_z)});
     }
+  }
+  return result;
+}
+
+SampleResult Sampler::Sample(absl::Span<const float> logits) {
+  SampleResult result;
+  work_.assign(logits.begin(), logits.end());
+  ApplyPenalties(work_);
+  const bool greedy = params_.temperature == 0.0f;
+  result.token = greedy ? ArgMax(work_) : Draw(work_);
+
+  if (params_.logprobs || params_.top_logprobs > 0) {
+    result = TokenLogprobs(logits, result.token, params_.top_logprobs);
   }
   generated_.push_back(result.token);
   return result;

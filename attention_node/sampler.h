@@ -37,6 +37,11 @@ struct SampleResult {
   std::vector<TokenLogprob> top;  // top_logprobs alternatives, most likely first
 };
 
+// The logprobs a Sampler reports for `token`: the log-softmax of the raw `logits` in double,
+// and the top_n most likely tokens (decreasing logit, lower id first on ties). Also used for
+// tokens chosen by teacher forcing.
+SampleResult TokenLogprobs(absl::Span<const float> logits, int32_t token, int top_n);
+
 class Sampler {
  public:
   // INVALID_ARGUMENT for out-of-range params (negative temperature or top_k, top_p outside

@@ -2,9 +2,7 @@
 #include "attention_node/service/scheduler.h"
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
-#include <numeric>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,32 +11,6 @@ namespace afd::attention {
 namespace {
 
 constexpr uint64_t kNeverAdmitted = ~uint64_t{0};
-
-// The logprobs Sampler::Sample reports (log-softmax of the raw logits in double, top-n by
-// decreasing logit, lower id first on ties), for a token chosen by teacher forcing.
-SampleResult ForcedResult(absl::Span<const float> logits, int32_t token, int top_n) {
-  double max_logit = -INFINITY;
-  for (float x : logits) max_logit = std::max<double>(max_logit, x);
-  double sum = 0.0;
-  for (float x : logits) sum += std::exp(x - max_logit);
-  const double log_z = max_logit + std::log(sum);
-  SampleResult result;
-  result.token = token;
-  result.logprob = static_cast<float>(logits[token] - log_z);
-  const int32_t vocab = static_cast<int32_t>(logits.size());
-  const int32_t k = std::min(top_n, vocab);
-  if (k > 0) {
-    std::vector<int32_t> ids(vocab);
-    std::iota(ids.begin(), ids.end(), 0);
-    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-      return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-    });
-    for (int32_t i = 0; i < k; ++i) {
-      result.top.push_back({ids[i], static_cast<float>(logits[ids[i]] - log_z)});
-    }
-  }
-  return result;
-}
 
 absl::Status CheckVocabulary(absl::Span<const int32_t> tokens, int vocab, const char* what) {
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -514,7 +486,7 @@ void Scheduler::Advance(Sequence& s, int64_t chunk, const StepOutput& out, size_
   const std::vector<int32_t>& forced = s.request.forced_tokens;
   const SampleResult result =
       forced.empty() ? s.sampler.Sample(logits)
-                     : ForcedResult(logits, forced[s.generated()], s.request.sampling.top_logprobs);
+                     : TokenLogprobs(logits, forced[s.generated()], s.request.sampling.top_logprobs);
   s.tokens.push_back(result.token);
   update.tokens.push_back(result.token);
   if (s.request.logprobs || s.request.sampling.top_logprobs > 0) update.logprobs.push_back(result);

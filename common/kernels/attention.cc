@@ -60,8 +60,8 @@ inline void AttendOne(const float* q, int64_t num_keys, const KeyFn& key, const 
     max_score = std::max(max_score, s);
   }
   // exp(s - max) a vector at a time (Highway's Exp, within 1 ulp of libm; the scalar libm call
-  // per key was most of a 128-token prefill's attention time). The last partial vector is
-  // padded with max - 1000, whose term is exp(-1000) = 0, so every key's term is the same whatever num_keys is.
+  // per key). The last partial vector is padded with max - 1000, whose term is exp(-1000) = 0,
+  // so every key's term is the same whatever num_keys is.
   const hn::ScalableTag<float> df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   const auto vmax = hn::Set(df, max_score);
