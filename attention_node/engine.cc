@@ -317,6 +317,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   }
   if (profile_ != nullptr) {
     ++profile_->steps;
+    profile_->tokens += n_tokens;
     profile_->step_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
   }

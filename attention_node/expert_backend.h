@@ -13,6 +13,8 @@
 
 namespace afd::attention {
 
+struct StepProfile;
+
 // One layer's routed batch. All pointers are borrowed for the duration of Run.
 struct ExpertRequest {
   int layer = 0;
@@ -35,6 +37,10 @@ class ExpertBackend {
   // combined as described above. Errors: UNAVAILABLE naming experts no node can serve,
   // DEADLINE_EXCEEDED, INVALID_ARGUMENT for malformed requests.
   virtual absl::Status Run(const ExpertRequest& request, float* out) = 0;
+  // Optional (null = off): during Run the backend adds to `profile` the parts of its time it
+  // can name (ProfileStage kExpertGather / kExpertFfn / kExpertCombine); the Engine counts the
+  // rest of Run as kExpertOther. Timing never changes a result.
+  virtual void set_profile(StepProfile* profile) { (void)profile; }
 };
 
 }  // namespace afd::attention

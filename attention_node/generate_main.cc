@@ -62,41 +62,6 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
-// One column per profile: ms per step of each stage, then the untimed rest and the total.
-void PrintProfiles(
-    const std::vector<std::pair<std::string, const afd::attention::StepProfile*>>& profiles) {
-  using afd::attention::ProfileStage;
-  using afd::attention::StepProfile;
-  std::printf("%-18s", "ms per step");
-  for (const auto& [name, p] : profiles) std::printf(" %12s", name.c_str());
-  std::printf("\n");
-  auto row = [&](const char* label, auto value) {
-    std::printf("%-18s", label);
-    for (const auto& [name, p] : profiles) {
-      std::printf(" %12.3f", p->steps > 0 ? 1e3 * value(*p) / p->steps : 0.0);
-    }
-    std::printf("\n");
-  };
-  for (int s = 0; s < StepProfile::kStages; ++s) {
-    row(afd::attention::ProfileStageName(static_cast<ProfileStage>(s)),
-        [s](const StepProfile& p) { return p.seconds[s]; });
-  }
-  row("other (untimed)", [](const StepProfile& p) {
-    double timed = 0;
-    for (int s = 0; s < StepProfile::kStages; ++s) {
-      if (s != static_cast<int>(ProfileStage::kSampling)) timed += p.seconds[s];
-    }
-    return p.step_seconds - timed;
-  });
-  row("total",
-      [](const StepProfile& p) { return p.step_seconds + p.Get(ProfileStage::kSampling); });
-  std::printf("%-18s", "weight MB/step");
-  for (const auto& [name, p] : profiles) {
-    std::printf(" %12.1f", p->steps > 0 ? 1e-6 * p->weight_bytes / p->steps : 0.0);
-  }
-  std::printf("\n");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -330,7 +295,9 @@ int main(int argc, char** argv) {
   }
   if (profile) {
     std::printf("\n");
-    PrintProfiles({{"prefill", &prefill_profile}, {"decode", &decode_profile}});
+    const std::pair<std::string, const afd::attention::StepProfile*> columns[] = {
+        {"prefill", &prefill_profile}, {"decode", &decode_profile}};
+    std::fputs(afd::attention::FormatStepProfiles(columns).c_str(), stdout);
     if (decode_tokens > 0 && read_gbps > 0) {
       // Roofline: every decode step reads its weights once at the measured bandwidth.
       const double bytes_per_step =

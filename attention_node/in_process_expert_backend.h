@@ -31,7 +31,7 @@ class InProcessExpertBackend : public ExpertBackend {
 
   // Attributes later Runs' time to the kExpert* stages of `profile` and adds the expert
   // weight bytes read (borrowed; null: off, the default).
-  void set_profile(StepProfile* profile);
+  void set_profile(StepProfile* profile) override;
 
  private:
   InProcessExpertBackend(const ModelConfig& config, kernels::ThreadPool* pool);

@@ -6,6 +6,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
+#include <utility>
+
+#include "absl/types/span.h"
 
 namespace afd::attention {
 
@@ -20,7 +24,8 @@ enum class ProfileStage : int {
   kExpertCombine,  // backend: the per-token combine
   kExpertOther,    // expert backend time not attributed above (a remote backend: the RPC)
   kLmHead,         // lm_head product over the requested rows
-  kSampling,       // the caller's sampling (afd-generate adds it)
+  kSampling,       // the caller's sampling (afd-generate, the scheduler)
+  kScheduler,      // the scheduler's own work around a step: admission, batching, updates out
   kCount,
 };
 
@@ -48,6 +53,8 @@ inline const char* ProfileStageName(ProfileStage s) {
       return "lm_head";
     case ProfileStage::kSampling:
       return "sampling";
+    case ProfileStage::kScheduler:
+      return "scheduler";
     case ProfileStage::kCount:
       break;
   }
@@ -58,13 +65,39 @@ struct StepProfile {
   static constexpr int kStages = static_cast<int>(ProfileStage::kCount);
   double seconds[kStages] = {};
   int64_t steps = 0;         // Engine steps seen
+  int64_t tokens = 0;        // token rows those steps ran
   int64_t weight_bytes = 0;  // weight bytes read by the products (experts: distinct ones)
   double step_seconds = 0;   // wall time of the steps, end to end
 
   void Reset() { *this = StepProfile(); }
   void Add(ProfileStage s, double sec) { seconds[static_cast<int>(s)] += sec; }
   double Get(ProfileStage s) const { return seconds[static_cast<int>(s)]; }
+  // Adds every field of `other` (profiles of several engines or of several windows).
+  void Merge(const StepProfile& other) {
+    for (int s = 0; s < kStages; ++s) seconds[s] += other.seconds[s];
+    steps += other.steps;
+    tokens += other.tokens;
+    weight_bytes += other.weight_bytes;
+    step_seconds += other.step_seconds;
+  }
+  // Takes away an earlier snapshot of the same profile: what happened since.
+  void Subtract(const StepProfile& earlier) {
+    for (int s = 0; s < kStages; ++s) seconds[s] -= earlier.seconds[s];
+    steps -= earlier.steps;
+    tokens -= earlier.tokens;
+    weight_bytes -= earlier.weight_bytes;
+    step_seconds -= earlier.step_seconds;
+  }
+  // step_seconds less the engine stages: what no Lap attributed.
+  double Untimed() const;
+  // step_seconds plus the work around the steps (sampling, scheduler).
+  double Total() const;
 };
+
+// A table, one column per named profile: ms per step of each stage, the untimed rest, the
+// total, tokens per step and weight MB per step.
+std::string FormatStepProfiles(
+    absl::Span<const std::pair<std::string, const StepProfile*>> profiles);
 
 // Attributes the time since the previous Lap (or construction) to a stage. Every call is a
 // no-op when the profile is null.

@@ -149,7 +149,10 @@ grpc::ServerUnaryReactor* AttentionNodeService::Describe(
     absl::MutexLock lock(&mu_);
     *info = info_;
   }
-  if (Scheduler* scheduler = scheduler_.load()) EncodeLoad(scheduler->Load(), info);
+  if (Scheduler* scheduler = scheduler_.load()) {
+    EncodeLoad(scheduler->Load(), info);
+    EncodeStepTimes(scheduler->Profile(), info->mutable_step_times());
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -1,10 +1,12 @@
 // Generate codec (see generate_codec.h).
 #include "attention_node/service/generate_codec.h"
 
+#include <cmath>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/tensor_codec.h"
+#include "common/status.h"
 
 namespace afd::attention {
 namespace {
@@ -97,6 +99,44 @@ void EncodeLoad(const SchedulerLoad& load, v1::AttentionNodeInfo* proto) {
   proto->set_free_kv_blocks(static_cast<uint32_t>(load.free_kv_blocks));
   proto->set_running_sequences(static_cast<uint32_t>(load.running));
   proto->set_waiting_sequences(static_cast<uint32_t>(load.waiting));
+}
+
+void EncodeStepTimes(const StepProfile& profile, v1::StepTimes* proto) {
+  proto->Clear();
+  proto->set_steps(static_cast<uint64_t>(profile.steps));
+  proto->set_tokens(static_cast<uint64_t>(profile.tokens));
+  proto->set_step_seconds(profile.step_seconds);
+  proto->set_weight_bytes(static_cast<uint64_t>(profile.weight_bytes));
+  for (int s = 0; s < StepProfile::kStages; ++s) {
+    v1::StageTime* stage = proto->add_stages();
+    stage->set_stage(ProfileStageName(static_cast<ProfileStage>(s)));
+    stage->set_seconds(profile.seconds[s]);
+  }
+}
+
+absl::StatusOr<StepProfile> DecodeStepTimes(const v1::StepTimes& proto) {
+  auto check = [](double seconds, absl::string_view what) -> absl::Status {
+    if (!std::isfinite(seconds) || seconds < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("step times: ", what, " is ", seconds, " seconds"));
+    }
+    return absl::OkStatus();
+  };
+  StepProfile profile;
+  profile.steps = static_cast<int64_t>(proto.steps());
+  profile.tokens = static_cast<int64_t>(proto.tokens());
+  profile.weight_bytes = static_cast<int64_t>(proto.weight_bytes());
+  RETURN_IF_ERROR(check(proto.step_seconds(), "step_seconds"));
+  profile.step_seconds = proto.step_seconds();
+  for (const v1::StageTime& stage : proto.stages()) {
+    RETURN_IF_ERROR(check(stage.seconds(), stage.stage()));
+    for (int s = 0; s < StepProfile::kStages; ++s) {
+      if (stage.stage() == ProfileStageName(static_cast<ProfileStage>(s))) {
+        profile.seconds[s] = stage.seconds();
+      }
+    }
+  }
+  return profile;
 }
 
 }  // namespace afd::attention

@@ -25,4 +25,9 @@ void EncodeGenerationUpdate(const std::string& request_id, const GenerationUpdat
 // The load fields of AttentionNodeInfo.
 void EncodeLoad(const SchedulerLoad& load, v1::AttentionNodeInfo* proto);
 
+// StepTimes <-> StepProfile, stages by name. Decoding ignores stage names it does not know
+// (a newer node) and fails with INVALID_ARGUMENT on negative or non-finite times.
+void EncodeStepTimes(const StepProfile& profile, v1::StepTimes* proto);
+absl::StatusOr<StepProfile> DecodeStepTimes(const v1::StepTimes& proto);
+
 }  // namespace afd::attention

@@ -28,6 +28,7 @@ class IsolatingExpertBackend : public ExpertBackend {
   // See ExpertBackend::Run. Errors other than UNAVAILABLE / DEADLINE_EXCEEDED, and any error
   // when the step has a single entry, are returned as they are (the whole step fails).
   absl::Status Run(const ExpertRequest& request, float* out) override;
+  void set_profile(StepProfile* profile) override { inner_->set_profile(profile); }
 
  private:
   ExpertBackend* inner_;

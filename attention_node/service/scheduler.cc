@@ -2,6 +2,7 @@
 #include "attention_node/service/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <utility>
 
@@ -146,10 +147,13 @@ Scheduler::Scheduler(const ModelWeights* weights, KvCache* cache, std::vector<Sc
   max_context_ = std::numeric_limits<int32_t>::max();
   if (c.max_position_embeddings > 0) max_context_ = c.max_position_embeddings;
   if (paged_) max_context_ = std::min(max_context_, cache->num_blocks() * cache->block_size());
+  lane_profiles_.resize(lanes_.size());  // never resized again: the engines keep pointers
   for (size_t i = 0; i < lanes_.size(); ++i) {
     isolators_.push_back(std::make_unique<IsolatingExpertBackend>(lanes_[i].experts));
+    isolators_.back()->set_profile(&lane_profiles_[i]);
     engines_.push_back(
         std::make_unique<Engine>(weights_, cache_, isolators_.back().get(), lanes_[i].pool));
+    engines_.back()->set_profile(&lane_profiles_[i]);
     if (options.min_tile_prompt_tokens > 0) {
       engines_.back()->set_min_tile_prompt(options.min_tile_prompt_tokens);
     }
@@ -241,6 +245,11 @@ SchedulerLoad Scheduler::Load() const {
   return load;
 }
 
+StepProfile Scheduler::Profile() const {
+  absl::MutexLock lock(&profile_mu_);
+  return published_profile_;
+}
+
 void Scheduler::PublishLoad() {
   free_blocks_.store(cache_->free_blocks());
   running_count_.store(static_cast<int>(running_.size()));
@@ -248,6 +257,7 @@ void Scheduler::PublishLoad() {
 
 void Scheduler::Loop() {
   while (Drain()) {
+    const auto start = std::chrono::steady_clock::now();
     Admit();
     RefuseOverflow();
     std::vector<StepInput> inputs;
@@ -255,8 +265,18 @@ void Scheduler::Loop() {
     BuildStep(&inputs, &owners);
     PublishLoad();
     if (!inputs.empty()) {
-      RunStep(inputs, owners);
+      const double sampling = own_profile_.Get(ProfileStage::kSampling);
+      const double engines = RunStep(inputs, owners);
       PublishLoad();
+      // The iteration less the engine steps and the sampling: the scheduler's own work.
+      const double iteration =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      own_profile_.Add(ProfileStage::kScheduler,
+                       iteration - engines - (own_profile_.Get(ProfileStage::kSampling) - sampling));
+      StepProfile merged = own_profile_;
+      for (const StepProfile& lane : lane_profiles_) merged.Merge(lane);
+      absl::MutexLock lock(&profile_mu_);
+      published_profile_ = merged;
       continue;
     }
     if (!running_.empty() || !waiting_.empty()) continue;
@@ -415,8 +435,8 @@ void Scheduler::Preempt(Sequence& seq) {
   ++queued_;
 }
 
-void Scheduler::RunStep(const std::vector<StepInput>& inputs,
-                        const std::vector<Sequence*>& owners) {
+double Scheduler::RunStep(const std::vector<StepInput>& inputs,
+                          const std::vector<Sequence*>& owners) {
   // Contiguous micro-batches of about equal token counts, one per lane.
   const int n = static_cast<int>(inputs.size());
   int64_t total = 0;
@@ -442,13 +462,17 @@ void Scheduler::RunStep(const std::vector<StepInput>& inputs,
     isolators_[part.lane]->BeginStep(part.chunks);
     part.status = engines_[part.lane]->Step(part.inputs, &part.out);
   };
+  const auto start = std::chrono::steady_clock::now();
   for (int i = 1; i < num_parts; ++i) workers_[i - 1]->Start([&run, &parts, i] { run(parts[i]); });
   run(parts[0]);
   for (int i = 1; i < num_parts; ++i) workers_[i - 1]->Wait();
+  const double engines =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   steps_.fetch_add(1);
   for (Part& part : parts) FinishPart(part);
   auto ended = [](const std::unique_ptr<Sequence>& s) { return s->ended; };
   running_.erase(std::remove_if(running_.begin(), running_.end(), ended), running_.end());
+  return engines;
 }
 
 void Scheduler::FinishPart(Part& part) {
@@ -484,9 +508,13 @@ void Scheduler::Advance(Sequence& s, int64_t chunk, const StepOutput& out, size_
     s.prompt_logits_sent = true;
   }
   const std::vector<int32_t>& forced = s.request.forced_tokens;
+  const auto sample_start = std::chrono::steady_clock::now();
   const SampleResult result =
       forced.empty() ? s.sampler.Sample(logits)
                      : TokenLogprobs(logits, forced[s.generated()], s.request.sampling.top_logprobs);
+  own_profile_.Add(ProfileStage::kSampling, std::chrono::duration<double>(
+                                                std::chrono::steady_clock::now() - sample_start)
+                                                .count());
   s.tokens.push_back(result.token);
   update.tokens.push_back(result.token);
   if (s.request.logprobs || s.request.sampling.top_logprobs > 0) update.logprobs.push_back(result);

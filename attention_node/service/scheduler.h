@@ -27,6 +27,7 @@
 #include "attention_node/model_weights.h"
 #include "attention_node/sampler.h"
 #include "attention_node/service/isolating_expert_backend.h"
+#include "attention_node/step_profile.h"
 #include "common/kernels/thread_pool.h"
 
 namespace afd::attention {
@@ -120,6 +121,12 @@ class Scheduler {
   // (finish kAbort) sent before the next step starts. NOT_FOUND for an unknown id.
   absl::Status Abort(const std::string& id);
   SchedulerLoad Load() const;
+  // Where the steps' time went since the scheduler started (always collected; the clock reads
+  // cost microseconds per step): each lane's Engine stages and expert backend split (see
+  // StepProfile; a remote backend reports the slowest node's compute as "experts: ffn"), plus
+  // the scheduler thread's sampling and its own work around the steps. Lanes add up: with
+  // micro-batch lanes a step counts once per lane. Updated after every step.
+  StepProfile Profile() const;
   // Fails every request (UNAVAILABLE) and stops the thread. Idempotent.
   void Shutdown();
 
@@ -139,7 +146,8 @@ class Scheduler {
   void RefuseOverflow();
   // Chooses this step's chunks and reserves their KV blocks (preempting if short).
   void BuildStep(std::vector<StepInput>* inputs, std::vector<Sequence*>* owners);
-  void RunStep(const std::vector<StepInput>& inputs, const std::vector<Sequence*>& owners);
+  // Returns the wall time of the engine steps (all lanes, in parallel).
+  double RunStep(const std::vector<StepInput>& inputs, const std::vector<Sequence*>& owners);
   // Applies one micro-batch's outcome: advance, sample, emit, finish.
   void FinishPart(Part& part);
   void Advance(Sequence& seq, int64_t chunk, const StepOutput& out, size_t entry);
@@ -161,6 +169,8 @@ class Scheduler {
   std::vector<std::unique_ptr<IsolatingExpertBackend>> isolators_;  // per lane
   std::vector<std::unique_ptr<Engine>> engines_;                    // per lane
   std::vector<std::unique_ptr<LaneWorker>> workers_;                // lanes 1..n-1
+  std::vector<StepProfile> lane_profiles_;  // per lane, written by its Engine and backend
+  StepProfile own_profile_;                 // the scheduler thread's sampling and own work
 
   // Scheduler-thread state.
   std::deque<std::unique_ptr<Sequence>> waiting_;   // FIFO; preempted ones go to the front
@@ -173,6 +183,9 @@ class Scheduler {
   std::vector<std::string> aborts_ ABSL_GUARDED_BY(mu_);
   int queued_ ABSL_GUARDED_BY(mu_) = 0;  // incoming + waiting
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  mutable absl::Mutex profile_mu_;
+  StepProfile published_profile_ ABSL_GUARDED_BY(profile_mu_);
 
   std::atomic<int64_t> free_blocks_{0};
   std::atomic<int> running_count_{0};

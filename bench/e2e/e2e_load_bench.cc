@@ -1,7 +1,10 @@
 // e2e_load_bench: end-to-end load generator through the gateway. For each concurrency C it runs
 // C clients issuing requests back to back (fixed prompts, ignore_eos, a fixed number of output
 // tokens) until --requests requests finished, and prints requests/s, output tokens/s, time to
-// first token and inter-token latency p50/p99 as a client sees them.
+// first token and inter-token latency p50/p99 as a client sees them. With --attention ADDR it
+// also prints, per concurrency level, where the attention node's steps spent that window
+// (AttentionNode.Describe step_times before and after: ms per step of each stage, including the
+// expert nodes' compute and the RPC wait around it).
 //
 // Two front ends:
 //   --http HOST:PORT  streamed POST /v1/chat/completions (tokenizer, chat template, detokenizer
@@ -29,7 +32,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "afd/v1/attention.grpc.pb.h"
 #include "afd/v1/gateway.grpc.pb.h"
+#include "attention_node/service/generate_codec.h"
+#include "attention_node/step_profile.h"
 #include "common/cli/sse_json_events.h"
 #include "common/rpc/channel.h"
 #include "grpcpp/client_context.h"
@@ -44,14 +50,17 @@ void Usage(FILE* f) {
       f,
       "usage: e2e_load_bench (--http HOST:PORT | --grpc ADDR) [--concurrency 1,16]\n"
       "                      [--requests N] [--prompt-tokens P] [--max-tokens T]\n"
-      "                      [--model NAME] [--api-key KEY] [--vocab V]\n\n"
+      "                      [--model NAME] [--api-key KEY] [--vocab V]\n"
+      "                      [--attention ADDR]\n\n"
       "Load through the gateway: per concurrency, requests/s, output tokens/s, TTFT and\n"
       "inter-token latency p50/p99.\n"
       "  --requests N       requests per concurrency level (default 4 x concurrency)\n"
       "  --prompt-tokens P  prompt length (HTTP: about P words; gRPC: P ids) (default 32)\n"
       "  --max-tokens T     output tokens per request, ignore_eos (default 64)\n"
       "  --model NAME       HTTP `model` (default: none, the served model)\n"
-      "  --vocab V          gRPC prompt ids are drawn below V (default 1000)\n");
+      "  --vocab V          gRPC prompt ids are drawn below V (default 1000)\n"
+      "  --attention ADDR   the attention node (host:port or unix:/path): print its step\n"
+      "                     time per stage for each concurrency level\n");
 }
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -191,10 +200,40 @@ Sample GrpcRequest(const Options& o, afd::v1::Gateway::Stub& stub, int index) {
 
 }  // namespace
 
+// The attention node's cumulative step times.
+absl::StatusOr<afd::attention::StepProfile> AttentionStepTimes(
+    afd::v1::AttentionNode::Stub& stub) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  afd::v1::AttentionNodeInfo info;
+  const grpc::Status status = stub.Describe(&context, {}, &info);
+  if (!status.ok()) {
+    return absl::UnavailableError("attention node Describe: " + status.error_message());
+  }
+  return afd::attention::DecodeStepTimes(info.step_times());
+}
+
+// The window's step times (now less `before`) as a table, one column named after `c`.
+void PrintStepTimes(afd::v1::AttentionNode::Stub& stub,
+                    const absl::StatusOr<afd::attention::StepProfile>& before, int c) {
+  absl::StatusOr<afd::attention::StepProfile> after = AttentionStepTimes(stub);
+  if (!before.ok() || !after.ok()) {
+    std::printf("# attention node step times: %s\n",
+                std::string((before.ok() ? after : before).status().message()).c_str());
+    return;
+  }
+  after->Subtract(*before);
+  const std::string name = "c=" + std::to_string(c);
+  const std::pair<std::string, const afd::attention::StepProfile*> column[] = {{name, &*after}};
+  std::printf("# attention node, this window:\n%s",
+              afd::attention::FormatStepProfiles(column).c_str());
+}
+
 int main(int argc, char** argv) {
   Options o;
   std::vector<int> concurrency = {1, 16};
   int requests = 0;
+  std::string attention_address;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -240,6 +279,8 @@ int main(int argc, char** argv) {
       o.api_key = value();
     } else if (arg == "--vocab") {
       number(&o.vocab);
+    } else if (arg == "--attention") {
+      attention_address = value();
     } else {
       std::fprintf(stderr, "e2e_load_bench: unknown argument %s\n\n", arg.c_str());
       Usage(stderr);
@@ -260,6 +301,16 @@ int main(int argc, char** argv) {
     }
     stub = afd::v1::Gateway::NewStub(*channel);
   }
+  std::unique_ptr<afd::v1::AttentionNode::Stub> attention;
+  if (!attention_address.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        afd::rpc::MakeChannel(attention_address, {}, {});
+    if (!channel.ok()) {
+      std::fprintf(stderr, "e2e_load_bench: %s\n", std::string(channel.status().message()).c_str());
+      return 1;
+    }
+    attention = afd::v1::AttentionNode::NewStub(*channel);
+  }
 
   std::printf("# %s, prompt %d tokens, %d output tokens per request\n",
               o.http.empty() ? ("gRPC Gateway.Generate at " + o.grpc).c_str()
@@ -269,6 +320,8 @@ int main(int argc, char** argv) {
               "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "failed");
   for (const int c : concurrency) {
     const int total = requests > 0 ? requests : 4 * c;
+    absl::StatusOr<afd::attention::StepProfile> before = afd::attention::StepProfile();
+    if (attention) before = AttentionStepTimes(*attention);
     std::atomic<int> next{0};
     std::mutex mu;
     std::vector<Sample> samples;
@@ -305,6 +358,7 @@ int main(int argc, char** argv) {
                 1e3 * Percentile(ttft, 0.99), 1e3 * Percentile(gaps, 0.5),
                 1e3 * Percentile(gaps, 0.99), failed);
     if (failed > 0) std::printf("# first error: %s\n", first_error.c_str());
+    if (attention) PrintStepTimes(*attention, before, c);
     std::fflush(stdout);
   }
   return 0;

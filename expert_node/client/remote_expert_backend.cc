@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "afd/v1/expert.grpc.pb.h"
+#include "attention_node/step_profile.h"
 #include "common/cluster/expert_batch.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/expert_codec.h"
@@ -517,6 +518,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
   }
 
   // 5. Take what came back; failed nodes leave their pairs missing for the next round.
+  uint64_t round_compute_ns = 0;  // the slowest node's reported compute
   for (Node* node : round) {
     node->in_round = false;
     if (node->failed || !node->replied) {
@@ -539,6 +541,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     stats_.rows_received += node->expected_rows;
     stats_.bytes_received += node->reply->ByteSizeLong();
     stats_.node_compute_ns += node->reply->compute_ns();
+    round_compute_ns = std::max<uint64_t>(round_compute_ns, node->reply->compute_ns());
     const float* row = *rows;
     const int64_t tokens = static_cast<int64_t>(node->token_index.size());
     for (int64_t i = 0; i < tokens; ++i) {
@@ -564,6 +567,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
   for (Node* node : round) {
     if (excluded_[node->index]) stats_.retried_pairs += node->expert_ids.size();
   }
+  if (profile_ != nullptr) profile_->Add(ProfileStage::kExpertFfn, round_compute_ns * 1e-9);
   return absl::OkStatus();
 }
 

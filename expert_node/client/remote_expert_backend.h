@@ -86,6 +86,10 @@ class RemoteExpertBackend : public ExpertBackend {
   // rejected as malformed; UNAVAILABLE naming the (layer, expert)s no live node could serve and
   // why.
   absl::Status Run(const ExpertRequest& request, float* out) override;
+  // Profiled calls add the slowest node's reported compute time of each round to kExpertFfn
+  // (the nodes work in parallel, so that is the compute on the call's critical path); the
+  // Engine counts the rest of the call, transport and waiting, as kExpertOther.
+  void set_profile(StepProfile* profile) override { profile_ = profile; }
 
   // Blocks until every node reports its ExpertNode service SERVING (grpc.health.v1), or
   // DEADLINE_EXCEEDED naming the nodes that do not.
@@ -128,6 +132,7 @@ class RemoteExpertBackend : public ExpertBackend {
   uint64_t next_batch_id_ = 1;
   uint64_t call_counter_ = 0;
   Stats stats_;
+  StepProfile* profile_ = nullptr;
 
   // Per call (reused between calls).
   std::vector<uint8_t> received_;        // [T * K] slot has its term

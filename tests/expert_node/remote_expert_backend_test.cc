@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "attention_node/in_process_expert_backend.h"
+#include "attention_node/step_profile.h"
 #include "common/safetensors.h"
 #include "expert_test_util.h"
 #include "gtest/gtest.h"
@@ -190,6 +191,34 @@ TEST_F(RemoteExpertBackendTest, OneNodeWithFoldingSendsOneRowPerToken) {
   ExpectBitwiseEqual(*remote, Batch(0, 10, 1), "1 node");
   EXPECT_EQ(remote->stats().rows_received, 10u);
   EXPECT_EQ(remote->stats().pairs_sent, 10u * config_.num_experts_per_tok);
+}
+
+TEST_F(RemoteExpertBackendTest, ProfileTakesTheSlowestNodesComputePerCall) {
+  Load("m2-medium");
+  Cluster cluster = StartCluster(model_dir_, {"0-7", "8-15"}, true);
+  std::unique_ptr<RemoteExpertBackend> remote = Remote(cluster);
+  ASSERT_NE(remote, nullptr);
+  StepProfile profile;
+  remote->set_profile(&profile);
+  const RoutedBatch b = Batch(1, 12, 3);
+  std::vector<float> out(b.num_tokens * b.hidden_dim);
+  const RemoteExpertBackend::Stats before = remote->stats();
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(remote->Run(b.Request(), out.data()).ok());
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double all_nodes = (remote->stats().node_compute_ns - before.node_compute_ns) * 1e-9;
+  // Both nodes computed (top-8 of 16 over 12 tokens); the profile holds the slower one's
+  // share: more than half of the sum, at most all of it, within the call.
+  const double ffn = profile.Get(ProfileStage::kExpertFfn);
+  EXPECT_GT(ffn, 0.0);
+  EXPECT_GE(ffn, all_nodes / 2);
+  EXPECT_LE(ffn, all_nodes);
+  EXPECT_LE(ffn, wall);
+  // Off again: nothing more is added.
+  remote->set_profile(nullptr);
+  ASSERT_TRUE(remote->Run(b.Request(), out.data()).ok());
+  EXPECT_EQ(profile.Get(ProfileStage::kExpertFfn), ffn);
 }
 
 TEST_F(RemoteExpertBackendTest, KillingAReplicaMidRunFailsNoCall) {

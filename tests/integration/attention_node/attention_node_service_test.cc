@@ -20,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "afd/v1/expert.grpc.pb.h"
+#include "attention_node/service/generate_codec.h"
+#include "attention_node/step_profile.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/status_codec.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -220,6 +222,20 @@ TEST_F(AttentionNodeClusterTest, SixteenConcurrentRequestsOfDifferentLengthsAreA
   const std::vector<GenerateResult> results = RunConcurrently(*stub_, requests);
   ExpectMatchesReference(requests, results);
   EXPECT_TRUE(EventuallyIdle(*stub_));
+  // Describe says where the steps' time went: the expert nodes' compute and the RPC around it.
+  absl::StatusOr<v1::AttentionNodeInfo> info = Describe(*stub_);
+  ASSERT_TRUE(info.ok()) << info.status();
+  absl::StatusOr<attention::StepProfile> times = attention::DecodeStepTimes(info->step_times());
+  ASSERT_TRUE(times.ok()) << times.status();
+  EXPECT_GT(times->steps, 0);
+  int64_t tokens = 0;
+  for (const GenerateResult& r : results) tokens += r.usage.prompt_tokens();
+  for (const GenerateResult& r : results) tokens += r.usage.completion_tokens() - 1;
+  // Each prompt token and each fed-back token at least once (a preempted sequence recomputes).
+  EXPECT_GE(times->tokens, tokens);
+  EXPECT_GT(times->Get(attention::ProfileStage::kExpertFfn), 0);
+  EXPECT_GT(times->Get(attention::ProfileStage::kExpertOther), 0);
+  EXPECT_GT(times->Get(attention::ProfileStage::kSampling), 0);
 }
 
 TEST_F(AttentionNodeClusterTest, KillingOneReplicaMidGenerationFailsNoRequest) {

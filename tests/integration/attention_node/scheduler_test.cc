@@ -242,6 +242,34 @@ TEST_F(SchedulerTest, LoneSequenceEqualsTheEngineBitwise) {
   EXPECT_EQ(c.updates(), 12);  // one update per step
 }
 
+TEST_F(SchedulerTest, ProfileCountsEveryStepAndWhereItsTimeWent) {
+  Start("m2-tiny", {64, 16, 8}, {});
+  EXPECT_EQ(scheduler_->Profile().steps, 0);
+  const std::vector<int32_t> prompt = {5, 17, 99, 4, 250, 31, 8};
+  Collector c;
+  ASSERT_TRUE(scheduler_->Submit(Greedy("a", prompt, 12), c.Sink()).ok());
+  c.Wait();
+  ASSERT_TRUE(c.status().ok()) << c.status();
+  // The profile is published after the step's updates went out: wait for the last one.
+  StepProfile p;
+  for (int i = 0; i < 2000 && (p = scheduler_->Profile()).steps < 12; ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  // One prompt step of 7 tokens, then 11 single-token steps.
+  EXPECT_EQ(p.steps, 12);
+  EXPECT_EQ(p.tokens, 7 + 11);
+  EXPECT_GT(p.weight_bytes, 0);
+  for (ProfileStage stage : {ProfileStage::kAttnProj, ProfileStage::kAttnCore,
+                             ProfileStage::kRouter, ProfileStage::kExpertFfn,
+                             ProfileStage::kLmHead, ProfileStage::kSampling}) {
+    EXPECT_GT(p.Get(stage), 0) << ProfileStageName(stage);
+  }
+  for (int s = 0; s < StepProfile::kStages; ++s) EXPECT_GE(p.seconds[s], 0) << s;
+  // The engine stages lie inside the steps; the total adds the work around them.
+  EXPECT_GE(p.Untimed(), -1e-6);
+  EXPECT_GT(p.Total(), p.step_seconds);
+}
+
 TEST_F(SchedulerTest, ConcurrentSequencesWithChunkedPrefillMatchLoneRuns) {
   // 24-token steps: long prompts are chunked and share steps with other sequences' decodes.
   SchedulerOptions options;
