@@ -11,7 +11,8 @@
 #             the default thread split and the variants in TWOCORE_VARIANTS.
 #   roundtrip expert_roundtrip_bench on 2 cores: m2-tiny (RPC cost) and MODEL (1 token).
 # Every node is stopped before the script exits (also on error or Ctrl-C). Results go to
-# OUTDIR/results.txt and stdout. Needs: bash, taskset, python3 (config.json), the binaries.
+# OUTDIR/results.txt and stdout (scaleout: the attention node's step times per configuration in
+# OUTDIR/steps.txt). Needs: bash, taskset, python3 (config.json), the binaries.
 #
 #   BIN=build/bin MODEL=models/m2-perf-bf16 bench/scaleout/scaleout_bench.sh scaleout twocore
 # On a host without the checkpoint, GEN=1 makes it with $BIN/afd-gen-checkpoint (m2-perf bf16).
@@ -33,6 +34,7 @@ phases=("$@")
 mkdir -p "$OUTDIR"
 RESULTS=$OUTDIR/results.txt
 : >"$RESULTS"
+: >"$OUTDIR/steps.txt"
 pids=()
 
 say() { echo "$*" | tee -a "$RESULTS"; }
@@ -75,13 +77,16 @@ itl_p50() { awk -v c="$2" '$1 == c && NF >= 9 {print $7}' "$1" | tail -1; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null; }
 
 prompt_ids=$(seq -s, 11 $((10 + PROMPT)))
-# e2e CORES ADDR C LOG: 3 requests at 1 stream, then 2C requests at C streams.
+# e2e CORES ADDR C LOG [ATTN]: 3 requests at 1 stream, then 2C requests at C streams; with the
+# attention node's address ATTN, the C-stream run also logs where its steps' time went.
 e2e() {
   taskset -c "$1" "$BIN/e2e_load_bench" --grpc "$2" --concurrency 1 --requests 3 \
     --prompt-tokens "$PROMPT" --max-tokens "$TOKENS" --vocab "$vocab" >"$4" 2>&1
   taskset -c "$1" "$BIN/e2e_load_bench" --grpc "$2" --concurrency "$3" --requests $((2 * $3)) \
-    --prompt-tokens "$PROMPT" --max-tokens "$TOKENS" --vocab "$vocab" >>"$4" 2>&1
+    --prompt-tokens "$PROMPT" --max-tokens "$TOKENS" --vocab "$vocab" ${5:+--attention "$5"} >>"$4" 2>&1
 }
+# The attention node's step-time table of e2e log $1, indented (empty when none was logged).
+step_table() { sed -n '/^# attention node, this window:/,/^weight MB\/step/p' "$1" | tail -n +2 | sed 's/^/    /'; }
 
 if [[ ! -f $MODEL/config.json ]]; then
   if [[ ${GEN:-0} == 1 ]]; then
@@ -106,6 +111,7 @@ start_pinned_cluster() {
   rm -rf "$run"; mkdir -p "$run"
   local port; port=$(free_port)
   gw_addr=127.0.0.1:$port
+  attn_addr=unix:$run/attn0.sock
   {
     echo "model: $MODEL"
     echo "limits: {max_sequences: 64, kv_blocks: 2048, kv_block_tokens: 16, micro_batches: $mb, min_micro_batch_tokens: $minmb}"
@@ -155,11 +161,12 @@ for phase in "${phases[@]}"; do
       ((ATT_CORES + n * EXP_CORES > ncpu)) && say "(only $ncpu cores: $n expert nodes share cores)"
       if ! start_pinned_cluster "$n" 2 "$minmb" "$(cores 0 "$ATT_CORES")"; then say "$n expert nodes: did not start"; stop_all; continue; fi
       log=$OUTDIR/e2e-$n-$minmb.txt
-      e2e "$(cores 0 "$ATT_CORES")" "$gw_addr" "$CONC" "$log"
+      e2e "$(cores 0 "$ATT_CORES")" "$gw_addr" "$CONC" "$log" "$attn_addr"
       t1=$(tok_s "$log" 1); tc=$(tok_s "$log" "$CONC"); itl=$(itl_p50 "$log" "$CONC")
       [[ -z $base ]] && base=$tc
       ratio=$(python3 -c "print(f'{float(\"${tc:-0}\") / float(\"${base:-1}\"):.2f}x')" 2>/dev/null)
       say "$(printf '%-30s %12s %12s %10s %14s' "$label" "${t1:-?}" "${tc:-?}" "$ratio" "${itl:-?}")"
+      { echo "$label, $CONC streams: attention node steps"; step_table "$log"; } >>"$OUTDIR/steps.txt"
       stop_all
     done
     ;;
