@@ -16,6 +16,7 @@
 #include "common/kernels/attention.h"
 #include "common/kernels/lightning_attention.h"
 #include "common/kernels/matmul.h"
+#include "common/kernels/tile_matmul.h"
 #include "common/kernels/rms_norm.h"
 #include "common/kernels/rope.h"
 #include "common/kernels/routing.h"
@@ -128,6 +129,10 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
     if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(list[i].w->Bytes());
     first_unit[i + 1] = first_unit[i] + (list[i].w->rows + kRowUnit - 1) / kRowUnit;
   }
+  // Tiles: x packed once for every unit of every product (they share x and its columns).
+  kernels::TilePackedX tile_x;
+  const kernels::MatMulOptions unit_options =
+      kernels::WithPackedTileX(x, n, *list[0].w, options, &tile_x, &tile_storage_);
   ParallelFor(first_unit[count], [&](int64_t begin, int64_t end) {
     for (int i = 0; i < count; ++i) {
       const int64_t b = std::max(begin, first_unit[i]) - first_unit[i];
@@ -135,7 +140,7 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
       if (b >= e) continue;
       const kernels::WeightView& w = *list[i].w;
       kernels::MatMulRows(x, n, w, b * kRowUnit, std::min(e * kRowUnit, w.rows), list[i].y,
-                          options);
+                          unit_options);
     }
   });
 }

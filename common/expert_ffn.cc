@@ -12,6 +12,7 @@
 #include "common/kernels/matmul.h"
 #include "common/kernels/quant_matmul.h"
 #include "common/kernels/swiglu.h"
+#include "common/kernels/tile_matmul.h"
 #include "common/quant/quant_loader.h"
 #include "common/status.h"
 #include "common/weights.h"
@@ -79,9 +80,14 @@ void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n
   const int64_t inter = intermediate_dim_;
   float* gate = gate_up;            // [n, I]
   float* up = gate_up + n * inter;  // [n, I]
+  // W1 and W3 share x: on the tiles it is packed once for both (and every row tile).
+  thread_local std::vector<uint16_t> tile_storage;
+  kernels::TilePackedX tile_x;
+  const kernels::MatMulOptions shared =
+      kernels::WithPackedTileX(x_rows, n, w.w1, options, &tile_x, &tile_storage);
   if (pool == nullptr || pool->num_threads() <= 1) {
-    kernels::MatMulRows(x_rows, n, w.w1, 0, inter, gate, options);
-    kernels::MatMulRows(x_rows, n, w.w3, 0, inter, up, options);
+    kernels::MatMulRows(x_rows, n, w.w1, 0, inter, gate, shared);
+    kernels::MatMulRows(x_rows, n, w.w3, 0, inter, up, shared);
   } else {
     // W1 and W3 rows form one list of tiles so both products share one parallel loop.
     const int64_t tiles = NumTiles(inter);
@@ -89,12 +95,12 @@ void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n
       const int64_t b1 = std::min(begin, tiles), e1 = std::min(end, tiles);
       if (b1 < e1) {
         kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter), gate,
-                            options);
+                            shared);
       }
       const int64_t b3 = std::max(begin, tiles) - tiles, e3 = std::max(end, tiles) - tiles;
       if (b3 < e3) {
         kernels::MatMulRows(x_rows, n, w.w3, b3 * kRowTile, std::min(e3 * kRowTile, inter), up,
-                            options);
+                            shared);
       }
     });
   }

@@ -1447,12 +1447,33 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
   ClearUpperVectorState();
 }
 
+namespace {
+TileActivations TileActivationsOf(const MatMulOptions& options) {
+  return options.activations == Activations::kBF16 ? TileActivations::kBf16
+                                                   : TileActivations::kExact;
+}
+}  // namespace
+
+MatMulOptions WithPackedTileX(const float* x, int64_t n, const WeightView& w,
+                              const MatMulOptions& options, TilePackedX* packed,
+                              std::vector<uint16_t>* storage) {
+  if (options.kernel != Kernel::kTiles || n <= 0 || !UsesTiles(w)) return options;
+  *packed = PackTileActivations(x, n, w.cols, TileActivationsOf(options), storage);
+  MatMulOptions out = options;
+  out.tile_x = packed;
+  return out;
+}
+
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                 int64_t row_end, float* y, const MatMulOptions& options) {
   if (options.kernel == Kernel::kTiles && UsesTiles(w)) {
-    TileMatMulRows(x, n, w, row_begin, row_end, y,
-                   options.activations == Activations::kBF16 ? TileActivations::kBf16
-                                                             : TileActivations::kExact);
+    const TilePackedX* p = options.tile_x;
+    if (p != nullptr && p->n == n && p->cols == w.cols &&
+        p->activations == TileActivationsOf(options)) {
+      TileMatMulRowsPacked(*p, w, row_begin, row_end, y);
+    } else {
+      TileMatMulRows(x, n, w, row_begin, row_end, y, TileActivationsOf(options));
+    }
     return;
   }
   if (options.activations == Activations::kBF16 && UsesBf16Activations(w)) {
@@ -1474,13 +1495,20 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
     MatMulRows(x, n, w, 0, w.rows, y, options);
     return;
   }
+  // Tiles: x packed once for every row unit (per calling thread: concurrent MatMuls of one
+  // pool never share it).
+  thread_local std::vector<uint16_t> tile_storage;
+  TilePackedX tile_x;
+  const MatMulOptions unit_options =
+      options.tile_x != nullptr ? options
+                                : WithPackedTileX(x, n, w, options, &tile_x, &tile_storage);
   struct Args {
     const float* x;
     int64_t n;
     const WeightView* w;
     float* y;
     const MatMulOptions* options;
-  } args{x, n, &w, y, &options};
+  } args{x, n, &w, y, &unit_options};
   const Args* a = &args;  // one pointer: fits std::function's inline storage, no allocation
   pool->ParallelFor((w.rows + kRowUnit - 1) / kRowUnit, [a](int64_t begin, int64_t end) {
     MatMulRows(a->x, a->n, *a->w, begin * kRowUnit, std::min(end * kRowUnit, a->w->rows), a->y,

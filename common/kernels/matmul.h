@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common/kernels/weight_view.h"
 
@@ -47,10 +48,22 @@ enum class Activations : uint8_t { kF32, kBF16 };
 // kTiles).
 enum class Kernel : uint8_t { kVector, kTiles };
 
+struct TilePackedX;  // kernels/tile_matmul.h
+
 struct MatMulOptions {
   Activations activations = Activations::kF32;
   Kernel kernel = Kernel::kVector;
+  // kTiles: x already packed for the tiles (PackTileActivations of this very x, n and
+  // activations; see WithPackedTileX); null: each call packs its own. Same bits either way.
+  const TilePackedX* tile_x = nullptr;
 };
+
+// For kTiles products of one x over threads or over several matrices (all with w.cols
+// columns): when `w` takes the tiles, packs x once into `storage` (kept in `packed`) and
+// returns `options` pointing at it; otherwise `options` as they are.
+MatMulOptions WithPackedTileX(const float* x, int64_t n, const WeightView& w,
+                              const MatMulOptions& options, TilePackedX* packed,
+                              std::vector<uint16_t>* storage);
 
 // The products above with options (MatMulOptions{} gives exactly the calls without).
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,

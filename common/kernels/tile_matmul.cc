@@ -66,6 +66,34 @@ void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_
 #endif
 }
 
+TilePackedX PackTileActivations(const float* x, int64_t n, int64_t cols,
+                                TileActivations activations, std::vector<uint16_t>* storage) {
+  TilePackedX packed;
+  packed.n = n;
+  packed.cols = cols;
+  packed.activations = activations;
+#if defined(AFD_HAVE_AMX_KERNELS)
+  const size_t halfs = static_cast<size_t>(internal::TilePackedHalfs(n, cols, activations));
+  if (storage->size() < halfs) storage->resize(halfs);
+  internal::PackTileActivationsAmx(x, n, cols, activations, storage->data());
+  ClearUpperVectorState();
+  packed.tiles = storage->data();
+#else
+  (void)x, (void)storage;
+#endif
+  return packed;
+}
+
+void TileMatMulRowsPacked(const TilePackedX& x, const WeightView& w, int64_t row_begin,
+                          int64_t row_end, float* y) {
+#if defined(AFD_HAVE_AMX_KERNELS)
+  internal::TileMatMulRowsPackedAmx(x, w, row_begin, row_end, y);
+  ClearUpperVectorState();
+#else
+  (void)x, (void)w, (void)row_begin, (void)row_end, (void)y;
+#endif
+}
+
 void TileMatMulReference(const float* x, int64_t n, const WeightView& w, float* y,
                          TileActivations activations) {
   const bool fp8 = w.type == WeightType::kFp8E4M3;

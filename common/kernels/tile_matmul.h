@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common/kernels/weight_view.h"
 
@@ -41,6 +42,25 @@ enum class TileActivations : uint8_t { kExact, kBf16 };
 void TileMatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                     int64_t row_end, float* y,
                     TileActivations activations = TileActivations::kExact);
+
+// Activations split and packed into B tiles once, for any number of TileMatMulRowsPacked calls
+// with the same x: the row units of one product spread over threads, or several products of
+// the same x (q/k/v, gate/up). Packing per call cost n x cols of work for every 48-row unit,
+// which dominated long prompts (512 tokens: the attention projections took 2x the vector
+// kernels' time). Borrowed storage: valid while `storage` is neither changed nor freed.
+struct TilePackedX {
+  const uint16_t* tiles = nullptr;
+  int64_t n = 0;
+  int64_t cols = 0;
+  TileActivations activations = TileActivations::kExact;
+};
+// x[n, cols] (cols a multiple of 32) into `storage` (grown as needed). Requires
+// TileProductsAvailable().
+TilePackedX PackTileActivations(const float* x, int64_t n, int64_t cols,
+                                TileActivations activations, std::vector<uint16_t>* storage);
+// TileMatMulRows from packed activations (w.cols == x.cols): the same bits.
+void TileMatMulRowsPacked(const TilePackedX& x, const WeightView& w, int64_t row_begin,
+                          int64_t row_end, float* y);
 
 // Scalar twin of the tile arithmetic's contract: per output, each part's sum in fp32 in column
 // order (FP8: per scale block, times its scale, blocks added in order), added as

@@ -217,11 +217,37 @@ void TilePassB(int b_n, const uint8_t* a, int64_t a_stride, const uint16_t* cons
 
 }  // namespace
 
+int64_t TilePackedHalfs(int64_t n, int64_t cols, TileActivations activations) {
+  const int num_parts = activations == TileActivations::kExact ? kParts : 1;
+  const int64_t tiles = (num_parts * n + kTileCols - 1) / kTileCols;
+  return tiles * (cols / kStep) * kTileHalfs;
+}
+
+void PackTileActivationsAmx(const float* x, int64_t n, int64_t cols, TileActivations activations,
+                            uint16_t* packed) {
+  const int num_parts = activations == TileActivations::kExact ? kParts : 1;
+  TileScratch& scratch = ThreadTileScratch();
+  uint16_t* parts = Scratch(scratch.split, static_cast<size_t>(num_parts * n * cols));
+  SplitRows(x, n, cols, num_parts, parts);
+  PackTiles(parts, num_parts * n, cols, packed);
+}
+
 void TileMatMulRowsAmx(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                        int64_t row_end, float* y, TileActivations activations) {
   if (n <= 0 || row_begin >= row_end) return;
+  TileScratch& scratch = ThreadTileScratch();
+  uint16_t* packed =
+      Scratch(scratch.packed, static_cast<size_t>(TilePackedHalfs(n, w.cols, activations)));
+  PackTileActivationsAmx(x, n, w.cols, activations, packed);
+  TileMatMulRowsPackedAmx({packed, n, w.cols, activations}, w, row_begin, row_end, y);
+}
+
+void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t row_begin,
+                             int64_t row_end, float* y) {
+  const int64_t n = x.n;
+  if (n <= 0 || row_begin >= row_end) return;
   ConfigureTiles();
-  const int num_parts = activations == TileActivations::kExact ? kParts : 1;
+  const int num_parts = x.activations == TileActivations::kExact ? kParts : 1;
   const int64_t cols = w.cols;
   const int64_t steps = cols / kStep;
   const int64_t columns = num_parts * n;
@@ -234,74 +260,102 @@ void TileMatMulRowsAmx(const float* x, int64_t n, const WeightView& w, int64_t r
   const int64_t block_steps = fp8 ? w.block_cols / kStep : steps;
   const int64_t k_blocks = (steps + block_steps - 1) / block_steps;
   const int64_t ncb = fp8 ? (cols + w.block_cols - 1) / w.block_cols : 1;
+  const uint16_t* packed = x.tiles;
 
+  // Loop order: row blocks of kBlockTiles row tiles; in each, chunks of 3 B tiles (48
+  // columns: whole tokens, 16 of them with three parts); in each, the block's row tiles. So
+  // each chunk of B is read once per row block and meets every row of it from L1/L2 (B of a
+  // long prompt is megabytes: read once per row tile, it streamed from L3), while the block's
+  // weights (bf16, or FP8 widened once per block) stay in L2. Every output's arithmetic is
+  // the same in any order: its C element accumulates over the steps of each k block, the
+  // blocks added in order.
+  constexpr int64_t kBlockTiles = 4;
   TileScratch& scratch = ThreadTileScratch();
-  uint16_t* parts = Scratch(scratch.split, static_cast<size_t>(columns * cols));
-  uint16_t* packed = Scratch(scratch.packed, static_cast<size_t>(tiles * steps * kTileHalfs));
-  // Sums of one row tile: [16 rows][tiles * 16 columns].
-  const int64_t sums_stride = tiles * kTileCols;
-  float* sums = Scratch(scratch.sums, static_cast<size_t>(kTileRows * sums_stride));
+  const int64_t block_rows = kBlockTiles * kTileRows;
   uint16_t* converted =
-      fp8 ? Scratch(scratch.converted, static_cast<size_t>(kTileRows * block_steps * kStep))
-          : nullptr;
-  SplitRows(x, n, cols, num_parts, parts);
-  PackTiles(parts, columns, cols, packed);
+      fp8 ? Scratch(scratch.converted, static_cast<size_t>(block_rows * cols)) : nullptr;
+  uint8_t* pad =
+      reinterpret_cast<uint8_t*>(Scratch(scratch.pad, static_cast<size_t>(kTileRows * cols)));
+  // Sums of one row tile and chunk: [16 rows][48 columns].
+  alignas(64) float sums[kTileRows * 3 * kTileCols];
   alignas(64) float c_tile[kTileRows * 3 * kTileCols];
 
-  for (int64_t r0 = row_begin; r0 < row_end; r0 += kTileRows) {
-    const int64_t rn = std::min<int64_t>(kTileRows, row_end - r0);
-    // Rows past the matrix end come from a zero-padded copy (same bits for the real rows: each
-    // output depends only on its own row and column).
-    const uint8_t* rows = base + r0 * row_bytes;
-    if (r0 + kTileRows > w.rows) {
-      uint8_t* pad = reinterpret_cast<uint8_t*>(
-          Scratch(scratch.pad, static_cast<size_t>(kTileRows * cols)));
-      std::memset(pad, 0, kTileRows * row_bytes);
-      std::memcpy(pad, rows, (w.rows - r0) * row_bytes);
-      rows = pad;
-    }
-    const int64_t next = r0 + kTileRows;
-    const uint8_t* prefetch = next < row_end ? base + next * row_bytes : nullptr;
-    const int64_t prefetch_bytes =
-        prefetch != nullptr ? std::min<int64_t>(kTileRows, row_end - next) * row_bytes : 0;
-    for (int64_t kb = 0; kb < k_blocks; ++kb) {
-      const int64_t s0 = kb * block_steps;
-      const int64_t ns = std::min(block_steps, steps - s0);
-      const uint8_t* a = rows + s0 * kStep * 2;
-      int64_t a_stride = row_bytes;
-      if (fp8) {
-        ConvertFp8Rows(rows + s0 * kStep, row_bytes, kTileRows, ns * kStep, converted);
-        a = reinterpret_cast<const uint8_t*>(converted);
-        a_stride = ns * kStep * 2;
+  for (int64_t b0 = row_begin; b0 < row_end; b0 += block_rows) {
+    const int64_t b1 = std::min(row_end, b0 + block_rows);
+    const int64_t row_tiles = (b1 - b0 + kTileRows - 1) / kTileRows;
+    // A of each row tile and k block: pointer and stride.
+    const uint8_t* a_rows[kBlockTiles];
+    for (int64_t i = 0; i < row_tiles; ++i) {
+      const int64_t r0 = b0 + i * kTileRows;
+      const uint8_t* rows = base + r0 * row_bytes;
+      // Rows past the matrix end come from a zero-padded copy (same bits for the real rows:
+      // each output depends only on its own row and column).
+      if (r0 + kTileRows > w.rows) {
+        std::memset(pad, 0, kTileRows * row_bytes);
+        std::memcpy(pad, rows, (w.rows - r0) * row_bytes);
+        rows = pad;
       }
-      // The next row tile's weights into L2 over this row tile's first passes.
-      const uint8_t* pf = prefetch != nullptr ? prefetch + kb * prefetch_bytes / k_blocks : nullptr;
-      const int64_t pf_bytes = (kb + 1) * prefetch_bytes / k_blocks - kb * prefetch_bytes / k_blocks;
-      for (int64_t q0 = 0; q0 < tiles; q0 += 3) {
-        const int b_n = static_cast<int>(std::min<int64_t>(3, tiles - q0));
-        const uint16_t* b_tiles[3];
-        for (int i = 0; i < b_n; ++i) b_tiles[i] = packed + ((q0 + i) * steps + s0) * kTileHalfs;
-        TilePassB(b_n, a, a_stride, b_tiles, ns, c_tile, q0 == 0 ? pf : nullptr, pf_bytes);
-        for (int64_t r = 0; r < rn; ++r) {
-          float* sum = sums + r * sums_stride + q0 * kTileCols;
-          const float* c = c_tile + r * 3 * kTileCols;
-          const int64_t width = b_n * kTileCols;
-          if (!fp8) {
-            std::memcpy(sum, c, width * sizeof(float));
-            continue;
-          }
-          const float sc = w.scales[((r0 + r) / w.block_rows) * ncb + kb];
-          for (int64_t j = 0; j < width; ++j) {
-            const float term = sc * c[j];
-            sum[j] = kb == 0 ? term : sum[j] + term;
+      if (fp8) {
+        // Widened once per row block: [row tile][k block][16 rows][block_steps * 32].
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+          const int64_t s0 = kb * block_steps;
+          const int64_t ns = std::min(block_steps, steps - s0);
+          ConvertFp8Rows(rows + s0 * kStep, row_bytes, kTileRows, ns * kStep,
+                         converted + i * kTileRows * cols + s0 * kStep * kTileRows);
+        }
+        rows = reinterpret_cast<const uint8_t*>(converted + i * kTileRows * cols);
+      }
+      a_rows[i] = rows;
+    }
+    // The next row block's weights into L2 over this block's first chunk.
+    const int64_t next = b1 < row_end ? b1 : -1;
+    const int64_t next_bytes = next < 0 ? 0 : (std::min(row_end, next + block_rows) - next) * row_bytes;
+    for (int64_t q0 = 0; q0 < tiles; q0 += 3) {
+      const int b_n = static_cast<int>(std::min<int64_t>(3, tiles - q0));
+      const int64_t width = b_n * kTileCols;
+      for (int64_t i = 0; i < row_tiles; ++i) {
+        const int64_t r0 = b0 + i * kTileRows;
+        const int64_t rn = std::min<int64_t>(kTileRows, b1 - r0);
+        const uint8_t* pf = nullptr;
+        int64_t pf_total = 0;
+        if (q0 == 0 && next >= 0) {
+          pf = base + next * row_bytes + i * next_bytes / row_tiles;
+          pf_total = (i + 1) * next_bytes / row_tiles - i * next_bytes / row_tiles;
+        }
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+          const int64_t s0 = kb * block_steps;
+          const int64_t ns = std::min(block_steps, steps - s0);
+          const uint8_t* a = fp8 ? a_rows[i] + s0 * kStep * kTileRows * 2 : a_rows[i] + s0 * kStep * 2;
+          const int64_t a_stride = fp8 ? ns * kStep * 2 : row_bytes;
+          const uint16_t* b_tiles[3];
+          for (int j = 0; j < b_n; ++j) b_tiles[j] = packed + ((q0 + j) * steps + s0) * kTileHalfs;
+          const uint8_t* kpf = pf != nullptr ? pf + kb * pf_total / k_blocks : nullptr;
+          const int64_t kpf_bytes = (kb + 1) * pf_total / k_blocks - kb * pf_total / k_blocks;
+          TilePassB(b_n, a, a_stride, b_tiles, ns, c_tile, kpf, kpf_bytes);
+          for (int64_t r = 0; r < rn; ++r) {
+            float* sum = sums + r * 3 * kTileCols;
+            const float* c = c_tile + r * 3 * kTileCols;
+            if (!fp8) {
+              std::memcpy(sum, c, width * sizeof(float));
+              continue;
+            }
+            const float sc = w.scales[((r0 + r) / w.block_rows) * ncb + kb];
+            for (int64_t j = 0; j < width; ++j) {
+              const float term = sc * c[j];
+              sum[j] = kb == 0 ? term : sum[j] + term;
+            }
           }
         }
-      }
-    }
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t r = 0; r < rn; ++r) {
-        const float* s = sums + r * sums_stride + num_parts * t;
-        y[t * w.rows + r0 + r] = num_parts == 1 ? s[0] : (s[0] + s[1]) + s[2];
+        // The chunk's whole tokens: columns [q0 * 16, q0 * 16 + width) = tokens
+        // [q0 * 16 / P, ...), each its P part columns in a row.
+        const int64_t t_begin = q0 * kTileCols / num_parts;
+        const int64_t t_end = std::min(n, (q0 * kTileCols + width) / num_parts);
+        for (int64_t t = t_begin; t < t_end; ++t) {
+          for (int64_t r = 0; r < rn; ++r) {
+            const float* s = sums + r * 3 * kTileCols + (num_parts * t - q0 * kTileCols);
+            y[t * w.rows + r0 + r] = num_parts == 1 ? s[0] : (s[0] + s[1]) + s[2];
+          }
+        }
       }
     }
   }

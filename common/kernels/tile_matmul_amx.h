@@ -17,5 +17,11 @@ constexpr int kTileParts = 3;  // bf16 parts per exact activation
 // TileMatMulRows itself (see tile_matmul.h); requires TileProductsAvailable().
 void TileMatMulRowsAmx(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                        int64_t row_end, float* y, TileActivations activations);
+// PackTileActivations / TileMatMulRowsPacked (see tile_matmul.h).
+int64_t TilePackedHalfs(int64_t n, int64_t cols, TileActivations activations);
+void PackTileActivationsAmx(const float* x, int64_t n, int64_t cols, TileActivations activations,
+                            uint16_t* packed);
+void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t row_begin,
+                             int64_t row_end, float* y);
 
 }  // namespace afd::kernels::internal
