@@ -63,8 +63,7 @@ void Engine::MatMul(const float* x, int64_t n, const kernels::WeightView& w, flo
 }
 
 void Engine::ProjMatMul(const float* x, int64_t n, std::initializer_list<Product> products) {
-  Products(x, n, dense_tiles_rows_.data(), options_,
-           absl::MakeConstSpan(products.begin(), products.size()));
+  Products(x, n, row_tiles_.data(), options_, absl::MakeConstSpan(products.begin(), products.size()));
 }
 
 void Engine::Products(const float* x, int64_t n, const uint8_t* tiles,
@@ -251,8 +250,6 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     std::fill(row_tiles_.begin() + entry_begin_[e], row_tiles_.begin() + entry_begin_[e] + prompt,
               1);
   }
-  dense_tiles_rows_ = row_tiles_;
-  if (dense_tiles_) std::fill(dense_tiles_rows_.begin(), dense_tiles_rows_.end(), 1);
   clock_.Lap(ProfileStage::kEmbed);
 
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -309,8 +306,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   final_tiles_.resize(rows);
   for (size_t e = 0; e < batch.size(); ++e) {
     const int64_t first_token = entry_begin_[e + 1] - out->num_rows[e];
-    std::copy(dense_tiles_rows_.begin() + first_token,
-              dense_tiles_rows_.begin() + entry_begin_[e + 1],
+    std::copy(row_tiles_.begin() + first_token, row_tiles_.begin() + entry_begin_[e + 1],
               final_tiles_.begin() + out->first_row[e]);
     std::memcpy(final_rows + out->first_row[e] * d_model, hidden + first_token * d_model,
                 sizeof(float) * out->num_rows[e] * d_model);

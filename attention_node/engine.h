@@ -83,14 +83,6 @@ class Engine {
   void set_min_tile_prompt(int64_t tokens) { min_tile_prompt_ = tokens; }
   int64_t min_tile_prompt() const { return min_tile_prompt_; }
 
-  // On: every token's attention projections and lm_head take the tiles (generated tokens and
-  // short prompts included); the router and the expert products keep the rule above. For
-  // attention nodes that batch many sequences: there these products see one row per sequence
-  // (dozens of rows), where the tiles run 1.7-2.2x the vector kernels, while each expert sees
-  // only a few tokens. At batch 1 the tiles are slower. Bits then depend on the setting, still
-  // never on the batch: set it once per deployment. Off by default.
-  void set_dense_tiles(bool on) { dense_tiles_ = on; }
-
   // Accumulates per-stage times of every later Step into `profile` (borrowed; null: off, the
   // default). Results are the same either way.
   void set_profile(StepProfile* profile) { profile_ = profile; }
@@ -160,9 +152,7 @@ class Engine {
   std::vector<float> expert_weights_;  // [N, K]
   std::vector<float> final_rows_;      // [rows, D]
   int64_t min_tile_prompt_ = kMinTilePromptBf16;
-  bool dense_tiles_ = false;
   std::vector<uint8_t> row_tiles_;     // [N] 1: the row's products take Kernel::kTiles
-  std::vector<uint8_t> dense_tiles_rows_;  // [N] the same for the attention projections
   std::vector<uint8_t> final_tiles_;   // [rows] the same for the lm_head rows
   std::vector<uint16_t> tile_storage_;  // activations packed for the tiles (FusedProducts)
   std::vector<float> split_x_;         // Products: rows regrouped by kernel

@@ -37,7 +37,7 @@ void Usage(FILE* f) {
       "                    [--threads T] [--temperature X] [--top-k K] [--top-p P]\n"
       "                    [--min-p P] [--seed S] [--ignore-eos] [--block-size N]\n"
       "                    [--profile] [--vary-prompts] [--bf16-prefill]\n"
-      "                    [--vector-prompt] [--dense-tiles]\n\n"
+      "                    [--vector-prompt]\n\n"
       "Generates from token ids with the whole model in this process and prints each\n"
       "sequence's new ids plus prefill and decode throughput (tokens/s).\n"
       "  --max-tokens N   tokens to generate per sequence (default 32)\n"
@@ -46,8 +46,6 @@ void Usage(FILE* f) {
       "  --temperature X  0 = greedy (default); with --top-k/--top-p/--min-p/--seed\n"
       "  --ignore-eos     keep generating after the end-of-sequence token\n"
       "  --block-size N   KV cache block size in tokens (default 16)\n"
-      "  --dense-tiles    every token's attention projections and lm_head on the matrix tiles\n"
-      "                   (cluster.yaml limits.dense_tiles: for large batches)\n"
       "  --vector-prompt  the prompt's products on the vector kernels (default: on the matrix\n"
       "                   tiles where the CPU has them, e.g. AMX; see kernels/tile_matmul.h)\n"
       "  --bf16-prefill   bf16 activations in the prompt step's attention projections and\n"
@@ -78,7 +76,6 @@ int main(int argc, char** argv) {
   bool vary_prompts = false;
   bool bf16_prefill = false;
   bool vector_prompt = false;
-  bool dense_tiles = false;
   afd::attention::SamplingParams sampling;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -128,8 +125,6 @@ int main(int argc, char** argv) {
       profile = true;
     } else if (arg == "--vector-prompt") {
       vector_prompt = true;
-    } else if (arg == "--dense-tiles") {
-      dense_tiles = true;
     } else if (arg == "--bf16-prefill") {
       bf16_prefill = true;
     } else if (arg == "--vary-prompts") {
@@ -173,7 +168,6 @@ int main(int argc, char** argv) {
   auto cache = afd::attention::KvCache::Create(*config, cache_options);
   if (!cache.ok()) return fail(cache.status());
   afd::attention::Engine engine(weights->get(), cache->get(), backend->get(), &pool);
-  engine.set_dense_tiles(dense_tiles);
 
   // --vary-prompts: sequence b's prompt is the prompt with every id shifted by 7919 * b (mod
   // the vocabulary), so that the batch routes to different experts.

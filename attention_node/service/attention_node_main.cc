@@ -225,7 +225,6 @@ int main(int argc, char** argv) {
   options.min_micro_batch_tokens = limits.min_micro_batch_tokens;
   options.max_queue_depth = limits.max_queue_depth;
   options.min_tile_prompt_tokens = limits.min_tile_prompt_tokens;
-  options.dense_tiles = limits.dense_tiles;
   absl::StatusOr<std::unique_ptr<afd::attention::Scheduler>> scheduler =
       afd::attention::Scheduler::Create(weights->get(), cache->get(), lanes, options);
   if (!scheduler.ok()) return fail_loading(scheduler.status());

@@ -157,7 +157,6 @@ Scheduler::Scheduler(const ModelWeights* weights, KvCache* cache, std::vector<Sc
     if (options.min_tile_prompt_tokens > 0) {
       engines_.back()->set_min_tile_prompt(options.min_tile_prompt_tokens);
     }
-    engines_.back()->set_dense_tiles(options.dense_tiles);
     if (i > 0) workers_.push_back(std::make_unique<LaneWorker>());
   }
   free_blocks_.store(cache_->free_blocks());

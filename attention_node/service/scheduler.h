@@ -44,7 +44,6 @@ struct SchedulerOptions {
   int min_micro_batch_tokens = 1;
   int max_queue_depth = 256;    // requests waiting for admission before RESOURCE_EXHAUSTED
   int min_tile_prompt_tokens = 0;  // Engine::set_min_tile_prompt; 0 = the engine's default
-  bool dense_tiles = false;        // Engine::set_dense_tiles
 };
 
 // One micro-batch lane: what a part of a step runs on. Borrowed; must outlive the scheduler.

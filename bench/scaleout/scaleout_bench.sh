@@ -17,7 +17,6 @@
 #   BIN=build/bin MODEL=models/m2-perf-bf16 bench/scaleout/scaleout_bench.sh scaleout twocore
 # On a host without the checkpoint, GEN=1 makes it with $BIN/afd-gen-checkpoint (m2-perf bf16).
 # Knobs (env): NODES="1 2 4" CONC=32 TOKENS=32 ATT_CORES=4 EXP_CORES=3 OUTDIR=/tmp/afd-scaleout
-#              DENSE_TILES=false (limits.dense_tiles of the clusters it starts)
 set -u
 BIN=${BIN:-build/bin}
 MODEL=${MODEL:-models/m2-perf-bf16}
@@ -29,7 +28,6 @@ TWOCORE_VARIANTS=${TWOCORE_VARIANTS:-"unix;tcp --tcp;unix-1mb --micro-batches 1"
 ATT_CORES=${ATT_CORES:-4}
 EXP_CORES=${EXP_CORES:-3}
 OUTDIR=${OUTDIR:-/tmp/afd-scaleout}
-DENSE_TILES=${DENSE_TILES:-false}
 TINY=${TINY:-tests/data/golden/m2-tiny}
 phases=("$@")
 [[ ${#phases[@]} -eq 0 ]] && phases=(scaleout twocore roundtrip)
@@ -116,7 +114,7 @@ start_pinned_cluster() {
   attn_addr=unix:$run/attn0.sock
   {
     echo "model: $MODEL"
-    echo "limits: {max_sequences: 64, kv_blocks: 2048, kv_block_tokens: 16, micro_batches: $mb, min_micro_batch_tokens: $minmb, dense_tiles: $DENSE_TILES}"
+    echo "limits: {max_sequences: 64, kv_blocks: 2048, kv_block_tokens: 16, micro_batches: $mb, min_micro_batch_tokens: $minmb}"
     echo "deadlines: {expert_call_ms: 60000, startup_timeout_ms: 300000}"
     echo "gateways:"
     echo "  - {name: gw0, address: '$gw_addr', threads: 1}"

@@ -78,18 +78,6 @@ class Reader {
     return absl::OkStatus();
   }
 
-  absl::Status Bool(const YAML::Node& map, const char* key, const std::string& path,
-                    bool* out) const {
-    const YAML::Node node = map[key];
-    if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();
-    if (!node.IsScalar() || (node.Scalar() != "true" && node.Scalar() != "false")) {
-      return Error(source_, node, Join(path, key),
-                   absl::StrCat("expected true or false, got \"", node.Scalar(), "\""));
-    }
-    *out = node.Scalar() == "true";
-    return absl::OkStatus();
-  }
-
   absl::Status Node(const YAML::Node& yaml, const std::string& path, NodeConfig* node) const {
     RETURN_IF_ERROR(String(yaml, "name", path, &node->name));
     RETURN_IF_ERROR(String(yaml, "address", path, &node->address));
@@ -170,7 +158,7 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
         n, "limits",
         {"max_sequences", "kv_blocks", "kv_block_tokens", "max_prompt_tokens", "max_new_tokens",
          "max_batch_tokens", "micro_batches", "min_micro_batch_tokens", "max_queue_depth",
-         "min_tile_prompt_tokens", "dense_tiles"}));
+         "min_tile_prompt_tokens"}));
     LimitsConfig& l = config->limits;
     RETURN_IF_ERROR(r.Int(n, "max_sequences", "limits", &l.max_sequences, 1));
     RETURN_IF_ERROR(r.Int(n, "kv_blocks", "limits", &l.kv_blocks, 1));
@@ -182,7 +170,6 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
     RETURN_IF_ERROR(r.Int(n, "min_micro_batch_tokens", "limits", &l.min_micro_batch_tokens, 1));
     RETURN_IF_ERROR(r.Int(n, "max_queue_depth", "limits", &l.max_queue_depth, 0));
     RETURN_IF_ERROR(r.Int(n, "min_tile_prompt_tokens", "limits", &l.min_tile_prompt_tokens, 0));
-    RETURN_IF_ERROR(r.Bool(n, "dense_tiles", "limits", &l.dense_tiles));
   }
   if (const YAML::Node n = root["deadlines"]; n.IsDefined() && !n.IsNull()) {
     RETURN_IF_ERROR(r.ExpectMap(n, "deadlines",
@@ -342,7 +329,6 @@ std::string ClusterConfigToYaml(const ClusterConfig& config) {
   out << YAML::Key << "min_micro_batch_tokens" << YAML::Value << l.min_micro_batch_tokens;
   out << YAML::Key << "max_queue_depth" << YAML::Value << l.max_queue_depth;
   out << YAML::Key << "min_tile_prompt_tokens" << YAML::Value << l.min_tile_prompt_tokens;
-  out << YAML::Key << "dense_tiles" << YAML::Value << l.dense_tiles;
   out << YAML::EndMap;
   out << YAML::Key << "deadlines" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "expert_call_ms" << YAML::Value << d.expert_call_ms;

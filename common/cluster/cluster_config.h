@@ -64,10 +64,6 @@ struct LimitsConfig {
   // shorter ones on the vector kernels; 0 = the engine's default for the weights' type
   // (Engine::set_min_tile_prompt: 64 bf16, 128 FP8). 1 = every prompt.
   int min_tile_prompt_tokens = 0;
-  // Every token's attention projections and lm_head on the matrix tiles, generated tokens
-  // included (Engine::set_dense_tiles): for attention nodes that batch many sequences, where
-  // those products see one row per sequence; costs batch-1 latency. Off by default.
-  bool dense_tiles = false;
 };
 
 struct DeadlinesConfig {

@@ -18,7 +18,6 @@
 #include "attention_node/model_weights.h"
 #include "common/checkpoint_gen.h"
 #include "common/kernels/thread_pool.h"
-#include "common/kernels/tile_matmul.h"
 #include "common/weights.h"
 #include "gtest/gtest.h"
 
@@ -203,57 +202,6 @@ TEST_P(EngineConsistencyTest, MixedPromptAndDecodeStepKeepsEachTokensBits) {
                                    out.Row(out.first_row[1] + out.num_rows[1], v));
   EXPECT_EQ(MaxAbsDiff(a_mixed, a_decode), 0.0f);
   EXPECT_EQ(MaxAbsDiff(b_mixed, b_prompt), 0.0f);
-}
-
-// Engine::set_dense_tiles: generated tokens' attention projections and lm_head on the tiles.
-// A token's bits still depend only on the token (alone or batched with another sequence's
-// prompt and generated tokens: bitwise the same), and stay within float noise of the vector
-// kernels' (which they differ from where the CPU has tiles).
-TEST_P(EngineConsistencyTest, DenseTilesKeepEachTokensBitsWhateverTheBatch) {
-  const std::vector<int32_t> a = Tokens(9, 6), b = Tokens(21, 7);
-  const int v = config_.vocab_size;
-  const std::vector<int32_t> fed = {5 % v, 77 % v, 123 % v};
-  // a alone: its prompt, then three generated tokens one step each.
-  auto alone = [&](bool dense) {
-    Fresh(2);
-    engine_->set_dense_tiles(dense);
-    const int sa = cache_->AddSequence().value();
-    StepOutput out;
-    EXPECT_TRUE(engine_->Step({{sa, a, LogitsMode::kLast, 9}}, &out).ok());
-    std::vector<float> logits;
-    for (const int32_t& t : fed) {
-      EXPECT_TRUE(engine_->Step({{sa, {&t, 1}, LogitsMode::kLast}}, &out).ok());
-      logits.insert(logits.end(), out.logits.begin(), out.logits.end());
-    }
-    return logits;
-  };
-  const std::vector<float> dense_alone = alone(true);
-  const std::vector<float> vector_alone = alone(false);
-  // a batched: its first generated token beside b's prompt, then beside b's generated tokens.
-  Fresh(2);
-  engine_->set_dense_tiles(true);
-  const int ta = cache_->AddSequence().value(), tb = cache_->AddSequence().value();
-  StepOutput out;
-  ASSERT_TRUE(engine_->Step({{ta, a, LogitsMode::kLast, 9}}, &out).ok());
-  std::vector<float> dense_batched;
-  for (size_t i = 0; i < fed.size(); ++i) {
-    const int32_t bt = fed[fed.size() - 1 - i];
-    std::vector<StepInput> step = {{ta, {&fed[i], 1}, LogitsMode::kLast}};
-    if (i == 0) {
-      step.push_back({tb, b, LogitsMode::kLast, 21});
-    } else {
-      step.push_back({tb, {&bt, 1}, LogitsMode::kLast});
-    }
-    ASSERT_TRUE(engine_->Step(step, &out).ok());
-    dense_batched.insert(dense_batched.end(), out.Row(out.first_row[0], v),
-                         out.Row(out.first_row[0] + 1, v));
-  }
-  EXPECT_EQ(MaxAbsDiff(dense_batched, dense_alone), 0.0f);
-  const float vs_vector = MaxAbsDiff(dense_alone, vector_alone);
-  EXPECT_LE(vs_vector, 1e-4f);
-  if (kernels::TileProductsAvailable()) EXPECT_GT(vs_vector, 0.0f);  // the tiles did run
-  std::printf("%s: dense tiles vs vector, generated tokens: %.3e\n", GetParam().name.c_str(),
-              vs_vector);
 }
 
 TEST_P(EngineConsistencyTest, BatchOfDifferentLengthsEqualsEachAlone) {
