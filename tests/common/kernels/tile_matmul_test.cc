@@ -213,6 +213,51 @@ TEST_F(TileMatMulTest, MatMulOptionsRouteToTilesOnlyWhereSupported) {
   for (size_t i = 0; i < vec.size(); ++i) ASSERT_TRUE(SameBits(vec[i], routed[i])) << i;
 }
 
+// Activations packed once (PackTileActivations / MatMulOptions::tile_x) give every row range of
+// every matrix of that x the bits of packing per call; a pack of another n is not used.
+TEST_F(TileMatMulTest, PackedOnceEqualsPackedPerCall) {
+  std::mt19937 rng(17);
+  const int64_t cols = 256, n = 37;
+  const Bf16Matrix a = RandomMatrix(130, cols, rng);
+  const Fp8Matrix b = RandomFp8Matrix(96, cols, 16, 128, rng);
+  const std::vector<float> x = RandomActivations(n, cols, rng);
+  for (TileActivations act : {TileActivations::kExact, TileActivations::kBf16}) {
+    std::vector<uint16_t> storage;
+    const TilePackedX packed = PackTileActivations(x.data(), n, cols, act, &storage);
+    for (const WeightView* w : {&a.view, &b.view}) {
+      SCOPED_TRACE(testing::Message() << w->rows << " rows, activations " << int(act));
+      std::vector<float> per_call(n * w->rows), once(n * w->rows, NAN);
+      TileMatMulRows(x.data(), n, *w, 0, w->rows, per_call.data(), act);
+      for (int64_t begin = 0; begin < w->rows;) {  // uneven ranges, as threads take them
+        const int64_t end = std::min<int64_t>(w->rows, begin + 16 + (begin % 37));
+        TileMatMulRowsPacked(packed, *w, begin, end, once.data());
+        begin = end;
+      }
+      for (size_t i = 0; i < once.size(); ++i) ASSERT_TRUE(SameBits(once[i], per_call[i])) << i;
+    }
+  }
+  // Through MatMulOptions: the pool-split product with a shared pack; and a pack whose n does
+  // not match the call is ignored (packed per call instead), never misread.
+  ThreadPool pool(2);
+  MatMulOptions tiles;
+  tiles.kernel = Kernel::kTiles;
+  std::vector<uint16_t> storage;
+  TilePackedX packed;
+  const MatMulOptions shared = WithPackedTileX(x.data(), n, a.view, tiles, &packed, &storage);
+  ASSERT_EQ(shared.tile_x, &packed);
+  std::vector<float> direct(n * a.view.rows), pooled(n * a.view.rows, NAN);
+  TileMatMulRows(x.data(), n, a.view, 0, a.view.rows, direct.data());
+  MatMul(x.data(), n, a.view, pooled.data(), &pool, shared);
+  for (size_t i = 0; i < direct.size(); ++i) ASSERT_TRUE(SameBits(direct[i], pooled[i])) << i;
+  std::vector<float> fewer(5 * a.view.rows, NAN), fewer_direct(5 * a.view.rows);
+  MatMulRows(x.data(), 5, a.view, 0, a.view.rows, fewer.data(), shared);
+  TileMatMulRows(x.data(), 5, a.view, 0, a.view.rows, fewer_direct.data());
+  for (size_t i = 0; i < fewer.size(); ++i) ASSERT_TRUE(SameBits(fewer[i], fewer_direct[i])) << i;
+  // Vector options are left alone.
+  EXPECT_EQ(WithPackedTileX(x.data(), n, a.view, MatMulOptions{}, &packed, &storage).tile_x,
+            nullptr);
+}
+
 // The opt-in bf16-activation mode on the tiles: bf16(x) times the weights, fp32 sums; the same
 // contract as MatMulReference with Activations::kBF16, and MatMulOptions route there.
 TEST_F(TileMatMulTest, Bf16ActivationsMatchTheirReference) {
