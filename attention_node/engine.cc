@@ -16,11 +16,11 @@
 #include "common/kernels/attention.h"
 #include "common/kernels/lightning_attention.h"
 #include "common/kernels/matmul.h"
-#include "common/kernels/tile_matmul.h"
 #include "common/kernels/rms_norm.h"
 #include "common/kernels/rope.h"
 #include "common/kernels/routing.h"
 #include "common/kernels/swiglu.h"
+#include "common/kernels/tile_matmul.h"
 #include "common/status.h"
 
 namespace afd::attention {

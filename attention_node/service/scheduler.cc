@@ -271,8 +271,9 @@ void Scheduler::Loop() {
       // The iteration less the engine steps and the sampling: the scheduler's own work.
       const double iteration =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      own_profile_.Add(ProfileStage::kScheduler,
-                       iteration - engines - (own_profile_.Get(ProfileStage::kSampling) - sampling));
+      own_profile_.Add(
+          ProfileStage::kScheduler,
+          iteration - engines - (own_profile_.Get(ProfileStage::kSampling) - sampling));
       StepProfile merged = own_profile_;
       for (const StepProfile& lane : lane_profiles_) merged.Merge(lane);
       absl::MutexLock lock(&profile_mu_);
@@ -512,9 +513,9 @@ void Scheduler::Advance(Sequence& s, int64_t chunk, const StepOutput& out, size_
   const SampleResult result =
       forced.empty() ? s.sampler.Sample(logits)
                      : TokenLogprobs(logits, forced[s.generated()], s.request.sampling.top_logprobs);
-  own_profile_.Add(ProfileStage::kSampling, std::chrono::duration<double>(
-                                                std::chrono::steady_clock::now() - sample_start)
-                                                .count());
+  own_profile_.Add(
+      ProfileStage::kSampling,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count());
   s.tokens.push_back(result.token);
   update.tokens.push_back(result.token);
   if (s.request.logprobs || s.request.sampling.top_logprobs > 0) update.logprobs.push_back(result);

@@ -201,8 +201,7 @@ Sample GrpcRequest(const Options& o, afd::v1::Gateway::Stub& stub, int index) {
 }  // namespace
 
 // The attention node's cumulative step times.
-absl::StatusOr<afd::attention::StepProfile> AttentionStepTimes(
-    afd::v1::AttentionNode::Stub& stub) {
+absl::StatusOr<afd::attention::StepProfile> AttentionStepTimes(afd::v1::AttentionNode::Stub& stub) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   afd::v1::AttentionNodeInfo info;

@@ -86,7 +86,9 @@ e2e() {
     --prompt-tokens "$PROMPT" --max-tokens "$TOKENS" --vocab "$vocab" ${5:+--attention "$5"} >>"$4" 2>&1
 }
 # The attention node's step-time table of e2e log $1, indented (empty when none was logged).
-step_table() { sed -n '/^# attention node, this window:/,/^weight MB\/step/p' "$1" | tail -n +2 | sed 's/^/    /'; }
+step_table() {
+  sed -n '/^# attention node, this window:/,/^weight MB\/step/p' "$1" | tail -n +2 | sed 's/^/    /'
+}
 
 if [[ ! -f $MODEL/config.json ]]; then
   if [[ ${GEN:-0} == 1 ]]; then

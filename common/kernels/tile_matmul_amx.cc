@@ -309,7 +309,8 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
     }
     // The next row block's weights into L2 over this block's first chunk.
     const int64_t next = b1 < row_end ? b1 : -1;
-    const int64_t next_bytes = next < 0 ? 0 : (std::min(row_end, next + block_rows) - next) * row_bytes;
+    const int64_t next_bytes =
+        next < 0 ? 0 : (std::min(row_end, next + block_rows) - next) * row_bytes;
     for (int64_t q0 = 0; q0 < tiles; q0 += 3) {
       const int b_n = static_cast<int>(std::min<int64_t>(3, tiles - q0));
       const int64_t width = b_n * kTileCols;
@@ -325,7 +326,8 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
         for (int64_t kb = 0; kb < k_blocks; ++kb) {
           const int64_t s0 = kb * block_steps;
           const int64_t ns = std::min(block_steps, steps - s0);
-          const uint8_t* a = fp8 ? a_rows[i] + s0 * kStep * kTileRows * 2 : a_rows[i] + s0 * kStep * 2;
+          const uint8_t* a =
+              fp8 ? a_rows[i] + s0 * kStep * kTileRows * 2 : a_rows[i] + s0 * kStep * 2;
           const int64_t a_stride = fp8 ? ns * kStep * 2 : row_bytes;
           const uint16_t* b_tiles[3];
           for (int j = 0; j < b_n; ++j) b_tiles[j] = packed + ((q0 + j) * steps + s0) * kTileHalfs;

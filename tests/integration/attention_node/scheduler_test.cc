@@ -259,9 +259,9 @@ TEST_F(SchedulerTest, ProfileCountsEveryStepAndWhereItsTimeWent) {
   EXPECT_EQ(p.steps, 12);
   EXPECT_EQ(p.tokens, 7 + 11);
   EXPECT_GT(p.weight_bytes, 0);
-  for (ProfileStage stage : {ProfileStage::kAttnProj, ProfileStage::kAttnCore,
-                             ProfileStage::kRouter, ProfileStage::kExpertFfn,
-                             ProfileStage::kLmHead, ProfileStage::kSampling}) {
+  for (ProfileStage stage :
+       {ProfileStage::kAttnProj, ProfileStage::kAttnCore, ProfileStage::kRouter,
+        ProfileStage::kExpertFfn, ProfileStage::kLmHead, ProfileStage::kSampling}) {
     EXPECT_GT(p.Get(stage), 0) << ProfileStageName(stage);
   }
   for (int s = 0; s < StepProfile::kStages; ++s) EXPECT_GE(p.seconds[s], 0) << s;
