@@ -64,7 +64,6 @@ T* Scratch(std::vector<T>& buffer, size_t count) {
 
 struct TileScratch {
   std::vector<uint16_t> split, packed, pad, converted;
-  std::vector<float> sums;
 };
 
 TileScratch& ThreadTileScratch() {
