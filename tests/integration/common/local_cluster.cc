@@ -48,22 +48,30 @@ std::string BinaryPath(const std::string& name) {
   return std::string(dir != nullptr ? dir : ".") + "/bin/" + name;
 }
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  int port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+std::vector<int> FreePorts(int count) {
+  std::vector<int> ports, fds;
+  for (int i = 0; i < count; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = 0;
+    if (fd >= 0) {
+      fds.push_back(fd);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = 0;
+      socklen_t len = sizeof(addr);
+      if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+          getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+        port = ntohs(addr.sin_port);
+      }
+    }
+    ports.push_back(port);
   }
-  close(fd);
-  return port;
+  for (int fd : fds) close(fd);
+  return ports;
 }
+
+int FreePort() { return FreePorts(1)[0]; }
 
 ChildProcess::ChildProcess(std::vector<std::string> argv, std::string log_path)
     : log_path_(std::move(log_path)) {
@@ -125,16 +133,17 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Create(const Cluster
     if (!placement.ok()) return placement.status();
     for (const ExpertSpec& s : *placement) specs.push_back(FormatExpertSpec(s));
   }
+  const std::vector<int> ports = FreePorts(1 + static_cast<int>(specs.size()));
   AttentionNodeConfig attention;
   attention.node.name = "attn0";
-  attention.node.address = absl::StrCat("127.0.0.1:", FreePort());
+  attention.node.address = absl::StrCat("127.0.0.1:", ports[0]);
   attention.node.listen = attention.node.address;
   attention.node.threads = spec.attention_threads;
   c.attention_nodes.push_back(attention);
   for (size_t i = 0; i < specs.size(); ++i) {
     ExpertNodeConfig node;
     node.node.name = absl::StrCat("expert", i);
-    node.node.address = absl::StrCat("127.0.0.1:", FreePort());
+    node.node.address = absl::StrCat("127.0.0.1:", ports[1 + i]);
     node.node.listen = node.node.address;
     node.node.threads = spec.expert_threads;
     absl::StatusOr<ExpertSpec> parsed = ParseExpertSpec(specs[i]);

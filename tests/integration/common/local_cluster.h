@@ -32,6 +32,9 @@ std::string GoldenModelDir(const std::string& name);
 std::string BinaryPath(const std::string& name);
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
+// `count` distinct such ports: each stays bound until all are chosen, so the kernel cannot hand
+// out one twice (separate FreePort calls can, and two nodes then clash on one address).
+std::vector<int> FreePorts(int count);
 
 // A child process running `argv` with stdout and stderr appended to `log_path`. The destructor
 // kills it (SIGKILL) if it still runs.
