@@ -55,6 +55,9 @@ void Usage(FILE* f) {
       "  --model DIR            Hugging Face checkpoint directory to serve\n"
       "  --experts N            expert nodes (default 2)\n"
       "  --replicas R           copies of every expert across the expert nodes (default 1)\n"
+      "  --replica-choice C     pack (default: a call's experts on as few replicas as\n"
+      "                         possible, since the nodes share this machine's cores) or\n"
+      "                         spread (over the least loaded replicas); not with --config\n"
       "  --attention-nodes A    attention nodes (default 1)\n"
       "  --config FILE          run the nodes of this cluster.yaml instead of a generated one\n"
       "                         (addresses must be local; --model overrides its `model`)\n"
@@ -398,7 +401,7 @@ bool SendPrompt(int port, const std::string& prompt, int max_tokens, const std::
 
 int main(int argc, char** argv) {
   std::string model_dir, config_path, prompt = "Hello! Who are you?", reasoning = "append_think";
-  std::string api_key, run_dir;
+  std::string api_key, run_dir, replica_choice;
   int experts = 2, replicas = 1, attention_nodes = 1, http_port = 8080, base_port = 0;
   int threads = 0, max_tokens = 48, startup_timeout_s = 300;
   int attention_threads = 0, expert_threads = 0, micro_batches = 0;
@@ -411,6 +414,11 @@ int main(int argc, char** argv) {
       flags.Int(&experts, 1);
     } else if (flags.Is("--replicas")) {
       flags.Int(&replicas, 1);
+    } else if (flags.Is("--replica-choice")) {
+      replica_choice = flags.Value();
+      if (replica_choice != "pack" && replica_choice != "spread") {
+        return Fail("--replica-choice must be pack or spread, not \"" + replica_choice + "\"");
+      }
     } else if (flags.Is("--attention-nodes")) {
       flags.Int(&attention_nodes, 1);
     } else if (flags.Is("--config")) {
@@ -475,6 +483,10 @@ int main(int argc, char** argv) {
     absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(config_path);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
     cluster = *std::move(loaded);
+    if (!replica_choice.empty()) {
+      return Fail("--replica-choice is for a generated cluster; with --config set "
+                  "limits.replica_choice in " + config_path);
+    }
     if (!model_dir.empty()) cluster.model_dir = model_dir;
     model_dir = cluster.model_dir;
     if (cluster.gateways.empty() || cluster.attention_nodes.empty()) {
@@ -530,6 +542,8 @@ int main(int argc, char** argv) {
     cluster = *std::move(made);
     for (afd::ExpertNodeConfig& e : cluster.expert_nodes) e.node.threads = expert_threads;
     if (micro_batches > 0) cluster.limits.micro_batches = micro_batches;
+    // Replicas on one machine share its cores: a call spread over them only adds contention.
+    cluster.limits.replica_choice = replica_choice.empty() ? "pack" : replica_choice;
     if (!tcp) {
       // Co-located nodes talk over unix sockets (no TCP stack on the per-layer path). The
       // gateway keeps its TCP port: clients connect to it.

@@ -158,7 +158,7 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
         n, "limits",
         {"max_sequences", "kv_blocks", "kv_block_tokens", "max_prompt_tokens", "max_new_tokens",
          "max_batch_tokens", "micro_batches", "min_micro_batch_tokens", "max_queue_depth",
-         "min_tile_prompt_tokens"}));
+         "min_tile_prompt_tokens", "replica_choice"}));
     LimitsConfig& l = config->limits;
     RETURN_IF_ERROR(r.Int(n, "max_sequences", "limits", &l.max_sequences, 1));
     RETURN_IF_ERROR(r.Int(n, "kv_blocks", "limits", &l.kv_blocks, 1));
@@ -170,6 +170,11 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
     RETURN_IF_ERROR(r.Int(n, "min_micro_batch_tokens", "limits", &l.min_micro_batch_tokens, 1));
     RETURN_IF_ERROR(r.Int(n, "max_queue_depth", "limits", &l.max_queue_depth, 0));
     RETURN_IF_ERROR(r.Int(n, "min_tile_prompt_tokens", "limits", &l.min_tile_prompt_tokens, 0));
+    RETURN_IF_ERROR(r.String(n, "replica_choice", "limits", &l.replica_choice));
+    if (l.replica_choice != "spread" && l.replica_choice != "pack") {
+      return Error(r.source(), n["replica_choice"], "limits.replica_choice",
+                   absl::StrCat("\"", l.replica_choice, "\" is not spread or pack"));
+    }
   }
   if (const YAML::Node n = root["deadlines"]; n.IsDefined() && !n.IsNull()) {
     RETURN_IF_ERROR(r.ExpectMap(n, "deadlines",
@@ -329,6 +334,7 @@ std::string ClusterConfigToYaml(const ClusterConfig& config) {
   out << YAML::Key << "min_micro_batch_tokens" << YAML::Value << l.min_micro_batch_tokens;
   out << YAML::Key << "max_queue_depth" << YAML::Value << l.max_queue_depth;
   out << YAML::Key << "min_tile_prompt_tokens" << YAML::Value << l.min_tile_prompt_tokens;
+  out << YAML::Key << "replica_choice" << YAML::Value << l.replica_choice;
   out << YAML::EndMap;
   out << YAML::Key << "deadlines" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "expert_call_ms" << YAML::Value << d.expert_call_ms;

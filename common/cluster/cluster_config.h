@@ -64,6 +64,11 @@ struct LimitsConfig {
   // shorter ones on the vector kernels; 0 = the engine's default for the weights' type
   // (Engine::set_min_tile_prompt: 64 bf16, 128 FP8). 1 = every prompt.
   int min_tile_prompt_tokens = 0;
+  // Where an expert has replicas, which one serves a call's pairs: "spread" puts each expert on
+  // the least loaded replica, so a layer's experts run in parallel on nodes with cores of their
+  // own; "pack" keeps a call's experts on as few nodes as possible (rotating between calls), for
+  // nodes that share one machine's cores, where spreading only adds contention and fan-out.
+  std::string replica_choice = "spread";
 };
 
 struct DeadlinesConfig {

@@ -17,6 +17,14 @@ namespace afd::attention {
 
 using ForwardStream = grpc::ClientAsyncReaderWriter<v1::ExpertBatch, v1::ExpertResult>;
 
+namespace {
+
+// Work of serving one expert for `rows` pairs, in units of one row's compute: reading the
+// expert's weights costs about as much as 16 rows of products at decode shapes.
+int64_t ExpertCost(int64_t rows) { return 16 + rows; }
+
+}  // namespace
+
 // A completion-queue tag: which operation of which stream finished.
 struct RemoteExpertBackend::Op {
   enum Kind { kWrite, kRead, kFinish };
@@ -119,6 +127,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
     node->channel = *std::move(channel);
     node->stub = v1::ExpertNode::NewStub(node->channel);
     backend->nodes_.push_back(std::move(node));
+    backend->stats_.node_pairs.push_back(0);
   }
   ASSIGN_OR_RETURN(backend->placement_,
                    Placement::Build(sets, model.num_hidden_layers, model.num_local_experts,
@@ -139,6 +148,9 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
   }
   RemoteExpertBackendOptions options;
   options.call_deadline_ms = cluster.deadlines.expert_call_ms;
+  options.replica_choice = cluster.limits.replica_choice == "pack"
+                               ? RemoteExpertBackendOptions::ReplicaChoice::kPack
+                               : RemoteExpertBackendOptions::ReplicaChoice::kSpread;
   options.reconnect_initial_backoff_ms = cluster.deadlines.reconnect_initial_backoff_ms;
   options.reconnect_max_backoff_ms = cluster.deadlines.reconnect_max_backoff_ms;
   options.tls = cluster.tls;
@@ -376,23 +388,38 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
   const int64_t d = request.hidden_dim;
   const int layer = request.layer;
 
-  // 1. One live node per needed expert, rotating over the replicas from call to call.
+  // 1. One live node per needed expert. Where an expert has replicas, the experts are placed
+  // largest first, each on the live replica with the least work so far this round (spread: a
+  // layer's experts run in parallel on separate nodes) or the most (pack: as few nodes as
+  // possible, for nodes sharing cores); ties rotate from call to call. Which node serves an
+  // expert never changes its result.
   chosen_node_.assign(model_.num_local_experts, -1);
-  bool all_served = true;
+  expert_rows_.assign(model_.num_local_experts, 0);
   for (int64_t s = 0; s < t_count * k_count; ++s) {
-    if (received_[s]) continue;
-    const int e = request.expert_ids[s];
-    if (chosen_node_[e] != -1) continue;
+    if (!received_[s]) ++expert_rows_[request.expert_ids[s]];
+  }
+  needed_.clear();
+  for (int e = 0; e < model_.num_local_experts; ++e) {
+    if (expert_rows_[e] > 0) needed_.push_back(e);
+  }
+  std::stable_sort(needed_.begin(), needed_.end(),
+                   [&](int32_t a, int32_t b) { return expert_rows_[a] > expert_rows_[b]; });
+  node_load_.assign(nodes_.size(), 0);
+  const bool pack = options_.replica_choice == RemoteExpertBackendOptions::ReplicaChoice::kPack;
+  bool all_served = true;
+  for (const int32_t e : needed_) {
     const std::vector<int>& hosts = placement_.Hosts(layer, e);
-    chosen_node_[e] = -2;
+    int best = -2;
     for (size_t i = 0; i < hosts.size(); ++i) {
       const int n = hosts[(call_counter_ + i) % hosts.size()];
-      if (nodes_[n]->stream != nullptr && !excluded_[n]) {
-        chosen_node_[e] = n;
-        break;
+      if (nodes_[n]->stream == nullptr || excluded_[n]) continue;
+      if (best < 0 || (pack ? node_load_[n] > node_load_[best] : node_load_[n] < node_load_[best])) {
+        best = n;
       }
     }
-    all_served = all_served && chosen_node_[e] != -2;
+    chosen_node_[e] = best;
+    if (best >= 0) node_load_[best] += ExpertCost(expert_rows_[e]);
+    all_served = all_served && best != -2;
   }
   if (!all_served) {
     ExpertSet unavailable(model_.num_hidden_layers, model_.num_local_experts);
@@ -498,6 +525,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     ++stats_.batches;
     stats_.tokens_sent += node->token_index.size();
     stats_.pairs_sent += node->expert_ids.size();
+    stats_.node_pairs[node->index] += node->expert_ids.size();
     stats_.bytes_sent += node->request.GetCachedSize();
   }
 

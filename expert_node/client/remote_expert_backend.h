@@ -51,6 +51,10 @@ struct RemoteExpertBackendOptions {
   // Ask nodes to sum each token's leading pairs into one row (exact; see ExpertBatchView.fold).
   // Off: one row per pair. Only the traffic changes, never the result.
   bool fold_prefix = true;
+  // Which replica serves an expert (cluster.yaml limits.replica_choice): spread a call's
+  // experts over the least loaded replicas, or pack them onto as few nodes as possible.
+  enum class ReplicaChoice { kSpread, kPack };
+  ReplicaChoice replica_choice = ReplicaChoice::kSpread;
 };
 
 class RemoteExpertBackend : public ExpertBackend {
@@ -68,6 +72,7 @@ class RemoteExpertBackend : public ExpertBackend {
     uint64_t node_failures = 0;    // streams lost or timed out
     uint64_t reconnects = 0;       // streams (re)opened
     uint64_t node_compute_ns = 0;  // compute time the nodes reported for the batches
+    std::vector<uint64_t> node_pairs;  // [nodes] pairs sent to each node
   };
 
   // nodes: the expert nodes; every expert of the model must be hosted by at least one
@@ -139,6 +144,9 @@ class RemoteExpertBackend : public ExpertBackend {
   std::vector<const float*> slot_rows_;  // [T * K] term row (or prefix row at slot 0)
   std::vector<int32_t> prefix_len_;      // [T] slots covered by a folded prefix row
   std::vector<int32_t> chosen_node_;     // [E] node serving each expert this round, -1 none
+  std::vector<int32_t> expert_rows_;     // [E] pairs of each expert missing this round
+  std::vector<int32_t> needed_;          // experts with missing pairs, most pairs first
+  std::vector<int64_t> node_load_;       // [nodes] work placed on each node this round
   std::vector<uint8_t> excluded_;        // [nodes] failed during this call
   std::vector<uint8_t> reopened_;        // [nodes] stream reopened during this call
   std::vector<Node*> round_;             // nodes sent a batch in the current round

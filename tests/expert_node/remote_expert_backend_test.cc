@@ -77,9 +77,12 @@ class RemoteExpertBackendTest : public ::testing::Test {
     return out;
   }
 
-  std::unique_ptr<RemoteExpertBackend> Remote(const Cluster& c, int deadline_ms = 10000,
-                                              bool fold = true) {
+  std::unique_ptr<RemoteExpertBackend> Remote(
+      const Cluster& c, int deadline_ms = 10000, bool fold = true,
+      RemoteExpertBackendOptions::ReplicaChoice choice =
+          RemoteExpertBackendOptions::ReplicaChoice::kSpread) {
     RemoteExpertBackendOptions options;
+    options.replica_choice = choice;
     options.call_deadline_ms = deadline_ms;
     options.reconnect_initial_backoff_ms = 10;
     options.reconnect_max_backoff_ms = 100;
@@ -191,6 +194,66 @@ TEST_F(RemoteExpertBackendTest, OneNodeWithFoldingSendsOneRowPerToken) {
   ExpectBitwiseEqual(*remote, Batch(0, 10, 1), "1 node");
   EXPECT_EQ(remote->stats().rows_received, 10u);
   EXPECT_EQ(remote->stats().pairs_sent, 10u * config_.num_experts_per_tok);
+}
+
+TEST_F(RemoteExpertBackendTest, ReplicasShareEachCallsExpertsEvenly) {
+  Load("m2-medium");
+  const int k = config_.num_experts_per_tok;
+  ASSERT_EQ(k % 2, 0);
+  // Every expert on every node: a single token's k experts (each one pair, equal work) are
+  // placed on the least loaded node in turn, so no node gets more than ceil(k / 3), every
+  // call, whatever the routing; and the bits are those of the in-process backend.
+  Cluster cluster = StartCluster(model_dir_, {"all", "all", "all"}, true);
+  std::unique_ptr<RemoteExpertBackend> remote = Remote(cluster);
+  ASSERT_NE(remote, nullptr);
+  const uint64_t most = (k + 2) / 3;
+  for (int call = 0; call < 24; ++call) {
+    const std::vector<uint64_t> before = remote->stats().node_pairs;
+    ExpectBitwiseEqual(*remote, Batch(call % 3, 1, 500 + call), "3 full replicas");
+    const std::vector<uint64_t>& after = remote->stats().node_pairs;
+    ASSERT_EQ(after.size(), 3u);
+    uint64_t total = 0;
+    for (int n = 0; n < 3; ++n) {
+      const uint64_t pairs = after[n] - before[n];
+      EXPECT_LE(pairs, most) << "call " << call << ", node " << n;
+      total += pairs;
+    }
+    EXPECT_EQ(total, static_cast<uint64_t>(k)) << "call " << call;
+  }
+  // Two replicas over two nodes, many tokens: the experts' rows split about evenly.
+  Cluster pair = StartCluster(model_dir_, {"all", "all"}, true);
+  std::unique_ptr<RemoteExpertBackend> two = Remote(pair);
+  ASSERT_NE(two, nullptr);
+  ExpectBitwiseEqual(*two, Batch(0, 32, 7), "2 full replicas, 32 tokens");
+  const std::vector<uint64_t>& split = two->stats().node_pairs;
+  const uint64_t all = 32u * k;
+  EXPECT_EQ(split[0] + split[1], all);
+  EXPECT_GE(split[0], all / 4);
+  EXPECT_GE(split[1], all / 4);
+}
+
+TEST_F(RemoteExpertBackendTest, PackPutsACallOnOneReplicaAndRotates) {
+  Load("m2-medium");
+  // Nodes sharing one machine's cores: every expert of a call on one node, a different node
+  // from call to call, the same bits.
+  Cluster cluster = StartCluster(model_dir_, {"all", "all", "all"}, true);
+  std::unique_ptr<RemoteExpertBackend> remote =
+      Remote(cluster, 10000, true, RemoteExpertBackendOptions::ReplicaChoice::kPack);
+  ASSERT_NE(remote, nullptr);
+  std::vector<int> calls_per_node(3, 0);
+  for (int call = 0; call < 12; ++call) {
+    const std::vector<uint64_t> before = remote->stats().node_pairs;
+    ExpectBitwiseEqual(*remote, Batch(call % 3, 4, 600 + call), "3 full replicas, pack");
+    int used = 0;
+    for (int n = 0; n < 3; ++n) {
+      if (remote->stats().node_pairs[n] > before[n]) {
+        ++used;
+        ++calls_per_node[n];
+      }
+    }
+    EXPECT_EQ(used, 1) << "call " << call;
+  }
+  for (int n = 0; n < 3; ++n) EXPECT_EQ(calls_per_node[n], 4) << "node " << n;
 }
 
 TEST_F(RemoteExpertBackendTest, ProfileTakesTheSlowestNodesComputePerCall) {

@@ -24,6 +24,7 @@ limits:
   min_micro_batch_tokens: 64
   max_queue_depth: 10
   min_tile_prompt_tokens: 1
+  replica_choice: pack
 deadlines:
   expert_call_ms: 250
   reconnect_initial_backoff_ms: 20
@@ -68,6 +69,7 @@ TEST(ClusterConfigTest, ParsesEveryField) {
   EXPECT_EQ(c->limits.min_micro_batch_tokens, 64);
   EXPECT_EQ(c->limits.max_queue_depth, 10);
   EXPECT_EQ(c->limits.min_tile_prompt_tokens, 1);
+  EXPECT_EQ(c->limits.replica_choice, "pack");
   EXPECT_EQ(c->deadlines.expert_call_ms, 250);
   EXPECT_EQ(c->deadlines.reconnect_initial_backoff_ms, 20);
   EXPECT_EQ(c->deadlines.reconnect_max_backoff_ms, 400);
@@ -94,6 +96,7 @@ TEST(ClusterConfigTest, DefaultsWhenSectionsAreMissing) {
   absl::StatusOr<ClusterConfig> c = ParseClusterConfig("model: m\n", "test.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->limits.max_sequences, LimitsConfig().max_sequences);
+  EXPECT_EQ(c->limits.replica_choice, "spread");
   EXPECT_EQ(c->deadlines.expert_call_ms, DeadlinesConfig().expert_call_ms);
   EXPECT_TRUE(c->expert_nodes.empty());
   EXPECT_FALSE(c->tls.enabled());
@@ -108,6 +111,7 @@ TEST(ClusterConfigTest, SerializesToYamlThatParsesBackEqual) {
   EXPECT_EQ(ClusterConfigToYaml(*back), yaml);
   EXPECT_EQ(back->FindExpertNode("e1")->experts, c->FindExpertNode("e1")->experts);
   EXPECT_EQ(back->deadlines.expert_call_ms, 250);
+  EXPECT_EQ(back->limits.replica_choice, "pack");
 }
 
 TEST(ClusterConfigTest, ReportsErrorsWithFileLineAndKey) {
@@ -120,6 +124,8 @@ TEST(ClusterConfigTest, ReportsErrorsWithFileLineAndKey) {
       {"limits:\n  kv_blocks: lots\n", "test.yaml:2: limits.kv_blocks: expected an integer"},
       {"limits:\n  kv_blocks: 0\n", "limits.kv_blocks: 0 is outside [1,"},
       {"limits:\n  min_tile_prompt_tokens: -1\n", "limits.min_tile_prompt_tokens: -1 is outside [0,"},
+      {"limits:\n  replica_choice: random\n",
+       "test.yaml:2: limits.replica_choice: \"random\" is not spread or pack"},
       {"expert_nodes:\n  - name: e0\n", "expert_nodes[0].address: missing"},
       {"expert_nodes:\n  - address: a:1\n", "expert_nodes[0].name: missing"},
       {"expert_nodes:\n  - {name: e0, address: localhost}\n", "is not host:port"},

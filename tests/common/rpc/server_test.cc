@@ -82,8 +82,8 @@ TEST(NodeServerTest, ReportsUnreadableTlsFiles) {
 
 // A throwaway self-signed certificate for localhost / 127.0.0.1 (valid until 2125) and its key,
 // made for this test only with:
-//   openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=localhost \
-//     -addext subjectAltName=DNS:localhost,IP:127.0.0.1
+//   openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=localhost
+//     -addext subjectAltName=DNS:localhost,IP:127.0.0.1   (one command line)
 constexpr char kTestCert[] = R"(-----BEGIN CERTIFICATE-----
 MIIDJzCCAg+gAwIBAgIUAtR8d54/Tnpd/wQPK7/+u6PFZl0wDQYJKoZIhvcNAQEL
 BQAwFDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMjEzMzE1OVoYDzIxMjYx
