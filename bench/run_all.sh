@@ -262,16 +262,24 @@ VOCAB=32000
 [[ -f $BF16/config.json ]] &&
   VOCAB=$(python3 -c "import json; print(min(32000, json.load(open('$BF16/config.json'))['vocab_size']))")
 
+# start_up NAME ARGS...: afd-up on BF16 with ARGS, run dir $LOG/NAME, log $LOG/NAME.log; 0 once
+# every node is ready (then $gw is the gateway's gRPC address).
+start_up() {
+  local name=$1 port
+  shift
+  rm -rf "${LOG:?}/$name" "$LOG/$name.log"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$BIN/afd-up" --model "$BF16" --no-prompt --port "$port" --run-dir "$LOG/$name" "$@" >"$LOG/$name.log" 2>&1 &
+  pids+=($!)
+  wait_line "$LOG/$name.log" "nodes are ready" "${pids[-1]}" || return 1
+  gw=$(awk '/gw0 +afd.v1.Gateway gRPC/ {print $4}' "$LOG/$name.log")
+}
+
 # 8. All-in-one cluster (gateway + attention node + 3 expert nodes, afd-up): load time, memory,
 # attention node load, end to end at 1 and 16 streams against the in-process serving path.
 if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
   run=$LOG/up
-  rm -rf "$run" "$LOG/up.log"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$BIN/afd-up" --model "$BF16" --experts 3 --no-prompt --port "$port" --run-dir "$run" >"$LOG/up.log" 2>&1 &
-  pids+=($!)
-  if wait_line "$LOG/up.log" "nodes are ready" "${pids[-1]}"; then
-    gw=$(awk '/gw0 +afd.v1.Gateway gRPC/ {print $4}' "$LOG/up.log")
+  if start_up up --experts 3; then
     attn=$(awk '/attn0 +afd.v1.AttentionNode gRPC/ {print $4}' "$LOG/up.log")
     # Memory and load time, from the nodes' ready lines.
     for f in "$run"/logs/expert*.log; do
@@ -305,6 +313,24 @@ if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
     fi
   else
     note "the all-in-one cluster did not start (see $LOG/up.log)"
+  fi
+  stop_all
+fi
+
+# 8b. The same 3 expert nodes, each hosting every expert (replicas on one machine share the
+# page cache), with afd-up's default replica choice (pack: a call's experts on one node, since
+# the nodes share these cores): batch-1 decode end to end.
+if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
+  if start_up up-replicas --experts 3 --replicas 3; then
+    out=$LOG/e2e-replicas.txt
+    "$BIN/e2e_load_bench" --grpc "$gw" --concurrency 1 --requests 3 --prompt-tokens 32 \
+      --max-tokens "$E2E_TOKENS" --vocab "$VOCAB" >"$out" 2>&1
+    itl=$(awk '$1 == 1 && NF >= 9 {print $7}' "$out" | tail -1)
+    itl=${itl%ms}
+    row "e2e decode, 1 stream, 3 nodes x all experts" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "0.85 * ${DEC[bf16-1]:-x}")" "85% of afd-generate b1 (target)"
+    row "  vs in-process attention node" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "1000 / ${IPITL:-x}")" "same serving path, experts local"
+  else
+    note "the replicated cluster did not start (see $LOG/up-replicas.log)"
   fi
   stop_all
 fi

@@ -66,8 +66,9 @@ struct LimitsConfig {
   int min_tile_prompt_tokens = 0;
   // Where an expert has replicas, which one serves a call's pairs: "spread" puts each expert on
   // the least loaded replica, so a layer's experts run in parallel on nodes with cores of their
-  // own; "pack" keeps a call's experts on as few nodes as possible (rotating between calls), for
-  // nodes that share one machine's cores, where spreading only adds contention and fan-out.
+  // own; "pack" keeps a call's experts on as few nodes as possible (the first live replicas in
+  // the config's order), for nodes that share one machine's cores, where spreading only adds
+  // contention and fan-out.
   std::string replica_choice = "spread";
 };
 

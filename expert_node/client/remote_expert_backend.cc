@@ -391,8 +391,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
   // 1. One live node per needed expert. Where an expert has replicas, the experts are placed
   // largest first, each on the live replica with the least work so far this round (spread: a
   // layer's experts run in parallel on separate nodes) or the most (pack: as few nodes as
-  // possible, for nodes sharing cores); ties rotate from call to call. Which node serves an
-  // expert never changes its result.
+  // possible, for nodes sharing cores). Which node serves an expert never changes its result.
   chosen_node_.assign(model_.num_local_experts, -1);
   expert_rows_.assign(model_.num_local_experts, 0);
   for (int64_t s = 0; s < t_count * k_count; ++s) {
@@ -406,12 +405,15 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
                    [&](int32_t a, int32_t b) { return expert_rows_[a] > expert_rows_[b]; });
   node_load_.assign(nodes_.size(), 0);
   const bool pack = options_.replica_choice == RemoteExpertBackendOptions::ReplicaChoice::kPack;
+  // Spread rotates ties from call to call; pack starts from the same node every call, so the
+  // nodes it uses stay warm (measured on 2 cores: 0.6 vs 0.7 ms per layer of transport+wait).
+  const uint64_t first = pack ? 0 : call_counter_;
   bool all_served = true;
   for (const int32_t e : needed_) {
     const std::vector<int>& hosts = placement_.Hosts(layer, e);
     int best = -2;
     for (size_t i = 0; i < hosts.size(); ++i) {
-      const int n = hosts[(call_counter_ + i) % hosts.size()];
+      const int n = hosts[(first + i) % hosts.size()];
       if (nodes_[n]->stream == nullptr || excluded_[n]) continue;
       if (best < 0 || (pack ? node_load_[n] > node_load_[best] : node_load_[n] < node_load_[best])) {
         best = n;

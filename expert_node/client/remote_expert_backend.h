@@ -52,7 +52,9 @@ struct RemoteExpertBackendOptions {
   // Off: one row per pair. Only the traffic changes, never the result.
   bool fold_prefix = true;
   // Which replica serves an expert (cluster.yaml limits.replica_choice): spread a call's
-  // experts over the least loaded replicas, or pack them onto as few nodes as possible.
+  // experts over the least loaded replicas (ties rotating from call to call), or pack them
+  // onto as few nodes as possible, the same ones every call (the first live replicas in the
+  // config's order; a lost node's share moves to the next).
   enum class ReplicaChoice { kSpread, kPack };
   ReplicaChoice replica_choice = ReplicaChoice::kSpread;
 };

@@ -232,28 +232,30 @@ TEST_F(RemoteExpertBackendTest, ReplicasShareEachCallsExpertsEvenly) {
   EXPECT_GE(split[1], all / 4);
 }
 
-TEST_F(RemoteExpertBackendTest, PackPutsACallOnOneReplicaAndRotates) {
+TEST_F(RemoteExpertBackendTest, PackKeepsEveryCallOnOneReplica) {
   Load("m2-medium");
-  // Nodes sharing one machine's cores: every expert of a call on one node, a different node
-  // from call to call, the same bits.
+  // Nodes sharing one machine's cores: every expert of a call on one node, the first in the
+  // config's order, every call; when it is lost, the next one; the same bits throughout.
   Cluster cluster = StartCluster(model_dir_, {"all", "all", "all"}, true);
   std::unique_ptr<RemoteExpertBackend> remote =
       Remote(cluster, 10000, true, RemoteExpertBackendOptions::ReplicaChoice::kPack);
   ASSERT_NE(remote, nullptr);
-  std::vector<int> calls_per_node(3, 0);
-  for (int call = 0; call < 12; ++call) {
-    const std::vector<uint64_t> before = remote->stats().node_pairs;
-    ExpectBitwiseEqual(*remote, Batch(call % 3, 4, 600 + call), "3 full replicas, pack");
-    int used = 0;
-    for (int n = 0; n < 3; ++n) {
-      if (remote->stats().node_pairs[n] > before[n]) {
-        ++used;
-        ++calls_per_node[n];
+  auto calls_on = [&](int node, int calls, uint32_t seed) {
+    for (int call = 0; call < calls; ++call) {
+      const std::vector<uint64_t> before = remote->stats().node_pairs;
+      ExpectBitwiseEqual(*remote, Batch(call % 3, 4, seed + call), "3 full replicas, pack");
+      for (int n = 0; n < 3; ++n) {
+        EXPECT_EQ(remote->stats().node_pairs[n] > before[n], n == node)
+            << "call " << call << ", node " << n;
       }
     }
-    EXPECT_EQ(used, 1) << "call " << call;
-  }
-  for (int n = 0; n < 3; ++n) EXPECT_EQ(calls_per_node[n], 4) << "node " << n;
+  };
+  calls_on(0, 6, 600);
+  cluster.nodes[0]->Stop();
+  // The call that finds node 0 gone retries on node 1; every later one starts there.
+  std::vector<float> out(Batch(0, 4, 650).num_tokens * config_.hidden_size);
+  ASSERT_TRUE(remote->Run(Batch(0, 4, 650).Request(), out.data()).ok());
+  calls_on(1, 6, 700);
 }
 
 TEST_F(RemoteExpertBackendTest, ProfileTakesTheSlowestNodesComputePerCall) {
