@@ -301,7 +301,7 @@ if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
     e16=$(awk '$1 == 16 && NF >= 9 {print $4}' "$out" | tail -1)
     itl=$(awk '$1 == 1 && NF >= 9 {print $7}' "$out" | tail -1)
     itl=${itl%ms}
-    row "e2e decode, 1 stream, 3 expert nodes" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "0.85 * ${DEC[bf16-1]:-x}")" "85% of afd-generate b1 (target)"
+    row "e2e decode, 1 stream, 3 expert nodes (pack)" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "0.85 * ${DEC[bf16-1]:-x}")" "85% of afd-generate b1 (target)"
     row "  vs in-process attention node" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "1000 / ${IPITL:-x}")" "same serving path, experts local"
     row "e2e 1 stream incl. TTFT" "$e1" "tok/s" "${IP1:-}" "in-process attention node"
     row "e2e 16 streams (aggregate)" "$e16" "tok/s" "${IP16:-}" "in-process attention node, 16 str."
@@ -317,20 +317,19 @@ if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
   stop_all
 fi
 
-# 8b. The same 3 expert nodes, each hosting every expert (replicas on one machine share the
-# page cache), with afd-up's default replica choice (pack: a call's experts on one node, since
+# 8b. The same 3 expert nodes with the experts split three ways (--replicas 1) instead of
+# afd-up's default (every node hosts every expert, pack: a call's experts on one node, since
 # the nodes share these cores): batch-1 decode end to end.
 if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
-  if start_up up-replicas --experts 3 --replicas 3; then
-    out=$LOG/e2e-replicas.txt
+  if start_up up-split --experts 3 --replicas 1; then
+    out=$LOG/e2e-split.txt
     "$BIN/e2e_load_bench" --grpc "$gw" --concurrency 1 --requests 3 --prompt-tokens 32 \
       --max-tokens "$E2E_TOKENS" --vocab "$VOCAB" >"$out" 2>&1
     itl=$(awk '$1 == 1 && NF >= 9 {print $7}' "$out" | tail -1)
     itl=${itl%ms}
-    row "e2e decode, 1 stream, 3 nodes x all experts" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "0.85 * ${DEC[bf16-1]:-x}")" "85% of afd-generate b1 (target)"
-    row "  vs in-process attention node" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "1000 / ${IPITL:-x}")" "same serving path, experts local"
+    row "e2e decode, 1 stream, experts split 3 ways" "$(calc "1000 / ${itl:-x}")" "tok/s" "$(calc "1000 / ${IPITL:-x}")" "in-process attention node"
   else
-    note "the replicated cluster did not start (see $LOG/up-replicas.log)"
+    note "the split cluster did not start (see $LOG/up-split.log)"
   fi
   stop_all
 fi

@@ -10,6 +10,8 @@
 #             gateway, vs afd-up (gateway + attention + 3 expert nodes) at 1 and 16 streams, with
 #             the default thread split and the variants in TWOCORE_VARIANTS.
 #   roundtrip expert_roundtrip_bench on 2 cores: m2-tiny (RPC cost) and MODEL (1 token).
+#   replicas  4 expert nodes (disjoint cores) each hosting every expert, limits.replica_choice
+#             spread vs pack, at 1 and CONC streams.
 # Every node is stopped before the script exits (also on error or Ctrl-C). Results go to
 # OUTDIR/results.txt and stdout (scaleout: the attention node's step times per configuration in
 # OUTDIR/steps.txt). Needs: bash, taskset, python3 (config.json), the binaries.
@@ -107,16 +109,17 @@ say "# host: $ncpu cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | 
 
 # Starts gateway + attention node + n expert nodes from a generated cluster.yaml; expert node i
 # on EXP_CORES cores after the attention node's (n = 0: experts in the attention node). Sets
-# gw_addr. $1 = n, $2 = micro-batches, $3 = min_micro_batch_tokens, $4 = attention cores list.
+# gw_addr. $1 = n, $2 = micro-batches, $3 = min_micro_batch_tokens, $4 = attention cores list,
+# $5 = replica choice (empty: experts split over the nodes; spread/pack: every node hosts all).
 start_pinned_cluster() {
-  local n=$1 mb=$2 minmb=$3 acores=$4 run=$OUTDIR/run-$1-$2-$3 i per=$((num_experts / ($1 > 0 ? $1 : 1)))
+  local n=$1 mb=$2 minmb=$3 acores=$4 choice=${5:-} run=$OUTDIR/run-$1-$2-$3${5:+-$5} i per=$((num_experts / ($1 > 0 ? $1 : 1)))
   rm -rf "$run"; mkdir -p "$run"
   local port; port=$(free_port)
   gw_addr=127.0.0.1:$port
   attn_addr=unix:$run/attn0.sock
   {
     echo "model: $MODEL"
-    echo "limits: {max_sequences: 64, kv_blocks: 2048, kv_block_tokens: 16, micro_batches: $mb, min_micro_batch_tokens: $minmb}"
+    echo "limits: {max_sequences: 64, kv_blocks: 2048, kv_block_tokens: 16, micro_batches: $mb, min_micro_batch_tokens: $minmb, replica_choice: ${choice:-spread}}"
     echo "deadlines: {expert_call_ms: 60000, startup_timeout_ms: 300000}"
     echo "gateways:"
     echo "  - {name: gw0, address: '$gw_addr', threads: 1}"
@@ -126,7 +129,9 @@ start_pinned_cluster() {
     for ((i = 0; i < n; ++i)); do
       local last=$(((i + 1) * per - 1))
       ((i == n - 1)) && last=$((num_experts - 1))
-      echo "  - {name: expert$i, address: 'unix:$run/expert$i.sock', threads: $EXP_CORES, experts: \"$((i * per))-$last\"}"
+      local hosted="$((i * per))-$last"
+      [[ -n $choice ]] && hosted=all
+      echo "  - {name: expert$i, address: 'unix:$run/expert$i.sock', threads: $EXP_CORES, experts: \"$hosted\"}"
     done
   } >"$run/cluster.yaml"
   for ((i = 0; i < n; ++i)); do
@@ -207,6 +212,19 @@ for phase in "${phases[@]}"; do
       stop_all
     done
     ;;
+  replicas)
+    say ""
+    say "# replicas: 4 expert nodes on $EXP_CORES cores each (disjoint), every node hosting every expert; $CONC streams"
+    say "$(printf '%-30s %12s %12s %14s %14s' 'replica_choice' 'tok/s @1' "tok/s @$CONC" 'ITL p50 @1' 'ITL p50 @C')"
+    for choice in spread pack; do
+      if ! start_pinned_cluster 4 2 128 "$(cores 0 "$ATT_CORES")" "$choice"; then say "$choice: did not start"; stop_all; continue; fi
+      log=$OUTDIR/e2e-replicas-$choice.txt
+      e2e "$(cores 0 "$ATT_CORES")" "$gw_addr" "$CONC" "$log" "$attn_addr"
+      say "$(printf '%-30s %12s %12s %14s %14s' "$choice" "$(tok_s "$log" 1)" "$(tok_s "$log" "$CONC")" "$(itl_p50 "$log" 1)" "$(itl_p50 "$log" "$CONC")")"
+      { echo "replicas, $choice, $CONC streams: attention node steps"; step_table "$log"; } >>"$OUTDIR/steps.txt"
+      stop_all
+    done
+    ;;
   roundtrip)
     say ""
     say "# single-token round trip, 2 cores (taskset -c 0,1)"
@@ -216,7 +234,7 @@ for phase in "${phases[@]}"; do
       tail -4 | tee -a "$RESULTS"
     ;;
   *)
-    say "unknown phase $phase (scaleout, twocore, roundtrip)"
+    say "unknown phase $phase (scaleout, twocore, roundtrip, replicas)"
     ;;
   esac
 done

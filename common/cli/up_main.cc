@@ -54,7 +54,9 @@ void Usage(FILE* f) {
       "<build>/models/default.\n"
       "  --model DIR            Hugging Face checkpoint directory to serve\n"
       "  --experts N            expert nodes (default 2)\n"
-      "  --replicas R           copies of every expert across the expert nodes (default 1)\n"
+      "  --replicas R           copies of every expert across the expert nodes (default: every\n"
+      "                         node hosts every expert; they map the same file, so this\n"
+      "                         costs no memory, and a node that dies loses nothing)\n"
       "  --replica-choice C     pack (default: a call's experts on as few replicas as\n"
       "                         possible, since the nodes share this machine's cores) or\n"
       "                         spread (over the least loaded replicas); not with --config\n"
@@ -402,7 +404,7 @@ bool SendPrompt(int port, const std::string& prompt, int max_tokens, const std::
 int main(int argc, char** argv) {
   std::string model_dir, config_path, prompt = "Hello! Who are you?", reasoning = "append_think";
   std::string api_key, run_dir, replica_choice;
-  int experts = 2, replicas = 1, attention_nodes = 1, http_port = 8080, base_port = 0;
+  int experts = 2, replicas = 0, attention_nodes = 1, http_port = 8080, base_port = 0;
   int threads = 0, max_tokens = 48, startup_timeout_s = 300;
   int attention_threads = 0, expert_threads = 0, micro_batches = 0;
   bool no_prompt = false, exit_after_prompt = false, prepare_only = false, tcp = false;
@@ -532,7 +534,11 @@ int main(int argc, char** argv) {
     local.model_dir = model_dir;
     local.num_experts = model->num_local_experts;
     local.num_expert_nodes = experts;
-    local.replicas = replicas;
+    // Every node hosts every expert unless told otherwise: the nodes share this machine's page
+    // cache (no extra memory), pack keeps each call on one node (measured on 2 cores, batch 1:
+    // 0.84 of the in-process node vs 0.65 with the experts split three ways), and the others
+    // take over when it dies.
+    local.replicas = replicas > 0 ? replicas : experts;
     local.num_attention_nodes = attention_nodes;
     local.base_port = base_port;
     local.http_port = http_port;
