@@ -622,11 +622,12 @@ int main(int argc, char** argv) {
     add(g.node, "gateway", "afd.v1.Gateway", "afd-gateway", {"--reasoning-mode", reasoning});
   }
   std::printf(
-      "afd-up: model %s (%s, %d layers, %d experts), %zu expert node(s), %zu attention "
-      "node(s), %zu gateway(s); cluster %s, logs in %s/logs\n",
+      "afd-up: model %s (%s, %d layers, %d experts), %zu expert node(s) (replica choice %s), "
+      "%zu attention node(s), %zu gateway(s); cluster %s, logs in %s/logs\n",
       model_dir.c_str(), model->model_type.c_str(), model->num_hidden_layers,
-      model->num_local_experts, cluster.expert_nodes.size(), cluster.attention_nodes.size(),
-      cluster.gateways.size(), cluster_file.c_str(), run_dir.c_str());
+      model->num_local_experts, cluster.expert_nodes.size(), cluster.limits.replica_choice.c_str(),
+      cluster.attention_nodes.size(), cluster.gateways.size(), cluster_file.c_str(),
+      run_dir.c_str());
   std::fflush(stdout);
 
   auto died = [&](const Child& c) {
