@@ -486,8 +486,8 @@ int main(int argc, char** argv) {
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
     cluster = *std::move(loaded);
     if (!replica_choice.empty()) {
-      return Fail("--replica-choice is for a generated cluster; with --config set "
-                  "limits.replica_choice in " + config_path);
+      return Fail(absl::StrCat("--replica-choice is for a generated cluster; with --config set ",
+                               "limits.replica_choice in ", config_path));
     }
     if (!model_dir.empty()) cluster.model_dir = model_dir;
     model_dir = cluster.model_dir;

@@ -415,7 +415,8 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     for (size_t i = 0; i < hosts.size(); ++i) {
       const int n = hosts[(first + i) % hosts.size()];
       if (nodes_[n]->stream == nullptr || excluded_[n]) continue;
-      if (best < 0 || (pack ? node_load_[n] > node_load_[best] : node_load_[n] < node_load_[best])) {
+      if (best < 0 ||
+          (pack ? node_load_[n] > node_load_[best] : node_load_[n] < node_load_[best])) {
         best = n;
       }
     }
