@@ -254,7 +254,9 @@ int main(int argc, char** argv) {
       "tokens, %d micro-batch lane(s) x %d threads, ready in %.2f s; resident %.1f MiB = "
       "%.3fx (dense weights %.1f MiB + kv budget %.1f MiB)\n",
       args.node_name.c_str(), config->model_type.c_str(), config->num_hidden_layers,
-      remote ? absl::StrCat("on ", cluster.expert_nodes.size(), " expert nodes").c_str()
+      remote ? absl::StrCat("on ", cluster.expert_nodes.size(), " expert nodes (replica choice ",
+                            cluster.limits.replica_choice, ")")
+                   .c_str()
              : "in process",
       limits.kv_blocks, limits.kv_block_tokens, num_lanes, node_threads, seconds, rss / 1048576.0,
       static_cast<double>(rss) / static_cast<double>(dense + kv), dense / 1048576.0,
