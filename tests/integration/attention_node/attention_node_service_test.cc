@@ -1,6 +1,6 @@
 // afd-attention-node as a real process with real afd-expert-node processes on loopback:
 // command-line handling; readiness (NOT_SERVING until its expert nodes are up); 16 concurrent
-// requests of different lengths; a replica killed mid-generation (no request fails); the only
+// requests of different lengths; a replica killed mid-generation, with either replica choice (no request fails); the only
 // host of some experts killed (exactly the requests needing them fail with UNAVAILABLE naming
 // them; service resumes when the node is back); client cancellation and Abort freeing the KV
 // blocks; malformed requests and expert batches getting INVALID_ARGUMENT with servers up.
@@ -205,6 +205,8 @@ class AttentionNodeClusterTest : public ::testing::Test {
     }
   }
 
+  void KillOneReplicaMidGeneration(const std::string& replica_choice);
+
   std::unique_ptr<LocalCluster> cluster_;
   std::unique_ptr<v1::AttentionNode::Stub> stub_;
   std::unique_ptr<ReferenceEngine> reference_;
@@ -238,8 +240,11 @@ TEST_F(AttentionNodeClusterTest, SixteenConcurrentRequestsOfDifferentLengthsAreA
   EXPECT_GT(times->Get(attention::ProfileStage::kSampling), 0);
 }
 
-TEST_F(AttentionNodeClusterTest, KillingOneReplicaMidGenerationFailsNoRequest) {
-  StartCluster(Spec("m2-medium", 2, 2));  // every expert on both nodes
+// Every expert on both nodes; expert0 (the one `pack` uses) is killed after 24 tokens.
+void AttentionNodeClusterTest::KillOneReplicaMidGeneration(const std::string& replica_choice) {
+  ClusterSpec spec = Spec("m2-medium", 2, 2);
+  spec.limits.replica_choice = replica_choice;
+  StartCluster(spec);
   std::mt19937 rng(22);
   std::vector<v1::GenerateRequest> requests;
   for (int i = 0; i < 8; ++i) {
@@ -265,6 +270,14 @@ TEST_F(AttentionNodeClusterTest, KillingOneReplicaMidGenerationFailsNoRequest) {
   EXPECT_LT(at_kill, 8 * 40) << "the kill came after every token";
   ExpectMatchesReference(requests, results);
   EXPECT_TRUE(EventuallyIdle(*stub_));
+}
+
+TEST_F(AttentionNodeClusterTest, KillingOneReplicaMidGenerationFailsNoRequest) {
+  KillOneReplicaMidGeneration("spread");
+}
+
+TEST_F(AttentionNodeClusterTest, KillingThePackedReplicaMidGenerationFailsNoRequest) {
+  KillOneReplicaMidGeneration("pack");
 }
 
 TEST_F(AttentionNodeClusterTest, LosingTheOnlyHostFailsExactlyTheRequestsThatNeedIt) {
