@@ -1,9 +1,10 @@
 // afd-attention-node as a real process with real afd-expert-node processes on loopback:
 // command-line handling; readiness (NOT_SERVING until its expert nodes are up); 16 concurrent
-// requests of different lengths; a replica killed mid-generation, with either replica choice (no request fails); the only
-// host of some experts killed (exactly the requests needing them fail with UNAVAILABLE naming
-// them; service resumes when the node is back); client cancellation and Abort freeing the KV
-// blocks; malformed requests and expert batches getting INVALID_ARGUMENT with servers up.
+// requests of different lengths; a replica killed mid-generation, with either replica choice
+// (no request fails); the only host of some experts killed (exactly the requests needing them
+// fail with UNAVAILABLE naming them; service resumes when the node is back); client
+// cancellation and Abort freeing the KV blocks; malformed requests and expert batches getting
+// INVALID_ARGUMENT with servers up.
 #include <signal.h>
 #include <sys/wait.h>
 
