@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -30,6 +32,12 @@ struct ExpertRequest {
   const uint8_t* tiles = nullptr;
 };
 
+// The (token, expert) pairs one expert node has served for a backend since it was created.
+struct ExpertNodeTraffic {
+  std::string node;
+  uint64_t pairs = 0;
+};
+
 class ExpertBackend {
  public:
   virtual ~ExpertBackend() = default;
@@ -41,6 +49,9 @@ class ExpertBackend {
   // can name (ProfileStage kExpertGather / kExpertFfn / kExpertCombine); the Engine counts the
   // rest of Run as kExpertOther. Timing never changes a result.
   virtual void set_profile(StepProfile* profile) { (void)profile; }
+  // Per expert node, the pairs sent to it (remote backends; empty in process). Call it between
+  // Runs, never during one.
+  virtual std::vector<ExpertNodeTraffic> Traffic() const { return {}; }
 };
 
 }  // namespace afd::attention

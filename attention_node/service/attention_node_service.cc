@@ -152,6 +152,11 @@ grpc::ServerUnaryReactor* AttentionNodeService::Describe(
   if (Scheduler* scheduler = scheduler_.load()) {
     EncodeLoad(scheduler->Load(), info);
     EncodeStepTimes(scheduler->Profile(), info->mutable_step_times());
+    for (const ExpertNodeTraffic& t : scheduler->Traffic()) {
+      v1::ExpertNodeTraffic* out = info->add_expert_traffic();
+      out->set_node(t.node);
+      out->set_pairs(t.pairs);
+    }
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);

@@ -29,6 +29,7 @@ class IsolatingExpertBackend : public ExpertBackend {
   // when the step has a single entry, are returned as they are (the whole step fails).
   absl::Status Run(const ExpertRequest& request, float* out) override;
   void set_profile(StepProfile* profile) override { inner_->set_profile(profile); }
+  std::vector<ExpertNodeTraffic> Traffic() const override { return inner_->Traffic(); }
 
  private:
   ExpertBackend* inner_;

@@ -250,6 +250,11 @@ StepProfile Scheduler::Profile() const {
   return published_profile_;
 }
 
+std::vector<ExpertNodeTraffic> Scheduler::Traffic() const {
+  absl::MutexLock lock(&profile_mu_);
+  return published_traffic_;
+}
+
 void Scheduler::PublishLoad() {
   free_blocks_.store(cache_->free_blocks());
   running_count_.store(static_cast<int>(running_.size()));
@@ -276,8 +281,22 @@ void Scheduler::Loop() {
           iteration - engines - (own_profile_.Get(ProfileStage::kSampling) - sampling));
       StepProfile merged = own_profile_;
       for (const StepProfile& lane : lane_profiles_) merged.Merge(lane);
+      // The lanes are idle between steps: their backends' counters can be read.
+      std::vector<ExpertNodeTraffic> traffic;
+      for (const auto& lane : isolators_) {
+        for (const ExpertNodeTraffic& t : lane->Traffic()) {
+          auto same = std::find_if(traffic.begin(), traffic.end(),
+                                   [&](const ExpertNodeTraffic& x) { return x.node == t.node; });
+          if (same == traffic.end()) {
+            traffic.push_back(t);
+          } else {
+            same->pairs += t.pairs;
+          }
+        }
+      }
       absl::MutexLock lock(&profile_mu_);
       published_profile_ = merged;
+      published_traffic_ = std::move(traffic);
       continue;
     }
     if (!running_.empty() || !waiting_.empty()) continue;

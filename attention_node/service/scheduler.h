@@ -127,6 +127,9 @@ class Scheduler {
   // the scheduler thread's sampling and its own work around the steps. Lanes add up: with
   // micro-batch lanes a step counts once per lane. Updated after every step.
   StepProfile Profile() const;
+  // Per expert node, the (token, expert) pairs the lanes sent it since the scheduler started
+  // (which replica served what; empty with in-process experts). Updated after every step.
+  std::vector<ExpertNodeTraffic> Traffic() const;
   // Fails every request (UNAVAILABLE) and stops the thread. Idempotent.
   void Shutdown();
 
@@ -186,6 +189,7 @@ class Scheduler {
 
   mutable absl::Mutex profile_mu_;
   StepProfile published_profile_ ABSL_GUARDED_BY(profile_mu_);
+  std::vector<ExpertNodeTraffic> published_traffic_ ABSL_GUARDED_BY(profile_mu_);
 
   std::atomic<int64_t> free_blocks_{0};
   std::atomic<int> running_count_{0};

@@ -200,8 +200,12 @@ Sample GrpcRequest(const Options& o, afd::v1::Gateway::Stub& stub, int index) {
 
 }  // namespace
 
-// The attention node's cumulative step times.
-absl::StatusOr<afd::attention::StepProfile> AttentionStepTimes(afd::v1::AttentionNode::Stub& stub) {
+// The attention node's cumulative step times and per-expert-node pairs.
+struct AttentionCounters {
+  afd::attention::StepProfile times;
+  std::vector<std::pair<std::string, uint64_t>> pairs;  // expert node, pairs sent to it
+};
+absl::StatusOr<AttentionCounters> ReadAttentionCounters(afd::v1::AttentionNode::Stub& stub) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   afd::v1::AttentionNodeInfo info;
@@ -209,23 +213,43 @@ absl::StatusOr<afd::attention::StepProfile> AttentionStepTimes(afd::v1::Attentio
   if (!status.ok()) {
     return absl::UnavailableError("attention node Describe: " + status.error_message());
   }
-  return afd::attention::DecodeStepTimes(info.step_times());
+  absl::StatusOr<afd::attention::StepProfile> times =
+      afd::attention::DecodeStepTimes(info.step_times());
+  if (!times.ok()) return times.status();
+  AttentionCounters counters;
+  counters.times = *times;
+  for (const afd::v1::ExpertNodeTraffic& t : info.expert_traffic()) {
+    counters.pairs.emplace_back(t.node(), t.pairs());
+  }
+  return counters;
 }
 
-// The window's step times (now less `before`) as a table, one column named after `c`.
-void PrintStepTimes(afd::v1::AttentionNode::Stub& stub,
-                    const absl::StatusOr<afd::attention::StepProfile>& before, int c) {
-  absl::StatusOr<afd::attention::StepProfile> after = AttentionStepTimes(stub);
+// The window's step times (now less `before`) as a table, one column named after `c`, and the
+// pairs each expert node served in the window.
+void PrintAttentionWindow(afd::v1::AttentionNode::Stub& stub,
+                          const absl::StatusOr<AttentionCounters>& before, int c) {
+  absl::StatusOr<AttentionCounters> after = ReadAttentionCounters(stub);
   if (!before.ok() || !after.ok()) {
     std::printf("# attention node step times: %s\n",
                 std::string((before.ok() ? after : before).status().message()).c_str());
     return;
   }
-  after->Subtract(*before);
+  after->times.Subtract(before->times);
   const std::string name = "c=" + std::to_string(c);
-  const std::pair<std::string, const afd::attention::StepProfile*> column[] = {{name, &*after}};
+  const std::pair<std::string, const afd::attention::StepProfile*> column[] = {
+      {name, &after->times}};
   std::printf("# attention node, this window:\n%s",
               afd::attention::FormatStepProfiles(column).c_str());
+  if (after->pairs.empty()) return;
+  std::printf("# expert node pairs, this window:");
+  for (const auto& [node, pairs] : after->pairs) {
+    uint64_t earlier = 0;
+    for (const auto& [n, p] : before->pairs) {
+      if (n == node) earlier = p;
+    }
+    std::printf(" %s %llu", node.c_str(), static_cast<unsigned long long>(pairs - earlier));
+  }
+  std::printf("\n");
 }
 
 int main(int argc, char** argv) {
@@ -319,8 +343,8 @@ int main(int argc, char** argv) {
               "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "failed");
   for (const int c : concurrency) {
     const int total = requests > 0 ? requests : 4 * c;
-    absl::StatusOr<afd::attention::StepProfile> before = afd::attention::StepProfile();
-    if (attention) before = AttentionStepTimes(*attention);
+    absl::StatusOr<AttentionCounters> before = AttentionCounters();
+    if (attention) before = ReadAttentionCounters(*attention);
     std::atomic<int> next{0};
     std::mutex mu;
     std::vector<Sample> samples;
@@ -357,7 +381,7 @@ int main(int argc, char** argv) {
                 1e3 * Percentile(ttft, 0.99), 1e3 * Percentile(gaps, 0.5),
                 1e3 * Percentile(gaps, 0.99), failed);
     if (failed > 0) std::printf("# first error: %s\n", first_error.c_str());
-    if (attention) PrintStepTimes(*attention, before, c);
+    if (attention) PrintAttentionWindow(*attention, before, c);
     std::fflush(stdout);
   }
   return 0;

@@ -87,9 +87,11 @@ e2e() {
   taskset -c "$1" "$BIN/e2e_load_bench" --grpc "$2" --concurrency "$3" --requests $((2 * $3)) \
     --prompt-tokens "$PROMPT" --max-tokens "$TOKENS" --vocab "$vocab" ${5:+--attention "$5"} >>"$4" 2>&1
 }
-# The attention node's step-time table of e2e log $1, indented (empty when none was logged).
+# The attention node's step-time table of e2e log $1 and its expert node pairs, indented (empty
+# when none was logged).
 step_table() {
   sed -n '/^# attention node, this window:/,/^weight MB\/step/p' "$1" | tail -n +2 | sed 's/^/    /'
+  grep -h '^# expert node pairs' "$1" | tail -1 | sed 's/^# /    /'
 }
 
 if [[ ! -f $MODEL/config.json ]]; then

@@ -157,6 +157,12 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
   return Create(model, nodes, options);
 }
 
+std::vector<ExpertNodeTraffic> RemoteExpertBackend::Traffic() const {
+  std::vector<ExpertNodeTraffic> out;
+  for (size_t i = 0; i < nodes_.size(); ++i) out.push_back({nodes_[i]->name, stats_.node_pairs[i]});
+  return out;
+}
+
 RemoteExpertBackend::~RemoteExpertBackend() {
   if (reconnector_.joinable()) {
     {

@@ -97,6 +97,8 @@ class RemoteExpertBackend : public ExpertBackend {
   // (the nodes work in parallel, so that is the compute on the call's critical path); the
   // Engine counts the rest of the call, transport and waiting, as kExpertOther.
   void set_profile(StepProfile* profile) override { profile_ = profile; }
+  // Pairs sent to each node (Stats::node_pairs with the nodes' names), in config order.
+  std::vector<ExpertNodeTraffic> Traffic() const override;
 
   // Blocks until every node reports its ExpertNode service SERVING (grpc.health.v1), or
   // DEADLINE_EXCEEDED naming the nodes that do not.

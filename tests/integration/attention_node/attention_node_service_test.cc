@@ -23,6 +23,7 @@
 #include "afd/v1/expert.grpc.pb.h"
 #include "attention_node/service/generate_codec.h"
 #include "attention_node/step_profile.h"
+#include "common/model_config.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/status_codec.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -239,6 +240,18 @@ TEST_F(AttentionNodeClusterTest, SixteenConcurrentRequestsOfDifferentLengthsAreA
   EXPECT_GT(times->Get(attention::ProfileStage::kExpertFfn), 0);
   EXPECT_GT(times->Get(attention::ProfileStage::kExpertOther), 0);
   EXPECT_GT(times->Get(attention::ProfileStage::kSampling), 0);
+  // And which node served what: each of the two nodes (half the experts each) some pairs, in
+  // all at least top-k pairs per token run.
+  ASSERT_EQ(info->expert_traffic_size(), 2);
+  uint64_t pairs = 0;
+  for (int n = 0; n < 2; ++n) {
+    EXPECT_EQ(info->expert_traffic(n).node(), absl::StrCat("expert", n));
+    EXPECT_GT(info->expert_traffic(n).pairs(), 0u);
+    pairs += info->expert_traffic(n).pairs();
+  }
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(GoldenModelDir("m2-medium"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_GE(pairs, static_cast<uint64_t>(tokens) * config->num_experts_per_tok);
 }
 
 // Every expert on both nodes; expert0 (the one `pack` uses) is killed after 24 tokens.
@@ -271,6 +284,13 @@ void AttentionNodeClusterTest::KillOneReplicaMidGeneration(const std::string& re
   EXPECT_LT(at_kill, 8 * 40) << "the kill came after every token";
   ExpectMatchesReference(requests, results);
   EXPECT_TRUE(EventuallyIdle(*stub_));
+  // Both nodes served pairs: with spread from the start, with pack expert0 until it died and
+  // expert1 after.
+  absl::StatusOr<v1::AttentionNodeInfo> info = Describe(*stub_);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(info->expert_traffic_size(), 2);
+  EXPECT_GT(info->expert_traffic(0).pairs(), 0u);
+  EXPECT_GT(info->expert_traffic(1).pairs(), 0u);
 }
 
 TEST_F(AttentionNodeClusterTest, KillingOneReplicaMidGenerationFailsNoRequest) {
