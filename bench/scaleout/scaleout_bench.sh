@@ -8,7 +8,8 @@
 #   twocore   the all-in-one mode squeezed onto 2 cores (like the 2-core dev VM): in-process
 #             `afd-generate` batch 1/16 and the attention node with in-process experts behind the
 #             gateway, vs afd-up (gateway + attention + 3 expert nodes) at 1 and 16 streams, with
-#             the default thread split and the variants in TWOCORE_VARIANTS.
+#             the default thread split and the variants in TWOCORE_VARIANTS (the default
+#             layout: every node hosts every expert, pack; "split": the experts split 3 ways).
 #   roundtrip expert_roundtrip_bench on 2 cores: m2-tiny (RPC cost) and MODEL (1 token).
 #   replicas  4 expert nodes (disjoint cores) each hosting every expert, limits.replica_choice
 #             spread vs pack, at 1 and CONC streams.
@@ -26,7 +27,7 @@ NODES=${NODES:-"1 2 4"}
 CONC=${CONC:-32}
 TOKENS=${TOKENS:-32}
 PROMPT=${PROMPT:-32}
-TWOCORE_VARIANTS=${TWOCORE_VARIANTS:-"unix;tcp --tcp;unix-1mb --micro-batches 1"}
+TWOCORE_VARIANTS=${TWOCORE_VARIANTS:-"unix;tcp --tcp;unix-1mb --micro-batches 1;split --replicas 1"}
 ATT_CORES=${ATT_CORES:-4}
 EXP_CORES=${EXP_CORES:-3}
 OUTDIR=${OUTDIR:-/tmp/afd-scaleout}
