@@ -71,20 +71,11 @@ int main(int argc, char** argv) {
   const afd::NodeConfig* entry = nullptr;
   afd::ClusterConfig cluster;
   if (!args.config_path.empty()) {
-    if (args.node_name.empty()) return Fail("--config needs --node NAME");
-    absl::StatusOr<afd::ClusterConfig> config = afd::LoadClusterConfig(args.config_path);
-    if (!config.ok()) return Fail(std::string(config.status().message()));
-    cluster = *std::move(config);
-    const afd::ExpertNodeConfig* node = cluster.FindExpertNode(args.node_name);
-    if (node == nullptr) {
-      std::vector<std::string> names;
-      for (const auto& n : cluster.expert_nodes) names.push_back(n.node.name);
-      return Fail(absl::StrCat(args.config_path, ": no expert node named \"", args.node_name,
-                               "\" (expert nodes: ", afd::rpc::NodeNames(names), ")"));
-    }
-    if (args.model_dir.empty()) args.model_dir = cluster.model_dir;
-    entry = &node->node;
-    spec = node->experts;
+    absl::StatusOr<const afd::ExpertNodeConfig*> node = afd::rpc::LoadNodeEntry(
+        &args, &afd::ClusterConfig::expert_nodes, "expert node", &cluster);
+    if (!node.ok()) return Fail(std::string(node.status().message()));
+    entry = &(*node)->node;
+    spec = (*node)->experts;
     tls = cluster.tls;
   } else if (args.node_name.empty()) {
     args.node_name = "expert";

@@ -116,19 +116,10 @@ int main(int argc, char** argv) {
   afd::ClusterConfig cluster;
   const afd::NodeConfig* entry = nullptr;
   if (!args.config_path.empty()) {
-    if (args.node_name.empty()) return Fail("--config needs --node NAME");
-    absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(args.config_path);
-    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
-    cluster = *std::move(loaded);
-    const afd::AttentionNodeConfig* node = cluster.FindAttentionNode(args.node_name);
-    if (node == nullptr) {
-      std::vector<std::string> names;
-      for (const auto& n : cluster.attention_nodes) names.push_back(n.node.name);
-      return Fail(absl::StrCat(args.config_path, ": no attention node named \"", args.node_name,
-                               "\" (attention nodes: ", afd::rpc::NodeNames(names), ")"));
-    }
-    if (args.model_dir.empty()) args.model_dir = cluster.model_dir;
-    entry = &node->node;
+    absl::StatusOr<const afd::AttentionNodeConfig*> node = afd::rpc::LoadNodeEntry(
+        &args, &afd::ClusterConfig::attention_nodes, "attention node", &cluster);
+    if (!node.ok()) return Fail(std::string(node.status().message()));
+    entry = &(*node)->node;
   } else if (args.node_name.empty()) {
     args.node_name = "attention";
   }

@@ -132,20 +132,11 @@ int main(int argc, char** argv) {
   std::vector<afd::gateway::AttentionEndpoint> endpoints;
   const afd::NodeConfig* entry = nullptr;
   if (!args.config_path.empty()) {
-    if (args.node_name.empty()) return Fail("--config needs --node NAME");
-    absl::StatusOr<afd::ClusterConfig> loaded = afd::LoadClusterConfig(args.config_path);
-    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
-    cluster = *std::move(loaded);
-    const afd::GatewayConfig* node = cluster.FindGateway(args.node_name);
-    if (node == nullptr) {
-      std::vector<std::string> names;
-      for (const auto& g : cluster.gateways) names.push_back(g.node.name);
-      return Fail(absl::StrCat(args.config_path, ": no gateway named \"", args.node_name,
-                               "\" (gateways: ", afd::rpc::NodeNames(names), ")"));
-    }
-    if (args.model_dir.empty()) args.model_dir = cluster.model_dir;
-    entry = &node->node;
-    if (http_listen.empty() && http_port < 0) http_listen = node->http_listen;
+    absl::StatusOr<const afd::GatewayConfig*> node =
+        afd::rpc::LoadNodeEntry(&args, &afd::ClusterConfig::gateways, "gateway", &cluster);
+    if (!node.ok()) return Fail(std::string(node.status().message()));
+    entry = &(*node)->node;
+    if (http_listen.empty() && http_port < 0) http_listen = (*node)->http_listen;
     for (const afd::AttentionNodeConfig& a : cluster.attention_nodes) {
       endpoints.push_back({a.node.name, a.node.address});
     }
