@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
   const afd::NodeConfig* entry = nullptr;
   afd::ClusterConfig cluster;
   if (!args.config_path.empty()) {
-    absl::StatusOr<const afd::ExpertNodeConfig*> node = afd::rpc::LoadNodeEntry(
-        &args, &afd::ClusterConfig::expert_nodes, "expert node", &cluster);
+    absl::StatusOr<const afd::ExpertNodeConfig*> node =
+        afd::rpc::LoadNodeEntry(&args, &afd::ClusterConfig::expert_nodes, "expert node", &cluster);
     if (!node.ok()) return Fail(std::string(node.status().message()));
     entry = &(*node)->node;
     spec = (*node)->experts;
