@@ -341,6 +341,44 @@ if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
   stop_all
 fi
 
+# 8c. The same comparison paired, since this VM's speed moves from minute to minute: afd-up's
+# default (3 expert nodes, pack) and an attention node with its experts in process behind the
+# same kind of gateway run side by side (the idle one sleeps), and 1-stream runs alternate
+# between them; the medians of each side are compared.
+if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
+  inproc_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat >"$LOG/inproc.yaml" <<YAML
+model: $BF16
+gateways:
+  - {name: gw0, address: 127.0.0.1:$inproc_port, threads: 2}
+attention_nodes:
+  - {name: attn0, address: unix:$LOG/inproc-attn0.sock, threads: $THREADS}
+YAML
+  rm -f "$LOG/inproc-attn0.sock"
+  if start_up paired-up --experts 3 && gw_up=$gw && start_up paired-inproc --config "$LOG/inproc.yaml"; then
+    gw_in=$gw
+    rounds=3; [[ $QUICK == 1 ]] && rounds=2
+    itl_up=() itl_in=()
+    for ((r = 0; r < rounds; ++r)); do
+      for side in up in; do
+        g=$gw_up; [[ $side == in ]] && g=$gw_in
+        out=$LOG/e2e-paired-$side-$r.txt
+        "$BIN/e2e_load_bench" --grpc "$g" --concurrency 1 --requests 3 --prompt-tokens 32 \
+          --max-tokens "$E2E_TOKENS" --vocab "$VOCAB" >"$out" 2>&1
+        v=$(awk '$1 == 1 && NF >= 9 {print $7}' "$out" | tail -1)
+        v=${v%ms}
+        [[ $side == up ]] && itl_up+=("$v") || itl_in+=("$v")
+      done
+    done
+    median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+    row "e2e 1 stream, paired: afd up (pack)" "$(calc "1000 / $(median "${itl_up[@]}")")" "tok/s" "$(calc "1000 / $(median "${itl_in[@]}")")" "in-process attention node, same minutes"
+  else
+    note "the paired clusters did not start (see $LOG/paired-up.log, $LOG/paired-inproc.log)"
+  fi
+  stop_all
+  rm -f "$LOG/inproc-attn0.sock"
+fi
+
 # 9. Quantized decode (helper bench; AWQ / MLX checkpoints if present).
 if have quant_decode_bench; then
   qargs=()
