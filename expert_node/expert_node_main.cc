@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
   afd::ClusterConfig cluster;
   if (!args.config_path.empty()) {
     absl::StatusOr<const afd::ExpertNodeConfig*> node =
-        afd::rpc::LoadNodeEntry(&args, &afd::ClusterConfig::expert_nodes, "expert node", &cluster);
+        afd::rpc::LoadNodeEntry(&args, &afd::ClusterConfig::FindExpertNode,
+                                &afd::ClusterConfig::expert_nodes, "expert node", &cluster);
     if (!node.ok()) return Fail(std::string(node.status().message()));
     entry = &(*node)->node;
     spec = (*node)->experts;

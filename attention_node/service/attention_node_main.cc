@@ -116,8 +116,9 @@ int main(int argc, char** argv) {
   afd::ClusterConfig cluster;
   const afd::NodeConfig* entry = nullptr;
   if (!args.config_path.empty()) {
-    absl::StatusOr<const afd::AttentionNodeConfig*> node = afd::rpc::LoadNodeEntry(
-        &args, &afd::ClusterConfig::attention_nodes, "attention node", &cluster);
+    absl::StatusOr<const afd::AttentionNodeConfig*> node =
+        afd::rpc::LoadNodeEntry(&args, &afd::ClusterConfig::FindAttentionNode,
+                                &afd::ClusterConfig::attention_nodes, "attention node", &cluster);
     if (!node.ok()) return Fail(std::string(node.status().message()));
     entry = &(*node)->node;
   } else if (args.node_name.empty()) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/cluster/cluster_config.h"
 
@@ -97,25 +98,26 @@ struct NodeListen {
 absl::StatusOr<NodeListen> ResolveNodeListen(const NodeConfig* entry, const std::string& listen,
                                              int port, int threads);
 
-// Loads flags->config_path into *cluster and returns this node's entry in the list `nodes` of
-// it (&ClusterConfig::expert_nodes, ::attention_nodes or ::gateways); takes the model directory
-// from the config when the flags name none. INVALID_ARGUMENT without --node, and naming the
-// nodes of that `kind` ("expert node") when none has the name; the load's error otherwise.
+// Loads flags->config_path into *cluster and returns this node's entry, found with `find`
+// (&ClusterConfig::FindExpertNode, FindAttentionNode or FindGateway) among `nodes` (the list
+// it searches); takes the model directory from the config when the flags name none.
+// INVALID_ARGUMENT without --node, and naming the nodes of that `kind` ("expert node") when
+// none has the name; the load's error otherwise.
 template <class T>
-absl::StatusOr<const T*> LoadNodeEntry(NodeFlags* flags, std::vector<T> ClusterConfig::*nodes,
+absl::StatusOr<const T*> LoadNodeEntry(NodeFlags* flags,
+                                       const T* (ClusterConfig::*find)(absl::string_view) const,
+                                       std::vector<T> ClusterConfig::*nodes,
                                        const std::string& kind, ClusterConfig* cluster) {
   if (flags->node_name.empty()) return absl::InvalidArgumentError("--config needs --node NAME");
   absl::StatusOr<ClusterConfig> loaded = LoadClusterConfig(flags->config_path);
   if (!loaded.ok()) return loaded.status();
   *cluster = *std::move(loaded);
-  std::vector<std::string> names;
-  for (const T& n : cluster->*nodes) {
-    if (n.node.name == flags->node_name) {
-      if (flags->model_dir.empty()) flags->model_dir = cluster->model_dir;
-      return &n;
-    }
-    names.push_back(n.node.name);
+  if (const T* node = (cluster->*find)(flags->node_name)) {
+    if (flags->model_dir.empty()) flags->model_dir = cluster->model_dir;
+    return node;
   }
+  std::vector<std::string> names;
+  for (const T& n : cluster->*nodes) names.push_back(n.node.name);
   return absl::InvalidArgumentError(flags->config_path + ": no " + kind + " named \"" +
                                     flags->node_name + "\" (" + kind + "s: " + NodeNames(names) +
                                     ")");

@@ -133,7 +133,8 @@ int main(int argc, char** argv) {
   const afd::NodeConfig* entry = nullptr;
   if (!args.config_path.empty()) {
     absl::StatusOr<const afd::GatewayConfig*> node =
-        afd::rpc::LoadNodeEntry(&args, &afd::ClusterConfig::gateways, "gateway", &cluster);
+        afd::rpc::LoadNodeEntry(&args, &afd::ClusterConfig::FindGateway,
+                                &afd::ClusterConfig::gateways, "gateway", &cluster);
     if (!node.ok()) return Fail(std::string(node.status().message()));
     entry = &(*node)->node;
     if (http_listen.empty() && http_port < 0) http_listen = (*node)->http_listen;
