@@ -282,11 +282,53 @@ start_up() {
   gw=$(awk '/gw0 +afd.v1.Gateway gRPC/ {print $4}' "$LOG/$name.log")
 }
 
+# paired_e2e GW: the batch-1 comparison paired, since this VM's speed moves from minute to
+# minute: the running afd-up cluster at gateway GW and an attention node with its experts in
+# process behind its own gateway run side by side (the idle one sleeps), 1-stream runs alternate
+# between them, and the medians of each side are compared. Stops only what it started.
+paired_e2e() {
+  local gw_up=$1 gw_in inproc_port rounds r side g out v itl_up=() itl_in=() first=${#pids[@]}
+  inproc_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat >"$LOG/inproc.yaml" <<YAML
+model: $BF16
+gateways:
+  - {name: gw0, address: 127.0.0.1:$inproc_port, threads: 2}
+attention_nodes:
+  - {name: attn0, address: unix:$LOG/inproc-attn0.sock, threads: $THREADS}
+YAML
+  rm -f "$LOG/inproc-attn0.sock"
+  if start_up paired-inproc --config "$LOG/inproc.yaml"; then
+    gw_in=$gw
+    rounds=3; [[ $QUICK == 1 ]] && rounds=2
+    for ((r = 0; r < rounds; ++r)); do
+      for side in up in; do
+        g=$gw_up; [[ $side == in ]] && g=$gw_in
+        out=$LOG/e2e-paired-$side-$r.txt
+        "$BIN/e2e_load_bench" --grpc "$g" --concurrency 1 --requests 3 --prompt-tokens 32 \
+          --max-tokens "$E2E_TOKENS" --vocab "$VOCAB" >"$out" 2>&1
+        v=$(awk '$1 == 1 && NF >= 9 {print $7}' "$out" | tail -1)
+        v=${v%ms}
+        if [[ $side == up ]]; then itl_up+=("$v"); else itl_in+=("$v"); fi
+      done
+    done
+    row "e2e 1 stream, paired: afd up (pack)" "$(calc "1000 / $(median "${itl_up[@]}")")" "tok/s" "$(calc "1000 / $(median "${itl_in[@]}")")" "in-process attention node, same minutes"
+  else
+    note "the in-process cluster for the paired runs did not start (see $LOG/paired-inproc.log)"
+  fi
+  local keep=("${pids[@]:0:first}")
+  pids=("${pids[@]:first}")
+  stop_all
+  pids=("${keep[@]}")
+  rm -f "$LOG/inproc-attn0.sock"
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+
 # 8. All-in-one cluster (gateway + attention node + 3 expert nodes, afd-up): load time, memory,
 # attention node load, end to end at 1 and 16 streams against the in-process serving path.
 if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
   run=$LOG/up
   if start_up up --experts 3; then
+    gw_up=$gw
     attn=$(awk '/attn0 +afd.v1.AttentionNode gRPC/ {print $4}' "$LOG/up.log")
     # Memory and load time, from the nodes' ready lines.
     for f in "$run"/logs/expert*.log; do
@@ -318,6 +360,7 @@ if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
       a16=$(awk '$1 == 16 && NF >= 9 {print $4}' "$out" | tail -1)
       row "attention node direct, 16 streams" "$a16" "tok/s" "${IP16:-}" "in-process attention node, 16 str."
     fi
+    paired_e2e "$gw_up"
   else
     note "the all-in-one cluster did not start (see $LOG/up.log)"
   fi
@@ -339,44 +382,6 @@ if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
     note "the split cluster did not start (see $LOG/up-split.log)"
   fi
   stop_all
-fi
-
-# 8c. The same comparison paired, since this VM's speed moves from minute to minute: afd-up's
-# default (3 expert nodes, pack) and an attention node with its experts in process behind the
-# same kind of gateway run side by side (the idle one sleeps), and 1-stream runs alternate
-# between them; the medians of each side are compared.
-if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
-  inproc_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  cat >"$LOG/inproc.yaml" <<YAML
-model: $BF16
-gateways:
-  - {name: gw0, address: 127.0.0.1:$inproc_port, threads: 2}
-attention_nodes:
-  - {name: attn0, address: unix:$LOG/inproc-attn0.sock, threads: $THREADS}
-YAML
-  rm -f "$LOG/inproc-attn0.sock"
-  if start_up paired-up --experts 3 && gw_up=$gw && start_up paired-inproc --config "$LOG/inproc.yaml"; then
-    gw_in=$gw
-    rounds=3; [[ $QUICK == 1 ]] && rounds=2
-    itl_up=() itl_in=()
-    for ((r = 0; r < rounds; ++r)); do
-      for side in up in; do
-        g=$gw_up; [[ $side == in ]] && g=$gw_in
-        out=$LOG/e2e-paired-$side-$r.txt
-        "$BIN/e2e_load_bench" --grpc "$g" --concurrency 1 --requests 3 --prompt-tokens 32 \
-          --max-tokens "$E2E_TOKENS" --vocab "$VOCAB" >"$out" 2>&1
-        v=$(awk '$1 == 1 && NF >= 9 {print $7}' "$out" | tail -1)
-        v=${v%ms}
-        [[ $side == up ]] && itl_up+=("$v") || itl_in+=("$v")
-      done
-    done
-    median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
-    row "e2e 1 stream, paired: afd up (pack)" "$(calc "1000 / $(median "${itl_up[@]}")")" "tok/s" "$(calc "1000 / $(median "${itl_in[@]}")")" "in-process attention node, same minutes"
-  else
-    note "the paired clusters did not start (see $LOG/paired-up.log, $LOG/paired-inproc.log)"
-  fi
-  stop_all
-  rm -f "$LOG/inproc-attn0.sock"
 fi
 
 # 9. Quantized decode (helper bench; AWQ / MLX checkpoints if present).
