@@ -74,10 +74,10 @@ TilePackedX PackTileActivations(const float* x, int64_t n, int64_t cols,
   packed.activations = activations;
 #if defined(AFD_HAVE_AMX_KERNELS)
   const size_t halfs = static_cast<size_t>(internal::TilePackedHalfs(n, cols, activations));
-  if (storage->size() < halfs) storage->resize(halfs);
-  internal::PackTileActivationsAmx(x, n, cols, activations, storage->data());
+  uint16_t* tiles = internal::AlignedTileBuffer(storage, halfs);
+  internal::PackTileActivationsAmx(x, n, cols, activations, tiles);
   ClearUpperVectorState();
-  packed.tiles = storage->data();
+  packed.tiles = tiles;
 #else
   (void)x, (void)storage;
 #endif

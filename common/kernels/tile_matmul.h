@@ -8,7 +8,10 @@
 // kernels' rate (measured; a product alone is ~10x, but tile loads and products serialize and
 // weight tiles stream from DRAM at ~9 GB/s per core): the prompt (prefill) path. FP8 weights are
 // widened to bf16 (exact) in an L1 buffer per 32 rows and scale block; each scale block's sums
-// leave the tiles, are multiplied by its scale and added in fp32 in block order.
+// leave the tiles, are multiplied by its scale and added in fp32 in block order. bf16 weights
+// that do not start on a 64-byte boundary (safetensors pads headers to 8 bytes only) are
+// copied to an aligned buffer per row block the same way: a tile load whose rows straddle
+// cache lines takes twice as long (1 KiB from L1: 13 ns aligned, 28 ns misaligned, measured).
 // An output's bits depend only on its token's activations and its weight row (never on n, the
 // other tokens, the row split or the thread), but differ from the vector kernels' bits.
 // Stateless free functions; safe to call concurrently on disjoint outputs.

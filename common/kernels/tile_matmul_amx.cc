@@ -55,11 +55,10 @@ void ConfigureTiles() {
   configured = true;
 }
 
-// Per-thread scratch buffers (grown on first use only; tile loads need no alignment).
+// Per-thread scratch buffers (grown on first use only), 64-byte aligned.
 template <class T>
 T* Scratch(std::vector<T>& buffer, size_t count) {
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
+  return AlignedTileBuffer(&buffer, count);
 }
 
 struct TileScratch {
@@ -169,16 +168,37 @@ void ConvertFp8Rows(const uint8_t* src, int64_t src_stride, int64_t rows, int64_
   }
 }
 
+// dst[r * cols + c] = src[r * src_stride + c] for rows x cols bf16 (cols a multiple of 32): a
+// row tile's weights staged at 64-byte alignment (checkpoint tensors need not be aligned, and a
+// tile load whose rows straddle cache lines takes twice as long).
+void CopyBf16Rows(const uint8_t* src, int64_t src_stride, int64_t rows, int64_t cols,
+                  uint16_t* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* from = src + r * src_stride;
+    for (int64_t c = 0; c < cols; c += 32) {
+      _mm512_store_si512(dst + r * cols + c, _mm512_loadu_si512(from + 2 * c));
+    }
+  }
+}
+
 // One pass: one A tile (16 rows from `a`, stride `a_stride` bytes) x B_N B tiles (b_tiles[q]
-// + step * kTileHalfs) over `steps` steps; C tiles stored to `c_out` ([16 rows][B_N * 16
-// columns] fp32, row stride 48 floats). `prefetch`/`prefetch_bytes`: memory to pull into L2
-// during the pass.
+// + step * kTileHalfs) over `steps` steps. The C tiles start from `c_in` (nullptr: zero) and
+// are stored to `c_out`; both [16 rows][B_N * 16 columns] fp32, row stride 48 floats (storing
+// and reloading a C tile is exact, so a sum split over passes has the bits of one pass).
+// `prefetch`/`prefetch_bytes`: memory to pull into L2 during the pass.
 template <int B_N>
 void TilePass(const uint8_t* a, int64_t a_stride, const uint16_t* const* b_tiles, int64_t steps,
-              float* c_out, const uint8_t* prefetch, int64_t prefetch_bytes) {
-  _tile_zero(0);
-  if constexpr (B_N > 1) _tile_zero(1);
-  if constexpr (B_N > 2) _tile_zero(2);
+              const float* c_in, float* c_out, const uint8_t* prefetch, int64_t prefetch_bytes) {
+  constexpr int64_t kStride = 3 * kTileCols * sizeof(float);
+  if (c_in == nullptr) {
+    _tile_zero(0);
+    if constexpr (B_N > 1) _tile_zero(1);
+    if constexpr (B_N > 2) _tile_zero(2);
+  } else {
+    _tile_loadd(0, c_in, kStride);
+    if constexpr (B_N > 1) _tile_loadd(1, c_in + kTileCols, kStride);
+    if constexpr (B_N > 2) _tile_loadd(2, c_in + 2 * kTileCols, kStride);
+  }
   const int64_t pf_per_step = prefetch != nullptr ? (prefetch_bytes + steps - 1) / steps : 0;
   for (int64_t s = 0; s < steps; ++s) {
     for (int64_t off = 0; off < pf_per_step; off += 64) {
@@ -197,20 +217,20 @@ void TilePass(const uint8_t* a, int64_t a_stride, const uint16_t* const* b_tiles
       _tile_dpbf16ps(2, 4, 7);
     }
   }
-  constexpr int64_t kStride = 3 * kTileCols * sizeof(float);
   _tile_stored(0, c_out, kStride);
   if constexpr (B_N > 1) _tile_stored(1, c_out + kTileCols, kStride);
   if constexpr (B_N > 2) _tile_stored(2, c_out + 2 * kTileCols, kStride);
 }
 
 void TilePassB(int b_n, const uint8_t* a, int64_t a_stride, const uint16_t* const* b_tiles,
-               int64_t steps, float* c_out, const uint8_t* prefetch, int64_t prefetch_bytes) {
+               int64_t steps, const float* c_in, float* c_out, const uint8_t* prefetch,
+               int64_t prefetch_bytes) {
   if (b_n == 3) {
-    TilePass<3>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
+    TilePass<3>(a, a_stride, b_tiles, steps, c_in, c_out, prefetch, prefetch_bytes);
   } else if (b_n == 2) {
-    TilePass<2>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
+    TilePass<2>(a, a_stride, b_tiles, steps, c_in, c_out, prefetch, prefetch_bytes);
   } else {
-    TilePass<1>(a, a_stride, b_tiles, steps, c_out, prefetch, prefetch_bytes);
+    TilePass<1>(a, a_stride, b_tiles, steps, c_in, c_out, prefetch, prefetch_bytes);
   }
 }
 
@@ -254,30 +274,39 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
   const bool fp8 = w.type == WeightType::kFp8E4M3;
   const int64_t row_bytes = cols * (fp8 ? 1 : 2);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
-  // Steps per k block: bf16 one block of every step; FP8 one block per scale column block (its
-  // sums are scaled as they leave the tiles, then added in fp32 in block order).
-  const int64_t block_steps = fp8 ? w.block_cols / kStep : steps;
+  // Steps per k block. FP8: one scale column block (its sums are scaled as they leave the
+  // tiles, then added in fp32 in block order). bf16: kBf16BlockSteps, so that a chunk's B
+  // tiles for one k block (3 x 8 KiB) stay in L1 while every row tile of the row block meets
+  // them; the C tiles carry the sums from one k block to the next (exact).
+  constexpr int64_t kBf16BlockSteps = 8;
+  const int64_t block_steps = fp8 ? w.block_cols / kStep : std::min(kBf16BlockSteps, steps);
   const int64_t k_blocks = (steps + block_steps - 1) / block_steps;
   const int64_t ncb = fp8 ? (cols + w.block_cols - 1) / w.block_cols : 1;
   const uint16_t* packed = x.tiles;
 
   // Loop order: row blocks of kBlockTiles row tiles; in each, chunks of 3 B tiles (48
-  // columns: whole tokens, 16 of them with three parts); in each, the block's row tiles. So
-  // each chunk of B is read once per row block and meets every row of it from L1/L2 (B of a
-  // long prompt is megabytes: read once per row tile, it streamed from L3), while the block's
-  // weights (bf16, or FP8 widened once per block) stay in L2. Every output's arithmetic is
-  // the same in any order: its C element accumulates over the steps of each k block, the
-  // blocks added in order.
+  // columns: whole tokens, 16 of them with three parts); in each, k blocks; in each, the
+  // block's row tiles. So each chunk of B is read once per row block, its k block's tiles
+  // from L1 for every row tile (read per row tile from L2, the tile loads, not the products,
+  // set the pace), while the block's weights (bf16, or FP8 widened once per block) stay in
+  // L2. Every output's arithmetic is the same in any order: its C element accumulates over
+  // the steps in order (bf16: carried across k blocks in the C tiles; FP8: per scale block,
+  // the blocks' scaled sums added in order).
   constexpr int64_t kBlockTiles = 4;
   TileScratch& scratch = ThreadTileScratch();
   const int64_t block_rows = kBlockTiles * kTileRows;
+  // Weights staged per row block: FP8 always (widened), bf16 when the rows are not 64-byte
+  // aligned (checkpoint layout).
+  const bool staged = fp8 || (reinterpret_cast<uintptr_t>(base) | row_bytes) % 64 != 0;
   uint16_t* converted =
-      fp8 ? Scratch(scratch.converted, static_cast<size_t>(block_rows * cols)) : nullptr;
+      staged ? Scratch(scratch.converted, static_cast<size_t>(block_rows * cols)) : nullptr;
   uint8_t* pad =
       reinterpret_cast<uint8_t*>(Scratch(scratch.pad, static_cast<size_t>(kTileRows * cols)));
-  // Sums of one row tile and chunk: [16 rows][48 columns].
-  alignas(64) float sums[kTileRows * 3 * kTileCols];
-  alignas(64) float c_tile[kTileRows * 3 * kTileCols];
+  constexpr int64_t kChunk = kTileRows * 3 * kTileCols;  // [16 rows][48 columns]
+  // Per row tile of the block: the running sums of the chunk (bf16: the C tiles between k
+  // blocks; FP8: the scaled block sums) and, FP8 only, one scale block's C tiles.
+  alignas(64) float sums[kBlockTiles * kChunk];
+  alignas(64) float c_tile[kChunk];
 
   for (int64_t b0 = row_begin; b0 < row_end; b0 += block_rows) {
     const int64_t b1 = std::min(row_end, b0 + block_rows);
@@ -294,52 +323,61 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
         std::memcpy(pad, rows, (w.rows - r0) * row_bytes);
         rows = pad;
       }
-      if (fp8) {
-        // Widened once per row block: [row tile][k block][16 rows][block_steps * 32].
+      if (staged) {
+        // Staged once per row block: [row tile][k block][16 rows][block_steps * 32] (FP8
+        // widened to bf16; bf16 copied to an aligned buffer).
+        uint16_t* dst = converted + i * kTileRows * cols;
         for (int64_t kb = 0; kb < k_blocks; ++kb) {
           const int64_t s0 = kb * block_steps;
           const int64_t ns = std::min(block_steps, steps - s0);
-          ConvertFp8Rows(rows + s0 * kStep, row_bytes, kTileRows, ns * kStep,
-                         converted + i * kTileRows * cols + s0 * kStep * kTileRows);
+          uint16_t* to = dst + s0 * kStep * kTileRows;
+          if (fp8) {
+            ConvertFp8Rows(rows + s0 * kStep, row_bytes, kTileRows, ns * kStep, to);
+          } else {
+            CopyBf16Rows(rows + s0 * kStep * 2, row_bytes, kTileRows, ns * kStep, to);
+          }
         }
-        rows = reinterpret_cast<const uint8_t*>(converted + i * kTileRows * cols);
+        rows = reinterpret_cast<const uint8_t*>(dst);
       }
       a_rows[i] = rows;
     }
-    // The next row block's weights into L2 over this block's first chunk.
+    // The next row block's weights into L2 over this block's first chunk, a slice per pass.
     const int64_t next = b1 < row_end ? b1 : -1;
     const int64_t next_bytes =
         next < 0 ? 0 : (std::min(row_end, next + block_rows) - next) * row_bytes;
+    const int64_t passes = k_blocks * row_tiles;
     for (int64_t q0 = 0; q0 < tiles; q0 += 3) {
       const int b_n = static_cast<int>(std::min<int64_t>(3, tiles - q0));
       const int64_t width = b_n * kTileCols;
-      for (int64_t i = 0; i < row_tiles; ++i) {
-        const int64_t r0 = b0 + i * kTileRows;
-        const int64_t rn = std::min<int64_t>(kTileRows, b1 - r0);
-        const uint8_t* pf = nullptr;
-        int64_t pf_total = 0;
-        if (q0 == 0 && next >= 0) {
-          pf = base + next * row_bytes + i * next_bytes / row_tiles;
-          pf_total = (i + 1) * next_bytes / row_tiles - i * next_bytes / row_tiles;
-        }
-        for (int64_t kb = 0; kb < k_blocks; ++kb) {
-          const int64_t s0 = kb * block_steps;
-          const int64_t ns = std::min(block_steps, steps - s0);
+      for (int64_t kb = 0; kb < k_blocks; ++kb) {
+        const int64_t s0 = kb * block_steps;
+        const int64_t ns = std::min(block_steps, steps - s0);
+        const uint16_t* b_tiles[3];
+        for (int j = 0; j < b_n; ++j) b_tiles[j] = packed + ((q0 + j) * steps + s0) * kTileHalfs;
+        for (int64_t i = 0; i < row_tiles; ++i) {
+          const uint8_t* pf = nullptr;
+          int64_t pf_bytes = 0;
+          if (q0 == 0 && next >= 0) {
+            const int64_t pass = kb * row_tiles + i;
+            const int64_t from = pass * next_bytes / passes;
+            pf = base + next * row_bytes + from;
+            pf_bytes = (pass + 1) * next_bytes / passes - from;
+          }
           const uint8_t* a =
-              fp8 ? a_rows[i] + s0 * kStep * kTileRows * 2 : a_rows[i] + s0 * kStep * 2;
-          const int64_t a_stride = fp8 ? ns * kStep * 2 : row_bytes;
-          const uint16_t* b_tiles[3];
-          for (int j = 0; j < b_n; ++j) b_tiles[j] = packed + ((q0 + j) * steps + s0) * kTileHalfs;
-          const uint8_t* kpf = pf != nullptr ? pf + kb * pf_total / k_blocks : nullptr;
-          const int64_t kpf_bytes = (kb + 1) * pf_total / k_blocks - kb * pf_total / k_blocks;
-          TilePassB(b_n, a, a_stride, b_tiles, ns, c_tile, kpf, kpf_bytes);
+              staged ? a_rows[i] + s0 * kStep * kTileRows * 2 : a_rows[i] + s0 * kStep * 2;
+          const int64_t a_stride = staged ? ns * kStep * 2 : row_bytes;
+          float* tile_sums = sums + i * kChunk;
+          if (!fp8) {
+            TilePassB(b_n, a, a_stride, b_tiles, ns, kb == 0 ? nullptr : tile_sums, tile_sums,
+                      pf, pf_bytes);
+            continue;
+          }
+          TilePassB(b_n, a, a_stride, b_tiles, ns, nullptr, c_tile, pf, pf_bytes);
+          const int64_t r0 = b0 + i * kTileRows;
+          const int64_t rn = std::min<int64_t>(kTileRows, b1 - r0);
           for (int64_t r = 0; r < rn; ++r) {
-            float* sum = sums + r * 3 * kTileCols;
+            float* sum = tile_sums + r * 3 * kTileCols;
             const float* c = c_tile + r * 3 * kTileCols;
-            if (!fp8) {
-              std::memcpy(sum, c, width * sizeof(float));
-              continue;
-            }
             const float sc = w.scales[((r0 + r) / w.block_rows) * ncb + kb];
             for (int64_t j = 0; j < width; ++j) {
               const float term = sc * c[j];
@@ -347,13 +385,18 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
             }
           }
         }
-        // The chunk's whole tokens: columns [q0 * 16, q0 * 16 + width) = tokens
-        // [q0 * 16 / P, ...), each its P part columns in a row.
-        const int64_t t_begin = q0 * kTileCols / num_parts;
-        const int64_t t_end = std::min(n, (q0 * kTileCols + width) / num_parts);
+      }
+      // The chunk's whole tokens: columns [q0 * 16, q0 * 16 + width) = tokens
+      // [q0 * 16 / P, ...), each its P part columns in a row.
+      const int64_t t_begin = q0 * kTileCols / num_parts;
+      const int64_t t_end = std::min(n, (q0 * kTileCols + width) / num_parts);
+      for (int64_t i = 0; i < row_tiles; ++i) {
+        const int64_t r0 = b0 + i * kTileRows;
+        const int64_t rn = std::min<int64_t>(kTileRows, b1 - r0);
+        const float* tile_sums = sums + i * kChunk;
         for (int64_t t = t_begin; t < t_end; ++t) {
           for (int64_t r = 0; r < rn; ++r) {
-            const float* s = sums + r * 3 * kTileCols + (num_parts * t - q0 * kTileCols);
+            const float* s = tile_sums + r * 3 * kTileCols + (num_parts * t - q0 * kTileCols);
             y[t * w.rows + r0 + r] = num_parts == 1 ? s[0] : (s[0] + s[1]) + s[2];
           }
         }

@@ -191,6 +191,33 @@ TEST_F(TileMatMulTest, TokenBitsDependOnlyOnTheTokenAndTheRow) {
   }
 }
 
+
+// Checkpoint tensors need not start on a 64-byte boundary; the tiles then stage the weights in
+// an aligned buffer. The bits are the same wherever the weights lie, over several k blocks.
+TEST_F(TileMatMulTest, WeightAlignmentDoesNotChangeTheBits) {
+  std::mt19937 rng(17);
+  const int64_t rows = 72, cols = 640, n = 19;
+  const Bf16Matrix m = RandomMatrix(rows, cols, rng);
+  const std::vector<float> x = RandomActivations(n, cols, rng);
+  std::vector<uint16_t> storage(rows * cols + 64);
+  const auto address = reinterpret_cast<uintptr_t>(storage.data());
+  uint16_t* aligned = storage.data() + ((64 - address % 64) % 64) / 2;
+  std::vector<float> want;
+  for (int64_t offset : {0, 1, 8, 24}) {
+    SCOPED_TRACE(testing::Message() << "offset " << 2 * offset << " bytes");
+    std::memcpy(aligned + offset, m.data.data(), m.data.size() * sizeof(uint16_t));
+    WeightView view = m.view;
+    view.data = aligned + offset;
+    std::vector<float> y(n * rows);
+    TileMatMulRows(x.data(), n, view, 0, rows, y.data());
+    if (want.empty()) {
+      want = y;
+      continue;
+    }
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_TRUE(SameBits(y[i], want[i])) << "output " << i;
+  }
+  ExpectMatchesTwinAndReference(m.view, x, n);
+}
 TEST_F(TileMatMulTest, MatMulOptionsRouteToTilesOnlyWhereSupported) {
   std::mt19937 rng(3);
   ThreadPool pool(2);
