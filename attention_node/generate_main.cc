@@ -37,7 +37,7 @@ void Usage(FILE* f) {
       "                    [--threads T] [--temperature X] [--top-k K] [--top-p P]\n"
       "                    [--min-p P] [--seed S] [--ignore-eos] [--block-size N]\n"
       "                    [--profile] [--vary-prompts] [--bf16-prefill]\n"
-      "                    [--vector-prompt]\n\n"
+      "                    [--vector-prompt] [--min-tile-prompt N]\n\n"
       "Generates from token ids with the whole model in this process and prints each\n"
       "sequence's new ids plus prefill and decode throughput (tokens/s).\n"
       "  --max-tokens N   tokens to generate per sequence (default 32)\n"
@@ -48,6 +48,8 @@ void Usage(FILE* f) {
       "  --block-size N   KV cache block size in tokens (default 16)\n"
       "  --vector-prompt  the prompt's products on the vector kernels (default: on the matrix\n"
       "                   tiles where the CPU has them, e.g. AMX; see kernels/tile_matmul.h)\n"
+      "  --min-tile-prompt N  prompts shorter than N tokens stay on the vector kernels\n"
+      "                   (default: the engine's, 64 bf16 / 128 FP8; 1 = every prompt)\n"
       "  --bf16-prefill   bf16 activations in the prompt step's attention projections and\n"
       "                   expert products (opt-in, for throughput: reduced precision;\n"
       "                   decode stays fp32)\n"
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   bool vary_prompts = false;
   bool bf16_prefill = false;
   bool vector_prompt = false;
+  int min_tile_prompt = 0;  // 0: the engine's default
   afd::attention::SamplingParams sampling;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -125,6 +128,8 @@ int main(int argc, char** argv) {
       profile = true;
     } else if (arg == "--vector-prompt") {
       vector_prompt = true;
+    } else if (arg == "--min-tile-prompt") {
+      if (!absl::SimpleAtoi(value(), &min_tile_prompt) || min_tile_prompt <= 0) return bad();
     } else if (arg == "--bf16-prefill") {
       bf16_prefill = true;
     } else if (arg == "--vary-prompts") {
@@ -168,6 +173,7 @@ int main(int argc, char** argv) {
   auto cache = afd::attention::KvCache::Create(*config, cache_options);
   if (!cache.ok()) return fail(cache.status());
   afd::attention::Engine engine(weights->get(), cache->get(), backend->get(), &pool);
+  if (min_tile_prompt > 0) engine.set_min_tile_prompt(min_tile_prompt);
 
   // --vary-prompts: sequence b's prompt is the prompt with every id shifted by 7919 * b (mod
   // the vocabulary), so that the batch routes to different experts.
