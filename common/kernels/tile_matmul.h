@@ -1,7 +1,7 @@
 // Tile products: y = x * W^T for bf16 and FP8 (e4m3, block-scaled) weights on the CPU's matrix
 // tiles (Intel AMX-BF16), with fp32 activations kept exact. Each activation is split into three
-// bf16 parts, x = hi + mid + lo exactly (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid); each
-// difference is exact in fp32), and every product of a bf16 weight by a bf16 part is exact in
+// bf16 parts, x = hi + mid + lo exactly (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid);
+// each difference is exact in fp32), and every product of a bf16 weight by a bf16 part is exact in
 // the tiles' fp32 accumulators; the three parts accumulate in their own columns over the whole
 // row and are added last, y = (hi_sum + mid_sum) + lo_sum. So the error is fp32 accumulation
 // error, as in the vector kernels; for many tokens the tiles still run 1.2-2x the vector

@@ -368,8 +368,8 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
           const int64_t a_stride = staged ? ns * kStep * 2 : row_bytes;
           float* tile_sums = sums + i * kChunk;
           if (!fp8) {
-            TilePassB(b_n, a, a_stride, b_tiles, ns, kb == 0 ? nullptr : tile_sums, tile_sums,
-                      pf, pf_bytes);
+            TilePassB(b_n, a, a_stride, b_tiles, ns, kb == 0 ? nullptr : tile_sums, tile_sums, pf,
+                      pf_bytes);
             continue;
           }
           TilePassB(b_n, a, a_stride, b_tiles, ns, nullptr, c_tile, pf, pf_bytes);

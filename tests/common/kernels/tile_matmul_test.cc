@@ -191,7 +191,6 @@ TEST_F(TileMatMulTest, TokenBitsDependOnlyOnTheTokenAndTheRow) {
   }
 }
 
-
 // Checkpoint tensors need not start on a 64-byte boundary; the tiles then stage the weights in
 // an aligned buffer. The bits are the same wherever the weights lie, over several k blocks.
 TEST_F(TileMatMulTest, WeightAlignmentDoesNotChangeTheBits) {
