@@ -288,9 +288,10 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
   // columns: whole tokens, 16 of them with three parts); in each, k blocks; in each, the
   // block's row tiles. So each chunk of B is read once per row block, and each row tile reads
   // the k block's B tiles from L1 (the tile loads, not the products, set the pace), while the
-  // block's weights (bf16 staged or in place, FP8 widened, once per block) stay in L2. Every output's arithmetic is the same in any order: its C element accumulates over
-  // the steps in order (bf16: carried across k blocks in the C tiles; FP8: per scale block,
-  // the blocks' scaled sums added in order).
+  // block's weights (bf16 staged or in place, FP8 widened, once per block) stay in L2. Every
+  // output's arithmetic is the same in any order: its C element accumulates over the steps in
+  // order (bf16: carried across k blocks in the C tiles; FP8: per scale block, the blocks'
+  // scaled sums added in order).
   constexpr int64_t kBlockTiles = 4;
   TileScratch& scratch = ThreadTileScratch();
   const int64_t block_rows = kBlockTiles * kTileRows;
