@@ -306,7 +306,7 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
   // Per row tile of the block: the running sums of the chunk (bf16: the C tiles between k
   // blocks; FP8: the scaled block sums) and, FP8 only, one scale block's C tiles.
   alignas(64) float sums[kBlockTiles * kChunk];
-  alignas(64) float c_tile[kChunk];
+  alignas(64) float c_tiles[kBlockTiles * kChunk];
 
   for (int64_t b0 = row_begin; b0 < row_end; b0 += block_rows) {
     const int64_t b1 = std::min(row_end, b0 + block_rows);
@@ -346,6 +346,23 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
     const int64_t next_bytes =
         next < 0 ? 0 : (std::min(row_end, next + block_rows) - next) * row_bytes;
     const int64_t passes = k_blocks * row_tiles;
+    // FP8: the first `width` sums of row tile i (+)= its scale block kb's C tiles times the
+    // block's scales.
+    auto scale_add = [&](int64_t i, int64_t kb, int64_t width) {
+      const int64_t r0 = b0 + i * kTileRows;
+      const int64_t rn = std::min<int64_t>(kTileRows, b1 - r0);
+      float* tile_sums = sums + i * kChunk;
+      const float* c_tile = c_tiles + i * kChunk;
+      for (int64_t r = 0; r < rn; ++r) {
+        float* sum = tile_sums + r * 3 * kTileCols;
+        const float* c = c_tile + r * 3 * kTileCols;
+        const float sc = w.scales[((r0 + r) / w.block_rows) * ncb + kb];
+        for (int64_t j = 0; j < width; ++j) {
+          const float term = sc * c[j];
+          sum[j] = kb == 0 ? term : sum[j] + term;
+        }
+      }
+    };
     for (int64_t q0 = 0; q0 < tiles; q0 += 3) {
       const int b_n = static_cast<int>(std::min<int64_t>(3, tiles - q0));
       const int64_t width = b_n * kTileCols;
@@ -372,19 +389,13 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
                       pf_bytes);
             continue;
           }
-          TilePassB(b_n, a, a_stride, b_tiles, ns, nullptr, c_tile, pf, pf_bytes);
-          const int64_t r0 = b0 + i * kTileRows;
-          const int64_t rn = std::min<int64_t>(kTileRows, b1 - r0);
-          for (int64_t r = 0; r < rn; ++r) {
-            float* sum = tile_sums + r * 3 * kTileCols;
-            const float* c = c_tile + r * 3 * kTileCols;
-            const float sc = w.scales[((r0 + r) / w.block_rows) * ncb + kb];
-            for (int64_t j = 0; j < width; ++j) {
-              const float term = sc * c[j];
-              sum[j] = kb == 0 ? term : sum[j] + term;
-            }
-          }
+          // FP8: this pass's scale block sums go to its own C buffer; the previous row tile's
+          // are scaled into its sums meanwhile (vector work the core overlaps with the tile
+          // products, instead of waiting on the C tiles it has just stored).
+          TilePassB(b_n, a, a_stride, b_tiles, ns, nullptr, c_tiles + i * kChunk, pf, pf_bytes);
+          if (i > 0) scale_add(i - 1, kb, width);
         }
+        if (fp8) scale_add(row_tiles - 1, kb, width);
       }
       // The chunk's whole tokens: columns [q0 * 16, q0 * 16 + width) = tokens
       // [q0 * 16 / P, ...), each its P part columns in a row.
