@@ -383,8 +383,8 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
           const uint8_t* a =
               staged ? a_rows[i] + s0 * kStep * kTileRows * 2 : a_rows[i] + s0 * kStep * 2;
           const int64_t a_stride = staged ? ns * kStep * 2 : row_bytes;
-          float* tile_sums = sums + i * kChunk;
-          if (!fp8) {
+          if (!fp8) {  // bf16: the C tiles carried in the row tile's sums
+            float* tile_sums = sums + i * kChunk;
             TilePassB(b_n, a, a_stride, b_tiles, ns, kb == 0 ? nullptr : tile_sums, tile_sums, pf,
                       pf_bytes);
             continue;
