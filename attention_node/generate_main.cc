@@ -17,6 +17,7 @@
 #include "attention_node/sampler.h"
 #include "attention_node/step_profile.h"
 #include "common/kernels/thread_pool.h"
+#include "common/cpu_steal.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "common/weights.h"
@@ -227,9 +228,12 @@ int main(int argc, char** argv) {
     (*backend)->set_activations(a);
   };
   if (bf16_prefill) set_activations(afd::kernels::Activations::kBF16);
+  afd::StealMeter steal;
   const auto t0 = std::chrono::steady_clock::now();
   if (absl::Status s = engine.Step(inputs, &out); !s.ok()) return fail(s);
   const auto t1 = std::chrono::steady_clock::now();
+  const double prefill_steal = steal.Fraction();
+  steal.Restart();
   set_activations(afd::kernels::Activations::kF32);
   use_profile(&decode_profile);
   std::vector<bool> done(batch, false);
@@ -276,6 +280,7 @@ int main(int argc, char** argv) {
     step_seconds.push_back(Seconds(t_step, std::chrono::steady_clock::now()));
   }
   const auto t2 = std::chrono::steady_clock::now();
+  const double decode_steal = steal.Fraction();
 
   for (int b = 0; b < batch; ++b) {
     std::printf("sequence %d:", b);
@@ -298,6 +303,11 @@ int main(int argc, char** argv) {
         "median %.1f)\n",
         static_cast<long long>(decode_tokens), decode_s, decode_tokens / decode_s, batch,
         1e3 * decode_s / decode_steps, 1e3 * best_step_s, 1e3 * median_step_s);
+  }
+  if (prefill_steal >= 0 && decode_steal >= 0) {
+    // On a VM: the share of CPU time the hypervisor gave other guests meanwhile.
+    std::printf("CPU steal: prefill %.1f %%, decode %.1f %%\n", 100.0 * prefill_steal,
+                100.0 * decode_steal);
   }
   if (profile) {
     std::printf("\n");

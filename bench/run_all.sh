@@ -70,6 +70,11 @@ calc() { python3 -c "import sys
 try: print(format(eval(sys.argv[1]), '.4g'))
 except Exception: print('')" "$1" 2>/dev/null; }
 
+# CPU steal (/proc/stat): time the hypervisor ran other guests on this VM's CPUs. A noisy host
+# shows here first: every figure below is stretched by it, 2-thread ones most.
+proc_stat_cpu() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+read -r STEAL0 TOTAL0 < <(proc_stat_cpu)
+
 rows=()
 # row FIGURE VALUE UNIT ANCHOR ANCHOR_LABEL: ratio = VALUE / ANCHOR.
 row() {
@@ -418,6 +423,10 @@ if have quant_decode_bench; then
     note "no m2-perf-awq / m2-perf-mlx4 in $MODELS: quant decode rows skipped"
   fi
 fi
+
+read -r STEAL1 TOTAL1 < <(proc_stat_cpu)
+row "CPU steal over the whole run" "$(calc "round(100 * ($STEAL1 - $STEAL0) / ($TOTAL1 - $TOTAL0 + 1e-9), 1)")" \
+  "%" "" "hypervisor time given to other guests"
 
 # The table.
 echo

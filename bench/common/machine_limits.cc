@@ -134,6 +134,7 @@ double MachineLimits::SgemmGflops(int threads) const {
 MachineLimits MeasureMachineLimits(int max_threads, double seconds) {
   max_threads = std::max(max_threads, 1);
   MachineLimits limits;
+  const afd::StealMeter steal;
   limits.read_gbps.assign(max_threads + 1, 0.0);
   limits.sgemm_gflops.assign(max_threads + 1, 0.0);
   for (int t = 1; t <= max_threads; ++t) {
@@ -142,6 +143,7 @@ MachineLimits MeasureMachineLimits(int max_threads, double seconds) {
   }
   limits.openblas_core = OpenBlasCore();
   limits.openblas_env = OpenBlasEnvironment();
+  limits.steal_fraction = steal.Fraction();
   return limits;
 }
 
@@ -156,8 +158,13 @@ void PrintMachineLimits(const MachineLimits& limits, std::FILE* out) {
   for (int t = 1; t <= limits.max_threads(); ++t) {
     std::fprintf(out, " %11.1f", limits.sgemm_gflops[t]);
   }
-  std::fprintf(out, "\nOpenBLAS core %s (%s)\n\n", limits.openblas_core.c_str(),
+  std::fprintf(out, "\nOpenBLAS core %s (%s)\n", limits.openblas_core.c_str(),
                limits.openblas_env.c_str());
+  if (limits.steal_fraction >= 0) {
+    std::fprintf(out, "CPU steal while measuring these: %.1f %% (time the hypervisor ran others)\n",
+                 100.0 * limits.steal_fraction);
+  }
+  std::fprintf(out, "\n");
 }
 
 }  // namespace afd::bench

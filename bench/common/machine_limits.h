@@ -6,9 +6,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
+
+#include "common/cpu_steal.h"
 
 namespace afd::bench {
 
@@ -59,6 +62,7 @@ struct MachineLimits {
   std::vector<double> sgemm_gflops;  // [max_threads + 1], shape 128 x 1536 x 1536
   std::string openblas_core;
   std::string openblas_env;
+  double steal_fraction = -1;  // StealMeter (common/cpu_steal.h) over the measurements
   int max_threads() const { return static_cast<int>(read_gbps.size()) - 1; }
   // The measured value for `threads`, clamped into [1, max_threads].
   double ReadGbps(int threads) const;

@@ -218,6 +218,7 @@ int main(int argc, char** argv) {
     return filter.empty() || name.find(filter) != std::string::npos;
   };
 
+  const afd::StealMeter run_steal;
   const MachineLimits limits = MeasureMachineLimits(2, seconds);
   PrintMachineLimits(limits);
   const double bw[3] = {0, limits.ReadGbps(1), limits.ReadGbps(2)};
@@ -345,6 +346,10 @@ int main(int argc, char** argv) {
     });
     std::printf("\n%-34s %10.2f %10.2f us per call\n", "threadpool ParallelFor t2 (empty)",
                 t.best_s * 1e6 / kCalls, t.median_s * 1e6 / kCalls);
+  }
+  if (const double steal = run_steal.Fraction(); steal >= 0) {
+    std::printf("\nCPU steal over this run: %.1f %% (time the hypervisor ran other guests)\n",
+                100.0 * steal);
   }
   return 0;
 }

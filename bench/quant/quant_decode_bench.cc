@@ -215,12 +215,14 @@ int main(int argc, char** argv) {
               "prefill", "vs 200", "decode", "median", "roofline", "%roof", "vs 81.9");
   for (const std::string& m : models) {
     Result r;
+    const afd::StealMeter steal;
     if (Bench(m, threads, tokens, prompt, runs, pool, &r) != 0) return 1;
     const double roof = bw * 1e9 / r.bytes_per_token;
-    std::printf("%-34s %-6s %9.1f %9.1f %7.2fx %9.1f %9.1f %9.1f %6.0f%% %7.2fx\n", m.c_str(),
+    std::printf("%-34s %-6s %9.1f %9.1f %7.2fx %9.1f %9.1f %9.1f %6.0f%% %7.2fx%s\n", m.c_str(),
                 r.experts_type.c_str(), r.bytes_per_token / 1e6, r.prefill_tps,
                 r.prefill_tps / kLlamaCppPrefill, r.decode_best, r.decode_median, roof,
-                100 * r.decode_best / roof, r.decode_best / kLlamaCppDecode);
+                100 * r.decode_best / roof, r.decode_best / kLlamaCppDecode,
+                afd::StealNote(steal.Fraction()).c_str());
   }
   std::printf(
       "\ntok/s: prefill of a %d-token prompt (best run), decode of %d tokens at batch 1\n"

@@ -138,6 +138,7 @@ int main(int argc, char** argv) {
       filter = arg;
     }
   }
+  const afd::StealMeter run_steal;
   const MachineLimits limits = MeasureMachineLimits(2, seconds);
   PrintMachineLimits(limits);
   const double bw[3] = {0, limits.ReadGbps(1), limits.ReadGbps(2)};
@@ -165,6 +166,10 @@ int main(int argc, char** argv) {
         }
       }
     }
+  }
+  if (const double steal = run_steal.Fraction(); steal >= 0) {
+    std::printf("\nCPU steal over this run: %.1f %% (time the hypervisor ran other guests)\n",
+                100.0 * steal);
   }
   return 0;
 }
