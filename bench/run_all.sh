@@ -140,7 +140,7 @@ ROOF_PREFILL=$(calc "$SG2 * 1e9 / (2 * 456e6)")
 # 4. In-process engine: decode batch 1 and 16, prefill of a 128-token prompt.
 prompt128=$(seq -s, 100 $((100 + PREFILL - 1)))
 prompt8=$(seq -s, 100 107)
-declare -A DEC PRE ROOF_NOW
+declare -A DEC PRE ROOF_NOW STEAL_DEC
 run_generate() {  # run_generate NAME MODEL BATCH PROMPT [EXTRA FLAG]
   local out=$LOG/generate-$1-b$3${5:-}.txt
   OPENBLAS_NUM_THREADS=$THREADS "$BIN/afd-generate" --model "$2" --prompt-ids "$4" \
@@ -160,6 +160,9 @@ if have afd-generate; then
       PRE[$m]=$(tokps prefill "$LOG/generate-$m-b1--profile.txt")
       # "... roofline 15.8 ms/step = 63.1 tokens/s"
       ROOF_NOW[$m]=$(sed -n 's/.*roofline [0-9.]* ms\/step = \([0-9.]*\) tokens\/s.*/\1/p' \
+        "$LOG/generate-$m-b1--profile.txt" | head -1)
+      # "CPU steal: prefill 1.2 %, decode 15.3 %"
+      STEAL_DEC[$m]=$(sed -n 's/^CPU steal: .*decode \([0-9.]*\) %.*/\1/p' \
         "$LOG/generate-$m-b1--profile.txt" | head -1)
     }
     # The prompt's products run on the matrix tiles where the CPU has them (AMX); the opt-in
@@ -198,10 +201,12 @@ row "in-process decode b1 bf16" "${DEC[bf16-1]:-}" "tok/s" "$ROOF_BF16" "rooflin
 row "  vs roofline of the same minute" "${DEC[bf16-1]:-}" "tok/s" "${ROOF_NOW[bf16]:-}" "afd-generate's own BW / its bytes"
 row "  vs llama.cpp bf16 tg64" "${DEC[bf16-1]:-}" "tok/s" "38.9" "llama.cpp anchor"
 row "  vs llama.cpp bf16, this bandwidth" "${DEC[bf16-1]:-}" "tok/s" "$(scaled 38.9)" "anchor x BW / 51"
+row "  CPU steal during that decode" "${STEAL_DEC[bf16]:-}" "%" "" "hypervisor time given to others"
 row "in-process decode b1 fp8" "${DEC[fp8-1]:-}" "tok/s" "$ROOF_FP8" "roofline (BW / 509 MB)"
 row "  vs roofline of the same minute" "${DEC[fp8-1]:-}" "tok/s" "${ROOF_NOW[fp8]:-}" "afd-generate's own BW / its bytes"
 row "  vs llama.cpp Q8_0 tg64" "${DEC[fp8-1]:-}" "tok/s" "59.1" "llama.cpp anchor"
 row "  vs llama.cpp Q8_0, this bandwidth" "${DEC[fp8-1]:-}" "tok/s" "$(scaled 59.1)" "anchor x BW / 51"
+row "  CPU steal during that decode" "${STEAL_DEC[fp8]:-}" "%" "" "hypervisor time given to others"
 # afd-generate --batch runs copies of one prompt: greedy copies route alike (8 experts per layer),
 # so this is a lower bound on expert traffic; section 7 has 16 distinct streams.
 row "in-process decode b16 bf16, same prompt" "${DEC[bf16-16]:-}" "tok/s" "$(calc "4 * ${DEC[bf16-1]:-x}")" "4x batch 1 (target)"
