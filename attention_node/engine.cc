@@ -124,24 +124,29 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
     return;
   }
   int64_t first_unit[kMaxFusedProducts + 1] = {0};
+  int64_t grain = 1;  // units per thread share (kernels::ParallelRowGrain)
   for (int i = 0; i < count; ++i) {
     if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(list[i].w->Bytes());
     first_unit[i + 1] = first_unit[i] + (list[i].w->rows + kRowUnit - 1) / kRowUnit;
+    grain = std::max(grain, kernels::ParallelUnitGrain(*list[i].w, kRowUnit));
   }
   // Tiles: x packed once for every unit of every product (they share x and its columns).
   kernels::TilePackedX tile_x;
   const kernels::MatMulOptions unit_options =
       kernels::WithPackedTileX(x, n, *list[0].w, options, &tile_x, &tile_storage_);
-  ParallelFor(first_unit[count], [&](int64_t begin, int64_t end) {
-    for (int i = 0; i < count; ++i) {
-      const int64_t b = std::max(begin, first_unit[i]) - first_unit[i];
-      const int64_t e = std::min(end, first_unit[i + 1]) - first_unit[i];
-      if (b >= e) continue;
-      const kernels::WeightView& w = *list[i].w;
-      kernels::MatMulRows(x, n, w, b * kRowUnit, std::min(e * kRowUnit, w.rows), list[i].y,
-                          unit_options);
-    }
-  });
+  ParallelFor(
+      first_unit[count],
+      [&](int64_t begin, int64_t end) {
+        for (int i = 0; i < count; ++i) {
+          const int64_t b = std::max(begin, first_unit[i]) - first_unit[i];
+          const int64_t e = std::min(end, first_unit[i + 1]) - first_unit[i];
+          if (b >= e) continue;
+          const kernels::WeightView& w = *list[i].w;
+          kernels::MatMulRows(x, n, w, b * kRowUnit, std::min(e * kRowUnit, w.rows), list[i].y,
+                              unit_options);
+        }
+      },
+      grain);
 }
 
 void Engine::ParallelItems(const std::function<void(const AttentionItem&)>& fn) {
@@ -164,11 +169,12 @@ void Engine::ParallelItems(const std::function<void(const AttentionItem&)>& fn) 
   });
 }
 
-void Engine::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+void Engine::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                         int64_t grain) {
   if (pool_ == nullptr) {
     fn(0, n);
   } else {
-    pool_->ParallelFor(n, fn);
+    pool_->ParallelFor(n, fn, grain);
   }
 }
 

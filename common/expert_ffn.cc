@@ -91,18 +91,21 @@ void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n
   } else {
     // W1 and W3 rows form one list of tiles so both products share one parallel loop.
     const int64_t tiles = NumTiles(inter);
-    pool->ParallelFor(2 * tiles, [&](int64_t begin, int64_t end) {
-      const int64_t b1 = std::min(begin, tiles), e1 = std::min(end, tiles);
-      if (b1 < e1) {
-        kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter), gate,
-                            shared);
-      }
-      const int64_t b3 = std::max(begin, tiles) - tiles, e3 = std::max(end, tiles) - tiles;
-      if (b3 < e3) {
-        kernels::MatMulRows(x_rows, n, w.w3, b3 * kRowTile, std::min(e3 * kRowTile, inter), up,
-                            shared);
-      }
-    });
+    pool->ParallelFor(
+        2 * tiles,
+        [&](int64_t begin, int64_t end) {
+          const int64_t b1 = std::min(begin, tiles), e1 = std::min(end, tiles);
+          if (b1 < e1) {
+            kernels::MatMulRows(x_rows, n, w.w1, b1 * kRowTile, std::min(e1 * kRowTile, inter),
+                                gate, shared);
+          }
+          const int64_t b3 = std::max(begin, tiles) - tiles, e3 = std::max(end, tiles) - tiles;
+          if (b3 < e3) {
+            kernels::MatMulRows(x_rows, n, w.w3, b3 * kRowTile, std::min(e3 * kRowTile, inter), up,
+                                shared);
+          }
+        },
+        kernels::ParallelUnitGrain(w.w1, kRowTile));
   }
   kernels::SiluMul(gate, up, n * inter, gate);
   kernels::MatMul(gate, n, w.w2, y, pool, options);

@@ -26,6 +26,15 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 // null pool or a one-thread pool this is MatMul.
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool);
 
+// The output rows one thread's share of a product with `w` should come in multiples of: 1, or
+// for AWQ (packed along the output axis) 384 = 3 cache lines of every packed input row, so that
+// threads neither read parts of the same cache lines nor compute tiles they do not store.
+int64_t ParallelRowGrain(const WeightView& w);
+// The same in work units of `unit_rows` output rows (rounded up).
+inline int64_t ParallelUnitGrain(const WeightView& w, int64_t unit_rows) {
+  return (ParallelRowGrain(w) + unit_rows - 1) / unit_rows;
+}
+
 // Precision of the activations in a product. kF32 (the default): exact fp32 activations, weights
 // widened in registers. kBF16 (opt-in, for prefill throughput): each activation is rounded to bf16
 // (nearest even; with FP8 weights after multiplying by its block scale, so the weights stay exact)

@@ -104,8 +104,8 @@ struct ThreadPool::Impl {
   // Runs chunks of job `gen` until none is left unclaimed.
   void RunChunks(uint64_t gen) {
     for (int chunk = Claim(gen); chunk >= 0; chunk = Claim(gen)) {
-      const int64_t begin = total * chunk / num_chunks;
-      const int64_t end = total * (chunk + 1) / num_chunks;
+      const int64_t begin = std::min(total, units * chunk / num_chunks * grain);
+      const int64_t end = std::min(total, units * (chunk + 1) / num_chunks * grain);
       if (begin < end) (*fn)(begin, end);
       ClearUpperVectorState();  // the worker's spin and the caller's code are SSE-encoded
       done.fetch_add(1, std::memory_order_acq_rel);
@@ -131,6 +131,8 @@ struct ThreadPool::Impl {
   // claimed one of the job's chunks.
   const std::function<void(int64_t, int64_t)>* fn = nullptr;
   int64_t total = 0;
+  int64_t grain = 1;
+  int64_t units = 0;  // ceil(total / grain)
   int num_chunks = 0;
   std::atomic<uint64_t> state{0};
   std::atomic<int> done{0};  // chunks of the current job finished
@@ -160,10 +162,13 @@ ThreadPool::~ThreadPool() {
 
 int ThreadPool::num_threads() const { return impl_->num_threads; }
 
-void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                             int64_t grain) {
   if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t units = (n + grain - 1) / grain;
   const int chunks = static_cast<int>(
-      std::min<int64_t>({int64_t{impl_->num_threads} * kChunksPerThread, n, kMaxChunks}));
+      std::min<int64_t>({int64_t{impl_->num_threads} * kChunksPerThread, units, kMaxChunks}));
   if (impl_->num_threads <= 1 || chunks <= 1) {
     fn(0, n);
     ClearUpperVectorState();
@@ -171,6 +176,8 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   }
   impl_->fn = &fn;
   impl_->total = n;
+  impl_->grain = grain;
+  impl_->units = units;
   impl_->num_chunks = chunks;
   impl_->RunChunks(impl_->Publish(chunks));
   SpinUntil([&] { return impl_->done.load(std::memory_order_acquire) == chunks; },

@@ -20,9 +20,11 @@ class ThreadPool {
   int num_threads() const;
   // Splits [0, n) into contiguous chunks (up to 4 per thread) and runs fn(begin, end) on each;
   // the threads claim chunks in turn, so any thread may run any chunk and a thread that is late
-  // (descheduled) leaves its share to the others. Returns when all are done. Runs inline when n
-  // is 1 or the pool has one thread.
-  void ParallelFor(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+  // (descheduled) leaves its share to the others. Chunks hold whole multiples of `grain` indices
+  // (the last may hold fewer). Returns when all are done. Runs inline when there is one chunk or
+  // the pool has one thread.
+  void ParallelFor(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn,
+                   int64_t grain = 1);
 
  private:
   struct Impl;

@@ -48,6 +48,35 @@ TEST(ThreadPoolTest, CoversEveryIndexOnceInContiguousChunks) {
   }
 }
 
+TEST(ThreadPoolTest, ChunksHoldWholeGrains) {
+  ThreadPool pool(2);
+  for (int64_t grain : {1, 3, 8, 384}) {
+    for (int64_t n : {1, 7, 100, 1001}) {
+      std::mutex mu;
+      std::vector<std::pair<int64_t, int64_t>> chunks;
+      pool.ParallelFor(
+          n,
+          [&](int64_t begin, int64_t end) {
+            std::lock_guard<std::mutex> lock(mu);
+            chunks.emplace_back(begin, end);
+          },
+          grain);
+      std::sort(chunks.begin(), chunks.end());
+      const int64_t units = (n + grain - 1) / grain;
+      EXPECT_EQ(chunks.size(), static_cast<size_t>(std::min<int64_t>(8, units)))
+          << grain << " " << n;
+      int64_t next = 0;
+      for (const auto& c : chunks) {
+        EXPECT_EQ(c.first, next);
+        EXPECT_EQ(c.first % grain, 0) << grain << " " << n;
+        if (c.second != n) EXPECT_EQ(c.second % grain, 0) << grain << " " << n;
+        next = c.second;
+      }
+      EXPECT_EQ(next, n);
+    }
+  }
+}
+
 TEST(ThreadPoolTest, RunsChunksOnSeveralThreadsIncludingTheCaller) {
   ThreadPool pool(4);
   std::mutex mu;
