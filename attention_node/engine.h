@@ -120,8 +120,7 @@ class Engine {
                      const kernels::MatMulOptions& options);
   // Products fused into one parallel loop (more run one at a time).
   static constexpr int kMaxFusedProducts = 4;
-  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                   int64_t grain = 1);
+  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
   // Runs fn(item) for every item of items_, handed out in descending `cost` order to whichever
   // thread is free (items of very different sizes stay balanced). Results do not depend on
   // which thread runs an item.

@@ -1510,18 +1510,15 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
     const MatMulOptions* options;
   } args{x, n, &w, y, &unit_options};
   const Args* a = &args;  // one pointer: fits std::function's inline storage, no allocation
-  pool->ParallelFor(
-      (w.rows + kRowUnit - 1) / kRowUnit,
-      [a](int64_t begin, int64_t end) {
-        MatMulRows(a->x, a->n, *a->w, begin * kRowUnit, std::min(end * kRowUnit, a->w->rows),
-                   a->y, *a->options);
-      },
-      ParallelUnitGrain(w, kRowUnit));
+  pool->ParallelFor((w.rows + kRowUnit - 1) / kRowUnit,
+                    [a](int64_t begin, int64_t end) {
+                      MatMulRows(a->x, a->n, *a->w, begin * kRowUnit,
+                                 std::min(end * kRowUnit, a->w->rows), a->y, *a->options);
+                    },
+                    ParallelUnitGrain(w, kRowUnit));
 }
 
-int64_t ParallelRowGrain(const WeightView& w) {
-  return w.type == WeightType::kAwqInt4 ? 384 : 1;
-}
+int64_t ParallelRowGrain(const WeightView& w) { return w.type == WeightType::kAwqInt4 ? 384 : 1; }
 
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool) {
   MatMul(x, n, w, y, pool, MatMulOptions{});

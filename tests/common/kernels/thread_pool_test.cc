@@ -33,8 +33,8 @@ TEST(ThreadPoolTest, CoversEveryIndexOnceInContiguousChunks) {
         chunks.emplace_back(begin, end);
       });
       for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[i].load(), 1) << threads << " " << n;
-      const int64_t expected = threads == 1 ? std::min<int64_t>(n, 1)
-                                            : std::min<int64_t>(4 * threads, n);
+      const int64_t expected =
+          threads == 1 ? std::min<int64_t>(n, 1) : std::min<int64_t>(4 * threads, n);
       EXPECT_EQ(chunks.size(), static_cast<size_t>(expected)) << threads << " " << n;
       std::sort(chunks.begin(), chunks.end());
       int64_t next = 0;
