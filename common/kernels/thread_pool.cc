@@ -56,10 +56,10 @@ bool SpinUntil(const Done& done, std::chrono::steady_clock::duration limit) {
   }
 }
 
-}  // namespace
-
 // The job word: generation (high 32 bits) | chunk count (16) | next unclaimed chunk (16).
 constexpr uint64_t Generation(uint64_t state) { return state >> 32; }
+
+}  // namespace
 
 struct ThreadPool::Impl {
   explicit Impl(int n) : num_threads(n) {}
