@@ -13,6 +13,9 @@
 #   roundtrip expert_roundtrip_bench on 2 cores: m2-tiny (RPC cost) and MODEL (1 token).
 #   replicas  4 expert nodes (disjoint cores) each hosting every expert, limits.replica_choice
 #             spread vs pack, at 1 and CONC streams.
+#   contended `afd-generate` batch 1 on 2 cores, alone and with a busy loop sharing its second
+#             core (a vCPU the hypervisor deschedules part of the time, or a co-located process),
+#             RUNS runs each; with OLD_GENERATE=path, that binary alternates with $BIN's (A/B).
 # Every node is stopped before the script exits (also on error or Ctrl-C). Results go to
 # OUTDIR/results.txt and stdout (scaleout: the attention node's step times per configuration in
 # OUTDIR/steps.txt). Needs: bash, taskset, python3 (config.json), the binaries.
@@ -236,8 +239,31 @@ for phase in "${phases[@]}"; do
     taskset -c 0,1 "$BIN/expert_roundtrip_bench" --model "$MODEL" --iterations 300 2>&1 |
       tail -4 | tee -a "$RESULTS"
     ;;
+  contended)
+    say ""
+    say "# afd-generate batch 1, 64 tokens, taskset -c $(cores 0 2); tok/s and median ms/step"
+    binaries=("$BIN/afd-generate")
+    [[ -n ${OLD_GENERATE:-} ]] && binaries=("$OLD_GENERATE" "$BIN/afd-generate")
+    second=$(cores 1 1)
+    for load in alone busy; do
+      busy_pid=""
+      if [[ $load == busy ]]; then
+        taskset -c "$second" bash -c 'while :; do :; done' &
+        busy_pid=$!
+      fi
+      for ((i = 0; i < ${RUNS:-4}; ++i)); do
+        for b in "${binaries[@]}"; do
+          line=$(taskset -c "$(cores 0 2)" "$b" --model "$MODEL" --prompt-ids 1,2,3,4 \
+            --max-tokens 64 --ignore-eos 2>&1 | grep '^decode:')
+          say "$load $(basename "$b") $(echo "$line" |
+            sed -E 's/.*= ([0-9.]+) tokens.*median ([0-9.]+).*/\1 tok\/s, median \2 ms/')"
+        done
+      done
+      [[ -n $busy_pid ]] && { kill "$busy_pid"; wait "$busy_pid" 2>/dev/null; }
+    done
+    ;;
   *)
-    say "unknown phase $phase (scaleout, twocore, roundtrip, replicas)"
+    say "unknown phase $phase (scaleout, twocore, roundtrip, replicas, contended)"
     ;;
   esac
 done
