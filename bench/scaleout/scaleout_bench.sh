@@ -250,6 +250,7 @@ for phase in "${phases[@]}"; do
       if [[ $load == busy ]]; then
         taskset -c "$second" bash -c 'while :; do :; done' &
         busy_pid=$!
+        pids+=("$busy_pid")  # stopped on exit too
       fi
       for ((i = 0; i < ${RUNS:-4}; ++i)); do
         for b in "${binaries[@]}"; do
