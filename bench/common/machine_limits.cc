@@ -167,5 +167,12 @@ void PrintMachineLimits(const MachineLimits& limits, std::FILE* out) {
   std::fprintf(out, "\n");
 }
 
+void PrintRunSteal(const afd::StealMeter& meter, std::FILE* out) {
+  if (const double steal = meter.Fraction(); steal >= 0) {
+    std::fprintf(out, "\nCPU steal over this run: %.1f %% (time the hypervisor ran other guests)\n",
+                 100.0 * steal);
+  }
+}
+
 }  // namespace afd::bench
 #endif  // HWY_ONCE

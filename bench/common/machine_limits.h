@@ -74,4 +74,7 @@ MachineLimits MeasureMachineLimits(int max_threads = 2, double seconds = 0.3);
 // Prints the limits as a small table (one column per thread count) to `out`.
 void PrintMachineLimits(const MachineLimits& limits, std::FILE* out = stdout);
 
+// Prints the steal `meter` saw since it started ("CPU steal over this run: ..."), if known.
+void PrintRunSteal(const afd::StealMeter& meter, std::FILE* out = stdout);
+
 }  // namespace afd::bench

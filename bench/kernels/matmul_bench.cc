@@ -347,9 +347,6 @@ int main(int argc, char** argv) {
     std::printf("\n%-34s %10.2f %10.2f us per call\n", "threadpool ParallelFor t2 (empty)",
                 t.best_s * 1e6 / kCalls, t.median_s * 1e6 / kCalls);
   }
-  if (const double steal = run_steal.Fraction(); steal >= 0) {
-    std::printf("\nCPU steal over this run: %.1f %% (time the hypervisor ran other guests)\n",
-                100.0 * steal);
-  }
+  PrintRunSteal(run_steal);
   return 0;
 }

@@ -167,9 +167,6 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (const double steal = run_steal.Fraction(); steal >= 0) {
-    std::printf("\nCPU steal over this run: %.1f %% (time the hypervisor ran other guests)\n",
-                100.0 * steal);
-  }
+  PrintRunSteal(run_steal);
   return 0;
 }
