@@ -241,7 +241,8 @@ for phase in "${phases[@]}"; do
     ;;
   contended)
     say ""
-    say "# afd-generate batch 1, 64 tokens, taskset -c $(cores 0 2); tok/s and median ms/step"
+    pair=$(cores 0 2)
+    say "# afd-generate batch 1, 64 tokens, taskset -c $pair; tok/s and median ms/step"
     binaries=("$BIN/afd-generate")
     [[ -n ${OLD_GENERATE:-} ]] && binaries=("$OLD_GENERATE" "$BIN/afd-generate")
     second=$(cores 1 1)
@@ -254,7 +255,7 @@ for phase in "${phases[@]}"; do
       fi
       for ((i = 0; i < ${RUNS:-4}; ++i)); do
         for b in "${binaries[@]}"; do
-          line=$(taskset -c "$(cores 0 2)" "$b" --model "$MODEL" --prompt-ids 1,2,3,4 \
+          line=$(taskset -c "$pair" "$b" --model "$MODEL" --prompt-ids 1,2,3,4 \
             --max-tokens 64 --ignore-eos 2>&1 | grep '^decode:')
           say "$load $(basename "$b") $(echo "$line" |
             sed -E 's/.*= ([0-9.]+) tokens.*median ([0-9.]+).*/\1 tok\/s, median \2 ms/')"
