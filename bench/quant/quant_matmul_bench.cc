@@ -22,6 +22,7 @@
 #include "bench/common/machine_limits.h"
 #include "common/kernels/matmul.h"
 #include "common/kernels/quant_matmul.h"
+#include "common/kernels/quant_tile.h"
 #include "common/kernels/thread_pool.h"
 
 namespace afd::bench {
@@ -81,8 +82,10 @@ class QuantCopies {
   std::vector<QuantMatrix> views_;
 };
 
-// Rows split across the pool in units of 16, as MatMul does.
-Timing TimeProduct(const QuantCopies& weights, int64_t n, int threads, double seconds) {
+// Rows split across the pool in units of 16, as MatMul does. `kernel`: forced, or by n when
+// null (the engine's choice).
+Timing TimeProduct(const QuantCopies& weights, int64_t n, int threads, double seconds,
+                   const kernels::internal::QuantKernel* kernel) {
   const QuantMatrix& w0 = weights.Get(0);
   std::vector<float> x(n * w0.cols), y(n * w0.rows);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1f * static_cast<float>(i));
@@ -92,7 +95,12 @@ Timing TimeProduct(const QuantCopies& weights, int64_t n, int threads, double se
     const QuantMatrix& w = weights.Get(i++);
     const int64_t units = (w.rows + 15) / 16;
     pool.ParallelFor(units, [&](int64_t b, int64_t e) {
-      kernels::QuantMatMulRows(x.data(), n, w, b * 16, std::min(e * 16, w.rows), y.data());
+      const int64_t end = std::min(e * 16, w.rows);
+      if (kernel != nullptr) {
+        kernels::internal::QuantMatMulRowsKernel(x.data(), n, w, b * 16, end, y.data(), *kernel);
+      } else {
+        kernels::QuantMatMulRows(x.data(), n, w, b * 16, end, y.data());
+      }
     });
   });
 }
@@ -121,17 +129,22 @@ int main(int argc, char** argv) {
   std::string filter;
   double seconds = 0.3;
   bool hot = false;
+  bool all_kernels = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::printf(
-          "usage: quant_matmul_bench [filter] [--seconds=S] [--hot]\n"
+          "usage: quant_matmul_bench [filter] [--seconds=S] [--hot] [--kernels]\n"
           "--hot: one copy of each matrix (cache resident when small): the kernels' compute\n"
-          "rate, the ceiling of their bandwidth fraction.\n");
+          "rate, the ceiling of their bandwidth fraction.\n"
+          "--kernels: small batches (n = 2..12) on every kernel too (vnni / fp32 decode,\n"
+          "prefill, int8 tiles), beside the one the engine picks for that n.\n");
       return 0;
     }
     if (arg == "--hot") {
       hot = true;
+    } else if (arg == "--kernels") {
+      all_kernels = true;
     } else if (arg.rfind("--seconds=", 0) == 0) {
       seconds = std::atof(arg.c_str() + 10);
     } else {
@@ -142,26 +155,52 @@ int main(int argc, char** argv) {
   const MachineLimits limits = MeasureMachineLimits(2, seconds);
   PrintMachineLimits(limits);
   const double bw[3] = {0, limits.ReadGbps(1), limits.ReadGbps(2)};
-  std::printf("\n%-36s %10s %10s %8s %6s\n", "product", "best us", "median us", "GB/s", "%BW");
+  std::printf("\n%-40s %10s %10s %8s %6s\n", "product", "best us", "median us", "GB/s", "%BW");
+  using afd::kernels::internal::QuantKernel;
+  struct Variant {
+    const char* name;  // "" = the engine's choice for n
+    const QuantKernel* kernel;
+  };
+  static constexpr QuantKernel kForced[] = {QuantKernel::kDecode, QuantKernel::kDecodeFp32,
+                                            QuantKernel::kPrefill, QuantKernel::kTiles};
+  const std::vector<Variant> variants = {{"", nullptr},
+                                         {" vnni", &kForced[0]},
+                                         {" fp32", &kForced[1]},
+                                         {" prefill", &kForced[2]},
+                                         {" tiles", &kForced[3]}};
+  const std::vector<int64_t> counts =
+      all_kernels ? std::vector<int64_t>{1, 2, 4, 8, 12, 64} : std::vector<int64_t>{1, 8, 64};
   for (const Format& f : kFormats) {
     for (const Shape& s : kShapes) {
-      for (int64_t n : {1, 8, 64}) {
-        for (int threads : {1, 2}) {
-          char name[96];
-          std::snprintf(name, sizeof(name), "%s %s %lldx%lld n%lld t%d",
-                        n >= 16 ? "prefill" : "decode", f.name, static_cast<long long>(s.rows),
-                        static_cast<long long>(s.cols), static_cast<long long>(n), threads);
-          if (!filter.empty() && std::string(name).find(filter) == std::string::npos) continue;
-          if (n >= 16 && s.rows > 4096) continue;
-          const QuantCopies copies(f.format, f.bits, f.group, s.rows, s.cols, hot ? 0 : kColdBytes);
-          const Timing t = TimeProduct(copies, n, threads, seconds);
-          const double gbs = copies.Get(0).Bytes() / t.best_s / 1e9;
-          if (n >= 16) {
-            std::printf("%-36s %10.1f %10.1f %8.1f GFLOP/s\n", name, t.best_s * 1e6,
-                        t.median_s * 1e6, 2.0 * n * s.rows * s.cols / t.best_s / 1e9);
-          } else {
-            std::printf("%-36s %10.1f %10.1f %8.2f %5.0f%%\n", name, t.best_s * 1e6,
-                        t.median_s * 1e6, gbs, 100 * gbs / bw[threads]);
+      for (int64_t n : counts) {
+        for (const Variant& v : variants) {
+          if (v.kernel != nullptr && (!all_kernels || n == 1 || n >= 16)) continue;
+          if (v.kernel == &kForced[3] &&
+              !afd::kernels::UsesQuantTiles(
+                  QuantCopies(f.format, f.bits, f.group, 16, s.cols, 0).Get(0),
+                  afd::kernels::kQuantTileMinTokens)) {
+            continue;
+          }
+          for (int threads : {1, 2}) {
+            char name[96];
+            std::snprintf(name, sizeof(name), "%s %s %lldx%lld n%lld t%d%s",
+                          n >= 16 ? "prefill" : "decode", f.name, static_cast<long long>(s.rows),
+                          static_cast<long long>(s.cols), static_cast<long long>(n), threads,
+                          v.name);
+            if (!filter.empty() && std::string(name).find(filter) == std::string::npos) continue;
+            if (n >= 16 && s.rows > 4096) continue;
+            const QuantCopies copies(f.format, f.bits, f.group, s.rows, s.cols,
+                                     hot ? 0 : kColdBytes);
+            const Timing t = TimeProduct(copies, n, threads, seconds, v.kernel);
+            const double gbs = copies.Get(0).Bytes() / t.best_s / 1e9;
+            const double gflops = 2.0 * n * s.rows * s.cols / t.best_s / 1e9;
+            if (n >= 16) {
+              std::printf("%-40s %10.1f %10.1f %8.1f GFLOP/s\n", name, t.best_s * 1e6,
+                          t.median_s * 1e6, gflops);
+            } else {
+              std::printf("%-40s %10.1f %10.1f %8.2f %5.0f%% %8.1f GFLOP/s\n", name, t.best_s * 1e6,
+                          t.median_s * 1e6, gbs, 100 * gbs / bw[threads], gflops);
+            }
           }
         }
       }

@@ -27,8 +27,6 @@
 // multiply-adds per cycle of fp32 FMA there, so the mode is slower than the fp32 kernels on that
 // CPU kind (for CPUs with fast BF16 dot products only).
 #include "common/kernels/matmul.h"
-#include "common/kernels/thread_scratch.h"
-#include "common/kernels/vector_state.h"
 
 #include <algorithm>
 #include <cmath>
@@ -38,8 +36,11 @@
 
 #include "common/kernels/matmul_internal.h"
 #include "common/kernels/quant_matmul.h"
-#include "common/kernels/tile_matmul.h"
+#include "common/kernels/quant_tile.h"
 #include "common/kernels/thread_pool.h"
+#include "common/kernels/thread_scratch.h"
+#include "common/kernels/tile_matmul.h"
+#include "common/kernels/vector_state.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "common/kernels/matmul.cc"
@@ -1457,6 +1458,15 @@ TileActivations TileActivationsOf(const MatMulOptions& options) {
 MatMulOptions WithPackedTileX(const float* x, int64_t n, const WeightView& w,
                               const MatMulOptions& options, TilePackedX* packed,
                               std::vector<uint16_t>* storage) {
+  if (w.IsPacked()) {  // MLX on the int8 tiles, whatever the kernel option
+    const QuantMatrix q = AsQuantMatrix(w);
+    if (!UsesQuantTiles(q, n)) return options;
+    *packed = TilePackedX{};
+    packed->quant = PackQuantTileActivations(x, n, q, storage);
+    MatMulOptions out = options;
+    out.tile_x = packed;
+    return out;
+  }
   if (options.kernel != Kernel::kTiles || n <= 0 || !UsesTiles(w)) return options;
   *packed = PackTileActivations(x, n, w.cols, TileActivationsOf(options), storage);
   MatMulOptions out = options;
@@ -1466,6 +1476,18 @@ MatMulOptions WithPackedTileX(const float* x, int64_t n, const WeightView& w,
 
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                 int64_t row_end, float* y, const MatMulOptions& options) {
+  if (w.IsPacked()) {
+    const QuantTilePackedX* q = options.tile_x != nullptr ? &options.tile_x->quant : nullptr;
+    if (q != nullptr && q->tiles != nullptr && w.type == WeightType::kMlxAffine && q->n == n &&
+        q->cols == w.cols && q->group_size == w.group_size && q->bits == w.bits &&
+        row_begin < row_end) {
+      QuantTileMatMulRows(*q, AsQuantMatrix(w), row_begin, row_end, y);
+      ClearUpperVectorState();
+      return;
+    }
+    MatMulRows(x, n, w, row_begin, row_end, y);
+    return;
+  }
   if (options.kernel == Kernel::kTiles && UsesTiles(w)) {
     const TilePackedX* p = options.tile_x;
     if (p != nullptr && p->n == n && p->cols == w.cols &&

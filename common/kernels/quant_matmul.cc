@@ -18,15 +18,17 @@
 //   fp32 scratch (s * q + b, (q - z) * s, as the reference) and multiplied by a register-blocked
 //   outer-product micro-kernel. The scratch is a few rows, never the matrix.
 #include "common/kernels/quant_matmul.h"
-#include "common/kernels/thread_scratch.h"
-#include "common/kernels/vector_state.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "common/kernels/matmul.h"
+#include "common/kernels/quant_tile.h"
+#include "common/kernels/thread_scratch.h"
+#include "common/kernels/vector_state.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "common/kernels/quant_matmul.cc"
@@ -1703,9 +1705,20 @@ void QuantDequantizeRow(const QuantMatrix& w, int64_t row, float* out) {
   for (int64_t c = 0; c < w.cols; ++c) out[c] = QuantWeightAt(w, row, c);
 }
 
+namespace {
+// The int8 tiles with x packed by this call (per thread: concurrent calls never share it).
+void QuantTileRowsUnpacked(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
+                           int64_t row_end, float* y) {
+  thread_local std::vector<uint16_t> storage;
+  QuantTileMatMulRows(PackQuantTileActivations(x, n, w, &storage), w, row_begin, row_end, y);
+  ClearUpperVectorState();
+}
+}  // namespace
+
 void QuantMatMulRows(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
                      int64_t row_end, float* y) {
   if (n <= 0 || row_begin >= row_end) return;
+  if (UsesQuantTiles(w, n)) return QuantTileRowsUnpacked(x, n, w, row_begin, row_end, y);
   HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, -1);
   ClearUpperVectorState();
 }
@@ -1729,6 +1742,9 @@ namespace internal {
 void QuantMatMulRowsKernel(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
                            int64_t row_end, float* y, QuantKernel kernel) {
   if (n <= 0 || row_begin >= row_end) return;
+  if (kernel == QuantKernel::kTiles && QuantTileProductsAvailable()) {
+    return QuantTileRowsUnpacked(x, n, w, row_begin, row_end, y);
+  }
   const int mode = kernel == QuantKernel::kPrefill ? 1 : kernel == QuantKernel::kDecode ? 0 : 2;
   HWY_DYNAMIC_DISPATCH(QuantMatMulRowsImpl)(x, n, w, row_begin, row_end, y, mode);
   ClearUpperVectorState();

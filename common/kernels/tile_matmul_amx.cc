@@ -25,11 +25,6 @@
 namespace afd::kernels::internal {
 namespace {
 
-constexpr int kStep = kTileStep;
-constexpr int kTileCols = 16;  // packed activation columns per B tile
-constexpr int kParts = kTileParts;
-constexpr int kTileHalfs = kTileRows * kStep;  // uint16 per A or B tile (1 KiB)
-
 struct alignas(64) TileConfig {
   uint8_t palette = 1;
   uint8_t start_row = 0;
@@ -38,8 +33,10 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
+}  // namespace
+
 // Every tile 16 rows x 64 bytes: one configuration for all uses, loaded once per thread.
-void ConfigureTiles() {
+void ConfigureTileRegisters() {
   thread_local bool configured = false;
   if (configured) return;
   TileConfig config;
@@ -54,6 +51,13 @@ void ConfigureTiles() {
   _tile_loadconfig(&config);
   configured = true;
 }
+
+namespace {
+
+constexpr int kStep = kTileStep;
+constexpr int kTileCols = 16;  // packed activation columns per B tile
+constexpr int kParts = kTileParts;
+constexpr int kTileHalfs = kTileRows * kStep;  // uint16 per A or B tile (1 KiB)
 
 // Per-thread scratch buffers (grown on first use only), 64-byte aligned.
 template <class T>
@@ -265,7 +269,7 @@ void TileMatMulRowsPackedAmx(const TilePackedX& x, const WeightView& w, int64_t 
                              int64_t row_end, float* y) {
   const int64_t n = x.n;
   if (n <= 0 || row_begin >= row_end) return;
-  ConfigureTiles();
+  ConfigureTileRegisters();
   const int num_parts = x.activations == TileActivations::kExact ? kParts : 1;
   const int64_t cols = w.cols;
   const int64_t steps = cols / kStep;

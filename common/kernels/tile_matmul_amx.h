@@ -27,6 +27,10 @@ T* AlignedTileBuffer(std::vector<T>* buffer, size_t count) {
   return reinterpret_cast<T*>((address + kAlign - 1) & ~static_cast<uintptr_t>(kAlign - 1));
 }
 
+// Every tile register 16 rows x 64 bytes: one configuration for every tile kernel (bf16 and
+// int8), loaded once per thread.
+void ConfigureTileRegisters();
+
 // TileMatMulRows itself (see tile_matmul.h); requires TileProductsAvailable().
 void TileMatMulRowsAmx(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                        int64_t row_end, float* y, TileActivations activations);

@@ -153,7 +153,8 @@ INSTANTIATE_TEST_SUITE_P(
                       QuantCase{GenQuant::kMlx, 6, 128, true, "mlx6_g128"},
                       QuantCase{GenQuant::kMlx, 8, 64, true, "mlx8_g64"},
                       QuantCase{GenQuant::kMlx, 2, 128, false, "mlx2_g128_float_attention"},
-                      QuantCase{GenQuant::kMlx, 4, 32, true, "mlx4_g32"}),
+                      QuantCase{GenQuant::kMlx, 4, 32, true, "mlx4_g32"},
+                      QuantCase{GenQuant::kMlx, 4, 128, false, "mlx4_g128_float_attention"}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace

@@ -10,11 +10,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "common/kernels/matmul.h"
+#include "common/kernels/quant_tile.h"
+#include "common/kernels/thread_pool.h"
+#include "common/kernels/tile_matmul.h"
 #include "gtest/gtest.h"
 #include "tests/common/kernels/kernel_test_util.h"
 
@@ -30,7 +34,15 @@ constexpr internal::QuantKernel kKernels[] = {internal::QuantKernel::kDecode,
 std::string KernelName(internal::QuantKernel k) {
   return k == internal::QuantKernel::kDecode       ? " decode"
          : k == internal::QuantKernel::kDecodeFp32 ? " decode-fp32"
-                                                   : " prefill";
+         : k == internal::QuantKernel::kPrefill    ? " prefill"
+                                                   : " tiles";
+}
+
+// kKernels, and the int8 tiles where this CPU and `m`'s shape take them.
+std::vector<internal::QuantKernel> KernelsFor(const QuantMatrix& m) {
+  std::vector<internal::QuantKernel> kernels(std::begin(kKernels), std::end(kKernels));
+  if (UsesQuantTiles(m, kQuantTileMinTokens)) kernels.push_back(internal::QuantKernel::kTiles);
+  return kernels;
 }
 
 // Owns the bytes behind a QuantMatrix.
@@ -160,7 +172,7 @@ void ExpectKernelsMatchReference(const QuantMatrix& m, int64_t n, std::mt19937& 
   const std::vector<double> mag = Magnitudes(x, n, m);
   ForEachTarget([&](const std::string& target) {
     const std::string label = target + " " + what + " n " + std::to_string(n);
-    for (internal::QuantKernel kernel : kKernels) {
+    for (internal::QuantKernel kernel : KernelsFor(m)) {
       std::vector<float> got(n * m.rows, -7.0f);
       internal::QuantMatMulRowsKernel(x.data(), n, m, 0, m.rows, got.data(), kernel);
       ExpectMatches(mag, n, m, got, want, label + KernelName(kernel));
@@ -346,7 +358,7 @@ TEST(QuantMatMulTest, RowRangesWriteOnlyTheirRows) {
       QuantMatMulReference(x.data(), n, *m, want.data());
       const std::vector<double> mag = Magnitudes(x, n, *m);
       ForEachTarget([&](const std::string& target) {
-        for (internal::QuantKernel kernel : kKernels) {
+        for (internal::QuantKernel kernel : KernelsFor(*m)) {
           // Ranges that start and end off every tile and word boundary.
           for (auto [b, e] : {std::pair<int64_t, int64_t>{3, 29}, {16, 48}, {40, 41}, {0, 8}}) {
             std::vector<float> got(n * m->rows, -7.0f);
@@ -378,7 +390,7 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
     for (int64_t n : {1, 3, 17}) {
       const std::vector<float> x = RandomX(n * m->cols, rng);
       ForEachTarget([&](const std::string& target) {
-        for (internal::QuantKernel kernel : kKernels) {
+        for (internal::QuantKernel kernel : KernelsFor(*m)) {
           std::vector<float> whole(n * m->rows), split(n * m->rows);
           internal::QuantMatMulRowsKernel(x.data(), n, *m, 0, m->rows, whole.data(), kernel);
           for (int64_t b = 0; b < m->rows;) {
@@ -393,6 +405,64 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
         }
       });
     }
+  }
+}
+
+TEST(QuantMatMulTest, MlxTilesTakeBatchesAndMatchReference) {
+  // The int8 tiles: 4- and 8-bit MLX with groups of 64 and 128, row counts that leave partial
+  // row tiles, token counts that leave partial 5-token chunks, activations whose groups span
+  // very different magnitudes (the per-group exponent) and an all-zero group.
+  std::mt19937 rng(21);
+  for (int bits : {4, 8}) {
+    for (int group : {64, 128}) {
+      TestQuant tq = MakeMlx(45, 384, bits, group, WeightType::kBF16, rng);
+      if (!QuantTileProductsAvailable()) {
+        EXPECT_FALSE(UsesQuantTiles(tq.m, 8));
+        GTEST_SKIP() << "no AMX-INT8 on this CPU";
+      }
+      EXPECT_FALSE(UsesQuantTiles(tq.m, kQuantTileMinTokens - 1)) << "few tokens: VNNI kernel";
+      EXPECT_TRUE(UsesQuantTiles(tq.m, kQuantTileMinTokens));
+      EXPECT_TRUE(UsesQuantTiles(tq.m, 128));
+      for (int64_t n : {1, 2, 5, 6, 16, 33}) {
+        std::vector<float> x = RandomX(n * tq.m.cols, rng);
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t c = 0; c < 64; ++c) x[t * tq.m.cols + c] *= 1e4f;
+          for (int64_t c = 128; c < 256; ++c) x[t * tq.m.cols + c] = 0.0f;
+        }
+        std::vector<float> want(n * tq.m.rows), got(n * tq.m.rows, -7.0f);
+        QuantMatMulReference(x.data(), n, tq.m, want.data());
+        const std::vector<double> mag = Magnitudes(x, n, tq.m);
+        internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(),
+                                        internal::QuantKernel::kTiles);
+        ExpectMatches(mag, n, tq.m, got, want,
+                      "tiles bits " + std::to_string(bits) + " group " + std::to_string(group) +
+                          " n " + std::to_string(n));
+      }
+    }
+  }
+}
+
+TEST(QuantMatMulTest, MlxTilesPackedOnceGiveTheSameBits) {
+  // MatMul over a pool packs x once for every row share (WithPackedTileX); each share then
+  // reads the packed x. The bits must equal one unsplit call that packs its own.
+  if (!QuantTileProductsAvailable()) GTEST_SKIP() << "no AMX-INT8 on this CPU";
+  std::mt19937 rng(23);
+  TestQuant tq = MakeMlx(200, 256, 4, 64, WeightType::kBF16, rng);
+  ThreadPool pool(3);
+  for (int64_t n : {4, 7, 33}) {
+    ASSERT_TRUE(UsesQuantTiles(tq.m, n));
+    const std::vector<float> x = RandomX(n * tq.m.cols, rng);
+    std::vector<float> whole(n * tq.m.rows), shared(n * tq.m.rows, -7.0f);
+    QuantMatMul(x.data(), n, tq.m, whole.data());
+    const WeightView w = AsWeightView(tq.m);
+    TilePackedX packed;
+    std::vector<uint16_t> storage;
+    const MatMulOptions options =
+        WithPackedTileX(x.data(), n, w, MatMulOptions{}, &packed, &storage);
+    ASSERT_EQ(options.tile_x, &packed);
+    MatMul(x.data(), n, w, shared.data(), &pool, options);
+    for (size_t i = 0; i < whole.size(); ++i)
+      ASSERT_EQ(whole[i], shared[i]) << "n " << n << " " << i;
   }
 }
 

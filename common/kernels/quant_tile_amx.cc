@@ -1,0 +1,306 @@
+// MLX products on the AMX-INT8 tiles (see quant_tile.h): compiled with the AMX and AVX-512
+// flags; nothing in it runs before QuantTileProductsAvailable() (quant_tile.cc) has checked the
+// CPU.
+//
+// Layout. A step covers 64 input columns. A tiles: 16 weight rows x 64 unsigned codes, in the
+// order the packed bytes give them cheaply: 4-bit rows are staged per pair of steps (64 bytes =
+// 128 codes) as [low nibbles | high nibbles] of each step's 32 bytes, so step k' of a staged row
+// holds code 2k' (k' < 32) or 2(k' - 32) + 1; 8-bit rows are the checkpoint's bytes. B tiles:
+// 16 rows of 4 consecutive (staged-order) columns x 16 B columns, column 3j + p being plane p
+// of the chunk's token j (its byte for K index k at row k / 4, byte 4 * column + k % 4).
+// One TDPBUSD per step and row tile yields every plane of five tokens; C tiles are stored per
+// group and scaled into 16 fp32 accumulator vectors (one per weight row, lanes = B columns).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "common/kernels/matmul.h"
+#include "common/kernels/quant_tile.h"
+#include "common/kernels/tile_matmul_amx.h"
+
+namespace afd::kernels {
+namespace {
+
+constexpr int kStepCols = 64;     // input columns per tile step
+constexpr int kTileBytes = 1024;  // 16 rows x 64 bytes
+constexpr int kPlanes = 3;
+// Per chunk and group: 16 lanes of unit x plane weight, then 16 lanes of the group's sum of x
+// (in each token's plane-0 lane, where the bias term is added).
+constexpr int kUnitFloats = 32;
+
+// Staged-order position k' of a step -> column of the step (4-bit: even codes, then odd).
+int StagedColumn(int bits, int k) {
+  if (bits != 4) return k;
+  return k < 32 ? 2 * k : 2 * (k - 32) + 1;
+}
+
+struct ChunkLayout {
+  int64_t chunks, steps, groups;
+  size_t tile_bytes, unit_floats;
+};
+
+ChunkLayout LayoutOf(int64_t n, int64_t cols, int group_size) {
+  ChunkLayout l;
+  l.chunks = (n + kQuantTileTokens - 1) / kQuantTileTokens;
+  l.steps = cols / kStepCols;
+  l.groups = cols / group_size;
+  l.tile_bytes = static_cast<size_t>(l.chunks * l.steps) * kTileBytes;
+  l.unit_floats = static_cast<size_t>(l.chunks * l.groups) * kUnitFloats;
+  return l;
+}
+
+float PowerOfTwo(int e) {  // 2^e for normal exponents, as bits (no libm from vector code)
+  const uint32_t bits = static_cast<uint32_t>(e + 127) << 23;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+// out[0, count) = fp32 of p[first, first + count) of `type` (f32, bf16 or f16), with masked
+// vector loads (no byte past the run is read).
+void WidenRun(const void* p, WeightType type, int64_t first, int64_t count, float* out) {
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 m = static_cast<__mmask16>(count - i >= 16 ? 0xFFFF : (1u << (count - i)) - 1);
+    __m512 v;
+    if (type == WeightType::kF32) {
+      v = _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + first + i);
+    } else {
+      const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + first + i);
+      v = type == WeightType::kF16
+              ? _mm512_cvtph_ps(h)
+              : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    _mm512_mask_storeu_ps(out + i, m, v);
+  }
+}
+
+struct QuantTileScratch {
+  std::vector<uint8_t> stage;  // A tiles of a step pair: [tile][step][16 rows][64]
+  std::vector<int32_t> c;      // C tiles of a step pair: [step][tile][16 rows][16]
+  std::vector<float> sb;       // scales, then biases: [32 rows][kMaxTileGroups]
+  std::vector<float> acc;      // [chunk][tile][16 rows][16 lanes]
+};
+
+QuantTileScratch& ThreadScratch() {
+  thread_local QuantTileScratch scratch;
+  return scratch;
+}
+
+// A tiles of steps s and s + 1 of one row tile: stage[0] / stage[1] hold 16 rows x 64 codes
+// (rows past `rows`: zero). 4-bit: each row's 64 bytes of the two steps split into low and
+// high nibbles, the halves of each step put side by side; 8-bit: the bytes as they are.
+void StagePair(const uint8_t* data, int bits, int64_t row_bytes, int64_t r0, int rows, int64_t s,
+               uint8_t* stage) {
+  const __m512i m0f = _mm512_set1_epi8(0x0F);
+  const __m512i first = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+  const __m512i second = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
+  for (int r = 0; r < 16; ++r) {
+    __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+    if (r < rows) {
+      const uint8_t* row = data + (r0 + r) * row_bytes;
+      if (bits == 4) {
+        const __m512i v = _mm512_loadu_si512(row + s * 32);
+        const __m512i lo = _mm512_and_si512(v, m0f);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
+        a = _mm512_permutex2var_epi64(lo, first, hi);
+        b = _mm512_permutex2var_epi64(lo, second, hi);
+      } else {
+        a = _mm512_loadu_si512(row + s * kStepCols);
+        b = _mm512_loadu_si512(row + (s + 1) * kStepCols);
+      }
+    }
+    _mm512_store_si512(stage + r * 64, a);
+    _mm512_store_si512(stage + kTileBytes + r * 64, b);
+  }
+}
+
+// acc[r] += C[r] * (unit lanes * scale[r]) + bias[r] * sum lanes, for one group's C tile.
+// scales / biases: the group's entry of row 0; row r's is kMaxTileGroups * r further.
+inline void ScaleGroup(const int32_t* c, const float* unit, const float* scales,
+                       const float* biases, float* acc) {
+  const __m512 u = _mm512_load_ps(unit);
+  const __m512 sum = _mm512_load_ps(unit + 16);
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * r));
+    __m512 a = _mm512_load_ps(acc + 16 * r);
+    a = _mm512_fmadd_ps(f, _mm512_mul_ps(u, _mm512_set1_ps(scales[r * kMaxTileGroups])), a);
+    a = _mm512_fmadd_ps(_mm512_set1_ps(biases[r * kMaxTileGroups]), sum, a);
+    _mm512_store_ps(acc + 16 * r, a);
+  }
+}
+
+}  // namespace
+
+QuantTilePackedX PackQuantTileActivations(const float* x, int64_t n, const QuantMatrix& w,
+                                          std::vector<uint16_t>* storage) {
+  const ChunkLayout l = LayoutOf(n, w.cols, w.group_size);
+  const size_t unit_offset = (l.tile_bytes + 63) / 64 * 64;
+  uint8_t* base = reinterpret_cast<uint8_t*>(
+      internal::AlignedTileBuffer(storage, (unit_offset + l.unit_floats * 4) / 2 + 1));
+  int8_t* tiles = reinterpret_cast<int8_t*>(base);
+  float* units = reinterpret_cast<float*>(base + unit_offset);
+  std::memset(base, 0, unit_offset + l.unit_floats * 4);
+  // Staged order as a byte permutation of a step's 64 values.
+  alignas(64) uint8_t order[64];
+  for (int k = 0; k < 64; ++k) order[k] = static_cast<uint8_t>(StagedColumn(w.bits, k));
+  const __m512i perm = _mm512_load_si512(order);
+  // Dword kk of a plane vector goes to B row kk: dword index kk * 16 + column.
+  const __m512i rows16 =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(16));
+  const int64_t steps_per_group = w.group_size / kStepCols;
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t chunk = t / kQuantTileTokens, j = t % kQuantTileTokens;
+    for (int64_t g = 0; g < l.groups; ++g) {
+      const float* p = x + t * w.cols + g * w.group_size;
+      __m512 mx = _mm512_setzero_ps(), sum = _mm512_setzero_ps();
+      for (int i = 0; i < w.group_size; i += 16) {
+        const __m512 v = _mm512_loadu_ps(p + i);
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+        sum = _mm512_add_ps(sum, v);
+      }
+      float m = _mm512_reduce_max_ps(mx);
+      for (int i = 0; i < w.group_size; ++i) {
+        if (std::isnan(p[i])) m = std::numeric_limits<float>::infinity();
+      }
+      // e with 2^(e-1) <= m < 2^e; below 1e-30 the group counts as zero; inf/NaN give NaN.
+      uint32_t bits;
+      memcpy(&bits, &m, 4);
+      const int e = static_cast<int>(bits >> 23) - 126;
+      const bool live = m >= 1.0e-30f && e <= 128;
+      const float unit =
+          live ? PowerOfTwo(e - 22) : (e > 128 ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
+      const __m512 inv = _mm512_set1_ps(live ? PowerOfTwo(22 - e) : 0.0f);
+      float* u = units + (chunk * l.groups + g) * kUnitFloats;
+      u[3 * j + 0] = unit * 65536.0f;
+      u[3 * j + 1] = unit * 256.0f;
+      u[3 * j + 2] = unit;
+      u[16 + 3 * j] = _mm512_reduce_add_ps(sum);
+      for (int64_t ss = 0; ss < steps_per_group; ++ss) {
+        const int64_t s = g * steps_per_group + ss;
+        alignas(64) int8_t plane[kPlanes][64];
+        for (int i = 0; i < 64; i += 16) {
+          const __m512i q =
+              _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(p + ss * 64 + i), inv));
+          const __m512i x0 = _mm512_srai_epi32(_mm512_slli_epi32(q, 24), 24);
+          const __m512i q1 = _mm512_srai_epi32(_mm512_sub_epi32(q, x0), 8);
+          const __m512i x1 = _mm512_srai_epi32(_mm512_slli_epi32(q1, 24), 24);
+          const __m512i x2 = _mm512_srai_epi32(_mm512_sub_epi32(q1, x1), 8);
+          _mm_store_si128(reinterpret_cast<__m128i*>(plane[0] + i), _mm512_cvtepi32_epi8(x2));
+          _mm_store_si128(reinterpret_cast<__m128i*>(plane[1] + i), _mm512_cvtepi32_epi8(x1));
+          _mm_store_si128(reinterpret_cast<__m128i*>(plane[2] + i), _mm512_cvtepi32_epi8(x0));
+        }
+        int8_t* tile = tiles + (chunk * l.steps + s) * kTileBytes;
+        for (int k = 0; k < kPlanes; ++k) {
+          const __m512i v = _mm512_permutexvar_epi8(perm, _mm512_load_si512(plane[k]));
+          _mm512_i32scatter_epi32(tile, _mm512_add_epi32(rows16, _mm512_set1_epi32(3 * j + k)), v,
+                                  4);
+        }
+      }
+    }
+  }
+  QuantTilePackedX packed;
+  packed.tiles = tiles;
+  packed.units = units;
+  packed.n = n;
+  packed.cols = w.cols;
+  packed.group_size = w.group_size;
+  packed.bits = w.bits;
+  return packed;
+}
+
+void QuantTileMatMulRows(const QuantTilePackedX& x, const QuantMatrix& w, int64_t row_begin,
+                         int64_t row_end, float* y) {
+  internal::ConfigureTileRegisters();
+  const ChunkLayout l = LayoutOf(x.n, w.cols, w.group_size);
+  const int64_t row_bytes = w.cols * w.bits / 8;
+  const bool two_groups = w.group_size == kStepCols;  // a step pair spans 2 groups, else 1
+  const auto* data = static_cast<const uint8_t*>(w.data);
+  QuantTileScratch& scratch = ThreadScratch();
+  uint8_t* stage = internal::AlignedTileBuffer(&scratch.stage, 4 * kTileBytes);
+  int32_t* cbuf = internal::AlignedTileBuffer(&scratch.c, 4 * 256);
+  float* scales = internal::AlignedTileBuffer(&scratch.sb, 2 * 2 * 16 * kMaxTileGroups);
+  float* biases = scales + 2 * 16 * kMaxTileGroups;
+  float* acc = internal::AlignedTileBuffer(&scratch.acc, l.chunks * 2 * 256);
+  // Blocks of two row tiles: each B tile feeds two products (two independent C chains). Per
+  // pair of steps the codes are staged (L1), every chunk's products run and the groups they
+  // finish are scaled into acc [chunk][tile][16 rows][16 lanes].
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += 32) {
+    int rows[2];
+    for (int rt = 0; rt < 2; ++rt) {
+      const int64_t first = r0 + 16 * rt;
+      rows[rt] = static_cast<int>(std::clamp<int64_t>(row_end - first, 0, 16));
+      for (int r = 0; r < rows[rt]; ++r) {
+        const int64_t at = (rt * 16 + r) * kMaxTileGroups;
+        WidenRun(w.scales, w.scale_type, (first + r) * l.groups, l.groups, scales + at);
+        WidenRun(w.biases, w.scale_type, (first + r) * l.groups, l.groups, biases + at);
+      }
+      for (int r = rows[rt]; r < 16; ++r) {
+        const int64_t at = (rt * 16 + r) * kMaxTileGroups;
+        std::fill(scales + at, scales + at + l.groups, 0.0f);
+        std::fill(biases + at, biases + at + l.groups, 0.0f);
+      }
+    }
+    std::fill(acc, acc + l.chunks * 2 * 256, 0.0f);
+    for (int64_t s = 0; s < l.steps; s += 2) {
+      for (int rt = 0; rt < 2; ++rt) {
+        StagePair(data, w.bits, row_bytes, r0 + 16 * rt, rows[rt], s, stage + rt * 2 * kTileBytes);
+      }
+      for (int64_t chunk = 0; chunk < l.chunks; ++chunk) {
+        const int8_t* bt = x.tiles + (chunk * l.steps + s) * kTileBytes;
+        // Step s: rows 0-15 (tile 0) and 16-31 (tile 1) against B (tile 2).
+        _tile_loadd(0, stage, 64);
+        _tile_loadd(1, stage + 2 * kTileBytes, 64);
+        _tile_loadd(2, bt, 64);
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_dpbusd(4, 0, 2);
+        _tile_dpbusd(5, 1, 2);
+        if (two_groups) {
+          _tile_stored(4, cbuf, 64);
+          _tile_stored(5, cbuf + 256, 64);
+          _tile_zero(4);
+          _tile_zero(5);
+        }
+        // Step s + 1.
+        _tile_loadd(0, stage + kTileBytes, 64);
+        _tile_loadd(1, stage + 3 * kTileBytes, 64);
+        _tile_loadd(2, bt + kTileBytes, 64);
+        _tile_dpbusd(4, 0, 2);
+        _tile_dpbusd(5, 1, 2);
+        _tile_stored(4, cbuf + 512, 64);
+        _tile_stored(5, cbuf + 768, 64);
+        const int64_t g = two_groups ? s : s / 2;
+        const float* units = x.units + (chunk * l.groups + g) * kUnitFloats;
+        for (int rt = 0; rt < 2; ++rt) {
+          if (rows[rt] == 0) continue;
+          float* a = acc + (chunk * 2 + rt) * 256;
+          const float* sc = scales + rt * 16 * kMaxTileGroups + g;
+          const float* bi = biases + rt * 16 * kMaxTileGroups + g;
+          if (two_groups) ScaleGroup(cbuf + rt * 256, units, sc, bi, a);
+          const int64_t last = two_groups ? 1 : 0;  // the pair's last group
+          ScaleGroup(cbuf + 512 + rt * 256, units + last * kUnitFloats, sc + last, bi + last, a);
+        }
+      }
+    }
+    for (int64_t chunk = 0; chunk < l.chunks; ++chunk) {
+      const int64_t tokens = std::min<int64_t>(kQuantTileTokens, x.n - chunk * kQuantTileTokens);
+      for (int rt = 0; rt < 2; ++rt) {
+        for (int r = 0; r < rows[rt]; ++r) {
+          const float* lanes = acc + (chunk * 2 + rt) * 256 + 16 * r;
+          for (int64_t j = 0; j < tokens; ++j) {
+            const int64_t t = chunk * kQuantTileTokens + j;
+            y[t * w.rows + r0 + 16 * rt + r] = (lanes[3 * j] + lanes[3 * j + 1]) + lanes[3 * j + 2];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace afd::kernels
