@@ -14,7 +14,10 @@
 // 4-bit g64, weights in cache; time vs the faster of the VNNI decode and fp32 prefill kernels):
 // 768x1536: 3 tokens 0.83, 4: 0.63, 8: 0.52, 16: 0.47, 32: 0.40, 64: 0.78, 128: 0.89;
 // 1536x768: 0.66, 0.54, 0.45, 0.35, 0.53, 0.69, 0.68; 1536x1536: 1.10, 0.70, 0.59, 0.48,
-// 0.42, 0.72, 0.73. At 1-2 tokens the tiles lose (1.1-2.9x the VNNI kernel's time).
+// 0.42, 0.72, 0.73. At 1-2 tokens the tiles lose (1.1-2.9x the VNNI kernel's time). From
+// DRAM with 2 threads (quant_matmul_bench --kernels): the 32000x1536 lm_head at 4/8/12 tokens
+// 0.54/0.56/0.47 of the VNNI kernel's time; 768x1536 1.23/0.76/0.83. In the engine (m2-perf
+// MLX4, 2 cores, distinct prompts) a threshold of 4 beat 8: batch 16 88-89 vs 80 tok/s.
 #pragma once
 
 #include <cstdint>

@@ -28,6 +28,8 @@ namespace {
 constexpr int kStepCols = 64;     // input columns per tile step
 constexpr int kTileBytes = 1024;  // 16 rows x 64 bytes
 constexpr int kPlanes = 3;
+// How far ahead of the staged step pair each weight row is prefetched.
+constexpr int64_t kStagePrefetchBytes = 512;
 // Per chunk and group: 16 lanes of unit x plane weight, then 16 lanes of the group's sum of x
 // (in each token's plane-0 lane, where the bias term is added).
 constexpr int kUnitFloats = 32;
@@ -98,10 +100,17 @@ void StagePair(const uint8_t* data, int bits, int64_t row_bytes, int64_t r0, int
   const __m512i m0f = _mm512_set1_epi8(0x0F);
   const __m512i first = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
   const __m512i second = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
+  const int64_t pair_bytes = 2 * kStepCols * bits / 8;
+  const int64_t ahead = s * pair_bytes / 2 + kStagePrefetchBytes;  // offset in the row
   for (int r = 0; r < 16; ++r) {
     __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
     if (r < rows) {
       const uint8_t* row = data + (r0 + r) * row_bytes;
+      // The same row kStagePrefetchBytes further on, or past its end the row a block of 32
+      // rows down (the next block's), so the weights stream in ahead of the staging.
+      _mm_prefetch(reinterpret_cast<const char*>(
+                       ahead < row_bytes ? row + ahead : row + 31 * row_bytes + ahead),
+                   _MM_HINT_T0);
       if (bits == 4) {
         const __m512i v = _mm512_loadu_si512(row + s * 32);
         const __m512i lo = _mm512_and_si512(v, m0f);

@@ -449,7 +449,7 @@ TEST(QuantMatMulTest, MlxTilesPackedOnceGiveTheSameBits) {
   std::mt19937 rng(23);
   TestQuant tq = MakeMlx(200, 256, 4, 64, WeightType::kBF16, rng);
   ThreadPool pool(3);
-  for (int64_t n : {4, 7, 33}) {
+  for (int64_t n : {kQuantTileMinTokens, int64_t{11}, int64_t{33}}) {
     ASSERT_TRUE(UsesQuantTiles(tq.m, n));
     const std::vector<float> x = RandomX(n * tq.m.cols, rng);
     std::vector<float> whole(n * tq.m.rows), shared(n * tq.m.rows, -7.0f);
