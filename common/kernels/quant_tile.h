@@ -50,7 +50,7 @@ struct QuantTilePackedX {
 
 // Whether the CPU has AMX-INT8 and the OS granted the tile state.
 bool QuantTileProductsAvailable();
-// Whether n tokens against `w` take the tiles: MLX 4- or 8-bit, groups of 64 or 128, cols a
+// Whether n tokens against `w` take the tiles: MLX 2/3/4/5/6/8-bit, groups of 64 or 128, cols a
 // multiple of 128, at most kMaxTileGroups groups per row, n >= kQuantTileMinTokens, on a CPU
 // that has them.
 bool UsesQuantTiles(const QuantMatrix& w, int64_t n);

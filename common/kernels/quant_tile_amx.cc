@@ -5,7 +5,8 @@
 // Layout. A step covers 64 input columns. A tiles: 16 weight rows x 64 unsigned codes, in the
 // order the packed bytes give them cheaply: 4-bit rows are staged per pair of steps (64 bytes =
 // 128 codes) as [low nibbles | high nibbles] of each step's 32 bytes, so step k' of a staged row
-// holds code 2k' (k' < 32) or 2(k' - 32) + 1; 8-bit rows are the checkpoint's bytes. B tiles:
+// holds code 2k' (k' < 32) or 2(k' - 32) + 1; 8-bit rows are the checkpoint's bytes; 2/3/5/6-bit
+// codes are unpacked in natural order (one byte permute and one multishift per step). B tiles:
 // 16 rows of 4 consecutive (staged-order) columns x 16 B columns, column 3j + p being plane p
 // of the chunk's token j (its byte for K index k at row k / 4, byte 4 * column + k % 4).
 // One TDPBUSD per step and row tile yields every plane of five tokens; C tiles are stored per
@@ -92,14 +93,33 @@ QuantTileScratch& ThreadScratch() {
   return scratch;
 }
 
+// The 64 codes of one step of `bits` (2, 3, 5 or 6) bits at p (8 * bits bytes; no byte past
+// them is read), as bytes in natural order.
+inline __m512i UnpackStep(const uint8_t* p, int bits, __m512i ctrl, __m512i gather) {
+  const __m512i v = _mm512_maskz_loadu_epi8(_cvtu64_mask64((1ull << (8 * bits)) - 1), p);
+  return _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, _mm512_permutexvar_epi8(gather, v)),
+                          _mm512_set1_epi8(static_cast<char>((1 << bits) - 1)));
+}
+
 // A tiles of steps s and s + 1 of one row tile: stage[0] / stage[1] hold 16 rows x 64 codes
 // (rows past `rows`: zero). 4-bit: each row's 64 bytes of the two steps split into low and
-// high nibbles, the halves of each step put side by side; 8-bit: the bytes as they are.
+// high nibbles, the halves of each step put side by side; 8-bit: the bytes as they are; other
+// widths: unpacked in natural order.
 void StagePair(const uint8_t* data, int bits, int64_t row_bytes, int64_t r0, int rows, int64_t s,
                uint8_t* stage) {
   const __m512i m0f = _mm512_set1_epi8(0x0F);
   const __m512i first = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
   const __m512i second = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
+  // Other widths: 64-bit lane q gathers the `bits` bytes of codes 8q .. 8q + 7, and one
+  // multishift moves code 8q + k (bit offset k * bits in that window) to byte k.
+  alignas(64) uint8_t ctrl_b[64], gather_b[64];
+  for (int q = 0; q < 8; ++q) {
+    for (int k = 0; k < 8; ++k) {
+      ctrl_b[8 * q + k] = static_cast<uint8_t>(k * bits);
+      gather_b[8 * q + k] = static_cast<uint8_t>(std::min(bits * q + k, 63));
+    }
+  }
+  const __m512i ctrl = _mm512_load_si512(ctrl_b), gather = _mm512_load_si512(gather_b);
   const int64_t pair_bytes = 2 * kStepCols * bits / 8;
   const int64_t ahead = s * pair_bytes / 2 + kStagePrefetchBytes;  // offset in the row
   for (int r = 0; r < 16; ++r) {
@@ -117,9 +137,12 @@ void StagePair(const uint8_t* data, int bits, int64_t row_bytes, int64_t r0, int
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
         a = _mm512_permutex2var_epi64(lo, first, hi);
         b = _mm512_permutex2var_epi64(lo, second, hi);
-      } else {
+      } else if (bits == 8) {
         a = _mm512_loadu_si512(row + s * kStepCols);
         b = _mm512_loadu_si512(row + (s + 1) * kStepCols);
+      } else {
+        a = UnpackStep(row + s * 8 * bits, bits, ctrl, gather);
+        b = UnpackStep(row + (s + 1) * 8 * bits, bits, ctrl, gather);
       }
     }
     _mm512_store_si512(stage + r * 64, a);

@@ -409,11 +409,11 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
 }
 
 TEST(QuantMatMulTest, MlxTilesTakeBatchesAndMatchReference) {
-  // The int8 tiles: 4- and 8-bit MLX with groups of 64 and 128, row counts that leave partial
+  // The int8 tiles: every MLX width with groups of 64 and 128, row counts that leave partial
   // row tiles, token counts that leave partial 5-token chunks, activations whose groups span
   // very different magnitudes (the per-group exponent) and an all-zero group.
   std::mt19937 rng(21);
-  for (int bits : {4, 8}) {
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
     for (int group : {64, 128}) {
       TestQuant tq = MakeMlx(45, 384, bits, group, WeightType::kBF16, rng);
       if (!QuantTileProductsAvailable()) {
@@ -492,6 +492,30 @@ TEST(QuantMatMulTest, LastRowOfATensorIsReadWithoutOverrun) {
         ExpectMatches(mag, 1, tq.m, got, want, target + " edge " + std::to_string(bits));
       }
     });
+    munmap(region, 2 * page);
+  }
+  // The int8 tiles stage whole steps of 64 codes: the same with their shapes (4 tokens, rows
+  // of 128 codes, groups of 64), every width.
+  if (!QuantTileProductsAvailable()) return;
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
+    const int64_t rows = 3, cols = 128, n = 4;
+    const size_t bytes = rows * cols * bits / 8;
+    uint8_t* region = static_cast<uint8_t*>(
+        mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(region, MAP_FAILED);
+    ASSERT_EQ(mprotect(region + page, page, PROT_NONE), 0);
+    uint8_t* data = region + page - bytes;
+    std::mt19937 rng(bits);
+    for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<uint8_t>(rng());
+    TestQuant tq = MakeMlx(rows, cols, bits, 64, WeightType::kBF16, rng);
+    tq.m.data = data;
+    ASSERT_TRUE(UsesQuantTiles(tq.m, n));
+    const std::vector<float> x = RandomX(n * cols, rng);
+    std::vector<float> want(n * rows), got(n * rows);
+    QuantMatMulReference(x.data(), n, tq.m, want.data());
+    internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, rows, got.data(),
+                                    internal::QuantKernel::kTiles);
+    ExpectMatches(Magnitudes(x, n, tq.m), n, tq.m, got, want, "tiles edge " + std::to_string(bits));
     munmap(region, 2 * page);
   }
 }
