@@ -419,11 +419,19 @@ if have quant_decode_bench; then
     "$BIN/quant_decode_bench" "${qargs[@]}" --threads "$THREADS" --tokens "$DECODE_TOKENS" --runs "$runs" >"$out" 2>&1 ||
       note "quant_decode_bench failed (see $out)"
     # Rows: model expert MB/token prefill vs200 decode median roofline %roof vs81.9.
-    while read -r name tps roof; do
+    while read -r name tps roof pre; do
       row "quant decode b1 $name" "$tps" "tok/s" "$roof" "roofline (its bytes per token)"
       row "  vs llama.cpp Q4_K_M tg64" "$tps" "tok/s" "81.9" "llama.cpp anchor"
       row "  vs llama.cpp Q4_K_M, this bandwidth" "$tps" "tok/s" "$(scaled 81.9)" "anchor x BW / 51"
-    done < <(awk '$1 ~ /m2-perf-(awq|mlx4)$/ {n = split($1, p, "/"); print p[n], $6, $8}' "$out")
+      row "quant prefill $PREFILL $name" "$pre" "tok/s" "200" "llama.cpp Q4_K_M pp128"
+    done < <(awk '$1 ~ /m2-perf-(awq|mlx4)$/ {n = split($1, p, "/"); print p[n], $6, $8, $4}' "$out")
+    # Batched decode of the MLX checkpoint: products of 4+ tokens run on the int8 tiles.
+    if [[ -f $MODELS/m2-perf-mlx4/config.json ]] && have afd-generate; then
+      run_generate mlx4 "$MODELS/m2-perf-mlx4" 16 "$prompt8" --vary-prompts &&
+        row "quant decode b16 m2-perf-mlx4, 16 prompts" \
+          "$(tokps decode "$LOG/generate-mlx4-b16--vary-prompts.txt")" "tok/s" \
+          "$(awk '$1 ~ /m2-perf-mlx4$/ {print 4 * $6}' "$out")" "4x its batch 1"
+    fi
   else
     note "no m2-perf-awq / m2-perf-mlx4 in $MODELS: quant decode rows skipped"
   fi
