@@ -150,18 +150,27 @@ void StagePair(const uint8_t* data, int bits, int64_t row_bytes, int64_t r0, int
   }
 }
 
-// acc[r] += C[r] * (unit lanes * scale[r]) + bias[r] * sum lanes, for one group's C tile.
-// scales / biases: the group's entry of row 0; row r's is kMaxTileGroups * r further.
-inline void ScaleGroup(const int32_t* c, const float* unit, const float* scales,
-                       const float* biases, float* acc) {
-  const __m512 u = _mm512_load_ps(unit);
-  const __m512 sum = _mm512_load_ps(unit + 16);
+// For G consecutive groups (C tiles 512 ints apart, their units kUnitFloats apart):
+// acc[r] += C[r] * (unit lanes * scale[r]) + bias[r] * sum lanes, group after group, with acc
+// loaded and stored once. scales / biases: the first group's entry of row 0; row r's is
+// kMaxTileGroups * r further, the next group's 1 further.
+template <int G>
+inline void ScaleGroups(const int32_t* c, const float* unit, const float* scales,
+                        const float* biases, float* acc) {
+  __m512 u[G], sum[G];
+  for (int g = 0; g < G; ++g) {
+    u[g] = _mm512_load_ps(unit + g * kUnitFloats);
+    sum[g] = _mm512_load_ps(unit + g * kUnitFloats + 16);
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < 16; ++r) {
-    const __m512 f = _mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * r));
     __m512 a = _mm512_load_ps(acc + 16 * r);
-    a = _mm512_fmadd_ps(f, _mm512_mul_ps(u, _mm512_set1_ps(scales[r * kMaxTileGroups])), a);
-    a = _mm512_fmadd_ps(_mm512_set1_ps(biases[r * kMaxTileGroups]), sum, a);
+    for (int g = 0; g < G; ++g) {
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_load_si512(c + g * 512 + 16 * r));
+      const float s = scales[r * kMaxTileGroups + g], b = biases[r * kMaxTileGroups + g];
+      a = _mm512_fmadd_ps(f, _mm512_mul_ps(u[g], _mm512_set1_ps(s)), a);
+      a = _mm512_fmadd_ps(_mm512_set1_ps(b), sum[g], a);
+    }
     _mm512_store_ps(acc + 16 * r, a);
   }
 }
@@ -314,9 +323,11 @@ void QuantTileMatMulRows(const QuantTilePackedX& x, const QuantMatrix& w, int64_
           float* a = acc + (chunk * 2 + rt) * 256;
           const float* sc = scales + rt * 16 * kMaxTileGroups + g;
           const float* bi = biases + rt * 16 * kMaxTileGroups + g;
-          if (two_groups) ScaleGroup(cbuf + rt * 256, units, sc, bi, a);
-          const int64_t last = two_groups ? 1 : 0;  // the pair's last group
-          ScaleGroup(cbuf + 512 + rt * 256, units + last * kUnitFloats, sc + last, bi + last, a);
+          if (two_groups) {
+            ScaleGroups<2>(cbuf + rt * 256, units, sc, bi, a);
+          } else {
+            ScaleGroups<1>(cbuf + 512 + rt * 256, units, sc, bi, a);
+          }
         }
       }
     }
