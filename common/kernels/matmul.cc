@@ -1478,7 +1478,8 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
                 int64_t row_end, float* y, const MatMulOptions& options) {
   if (w.IsPacked()) {
     const QuantTilePackedX* q = options.tile_x != nullptr ? &options.tile_x->quant : nullptr;
-    if (q != nullptr && q->tiles != nullptr && w.type == WeightType::kMlxAffine && q->n == n &&
+    if (q != nullptr && q->tiles != nullptr && q->awq == (w.type == WeightType::kAwqInt4) &&
+        q->n == n &&
         q->cols == w.cols && q->group_size == w.group_size && q->bits == w.bits &&
         row_begin < row_end) {
       QuantTileMatMulRows(*q, AsQuantMatrix(w), row_begin, row_end, y);

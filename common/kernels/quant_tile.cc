@@ -25,9 +25,11 @@ bool QuantTileProductsAvailable() {
 }
 
 bool UsesQuantTiles(const QuantMatrix& w, int64_t n) {
-  return n >= kQuantTileMinTokens && w.format == QuantFormat::kMlxAffine &&
-         (w.bits == 2 || w.bits == 3 || w.bits == 4 || w.bits == 5 || w.bits == 6 || w.bits == 8) &&
-         (w.group_size == 64 || w.group_size == 128) &&
+  const bool mlx = w.format == QuantFormat::kMlxAffine &&
+                   (w.bits == 2 || w.bits == 3 || w.bits == 4 || w.bits == 5 || w.bits == 6 ||
+                    w.bits == 8);
+  const bool awq = w.format == QuantFormat::kAwqInt4 && w.bits == 4 && w.rows % 8 == 0;
+  return n >= (awq ? kAwqTileMinTokens : kQuantTileMinTokens) && (mlx || awq) && (w.group_size == 64 || w.group_size == 128) &&
          w.cols > 0 && w.cols % 128 == 0 && w.cols / w.group_size <= kMaxTileGroups &&
          QuantTileProductsAvailable();
 }

@@ -31,8 +31,12 @@ namespace afd::kernels {
 constexpr int64_t kQuantTileTokens = 5;
 // Most groups per row (cols / group_size) the tile kernel takes.
 constexpr int64_t kMaxTileGroups = 256;
-// Fewest tokens that take the tiles (below: the VNNI decode kernel).
+// Fewest tokens that take the tiles (below: the VNNI decode kernel). AWQ stages its codes
+// through a transpose first, which pays only for prompt-sized products (AWQ g128 1536x1536,
+// one core, dev VM: 4 tokens 395 us vs 212 on VNNI, 8 and 12 even, 64 tokens 1690 us vs
+// 3418 on the fp32 prefill kernel).
 constexpr int64_t kQuantTileMinTokens = 4;
+constexpr int64_t kAwqTileMinTokens = 16;
 
 // Activations packed for the tiles (PackQuantTileActivations). Borrowed storage.
 struct QuantTilePackedX {
@@ -46,13 +50,14 @@ struct QuantTilePackedX {
   int64_t cols = 0;
   int group_size = 0;
   int bits = 0;
+  bool awq = false;  // AWQ's layout: A tiles of activations (B holds the codes)
 };
 
 // Whether the CPU has AMX-INT8 and the OS granted the tile state.
 bool QuantTileProductsAvailable();
 // Whether n tokens against `w` take the tiles: MLX 2/3/4/5/6/8-bit, groups of 64 or 128, cols a
-// multiple of 128, at most kMaxTileGroups groups per row, n >= kQuantTileMinTokens, on a CPU
-// that has them.
+// multiple of 128, at most kMaxTileGroups groups per row, n >= kQuantTileMinTokens; or AWQ
+// (4-bit, groups of 64 or 128) from kAwqTileMinTokens; on a CPU that has them.
 bool UsesQuantTiles(const QuantMatrix& w, int64_t n);
 
 // x[n, cols] for matrices of `w`'s kind (bits, group size, cols) into `storage` (grown as

@@ -177,6 +177,10 @@ inline void ScaleGroups(const int32_t* c, const float* unit, const float* scales
 
 }  // namespace
 
+// AWQ products (below).
+void AwqTileMatMulRows(const QuantTilePackedX& x, const QuantMatrix& w, int64_t row_begin,
+                       int64_t row_end, float* y);
+
 QuantTilePackedX PackQuantTileActivations(const float* x, int64_t n, const QuantMatrix& w,
                                           std::vector<uint16_t>* storage) {
   const ChunkLayout l = LayoutOf(n, w.cols, w.group_size);
@@ -190,6 +194,7 @@ QuantTilePackedX PackQuantTileActivations(const float* x, int64_t n, const Quant
   alignas(64) uint8_t order[64];
   for (int k = 0; k < 64; ++k) order[k] = static_cast<uint8_t>(StagedColumn(w.bits, k));
   const __m512i perm = _mm512_load_si512(order);
+  const bool awq = w.format == QuantFormat::kAwqInt4;
   // Dword kk of a plane vector goes to B row kk: dword index kk * 16 + column.
   const __m512i rows16 =
       _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
@@ -238,6 +243,10 @@ QuantTilePackedX PackQuantTileActivations(const float* x, int64_t n, const Quant
         }
         int8_t* tile = tiles + (chunk * l.steps + s) * kTileBytes;
         for (int k = 0; k < kPlanes; ++k) {
+          if (awq) {  // A tile: row 3j + k holds the plane, natural order
+            _mm512_store_si512(tile + (3 * j + k) * 64, _mm512_load_si512(plane[k]));
+            continue;
+          }
           const __m512i v = _mm512_permutexvar_epi8(perm, _mm512_load_si512(plane[k]));
           _mm512_i32scatter_epi32(tile, _mm512_add_epi32(rows16, _mm512_set1_epi32(3 * j + k)), v,
                                   4);
@@ -252,11 +261,13 @@ QuantTilePackedX PackQuantTileActivations(const float* x, int64_t n, const Quant
   packed.cols = w.cols;
   packed.group_size = w.group_size;
   packed.bits = w.bits;
+  packed.awq = awq;
   return packed;
 }
 
 void QuantTileMatMulRows(const QuantTilePackedX& x, const QuantMatrix& w, int64_t row_begin,
                          int64_t row_end, float* y) {
+  if (w.format == QuantFormat::kAwqInt4) return AwqTileMatMulRows(x, w, row_begin, row_end, y);
   internal::ConfigureTileRegisters();
   const ChunkLayout l = LayoutOf(x.n, w.cols, w.group_size);
   const int64_t row_bytes = w.cols * w.bits / 8;
@@ -339,6 +350,161 @@ void QuantTileMatMulRows(const QuantTilePackedX& x, const QuantMatrix& w, int64_
           for (int64_t j = 0; j < tokens; ++j) {
             const int64_t t = chunk * kQuantTileTokens + j;
             y[t * w.rows + r0 + 16 * rt + r] = (lanes[3 * j] + lanes[3 * j + 1]) + lanes[3 * j + 2];
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWQ. The matrix is stored transposed (qweight [in][out / 8] words, 8 output columns per word
+// in the nibble order kAwqSlot), so the codes are the B operand: a B tile is 16 output columns
+// x 64 input rows, [k / 4][4 c + k % 4], and the A tiles are the activation planes (row 3j + p:
+// plane p of token j). Per block of 128 output columns (one cache line of every qweight row)
+// each input row is put in column order (two byte permutes), then four rows at a time are
+// interleaved into the block's eight B tiles (byte and word unpacks, a 4 x 4 transpose of
+// 128-bit lanes). C tiles are [token plane][column]; each step's sums are scaled in fp32 by its
+// group's scale and the zero point term (scale x zero x sum of x) is subtracted per group.
+
+namespace {
+
+constexpr int kAwqSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // nibble of column c % 8 in its word
+constexpr int kAwqBlockCols = 128;
+
+// B tiles of one block of 128 output columns (`cols` of them real) for every step:
+// out + (s * 8 + ct) * kTileBytes. rows = input rows.
+void StageAwqBlock(const uint8_t* qweight, int64_t row_bytes, int64_t c0, int64_t cols,
+                   int64_t steps, uint8_t* colcodes, uint8_t* out) {
+  alignas(64) uint8_t idx_b[2][64];
+  for (int c = 0; c < 128; ++c) {
+    const int slot = kAwqSlot[c % 8];
+    idx_b[c / 64][c % 64] = static_cast<uint8_t>((slot % 2) * 64 + 4 * (c / 8) + slot / 2);
+  }
+  const __m512i idx0 = _mm512_load_si512(idx_b[0]), idx1 = _mm512_load_si512(idx_b[1]);
+  const __m512i m0f = _mm512_set1_epi8(0x0F);
+  const __mmask64 mask = cols >= 128 ? ~0ull : (1ull << (cols / 2)) - 1;
+  for (int64_t s = 0; s < steps; ++s) {
+    // 64 input rows in column order: colcodes[k][c].
+    for (int k = 0; k < 64; ++k) {
+      const __m512i v = _mm512_maskz_loadu_epi8(mask, qweight + (64 * s + k) * row_bytes + c0 / 2);
+      const __m512i lo = _mm512_and_si512(v, m0f);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
+      _mm512_store_si512(colcodes + k * 128, _mm512_permutex2var_epi8(lo, idx0, hi));
+      _mm512_store_si512(colcodes + k * 128 + 64, _mm512_permutex2var_epi8(lo, idx1, hi));
+    }
+    uint8_t* tiles = out + s * 8 * kTileBytes;
+    for (int kk = 0; kk < 16; ++kk) {
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t* r = colcodes + 4 * kk * 128 + 64 * half;
+        const __m512i r0 = _mm512_load_si512(r), r1 = _mm512_load_si512(r + 128);
+        const __m512i r2 = _mm512_load_si512(r + 256), r3 = _mm512_load_si512(r + 384);
+        const __m512i a = _mm512_unpacklo_epi8(r0, r1), b = _mm512_unpackhi_epi8(r0, r1);
+        const __m512i c = _mm512_unpacklo_epi8(r2, r3), d = _mm512_unpackhi_epi8(r2, r3);
+        // Per 128-bit lane l: columns 16l + 0..3 / 4..7 / 8..11 / 12..15, four rows each.
+        const __m512i e = _mm512_unpacklo_epi16(a, c), f = _mm512_unpackhi_epi16(a, c);
+        const __m512i g = _mm512_unpacklo_epi16(b, d), h = _mm512_unpackhi_epi16(b, d);
+        const __m512i t0 = _mm512_shuffle_i64x2(e, f, 0x44), t1 = _mm512_shuffle_i64x2(e, f, 0xEE);
+        const __m512i t2 = _mm512_shuffle_i64x2(g, h, 0x44), t3 = _mm512_shuffle_i64x2(g, h, 0xEE);
+        const int ct = 4 * half;
+        _mm512_store_si512(tiles + (ct + 0) * kTileBytes + kk * 64, _mm512_shuffle_i64x2(t0, t2, 0x88));
+        _mm512_store_si512(tiles + (ct + 1) * kTileBytes + kk * 64, _mm512_shuffle_i64x2(t0, t2, 0xDD));
+        _mm512_store_si512(tiles + (ct + 2) * kTileBytes + kk * 64, _mm512_shuffle_i64x2(t1, t3, 0x88));
+        _mm512_store_si512(tiles + (ct + 3) * kTileBytes + kk * 64, _mm512_shuffle_i64x2(t1, t3, 0xDD));
+      }
+    }
+  }
+}
+
+// acc[m] += C[m] * (scales * unit[m]) for the 15 token-plane rows, then the zero point term
+// acc[3j] -= scale * zero * sum_j.
+inline void ScaleAwqStep(const int32_t* c, const float* unit, __m512 sv, __m512 szv, bool zero_term,
+                         float* acc) {
+#pragma GCC unroll 15
+  for (int m = 0; m < 15; ++m) {
+    __m512 a = _mm512_load_ps(acc + 16 * m);
+    a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * m)),
+                        _mm512_mul_ps(sv, _mm512_set1_ps(unit[m])), a);
+    if (zero_term && m % 3 == 0) a = _mm512_fnmadd_ps(szv, _mm512_set1_ps(unit[16 + m]), a);
+    _mm512_store_ps(acc + 16 * m, a);
+  }
+}
+
+}  // namespace
+
+void AwqTileMatMulRows(const QuantTilePackedX& x, const QuantMatrix& w, int64_t row_begin,
+                       int64_t row_end, float* y) {
+  internal::ConfigureTileRegisters();
+  const ChunkLayout l = LayoutOf(x.n, w.cols, w.group_size);
+  const int64_t row_bytes = w.rows / 2;  // one qweight row: 8 columns per 4 bytes
+  const int64_t steps_per_group = w.group_size / kStepCols;
+  const auto* qweight = static_cast<const uint8_t*>(w.data);
+  const auto* qzeros = static_cast<const uint8_t*>(w.zeros);
+  QuantTileScratch& scratch = ThreadScratch();
+  uint8_t* stage = internal::AlignedTileBuffer(&scratch.stage, l.steps * 8 * kTileBytes + 64 * 128);
+  uint8_t* colcodes = stage + l.steps * 8 * kTileBytes;
+  int32_t* cbuf = internal::AlignedTileBuffer(&scratch.c, 2 * 256);
+  // Per group and column tile: 16 scales, then 16 scale x zero point.
+  float* sz = internal::AlignedTileBuffer(&scratch.sb, l.groups * 8 * 32);
+  float* acc = internal::AlignedTileBuffer(&scratch.acc, 2 * 256);
+  for (int64_t b0 = row_begin / kAwqBlockCols * kAwqBlockCols; b0 < row_end; b0 += kAwqBlockCols) {
+    const int64_t bcols = std::min<int64_t>(kAwqBlockCols, w.rows - b0);
+    for (int64_t g = 0; g < l.groups; ++g) {
+      for (int64_t c = 0; c < 128; ++c) {
+        float scale = 0.0f, zero = 8.0f;
+        if (c < bcols) {
+          WidenRun(w.scales, w.scale_type, g * w.rows + b0 + c, 1, &scale);
+          if (qzeros != nullptr) {
+            uint32_t word;
+            memcpy(&word, qzeros + g * row_bytes + 4 * ((b0 + c) / 8), 4);
+            zero = static_cast<float>((word >> (4 * kAwqSlot[(b0 + c) % 8])) & 0xF);
+          }
+        }
+        float* t = sz + (g * 8 + c / 16) * 32;
+        t[c % 16] = scale;
+        t[16 + c % 16] = scale * zero;
+      }
+    }
+    StageAwqBlock(qweight, row_bytes, b0, bcols, l.steps, colcodes, stage);
+    const int64_t tiles_here = (bcols + 15) / 16;
+    for (int64_t chunk = 0; chunk < l.chunks; ++chunk) {
+      const int8_t* at = x.tiles + chunk * l.steps * kTileBytes;
+      const int64_t tokens = std::min<int64_t>(kQuantTileTokens, x.n - chunk * kQuantTileTokens);
+      for (int64_t ct = 0; ct < tiles_here; ct += 2) {  // two column tiles: two C chains
+        const int64_t c0 = b0 + 16 * ct;
+        if (c0 + 32 <= row_begin || c0 >= row_end) continue;  // neither tile is wanted
+        std::fill(acc, acc + 2 * 256, 0.0f);
+        for (int64_t s = 0; s < l.steps; ++s) {
+          const uint8_t* bt = stage + (s * 8 + ct) * kTileBytes;
+          _tile_loadd(0, at + s * kTileBytes, 64);
+          _tile_loadd(2, bt, 64);
+          _tile_loadd(3, bt + kTileBytes, 64);
+          _tile_zero(4);
+          _tile_zero(5);
+          _tile_dpbsud(4, 0, 2);
+          _tile_dpbsud(5, 0, 3);
+          _tile_stored(4, cbuf, 64);
+          _tile_stored(5, cbuf + 256, 64);
+          const int64_t g = s / steps_per_group;
+          const bool zero_term = s % steps_per_group == 0;  // once per group
+          const float* units = x.units + (chunk * l.groups + g) * kUnitFloats;
+          for (int k = 0; k < 2; ++k) {
+            const float* t = sz + (g * 8 + ct + k) * 32;
+            ScaleAwqStep(cbuf + 256 * k, units, _mm512_load_ps(t), _mm512_load_ps(t + 16),
+                         zero_term, acc + 256 * k);
+          }
+        }
+        for (int k = 0; k < 2; ++k) {
+          const int64_t c = c0 + 16 * k;
+          const int64_t lo = std::max(row_begin, c), hi = std::min(row_end, c + 16);
+          if (lo >= hi) continue;
+          const __mmask16 keep = static_cast<__mmask16>(((1u << (hi - c)) - 1) & ~((1u << (lo - c)) - 1));
+          const float* a = acc + 256 * k;
+          for (int64_t j = 0; j < tokens; ++j) {
+            const __m512 v = _mm512_add_ps(
+                _mm512_add_ps(_mm512_load_ps(a + 48 * j), _mm512_load_ps(a + 48 * j + 16)),
+                _mm512_load_ps(a + 48 * j + 32));
+            _mm512_mask_storeu_ps(y + (chunk * kQuantTileTokens + j) * w.rows + c, keep, v);
           }
         }
       }

@@ -41,7 +41,7 @@ std::string KernelName(internal::QuantKernel k) {
 // kKernels, and the int8 tiles where this CPU and `m`'s shape take them.
 std::vector<internal::QuantKernel> KernelsFor(const QuantMatrix& m) {
   std::vector<internal::QuantKernel> kernels(std::begin(kKernels), std::end(kKernels));
-  if (UsesQuantTiles(m, kQuantTileMinTokens)) kernels.push_back(internal::QuantKernel::kTiles);
+  if (UsesQuantTiles(m, 128)) kernels.push_back(internal::QuantKernel::kTiles);
   return kernels;
 }
 
@@ -442,6 +442,29 @@ TEST(QuantMatMulTest, MlxTilesTakeBatchesAndMatchReference) {
   }
 }
 
+TEST(QuantMatMulTest, AwqTilesTakeBatchesAndMatchReference) {
+  // AWQ on the int8 tiles: a 128-column block, a partial block (40 + 8 of 168 columns, a last
+  // half tile), zero points stored and absent, groups of 64 and 128, partial token chunks.
+  if (!QuantTileProductsAvailable()) GTEST_SKIP() << "no AMX-INT8 on this CPU";
+  std::mt19937 rng(25);
+  for (int group : {64, 128}) {
+    for (bool zeros : {true, false}) {
+      TestQuant tq = MakeAwq(168, 256, group, WeightType::kF16, zeros, rng);
+      EXPECT_FALSE(UsesQuantTiles(tq.m, kAwqTileMinTokens - 1));
+      ASSERT_TRUE(UsesQuantTiles(tq.m, kAwqTileMinTokens));
+      for (int64_t n : {1, 4, 6, 16}) {
+        const std::vector<float> x = RandomX(n * tq.m.cols, rng);
+        std::vector<float> want(n * tq.m.rows), got(n * tq.m.rows, -7.0f);
+        QuantMatMulReference(x.data(), n, tq.m, want.data());
+        internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(),
+                                        internal::QuantKernel::kTiles);
+        ExpectMatches(Magnitudes(x, n, tq.m), n, tq.m, got, want,
+                      "awq tiles group " + std::to_string(group) + " n " + std::to_string(n));
+      }
+    }
+  }
+}
+
 TEST(QuantMatMulTest, MlxTilesPackedOnceGiveTheSameBits) {
   // MatMul over a pool packs x once for every row share (WithPackedTileX); each share then
   // reads the packed x. The bits must equal one unsplit call that packs its own.
@@ -516,6 +539,27 @@ TEST(QuantMatMulTest, LastRowOfATensorIsReadWithoutOverrun) {
     internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, rows, got.data(),
                                     internal::QuantKernel::kTiles);
     ExpectMatches(Magnitudes(x, n, tq.m), n, tq.m, got, want, "tiles edge " + std::to_string(bits));
+    munmap(region, 2 * page);
+  }
+  {
+    // AWQ: the last input row's words end at the page (24 output columns: a partial block).
+    const int64_t rows = 24, cols = 128, n = 4;
+    const size_t bytes = rows * cols / 2;
+    uint8_t* region = static_cast<uint8_t*>(
+        mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(region, MAP_FAILED);
+    ASSERT_EQ(mprotect(region + page, page, PROT_NONE), 0);
+    std::mt19937 rng(5);
+    TestQuant tq = MakeAwq(rows, cols, 64, WeightType::kF16, true, rng);
+    uint8_t* data = region + page - bytes;
+    memcpy(data, tq.m.data, bytes);
+    tq.m.data = data;
+    const std::vector<float> x = RandomX(n * cols, rng);
+    std::vector<float> want(n * rows), got(n * rows);
+    QuantMatMulReference(x.data(), n, tq.m, want.data());
+    internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, rows, got.data(),
+                                    internal::QuantKernel::kTiles);
+    ExpectMatches(Magnitudes(x, n, tq.m), n, tq.m, got, want, "awq tiles edge");
     munmap(region, 2 * page);
   }
 }
