@@ -1,5 +1,7 @@
-// MLX affine products of several tokens on the AMX-INT8 tiles (x86 with AMX; the kernel is in
-// quant_tile_amx.cc, compiled with the AMX flags).
+// MLX affine and AWQ products of several tokens on the AMX-INT8 tiles (x86 with AMX; the
+// kernels are in quant_tile_amx.cc, compiled with the AMX flags). Below, MLX; AWQ swaps the
+// operands (its codes are stored transposed: B tiles of codes, A tiles of activation planes;
+// see quant_tile_amx.cc).
 //
 // The activations become the same block floating point as the VNNI decode kernel's (per token
 // and group of 64 or 128 columns, X = rint(x * 2^(22-e)) split exactly into three signed
@@ -10,7 +12,7 @@
 // the scale are powers of two) into per-row accumulators; the bias term is
 // sum_g bias * sum_g(x). Results differ from the VNNI kernel's by fp32 rounding only.
 //
-// Used from 4 tokens on (batched decode and prompts). Measured on the lent host (one core,
+// MLX uses them from 4 tokens on (batched decode and prompts). Measured on the lent host (one core,
 // 4-bit g64, weights in cache; time vs the faster of the VNNI decode and fp32 prefill kernels):
 // 768x1536: 3 tokens 0.83, 4: 0.63, 8: 0.52, 16: 0.47, 32: 0.40, 64: 0.78, 128: 0.89;
 // 1536x768: 0.66, 0.54, 0.45, 0.35, 0.53, 0.69, 0.68; 1536x1536: 1.10, 0.70, 0.59, 0.48,
