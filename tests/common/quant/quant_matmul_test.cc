@@ -489,78 +489,72 @@ TEST(QuantMatMulTest, MlxTilesPackedOnceGiveTheSameBits) {
   }
 }
 
+// `bytes` of writable memory that end exactly where an unreadable page begins.
+class BytesAtPageEnd {
+ public:
+  explicit BytesAtPageEnd(size_t bytes) : page_(static_cast<size_t>(sysconf(_SC_PAGESIZE))) {
+    void* p = mmap(nullptr, 2 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    region_ = static_cast<uint8_t*>(p);
+    if (mprotect(region_ + page_, page_, PROT_NONE) != 0) return;
+    data_ = region_ + page_ - bytes;
+  }
+  ~BytesAtPageEnd() {
+    if (region_ != nullptr) munmap(region_, 2 * page_);
+  }
+  BytesAtPageEnd(const BytesAtPageEnd&) = delete;
+  BytesAtPageEnd& operator=(const BytesAtPageEnd&) = delete;
+  uint8_t* data() const { return data_; }  // null if the mapping failed
+
+ private:
+  size_t page_;
+  uint8_t* region_ = nullptr;
+  uint8_t* data_ = nullptr;
+};
+
+// n tokens through `kernel` against the reference.
+void ExpectKernelMatches(const QuantMatrix& m, int64_t n, internal::QuantKernel kernel,
+                         std::mt19937& rng, const std::string& what) {
+  const std::vector<float> x = RandomX(n * m.cols, rng);
+  std::vector<float> want(n * m.rows), got(n * m.rows);
+  QuantMatMulReference(x.data(), n, m, want.data());
+  internal::QuantMatMulRowsKernel(x.data(), n, m, 0, m.rows, got.data(), kernel);
+  ExpectMatches(Magnitudes(x, n, m), n, m, got, want, what);
+}
+
 TEST(QuantMatMulTest, LastRowOfATensorIsReadWithoutOverrun) {
   // The packed data ends exactly at a page boundary followed by an unreadable page: the
   // kernels must not touch a byte past the last row (3/5/6-bit rows end mid-window).
-  const long page = sysconf(_SC_PAGESIZE);
   for (int bits : {3, 5, 6}) {
     const int64_t rows = 2, cols = 64;
     const size_t bytes = rows * cols * bits / 8;
-    uint8_t* region = static_cast<uint8_t*>(
-        mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(region, MAP_FAILED);
-    ASSERT_EQ(mprotect(region + page, page, PROT_NONE), 0);
-    uint8_t* data = region + page - bytes;
+    BytesAtPageEnd at_end(bytes);
+    ASSERT_NE(at_end.data(), nullptr);
     std::mt19937 rng(bits);
-    for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<uint8_t>(rng());
+    for (size_t i = 0; i < bytes; ++i) at_end.data()[i] = static_cast<uint8_t>(rng());
     TestQuant tq = MakeMlx(rows, cols, bits, 32, WeightType::kBF16, rng);
-    tq.m.data = data;
-    const std::vector<float> x = RandomX(cols, rng);
-    std::vector<float> want(rows), got(rows);
-    QuantMatMulReference(x.data(), 1, tq.m, want.data());
-    const std::vector<double> mag = Magnitudes(x, 1, tq.m);
+    tq.m.data = at_end.data();
     ForEachTarget([&](const std::string& target) {
       for (internal::QuantKernel kernel : kKernels) {
-        internal::QuantMatMulRowsKernel(x.data(), 1, tq.m, 0, rows, got.data(), kernel);
-        ExpectMatches(mag, 1, tq.m, got, want, target + " edge " + std::to_string(bits));
+        ExpectKernelMatches(tq.m, 1, kernel, rng, target + " edge " + std::to_string(bits));
       }
     });
-    munmap(region, 2 * page);
   }
   // The int8 tiles stage whole steps of 64 codes: the same with their shapes (4 tokens, rows
-  // of 128 codes, groups of 64), every width.
+  // of 128 codes, groups of 64), every MLX width and AWQ (whose last input row's words end at
+  // the page; 24 output columns: a partial block).
   if (!QuantTileProductsAvailable()) return;
-  for (int bits : {2, 3, 4, 5, 6, 8}) {
-    const int64_t rows = 3, cols = 128, n = 4;
-    const size_t bytes = rows * cols * bits / 8;
-    uint8_t* region = static_cast<uint8_t*>(
-        mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(region, MAP_FAILED);
-    ASSERT_EQ(mprotect(region + page, page, PROT_NONE), 0);
-    uint8_t* data = region + page - bytes;
-    std::mt19937 rng(bits);
-    for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<uint8_t>(rng());
-    TestQuant tq = MakeMlx(rows, cols, bits, 64, WeightType::kBF16, rng);
-    tq.m.data = data;
-    ASSERT_TRUE(UsesQuantTiles(tq.m, n));
-    const std::vector<float> x = RandomX(n * cols, rng);
-    std::vector<float> want(n * rows), got(n * rows);
-    QuantMatMulReference(x.data(), n, tq.m, want.data());
-    internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, rows, got.data(),
-                                    internal::QuantKernel::kTiles);
-    ExpectMatches(Magnitudes(x, n, tq.m), n, tq.m, got, want, "tiles edge " + std::to_string(bits));
-    munmap(region, 2 * page);
-  }
-  {
-    // AWQ: the last input row's words end at the page (24 output columns: a partial block).
-    const int64_t rows = 24, cols = 128, n = 4;
-    const size_t bytes = rows * cols / 2;
-    uint8_t* region = static_cast<uint8_t*>(
-        mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(region, MAP_FAILED);
-    ASSERT_EQ(mprotect(region + page, page, PROT_NONE), 0);
-    std::mt19937 rng(5);
-    TestQuant tq = MakeAwq(rows, cols, 64, WeightType::kF16, true, rng);
-    uint8_t* data = region + page - bytes;
-    memcpy(data, tq.m.data, bytes);
-    tq.m.data = data;
-    const std::vector<float> x = RandomX(n * cols, rng);
-    std::vector<float> want(n * rows), got(n * rows);
-    QuantMatMulReference(x.data(), n, tq.m, want.data());
-    internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, rows, got.data(),
-                                    internal::QuantKernel::kTiles);
-    ExpectMatches(Magnitudes(x, n, tq.m), n, tq.m, got, want, "awq tiles edge");
-    munmap(region, 2 * page);
+  for (int bits : {2, 3, 4, 5, 6, 8, 0}) {
+    std::mt19937 rng(bits + 1);
+    TestQuant tq = bits == 0 ? MakeAwq(24, 128, 64, WeightType::kF16, true, rng)
+                             : MakeMlx(3, 128, bits, 64, WeightType::kBF16, rng);
+    const size_t bytes = tq.m.PackedBytes();
+    BytesAtPageEnd at_end(bytes);
+    ASSERT_NE(at_end.data(), nullptr);
+    memcpy(at_end.data(), tq.m.data, bytes);
+    tq.m.data = at_end.data();
+    ExpectKernelMatches(tq.m, 4, internal::QuantKernel::kTiles, rng,
+                        "tiles edge " + (bits == 0 ? std::string("awq") : std::to_string(bits)));
   }
 }
 
