@@ -1,16 +1,18 @@
-// MLX products on the AMX-INT8 tiles (see quant_tile.h): compiled with the AMX and AVX-512
-// flags; nothing in it runs before QuantTileProductsAvailable() (quant_tile.cc) has checked the
-// CPU.
+// MLX and AWQ products on the AMX-INT8 tiles (see quant_tile.h): compiled with the AMX and
+// AVX-512 flags; nothing in it runs before QuantTileProductsAvailable() (quant_tile.cc) has
+// checked the CPU. AWQ's layout is described at its kernel, below.
 //
-// Layout. A step covers 64 input columns. A tiles: 16 weight rows x 64 unsigned codes, in the
+// MLX layout. A step covers 64 input columns. A tiles: 16 weight rows x 64 unsigned codes, in the
 // order the packed bytes give them cheaply: 4-bit rows are staged per pair of steps (64 bytes =
 // 128 codes) as [low nibbles | high nibbles] of each step's 32 bytes, so step k' of a staged row
 // holds code 2k' (k' < 32) or 2(k' - 32) + 1; 8-bit rows are the checkpoint's bytes; 2/3/5/6-bit
 // codes are unpacked in natural order (one byte permute and one multishift per step). B tiles:
 // 16 rows of 4 consecutive (staged-order) columns x 16 B columns, column 3j + p being plane p
 // of the chunk's token j (its byte for K index k at row k / 4, byte 4 * column + k % 4).
-// One TDPBUSD per step and row tile yields every plane of five tokens; C tiles are stored per
-// group and scaled into 16 fp32 accumulator vectors (one per weight row, lanes = B columns).
+// One TDPBUSD per step and row tile yields every plane of five tokens. Row tiles go in pairs
+// (each B tile feeds two products); per step pair the codes are staged, the C tiles stored and
+// each finished group scaled into 16 fp32 accumulator vectors per row tile and chunk (one per
+// weight row, lanes = B columns).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -81,11 +83,12 @@ void WidenRun(const void* p, WeightType type, int64_t first, int64_t count, floa
   }
 }
 
+// Per-thread buffers of both kernels (layouts where they are used).
 struct QuantTileScratch {
-  std::vector<uint8_t> stage;  // A tiles of a step pair: [tile][step][16 rows][64]
-  std::vector<int32_t> c;      // C tiles of a step pair: [step][tile][16 rows][16]
-  std::vector<float> sb;       // scales, then biases: [32 rows][kMaxTileGroups]
-  std::vector<float> acc;      // [chunk][tile][16 rows][16 lanes]
+  std::vector<uint8_t> stage;  // staged codes (MLX: A tiles of a step pair; AWQ: B tiles)
+  std::vector<int32_t> c;      // stored C tiles
+  std::vector<float> sb;       // widened scales and biases / zero point terms
+  std::vector<float> acc;      // fp32 accumulators
 };
 
 QuantTileScratch& ThreadScratch() {
@@ -101,25 +104,34 @@ inline __m512i UnpackStep(const uint8_t* p, int bits, __m512i ctrl, __m512i gath
                           _mm512_set1_epi8(static_cast<char>((1 << bits) - 1)));
 }
 
+// Constants of UnpackStep for `bits`: 64-bit lane q gathers the `bits` bytes of codes
+// 8q .. 8q + 7, and one multishift moves code 8q + k (bit offset k * bits in that window) to
+// byte k.
+struct UnpackTables {
+  __m512i ctrl, gather;
+  explicit UnpackTables(int bits) {
+    alignas(64) uint8_t ctrl_b[64], gather_b[64];
+    for (int q = 0; q < 8; ++q) {
+      for (int k = 0; k < 8; ++k) {
+        ctrl_b[8 * q + k] = static_cast<uint8_t>(k * bits);
+        gather_b[8 * q + k] = static_cast<uint8_t>(std::min(bits * q + k, 63));
+      }
+    }
+    ctrl = _mm512_load_si512(ctrl_b);
+    gather = _mm512_load_si512(gather_b);
+  }
+};
+
 // A tiles of steps s and s + 1 of one row tile: stage[0] / stage[1] hold 16 rows x 64 codes
 // (rows past `rows`: zero). 4-bit: each row's 64 bytes of the two steps split into low and
 // high nibbles, the halves of each step put side by side; 8-bit: the bytes as they are; other
 // widths: unpacked in natural order.
-void StagePair(const uint8_t* data, int bits, int64_t row_bytes, int64_t r0, int rows, int64_t s,
-               uint8_t* stage) {
+void StagePair(const uint8_t* data, int bits, const UnpackTables& tables, int64_t row_bytes,
+               int64_t r0, int rows, int64_t s, uint8_t* stage) {
   const __m512i m0f = _mm512_set1_epi8(0x0F);
   const __m512i first = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
   const __m512i second = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
-  // Other widths: 64-bit lane q gathers the `bits` bytes of codes 8q .. 8q + 7, and one
-  // multishift moves code 8q + k (bit offset k * bits in that window) to byte k.
-  alignas(64) uint8_t ctrl_b[64], gather_b[64];
-  for (int q = 0; q < 8; ++q) {
-    for (int k = 0; k < 8; ++k) {
-      ctrl_b[8 * q + k] = static_cast<uint8_t>(k * bits);
-      gather_b[8 * q + k] = static_cast<uint8_t>(std::min(bits * q + k, 63));
-    }
-  }
-  const __m512i ctrl = _mm512_load_si512(ctrl_b), gather = _mm512_load_si512(gather_b);
+  const __m512i ctrl = tables.ctrl, gather = tables.gather;
   const int64_t pair_bytes = 2 * kStepCols * bits / 8;
   const int64_t ahead = s * pair_bytes / 2 + kStagePrefetchBytes;  // offset in the row
   for (int r = 0; r < 16; ++r) {
@@ -279,6 +291,7 @@ void QuantTileMatMulRows(const QuantTilePackedX& x, const QuantMatrix& w, int64_
   float* scales = internal::AlignedTileBuffer(&scratch.sb, 2 * 2 * 16 * kMaxTileGroups);
   float* biases = scales + 2 * 16 * kMaxTileGroups;
   float* acc = internal::AlignedTileBuffer(&scratch.acc, l.chunks * 2 * 256);
+  const UnpackTables tables(w.bits);
   // Blocks of two row tiles: each B tile feeds two products (two independent C chains). Per
   // pair of steps the codes are staged (L1), every chunk's products run and the groups they
   // finish are scaled into acc [chunk][tile][16 rows][16 lanes].
@@ -301,7 +314,8 @@ void QuantTileMatMulRows(const QuantTilePackedX& x, const QuantMatrix& w, int64_
     std::fill(acc, acc + l.chunks * 2 * 256, 0.0f);
     for (int64_t s = 0; s < l.steps; s += 2) {
       for (int rt = 0; rt < 2; ++rt) {
-        StagePair(data, w.bits, row_bytes, r0 + 16 * rt, rows[rt], s, stage + rt * 2 * kTileBytes);
+        StagePair(data, w.bits, tables, row_bytes, r0 + 16 * rt, rows[rt], s,
+                  stage + rt * 2 * kTileBytes);
       }
       for (int64_t chunk = 0; chunk < l.chunks; ++chunk) {
         const int8_t* bt = x.tiles + (chunk * l.steps + s) * kTileBytes;
