@@ -1742,7 +1742,7 @@ namespace internal {
 void QuantMatMulRowsKernel(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,
                            int64_t row_end, float* y, QuantKernel kernel) {
   if (n <= 0 || row_begin >= row_end) return;
-  if (kernel == QuantKernel::kTiles && QuantTileProductsAvailable()) {
+  if (kernel == QuantKernel::kTiles && QuantTilesTake(w)) {
     return QuantTileRowsUnpacked(x, n, w, row_begin, row_end, y);
   }
   const int mode = kernel == QuantKernel::kPrefill ? 1 : kernel == QuantKernel::kDecode ? 0 : 2;

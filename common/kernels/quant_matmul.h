@@ -90,8 +90,8 @@ enum class QuantKernel {
   kDecode,      // the decode kernel this CPU takes (AVX-512 VNNI where available)
   kDecodeFp32,  // the fp32 decode kernel (the fallback of CPUs without VNNI)
   kPrefill,     // the prefill kernel
-  kTiles,       // the int8 tile kernel (quant_tile.h), any n, for shapes UsesQuantTiles takes;
-                // where !QuantTileProductsAvailable(), the kernel this n takes by default
+  kTiles,       // the int8 tile kernel (quant_tile.h), any n; where !QuantTilesTake(w), the
+                // kernel this n takes by default
 };
 // QuantMatMulRows with the kernel forced, any n.
 void QuantMatMulRowsKernel(const float* x, int64_t n, const QuantMatrix& w, int64_t row_begin,

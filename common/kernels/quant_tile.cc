@@ -24,14 +24,20 @@ bool QuantTileProductsAvailable() {
   return available;
 }
 
-bool UsesQuantTiles(const QuantMatrix& w, int64_t n) {
+bool QuantTilesTake(const QuantMatrix& w) {
   const bool mlx = w.format == QuantFormat::kMlxAffine &&
                    (w.bits == 2 || w.bits == 3 || w.bits == 4 || w.bits == 5 || w.bits == 6 ||
                     w.bits == 8);
   const bool awq = w.format == QuantFormat::kAwqInt4 && w.bits == 4 && w.rows % 8 == 0;
-  return n >= (awq ? kAwqTileMinTokens : kQuantTileMinTokens) && (mlx || awq) && (w.group_size == 64 || w.group_size == 128) &&
-         w.cols > 0 && w.cols % 128 == 0 && w.cols / w.group_size <= kMaxTileGroups &&
+  return (mlx || awq) && (w.group_size == 64 || w.group_size == 128) && w.cols > 0 &&
+         w.cols % 128 == 0 && w.cols / w.group_size <= kMaxTileGroups &&
          QuantTileProductsAvailable();
+}
+
+bool UsesQuantTiles(const QuantMatrix& w, int64_t n) {
+  const int64_t fewest =
+      w.format == QuantFormat::kAwqInt4 ? kAwqTileMinTokens : kQuantTileMinTokens;
+  return n >= fewest && QuantTilesTake(w);
 }
 
 #if !(defined(__x86_64__) && defined(AFD_HAVE_AMX_KERNELS))

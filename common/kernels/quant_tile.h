@@ -57,6 +57,9 @@ struct QuantTilePackedX {
 
 // Whether the CPU has AMX-INT8 and the OS granted the tile state.
 bool QuantTileProductsAvailable();
+// Whether the tiles can run `w` at all (any number of tokens; UsesQuantTiles adds the rule of
+// when they pay).
+bool QuantTilesTake(const QuantMatrix& w);
 // Whether n tokens against `w` take the tiles: MLX 2/3/4/5/6/8-bit, groups of 64 or 128, cols a
 // multiple of 128, at most kMaxTileGroups groups per row, n >= kQuantTileMinTokens; or AWQ
 // (4-bit, groups of 64 or 128) from kAwqTileMinTokens; on a CPU that has them.

@@ -41,7 +41,7 @@ std::string KernelName(internal::QuantKernel k) {
 // kKernels, and the int8 tiles where this CPU and `m`'s shape take them.
 std::vector<internal::QuantKernel> KernelsFor(const QuantMatrix& m) {
   std::vector<internal::QuantKernel> kernels(std::begin(kKernels), std::end(kKernels));
-  if (UsesQuantTiles(m, 128)) kernels.push_back(internal::QuantKernel::kTiles);
+  if (QuantTilesTake(m)) kernels.push_back(internal::QuantKernel::kTiles);
   return kernels;
 }
 
