@@ -1458,7 +1458,7 @@ TileActivations TileActivationsOf(const MatMulOptions& options) {
 MatMulOptions WithPackedTileX(const float* x, int64_t n, const WeightView& w,
                               const MatMulOptions& options, TilePackedX* packed,
                               std::vector<uint16_t>* storage) {
-  if (w.IsPacked()) {  // MLX on the int8 tiles, whatever the kernel option
+  if (w.IsPacked()) {  // MLX / AWQ on the int8 tiles, whatever the kernel option
     const QuantMatrix q = AsQuantMatrix(w);
     if (!UsesQuantTiles(q, n)) return options;
     *packed = TilePackedX{};
@@ -1478,10 +1478,10 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
                 int64_t row_end, float* y, const MatMulOptions& options) {
   if (w.IsPacked()) {
     const QuantTilePackedX* q = options.tile_x != nullptr ? &options.tile_x->quant : nullptr;
-    if (q != nullptr && q->tiles != nullptr && q->awq == (w.type == WeightType::kAwqInt4) &&
-        q->n == n &&
-        q->cols == w.cols && q->group_size == w.group_size && q->bits == w.bits &&
-        row_begin < row_end) {
+    const bool packed_for_w = q != nullptr && q->tiles != nullptr && q->n == n &&
+                              q->awq == (w.type == WeightType::kAwqInt4) && q->cols == w.cols &&
+                              q->group_size == w.group_size && q->bits == w.bits;
+    if (packed_for_w && row_begin < row_end) {
       QuantTileMatMulRows(*q, AsQuantMatrix(w), row_begin, row_end, y);
       ClearUpperVectorState();
       return;

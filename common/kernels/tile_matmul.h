@@ -57,7 +57,7 @@ struct TilePackedX {
   int64_t n = 0;
   int64_t cols = 0;
   TileActivations activations = TileActivations::kExact;
-  // Or, for MLX products on the int8 tiles (quant_tile.h): x packed for those.
+  // Or, for MLX / AWQ products on the int8 tiles (quant_tile.h): x packed for those.
   QuantTilePackedX quant;
 };
 // x[n, cols] (cols a multiple of 32) into `storage` (grown as needed). Requires
