@@ -176,9 +176,8 @@ int main(int argc, char** argv) {
         for (const Variant& v : variants) {
           if (v.kernel != nullptr && (!all_kernels || n == 1 || n >= 16)) continue;
           if (v.kernel == &kForced[3] &&
-              !afd::kernels::UsesQuantTiles(
-                  QuantCopies(f.format, f.bits, f.group, 16, s.cols, 0).Get(0),
-                  afd::kernels::kQuantTileMinTokens)) {
+              !afd::kernels::QuantTilesTake(
+                  QuantCopies(f.format, f.bits, f.group, 16, s.cols, 0).Get(0))) {
             continue;
           }
           for (int threads : {1, 2}) {
