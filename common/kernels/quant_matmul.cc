@@ -950,17 +950,10 @@ BlockX QuantizeBlockX(const float* x, int64_t n, int64_t cols, int64_t group, in
         mx = std::max(mx, std::fabs(p[j]));
         total += p[j];
       }
-      // e with 2^(e-1) <= mx < 2^e from the exponent bits (no libm call from vector code);
-      // unit = 2^(e-22) and its inverse as exact powers of two.
-      uint32_t bits;
-      memcpy(&bits, &mx, 4);
-      const int e = static_cast<int>(bits >> 23) - 126;
-      const bool live = mx >= 1.0e-30f && e <= 128;  // below 1e-30 the group counts as zero
-      unit[t * gp + g] = live ? qi::BitsToFloat(static_cast<uint32_t>(e - 22 + 127) << 23)
-                              : (e > 128 ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
+      const internal::GroupUnit gu = internal::GroupUnitOf(mx);
+      unit[t * gp + g] = gu.unit;
       sum[t * gp + g] = total;
-      const VF inv =
-          hn::Set(d, live ? qi::BitsToFloat(static_cast<uint32_t>(22 - e + 127) << 23) : 0.0f);
+      const VF inv = hn::Set(d, gu.inv);
       for (int64_t i0 = 0; i0 < group; i0 += lanes) {
         const int64_t cnt = std::min(lanes, group - i0);
         VF v;

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 
 #include "common/kernels/weight_view.h"
 
@@ -82,6 +84,29 @@ uint32_t QuantCodeAt(const QuantMatrix& w, int64_t row, int64_t col);
 uint32_t AwqZeroAt(const QuantMatrix& w, int64_t row, int64_t col);
 
 namespace internal {
+
+// The block floating point of one group of activations (the VNNI and int8 tile kernels): with
+// 2^(e-1) <= max_abs < 2^e, unit = 2^(e-22), so X = rint(x * inv) has 23 significant bits for the
+// group's largest values, and inv = 1 / unit; both exact powers of two from the exponent bits
+// (no libm call from vector code). Below 1e-30 the group counts as zero (both 0); inf or NaN
+// give unit NaN.
+struct GroupUnit {
+  float unit, inv;
+};
+inline GroupUnit GroupUnitOf(float max_abs) {
+  uint32_t bits;
+  std::memcpy(&bits, &max_abs, 4);
+  const int e = static_cast<int>(bits >> 23) - 126;
+  const bool live = max_abs >= 1.0e-30f && e <= 128;
+  auto power_of_two = [](int p) {
+    const uint32_t b = static_cast<uint32_t>(p + 127) << 23;
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+  };
+  if (!live) return {e > 128 ? std::numeric_limits<float>::quiet_NaN() : 0.0f, 0.0f};
+  return {power_of_two(e - 22), power_of_two(22 - e)};
+}
 
 // Smallest token count that takes the prefill kernel.
 constexpr int64_t kQuantPrefillMinTokens = 16;

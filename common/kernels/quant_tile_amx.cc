@@ -58,13 +58,6 @@ ChunkLayout LayoutOf(int64_t n, int64_t cols, int group_size) {
   return l;
 }
 
-float PowerOfTwo(int e) {  // 2^e for normal exponents, as bits (no libm from vector code)
-  const uint32_t bits = static_cast<uint32_t>(e + 127) << 23;
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-}
-
 // out[0, count) = fp32 of p[first, first + count) of `type` (f32, bf16 or f16), with masked
 // vector loads (no byte past the run is read).
 void WidenRun(const void* p, WeightType type, int64_t first, int64_t count, float* out) {
@@ -226,14 +219,9 @@ QuantTilePackedX PackQuantTileActivations(const float* x, int64_t n, const Quant
       for (int i = 0; i < w.group_size; ++i) {
         if (std::isnan(p[i])) m = std::numeric_limits<float>::infinity();
       }
-      // e with 2^(e-1) <= m < 2^e; below 1e-30 the group counts as zero; inf/NaN give NaN.
-      uint32_t bits;
-      memcpy(&bits, &m, 4);
-      const int e = static_cast<int>(bits >> 23) - 126;
-      const bool live = m >= 1.0e-30f && e <= 128;
-      const float unit =
-          live ? PowerOfTwo(e - 22) : (e > 128 ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
-      const __m512 inv = _mm512_set1_ps(live ? PowerOfTwo(22 - e) : 0.0f);
+      const internal::GroupUnit gu = internal::GroupUnitOf(m);  // the VNNI kernel's rule
+      const float unit = gu.unit;
+      const __m512 inv = _mm512_set1_ps(gu.inv);
       float* u = units + (chunk * l.groups + g) * kUnitFloats;
       u[3 * j + 0] = unit * 65536.0f;
       u[3 * j + 1] = unit * 256.0f;

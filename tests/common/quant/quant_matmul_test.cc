@@ -408,6 +408,16 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
   }
 }
 
+// n tokens through `kernel` against the reference.
+void ExpectKernelMatches(const QuantMatrix& m, int64_t n, internal::QuantKernel kernel,
+                         std::mt19937& rng, const std::string& what) {
+  const std::vector<float> x = RandomX(n * m.cols, rng);
+  std::vector<float> want(n * m.rows), got(n * m.rows, -7.0f);  // -7: a row left unwritten
+  QuantMatMulReference(x.data(), n, m, want.data());
+  internal::QuantMatMulRowsKernel(x.data(), n, m, 0, m.rows, got.data(), kernel);
+  ExpectMatches(Magnitudes(x, n, m), n, m, got, want, what);
+}
+
 TEST(QuantMatMulTest, MlxTilesTakeBatchesAndMatchReference) {
   // The int8 tiles: every MLX width with groups of 64 and 128, row counts that leave partial
   // row tiles, token counts that leave partial 5-token chunks, activations whose groups span
@@ -453,13 +463,8 @@ TEST(QuantMatMulTest, AwqTilesTakeBatchesAndMatchReference) {
       EXPECT_FALSE(UsesQuantTiles(tq.m, kAwqTileMinTokens - 1));
       ASSERT_TRUE(UsesQuantTiles(tq.m, kAwqTileMinTokens));
       for (int64_t n : {1, 4, 6, 16}) {
-        const std::vector<float> x = RandomX(n * tq.m.cols, rng);
-        std::vector<float> want(n * tq.m.rows), got(n * tq.m.rows, -7.0f);
-        QuantMatMulReference(x.data(), n, tq.m, want.data());
-        internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, got.data(),
-                                        internal::QuantKernel::kTiles);
-        ExpectMatches(Magnitudes(x, n, tq.m), n, tq.m, got, want,
-                      "awq tiles group " + std::to_string(group) + " n " + std::to_string(n));
+        ExpectKernelMatches(tq.m, n, internal::QuantKernel::kTiles, rng,
+                            "awq tiles group " + std::to_string(group) + " n " + std::to_string(n));
       }
     }
   }
@@ -511,16 +516,6 @@ class BytesAtPageEnd {
   uint8_t* region_ = nullptr;
   uint8_t* data_ = nullptr;
 };
-
-// n tokens through `kernel` against the reference.
-void ExpectKernelMatches(const QuantMatrix& m, int64_t n, internal::QuantKernel kernel,
-                         std::mt19937& rng, const std::string& what) {
-  const std::vector<float> x = RandomX(n * m.cols, rng);
-  std::vector<float> want(n * m.rows), got(n * m.rows);
-  QuantMatMulReference(x.data(), n, m, want.data());
-  internal::QuantMatMulRowsKernel(x.data(), n, m, 0, m.rows, got.data(), kernel);
-  ExpectMatches(Magnitudes(x, n, m), n, m, got, want, what);
-}
 
 TEST(QuantMatMulTest, LastRowOfATensorIsReadWithoutOverrun) {
   // The packed data ends exactly at a page boundary followed by an unreadable page: the
