@@ -210,15 +210,14 @@ QuantTilePackedX PackQuantTileActivations(const float* x, int64_t n, const Quant
     for (int64_t g = 0; g < l.groups; ++g) {
       const float* p = x + t * w.cols + g * w.group_size;
       __m512 mx = _mm512_setzero_ps(), sum = _mm512_setzero_ps();
+      __mmask16 nan = 0;  // vmaxps drops NaN; they are caught apart (the group becomes NaN)
       for (int i = 0; i < w.group_size; i += 16) {
         const __m512 v = _mm512_loadu_ps(p + i);
         mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
         sum = _mm512_add_ps(sum, v);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
       }
-      float m = _mm512_reduce_max_ps(mx);
-      for (int i = 0; i < w.group_size; ++i) {
-        if (std::isnan(p[i])) m = std::numeric_limits<float>::infinity();
-      }
+      const float m = nan != 0 ? std::numeric_limits<float>::infinity() : _mm512_reduce_max_ps(mx);
       const internal::GroupUnit gu = internal::GroupUnitOf(m);  // the VNNI kernel's rule
       const float unit = gu.unit;
       const __m512 inv = _mm512_set1_ps(gu.inv);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -467,6 +468,23 @@ TEST(QuantMatMulTest, AwqTilesTakeBatchesAndMatchReference) {
                             "awq tiles group " + std::to_string(group) + " n " + std::to_string(n));
       }
     }
+  }
+}
+
+TEST(QuantMatMulTest, MlxTilesCarryNaNLikeTheReference) {
+  // A NaN activation makes its token's outputs NaN (as the reference's sums), not a finite value.
+  if (!QuantTileProductsAvailable()) GTEST_SKIP() << "no AMX-INT8 on this CPU";
+  std::mt19937 rng(27);
+  TestQuant tq = MakeMlx(32, 256, 4, 64, WeightType::kBF16, rng);
+  const int64_t n = 4;
+  std::vector<float> x = RandomX(n * tq.m.cols, rng);
+  x[70] = std::numeric_limits<float>::quiet_NaN();  // token 0, second group
+  std::vector<float> y(n * tq.m.rows);
+  internal::QuantMatMulRowsKernel(x.data(), n, tq.m, 0, tq.m.rows, y.data(),
+                                  internal::QuantKernel::kTiles);
+  for (int64_t r = 0; r < tq.m.rows; ++r) {
+    EXPECT_TRUE(std::isnan(y[r])) << "row " << r;
+    EXPECT_FALSE(std::isnan(y[tq.m.rows + r])) << "token 1 row " << r;
   }
 }
 
