@@ -8,7 +8,8 @@
 #   bench/run_all.sh            # full run (about 10-15 minutes on the 2-core dev VM)
 #   bench/run_all.sh --quick    # shorter runs of everything (about 3-5 minutes)
 # Options: --build DIR (default build), --models DIR (default models), --no-build,
-#          --threads N (engine threads, default 2), --log DIR (default <build>/bench-logs).
+#          --threads N (engine threads, default 2), --log DIR (default <build>/bench-logs),
+#          --no-llama (skip the live llama.cpp reference below).
 # A piece that is missing (a binary that does not build, a checkpoint that cannot be made) or
 # fails prints a line saying so and its rows read "n/a"; the rest still runs. Every node process
 # started here is stopped before the script exits.
@@ -16,6 +17,10 @@
 # Anchors (issue 5, same machine kind, m2-perf): llama.cpp 2 threads decode tg64 / prefill pp128
 # tokens/s: bf16 38.9 / 186, Q8_0 59.1 / 151, Q4_K_M 81.9 / 200. Bytes read per decode token:
 # bf16 915 MB, FP8 509 MB. FLOPs per prefill token: 2 x 456 M active parameters.
+# llama.cpp itself is also measured in this run, on the same m2-perf weights (bench/llama_ref:
+# its CPU libraries from the npm registry, the checkpoint exported to GGUF and quantized by
+# llama.cpp to Q8_0 / Q4_K_M into <models>/llama-ref once, about 5 minutes the first time), and
+# afd's figures are set against 1.2x (decode) / 1.3x (prefill) of those same-run numbers.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -25,6 +30,7 @@ QUICK=0
 DO_BUILD=1
 THREADS=2
 LOG=""
+LLAMA=1
 while [[ $# -gt 0 ]]; do
   case $1 in
   --quick) QUICK=1 ;;
@@ -33,6 +39,7 @@ while [[ $# -gt 0 ]]; do
   --no-build) DO_BUILD=0 ;;
   --threads) THREADS=$2; shift ;;
   --log) LOG=$2; shift ;;
+  --no-llama) LLAMA=0 ;;
   -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -87,7 +94,7 @@ row() {
 if [[ $DO_BUILD == 1 ]]; then
   targets=(afd afd-gen-checkpoint afd-generate afd-expert-node afd-attention-node afd-gateway afd-up
            matmul_bench expert_roundtrip_bench expert_node_bench attention_node_bench e2e_load_bench
-           quant_decode_bench)
+           quant_decode_bench llama_ref_bench)
   if [[ ! -f $BUILD/build.ninja ]]; then
     cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$LOG/cmake.log" 2>&1 ||
       note "cmake failed (see $LOG/cmake.log)"
@@ -136,6 +143,27 @@ scaled() { calc "$1 * ${BW2:-x} / $ANCHOR_BW"; }
 ROOF_BF16=$(calc "$BW2 * 1e9 / 915e6")
 ROOF_FP8=$(calc "$BW2 * 1e9 / 509e6")
 ROOF_PREFILL=$(calc "$SG2 * 1e9 / (2 * 456e6)")
+
+# llama.cpp in this run: llama_ref TYPES... fills LL[type-pp] and LL[type-tg] (tok/s, 2 threads).
+declare -A LL
+LLAMA_LIB=""
+if [[ $LLAMA == 1 ]] && have llama_ref_bench; then
+  LLAMA_LIB=$(bench/llama_ref/fetch_llama.sh "$BUILD/llama-ref" 2>"$LOG/fetch_llama.log") ||
+    { note "no llama.cpp libraries (see $LOG/fetch_llama.log): its rows are n/a"; LLAMA_LIB=""; }
+fi
+llama_ref() {
+  [[ -n $LLAMA_LIB && -f $BF16/config.json ]] || return 1
+  local types out=$LOG/llama_ref-$(IFS=_; echo "$*").txt
+  types=$(IFS=,; echo "$*")
+  "$BIN/llama_ref_bench" --lib "$LLAMA_LIB" --model "$BF16" --work "$MODELS/llama-ref" \
+    --types "$types" --threads "$THREADS" --check-prompt "$(seq -s, 100 107)" >"$out" 2>&1 ||
+    note "llama_ref_bench $types failed (see $out)"
+  # "llama.cpp bf16    threads 2: pp128 55.9 tok/s, tg64 15.89 tok/s"
+  while read -r t pp tg; do LL[$t-pp]=$pp; LL[$t-tg]=$tg; done < <(
+    awk '/^llama.cpp / {print $2, $6, $9}' "$out")
+}
+
+llama_ref bf16 q8_0
 
 # 4. In-process engine: decode batch 1 and 16, prefill of a 128-token prompt.
 prompt128=$(seq -s, 100 $((100 + PREFILL - 1)))
@@ -225,6 +253,28 @@ row "  opt-in bf16 activations" "${PRE[bf16-bf16act]:-}" "tok/s" "186" "llama.cp
 row "in-process prefill 128 fp8 (median of 3)" "${PRE[fp8]:-}" "tok/s" "$ROOF_PREFILL" "sgemm roofline (2 x 456 MFLOP/token)"
 row "  same, vector kernels only" "${PRE[fp8-vector]:-}" "tok/s" "${PRE[fp8]:-}" "default (tiles where the CPU has them)"
 row "  opt-in bf16 activations" "${PRE[fp8-bf16act]:-}" "tok/s" "151" "llama.cpp Q8_0 anchor"
+# llama.cpp on the same weights in this run, and afd against the issues' 1.2x / 1.3x of it.
+row "llama.cpp bf16 tg64, this run" "${LL[bf16-tg]:-}" "tok/s" "38.9" "issue 5 anchor (same VM kind)"
+row "  afd decode b1 bf16 vs it" "${DEC[bf16-1]:-}" "tok/s" "$(calc "1.2 * ${LL[bf16-tg]:-x}")" "1.2x llama.cpp, this run (target)"
+row "llama.cpp Q8_0 tg64, this run" "${LL[q8_0-tg]:-}" "tok/s" "59.1" "issue 5 anchor (same VM kind)"
+row "  afd decode b1 fp8 vs it" "${DEC[fp8-1]:-}" "tok/s" "$(calc "1.2 * ${LL[q8_0-tg]:-x}")" "1.2x llama.cpp, this run (target)"
+row "llama.cpp bf16 pp128, this run" "${LL[bf16-pp]:-}" "tok/s" "186" "issue 5 anchor (same VM kind)"
+row "  afd prefill 128 bf16 vs it" "${PRE[bf16]:-}" "tok/s" "$(calc "1.3 * ${LL[bf16-pp]:-x}")" "1.3x llama.cpp, this run (target)"
+row "llama.cpp Q8_0 pp128, this run" "${LL[q8_0-pp]:-}" "tok/s" "151" "issue 5 anchor (same VM kind)"
+row "  afd prefill 128 fp8 vs it" "${PRE[fp8]:-}" "tok/s" "$(calc "1.3 * ${LL[q8_0-pp]:-x}")" "1.3x llama.cpp, this run (target)"
+# The export is the same model: llama.cpp's greedy continuation of the 8-token prompt is afd's.
+ll_out=$LOG/llama_ref-bf16_q8_0.txt
+if [[ -n $LLAMA_LIB && -f $ll_out ]] && have afd-generate; then
+  afd_tokens=$("$BIN/afd-generate" --model "$BF16" --prompt-ids "$prompt8" --max-tokens 8 \
+    --ignore-eos --threads "$THREADS" 2>&1 | sed -n 's/^sequence 0: //p')
+  ll_tokens=$(sed -n 's/^greedy continuation of [^:]*: //p' "$ll_out")
+  same=$(python3 -c "import sys
+a, b = sys.argv[1].split(), sys.argv[2].split()
+n = 0
+while n < min(len(a), len(b)) and a[n] == b[n]: n += 1
+print(n)" "$afd_tokens" "$ll_tokens")
+  row "greedy tokens, llama.cpp = afd (bf16)" "$same" "tokens" "8" "the same model, the same continuation"
+fi
 
 # 5. Attention<->expert round trip, one token (m2-tiny: the RPC path itself).
 if have expert_roundtrip_bench; then
@@ -410,6 +460,10 @@ if have afd-up && have e2e_load_bench && [[ -f $BF16/config.json ]]; then
 fi
 
 # 9. Quantized decode (helper bench; AWQ / MLX checkpoints if present).
+llama_ref q4_k_m && {
+  row "llama.cpp Q4_K_M tg64, this run" "${LL[q4_k_m-tg]:-}" "tok/s" "81.9" "issue 6 anchor (same VM kind)"
+  row "llama.cpp Q4_K_M pp128, this run" "${LL[q4_k_m-pp]:-}" "tok/s" "200" "issue 6 anchor (same VM kind)"
+}
 if have quant_decode_bench; then
   qargs=()
   for q in awq mlx4; do [[ -f $MODELS/m2-perf-$q/config.json ]] && qargs+=(--model "$MODELS/m2-perf-$q"); done
@@ -423,7 +477,9 @@ if have quant_decode_bench; then
       row "quant decode b1 $name" "$tps" "tok/s" "$roof" "roofline (its bytes per token)"
       row "  vs llama.cpp Q4_K_M tg64" "$tps" "tok/s" "81.9" "llama.cpp anchor"
       row "  vs llama.cpp Q4_K_M, this bandwidth" "$tps" "tok/s" "$(scaled 81.9)" "anchor x BW / 51"
+      row "  vs llama.cpp Q4_K_M, this run" "$tps" "tok/s" "$(calc "1.2 * ${LL[q4_k_m-tg]:-x}")" "1.2x llama.cpp, this run (target)"
       row "quant prefill $PREFILL $name" "$pre" "tok/s" "200" "llama.cpp Q4_K_M pp128"
+      row "  vs llama.cpp Q4_K_M pp128, this run" "$pre" "tok/s" "${LL[q4_k_m-pp]:-}" "llama.cpp, this run"
     done < <(awk '$1 ~ /m2-perf-(awq|mlx4)$/ {n = split($1, p, "/"); print p[n], $6, $8, $4}' "$out")
     # Batched decode of the MLX checkpoint: products of 4+ tokens run on the int8 tiles.
     if [[ -f $MODELS/m2-perf-mlx4/config.json ]] && have afd-generate; then

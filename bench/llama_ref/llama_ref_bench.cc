@@ -3,7 +3,7 @@
 // bandwidth this VM rarely shows again).
 //
 //   llama_ref_bench --lib DIR --model models/m2-perf-bf16 --work models/llama-ref
-//       [--types bf16,q8_0,q4_k_m] [--threads 2] [--check-prompt 1,2,3]
+//       [--types bf16,q8_0,q4_k_m] [--threads 2] [--quantize-threads N] [--check-prompt 1,2,3]
 //
 // --lib: a directory with llama.cpp's shared libraries (libllama*.so, libggml*.so and the CPU
 // backend variants), as bench/llama_ref/fetch_llama.sh unpacks them from the npm registry
@@ -216,7 +216,7 @@ int main(int argc, char** argv) {
   std::string lib, model, work;
   std::vector<std::string> types = {"bf16", "q8_0", "q4_k_m"};
   std::vector<int32_t> check_prompt;
-  int threads = 2;
+  int threads = 2, quantize_threads = 0;
   bool verbose = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -231,6 +231,8 @@ int main(int argc, char** argv) {
       types = absl::StrSplit(value(), ',', absl::SkipEmpty());
     } else if (a == "--threads") {
       if (!absl::SimpleAtoi(value(), &threads) || threads <= 0) threads = 2;
+    } else if (a == "--quantize-threads") {
+      if (!absl::SimpleAtoi(value(), &quantize_threads)) quantize_threads = 0;
     } else if (a == "--check-prompt") {
       for (absl::string_view t : absl::StrSplit(value(), ',', absl::SkipEmpty())) {
         int32_t id;
@@ -241,7 +243,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: llama_ref_bench --lib DIR --model CHECKPOINT_DIR --work DIR [--types "
-                   "bf16,q8_0,q4_k_m] [--threads N] [--check-prompt IDS] [--verbose]\n");
+                   "bf16,q8_0,q4_k_m] [--threads N] [--quantize-threads N] [--check-prompt IDS] [--verbose]\n");
       return 2;
     }
   }
@@ -277,7 +279,7 @@ int main(int argc, char** argv) {
       gguf = work + "/model-" + type + ".gguf";
       if (!Exists(gguf)) {
         Params params = api.quantize_default_params();
-        const int32_t nthread = threads;
+        const int32_t nthread = quantize_threads > 0 ? quantize_threads : threads;
         std::memcpy(params.bytes, &nthread, 4);  // nthread, then ftype: the struct's first fields
         std::memcpy(params.bytes + 4, &ftype, 4);
         std::printf("quantizing to %s\n", gguf.c_str());
