@@ -99,6 +99,14 @@ absl::Status Writer::Write(const std::string& path) const {
   const std::string tmp = path + ".tmp";
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(tmp.c_str(), "wb"), &std::fclose);
   if (f == nullptr) return absl::UnavailableError(absl::StrCat("cannot create ", tmp));
+  // On any failure below the partial file is removed: no truncated GGUF is left behind.
+  struct RemoveOnFailure {
+    const std::string& path;
+    bool keep = false;
+    ~RemoveOnFailure() {
+      if (!keep) std::remove(path.c_str());
+    }
+  } cleanup{tmp};
   auto write = [&](const void* p, size_t n) { return std::fwrite(p, 1, n, f.get()) == n; };
   if (!write(head.data(), head.size())) return absl::DataLossError("short write: " + tmp);
   std::vector<uint8_t> buffer;
@@ -114,6 +122,7 @@ absl::Status Writer::Write(const std::string& path) const {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
   }
+  cleanup.keep = true;
   return absl::OkStatus();
 }
 
