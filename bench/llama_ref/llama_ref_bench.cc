@@ -89,8 +89,8 @@ std::string FirstMatch(const std::string& pattern) {
 }
 
 bool LoadLlama(const std::string& dir, Llama* api) {
-  const std::string ggml_path = FirstMatch(dir + "/libggml.*so"), llama_path =
-                                                                      FirstMatch(dir + "/libllama.*so");
+  const std::string ggml_path = FirstMatch(dir + "/libggml.*so"),
+                    llama_path = FirstMatch(dir + "/libllama.*so");
   void* ggml = ggml_path.empty() ? nullptr : dlopen(ggml_path.c_str(), RTLD_NOW | RTLD_GLOBAL);
   void* lib = llama_path.empty() ? nullptr : dlopen(llama_path.c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (ggml == nullptr || lib == nullptr) {
@@ -243,7 +243,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: llama_ref_bench --lib DIR --model CHECKPOINT_DIR --work DIR [--types "
-                   "bf16,q8_0,q4_k_m] [--threads N] [--quantize-threads N] [--check-prompt IDS] [--verbose]\n");
+                   "bf16,q8_0,q4_k_m] [--threads N] [--quantize-threads N] [--check-prompt IDS] "
+                   "[--verbose]\n");
       return 2;
     }
   }

@@ -70,8 +70,8 @@ absl::Status ExportMiniMaxGguf(const std::string& checkpoint_dir, const std::str
   absl::StatusOr<ModelConfig> config = LoadModelConfig(checkpoint_dir);
   if (!config.ok()) return config.status();
   if (config->arch != Architecture::kMiniMaxM2 || config->weight_format != WeightFormat::kPlain) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(checkpoint_dir, ": the export takes a plain (bf16/fp32) MiniMax-M2 checkpoint"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        checkpoint_dir, ": the export takes a plain (bf16/fp32) MiniMax-M2 checkpoint"));
   }
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(checkpoint_dir);
   if (!ckpt.ok()) return ckpt.status();
@@ -130,7 +130,8 @@ absl::Status ExportMiniMaxGguf(const std::string& checkpoint_dir, const std::str
   copy("output_norm.weight", "model.norm.weight", TensorType::kF32, {d});
   copy("output.weight", "lm_head.weight", TensorType::kBF16, {d, c.vocab_size});
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string blk = absl::StrCat("blk.", l, "."), src = absl::StrCat("model.layers.", l, ".");
+    const std::string blk = absl::StrCat("blk.", l, "."),
+                      src = absl::StrCat("model.layers.", l, ".");
     copy(blk + "attn_norm.weight", src + "input_layernorm.weight", TensorType::kF32, {d});
     copy(blk + "attn_q.weight", src + "self_attn.q_proj.weight", TensorType::kBF16, {d, q});
     copy(blk + "attn_k.weight", src + "self_attn.k_proj.weight", TensorType::kBF16, {d, kv});
@@ -148,8 +149,8 @@ absl::Status ExportMiniMaxGguf(const std::string& checkpoint_dir, const std::str
       const char* name;
       const char* w;
       int64_t rows, cols;
-    } stacks[] = {{"ffn_gate_exps", "w1", f, d}, {"ffn_up_exps", "w3", f, d},
-                  {"ffn_down_exps", "w2", d, f}};
+    } stacks[] = {
+        {"ffn_gate_exps", "w1", f, d}, {"ffn_up_exps", "w3", f, d}, {"ffn_down_exps", "w2", d, f}};
     for (const auto& s : stacks) {
       const int64_t rows = s.rows, cols = s.cols;
       const std::string prefix = src + "block_sparse_moe.experts.", which = s.w;

@@ -64,12 +64,27 @@ class Reader {
   // Skips one value of GGUF type `type`; returns its integer value where it has one.
   uint64_t Skip(uint32_t type) {
     switch (type) {
-      case 0: case 1: case 7: return Get<uint8_t>();
-      case 2: case 3: return Get<uint16_t>();
-      case 4: case 5: case 6: return Get<uint32_t>();
-      case 10: case 11: case 12: return Get<uint64_t>();
-      case 8: String(); return 0;
-      default: ok_ = false; return 0;
+      case 0:
+      case 1:
+      case 7:
+        return Get<uint8_t>();
+      case 2:
+      case 3:
+        return Get<uint16_t>();
+      case 4:
+      case 5:
+      case 6:
+        return Get<uint32_t>();
+      case 10:
+      case 11:
+      case 12:
+        return Get<uint64_t>();
+      case 8:
+        String();
+        return 0;
+      default:
+        ok_ = false;
+        return 0;
     }
   }
   size_t at() const { return at_; }
@@ -217,9 +232,9 @@ TEST(MiniMaxGgufTest, ExportCarriesTheCheckpoint) {
       (*ckpt)->Get("model.layers.1.block_sparse_moe.experts.5.w2.weight");
   ASSERT_TRUE(w2.ok());
   ASSERT_EQ(w2->dtype, DType::kBF16);
-  EXPECT_EQ(std::memcmp(bytes.data() + p.data_start + down.offset + 5 * w2->bytes, w2->data,
-                        w2->bytes),
-            0);
+  EXPECT_EQ(
+      std::memcmp(bytes.data() + p.data_start + down.offset + 5 * w2->bytes, w2->data, w2->bytes),
+      0);
   // A norm widened to fp32, element by element.
   const Parsed::Info& norm = p.tensors["blk.2.attn_k_norm.weight"];
   EXPECT_EQ(norm.type, 0u);
