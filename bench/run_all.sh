@@ -40,7 +40,7 @@ while [[ $# -gt 0 ]]; do
   --threads) THREADS=$2; shift ;;
   --log) LOG=$2; shift ;;
   --no-llama) LLAMA=0 ;;
-  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

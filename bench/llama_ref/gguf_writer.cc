@@ -26,45 +26,39 @@ uint64_t AlignUp(uint64_t v) { return (v + kAlignment - 1) / kAlignment * kAlign
 
 }  // namespace
 
-void Writer::AddString(const std::string& key, const std::string& value) {
+void Writer::Key(const std::string& key, uint32_t type) {
   PutString(&kv_, key);
-  Put(&kv_, kString);
-  PutString(&kv_, value);
+  Put(&kv_, type);
   ++kv_count_;
+}
+
+void Writer::AddString(const std::string& key, const std::string& value) {
+  Key(key, kString);
+  PutString(&kv_, value);
 }
 void Writer::AddU32(const std::string& key, uint32_t value) {
-  PutString(&kv_, key);
-  Put(&kv_, kU32);
+  Key(key, kU32);
   Put(&kv_, value);
-  ++kv_count_;
 }
 void Writer::AddF32(const std::string& key, float value) {
-  PutString(&kv_, key);
-  Put(&kv_, kF32);
+  Key(key, kF32);
   Put(&kv_, value);
-  ++kv_count_;
 }
 void Writer::AddBool(const std::string& key, bool value) {
-  PutString(&kv_, key);
-  Put(&kv_, kBool);
+  Key(key, kBool);
   Put<uint8_t>(&kv_, value ? 1 : 0);
-  ++kv_count_;
 }
 void Writer::AddStringArray(const std::string& key, const std::vector<std::string>& values) {
-  PutString(&kv_, key);
-  Put(&kv_, kArray);
+  Key(key, kArray);
   Put(&kv_, kString);
   Put<uint64_t>(&kv_, values.size());
   for (const std::string& v : values) PutString(&kv_, v);
-  ++kv_count_;
 }
 void Writer::AddI32Array(const std::string& key, const std::vector<int32_t>& values) {
-  PutString(&kv_, key);
-  Put(&kv_, kArray);
+  Key(key, kArray);
   Put(&kv_, kI32);
   Put<uint64_t>(&kv_, values.size());
   for (int32_t v : values) Put(&kv_, v);
-  ++kv_count_;
 }
 
 void Writer::AddTensor(const std::string& name, TensorType type, std::vector<int64_t> dims,

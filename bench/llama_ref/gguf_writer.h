@@ -41,6 +41,9 @@ class Writer {
     Fill fill;
     uint64_t Bytes() const;
   };
+  // Starts a key/value pair: the key and the value's GGUF type.
+  void Key(const std::string& key, uint32_t type);
+
   std::string kv_;  // serialized key/value pairs
   uint64_t kv_count_ = 0;
   std::vector<Tensor> tensors_;

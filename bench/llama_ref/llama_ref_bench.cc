@@ -67,6 +67,8 @@ struct Llama {
   void* (*get_memory)(void*);
   void (*memory_clear)(void*, bool);
   float* (*get_logits_ith)(void*, int32_t);
+  const void* (*model_get_vocab)(const void*);
+  int32_t (*vocab_n_tokens)(const void*);
   uint32_t (*model_quantize)(const char*, const char*, const Params*);
 };
 
@@ -117,6 +119,8 @@ bool LoadLlama(const std::string& dir, Llama* api) {
          Resolve(lib, "llama_get_memory", &api->get_memory) &&
          Resolve(lib, "llama_memory_clear", &api->memory_clear) &&
          Resolve(lib, "llama_get_logits_ith", &api->get_logits_ith) &&
+         Resolve(lib, "llama_model_get_vocab", &api->model_get_vocab) &&
+         Resolve(lib, "llama_vocab_n_tokens", &api->vocab_n_tokens) &&
          Resolve(lib, "llama_model_quantize", &api->model_quantize);
 }
 
@@ -189,6 +193,7 @@ Result Measure(const Llama& api, const std::string& gguf, int threads,
   if (!check_prompt.empty() && result.ok) {
     api.memory_clear(memory, true);
     std::vector<int32_t> tokens = check_prompt;
+    const int32_t n_vocab = api.vocab_n_tokens(api.model_get_vocab(model));
     std::printf("greedy continuation of %s:", gguf.c_str());
     int32_t n = static_cast<int32_t>(tokens.size());
     int32_t* next = tokens.data();
@@ -196,8 +201,7 @@ Result Measure(const Llama& api, const std::string& gguf, int threads,
       if (api.decode(ctx, api.batch_get_one(next, n)) != 0) break;
       const float* logits = api.get_logits_ith(ctx, -1);
       int32_t best = 0;
-      // The vocabulary size is the model's; the export writes it as vocab_size.
-      for (int32_t v = 1; v < 32000; ++v) best = logits[v] > logits[best] ? v : best;
+      for (int32_t v = 1; v < n_vocab; ++v) best = logits[v] > logits[best] ? v : best;
       std::printf(" %d", best);
       tokens.assign(1, best);
       next = tokens.data();
