@@ -13,7 +13,7 @@
 // llama.cpp's own llama_model_quantize (Q8_0, Q4_K_M), each cached. Per type, like llama-bench:
 // pp128 (one 128-token batch into an empty context; median of 5 after a warm-up) and tg64 (64
 // single-token steps from an empty context; median of 3), with --threads threads.
-// --check-prompt: the bf16 model's greedy continuation of these token ids (8 tokens), to
+// --check-prompt: the bf16 model's greedy continuation of these (positive) token ids (8 tokens), to
 // compare with `afd generate` on the same checkpoint (the same model, so the same tokens).
 #include <dlfcn.h>
 #include <glob.h>
@@ -30,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/llama_ref/minimax_gguf.h"
+#include "bench/nodes/bench_util.h"
 
 namespace {
 
@@ -214,12 +215,18 @@ Result Measure(const Llama& api, const std::string& gguf, int threads,
   return result;
 }
 
+// The exit status of a flag with an unusable value.
+int BadValue(const std::string& flag) {
+  std::fprintf(stderr, "llama_ref_bench: bad value for %s\n", flag.c_str());
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string lib, model, work;
   std::vector<std::string> types = {"bf16", "q8_0", "q4_k_m"};
-  std::vector<int32_t> check_prompt;
+  std::vector<int> check_prompt;
   int threads = 2, quantize_threads = 0;
   bool verbose = false;
   for (int i = 1; i < argc; ++i) {
@@ -234,14 +241,13 @@ int main(int argc, char** argv) {
     } else if (a == "--types") {
       types = absl::StrSplit(value(), ',', absl::SkipEmpty());
     } else if (a == "--threads") {
-      if (!absl::SimpleAtoi(value(), &threads) || threads <= 0) threads = 2;
+      if (!absl::SimpleAtoi(value(), &threads) || threads <= 0) return BadValue(a);
     } else if (a == "--quantize-threads") {
-      if (!absl::SimpleAtoi(value(), &quantize_threads)) quantize_threads = 0;
-    } else if (a == "--check-prompt") {
-      for (absl::string_view t : absl::StrSplit(value(), ',', absl::SkipEmpty())) {
-        int32_t id;
-        if (absl::SimpleAtoi(t, &id)) check_prompt.push_back(id);
+      if (!absl::SimpleAtoi(value(), &quantize_threads) || quantize_threads <= 0) {
+        return BadValue(a);
       }
+    } else if (a == "--check-prompt") {
+      if (!afd::bench::ParseIntList(value(), &check_prompt)) return BadValue(a);
     } else if (a == "--verbose") {
       verbose = true;
     } else {
