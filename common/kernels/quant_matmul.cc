@@ -680,27 +680,50 @@ constexpr int kMR = 6;  // 32 vector registers: 24 accumulators
 constexpr int kTV = 4;
 #endif
 
-// out[r * tc + t] = sum_k wd[r * k_dim + k] * xt[k * tc + t] for r < kMR, t < tc = kTV lanes.
+// out[r * tc + t] = sum_k wd[r * k_dim + k] * xt[k * tc + t] for r < kMR, t < tc = TV vectors
+// of lanes. Each output is one accumulator summed over k in order, so its bits do not depend
+// on TV (the token width of the tile).
+template <int TV>
 HWY_INLINE void PrefillTile(const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wd,
                             int64_t k_dim, float* HWY_RESTRICT out) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
-  const size_t tc = kTV * lanes;
-  VF acc[kMR][kTV];
+  const size_t tc = TV * lanes;
+  VF acc[kMR][TV];
   for (int r = 0; r < kMR; ++r) {
-    for (int j = 0; j < kTV; ++j) acc[r][j] = hn::Zero(d);
+    for (int j = 0; j < TV; ++j) acc[r][j] = hn::Zero(d);
   }
   for (int64_t k = 0; k < k_dim; ++k) {
-    VF xv[kTV];
-    for (int j = 0; j < kTV; ++j) xv[j] = hn::Load(d, xt + k * tc + j * lanes);
+    VF xv[TV];
+    for (int j = 0; j < TV; ++j) xv[j] = hn::Load(d, xt + k * tc + j * lanes);
     for (int r = 0; r < kMR; ++r) {
       const VF b = hn::Set(d, wd[r * k_dim + k]);
-      for (int j = 0; j < kTV; ++j) acc[r][j] = hn::MulAdd(b, xv[j], acc[r][j]);
+      for (int j = 0; j < TV; ++j) acc[r][j] = hn::MulAdd(b, xv[j], acc[r][j]);
     }
   }
   for (int r = 0; r < kMR; ++r) {
-    for (int j = 0; j < kTV; ++j) hn::Store(acc[r][j], d, out + r * tc + j * lanes);
+    for (int j = 0; j < TV; ++j) hn::Store(acc[r][j], d, out + r * tc + j * lanes);
   }
+}
+
+// PrefillTile with TV = tv (1..kTV) chosen at run time.
+HWY_INLINE void PrefillTileOf(int tv, const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wd,
+                              int64_t k_dim, float* HWY_RESTRICT out) {
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+  if (tv == 1) return PrefillTile<1>(xt, wd, k_dim, out);
+  return PrefillTile<2>(xt, wd, k_dim, out);
+#else
+  switch (tv) {
+    case 1:
+      return PrefillTile<1>(xt, wd, k_dim, out);
+    case 2:
+      return PrefillTile<2>(xt, wd, k_dim, out);
+    case 3:
+      return PrefillTile<3>(xt, wd, k_dim, out);
+    default:
+      return PrefillTile<4>(xt, wd, k_dim, out);
+  }
+#endif
 }
 
 // out[k'] = W[row, c * kValues + Order(k, l)] for k' = c * kValues + k * L + l (decoder order).
@@ -731,12 +754,16 @@ void MlxPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   constexpr int64_t kValues = ChunkValues<Dec>();
   const int64_t k_dim = w.cols;
-  const int64_t tc = kTV * lanes;
-  float* xt = qi::QuantScratch(0, k_dim * tc);   // [k_dim, tc], k in decoder order
-  float* wd = qi::QuantScratch(1, kMR * k_dim);  // [kMR, k_dim]
-  float* out = qi::QuantScratch(2, kMR * tc);    // [kMR, tc]
-  for (int64_t t0 = 0; t0 < n; t0 += tc) {
-    const int64_t tn = std::min(tc, n - t0);
+  const int64_t max_tc = kTV * lanes;
+  float* xt = qi::QuantScratch(0, k_dim * max_tc);   // [k_dim, tc], k in decoder order
+  float* wd = qi::QuantScratch(1, kMR * k_dim);      // [kMR, k_dim]
+  float* out = qi::QuantScratch(2, kMR * max_tc);    // [kMR, tc]
+  for (int64_t t0 = 0; t0 < n; t0 += max_tc) {
+    const int64_t tn = std::min(max_tc, n - t0);
+    // The narrowest tile that holds this chunk's tokens: a 16-token expert group does not pay
+    // for 64 (the widened rows are shared by fewer tokens, the products are not padded).
+    const int tv = static_cast<int>((tn + lanes - 1) / lanes);
+    const int64_t tc = tv * lanes;
     for (int64_t t = 0; t < tc; ++t) {
       const float* xr = x + (t0 + t) * k_dim;
       for (int64_t c = 0; c < k_dim; c += kValues) {
@@ -757,7 +784,7 @@ void MlxPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix
           std::fill(wd + r * k_dim, wd + (r + 1) * k_dim, 0.0f);
         }
       }
-      PrefillTile(xt, wd, k_dim, out);
+      PrefillTileOf(tv, xt, wd, k_dim, out);
       for (int64_t t = 0; t < tn; ++t) {
         float* yt = y + (t0 + t) * w.rows + r0;
         for (int64_t r = 0; r < rn; ++r) yt[r] = out[r * tc + t];

@@ -316,7 +316,7 @@ TEST(QuantMatMulTest, MlxBothKernelsMatchReference) {
                             : bits == 6 ? WeightType::kF32
                                         : WeightType::kBF16;
       TestQuant tq = MakeMlx(37, 256, bits, group, st, rng);
-      for (int64_t n : {1, 3, 8, 11, 17}) {
+      for (int64_t n : {1, 3, 8, 11, 17, 70}) {
         ExpectKernelsMatchReference(
             tq.m, n, rng, "mlx bits " + std::to_string(bits) + " group " + std::to_string(group));
       }
@@ -406,6 +406,36 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
         }
       });
     }
+  }
+}
+
+TEST(QuantMatMulTest, PrefillTokenBitsDoNotDependOnTheBatch) {
+  // The prefill kernel sizes its token tiles to the batch (a 16-token expert group is not
+  // padded to 64); a token's outputs must still be the bits it gets alone, in any batch.
+  std::mt19937 rng(21);
+  TestQuant mlx = MakeMlx(40, 256, 4, 64, WeightType::kBF16, rng);
+  TestQuant mlx3 = MakeMlx(40, 256, 3, 32, WeightType::kBF16, rng);
+  TestQuant awq = MakeAwq(200, 256, 64, WeightType::kF16, true, rng);
+  for (const QuantMatrix* m : {&mlx.m, &mlx3.m, &awq.m}) {
+    const int64_t n = 83;  // one full 64-token tile, then a 19-token one
+    const std::vector<float> x = RandomX(n * m->cols, rng);
+    ForEachTarget([&](const std::string& target) {
+      std::vector<float> batch(n * m->rows);
+      internal::QuantMatMulRowsKernel(x.data(), n, *m, 0, m->rows, batch.data(),
+                                      internal::QuantKernel::kPrefill);
+      for (int64_t t = 0; t < n; t += 5) {
+        for (int64_t size : {int64_t{1}, int64_t{16}, int64_t{33}}) {
+          const int64_t count = std::min(size, n - t);
+          std::vector<float> part(count * m->rows);
+          internal::QuantMatMulRowsKernel(x.data() + t * m->cols, count, *m, 0, m->rows,
+                                          part.data(), internal::QuantKernel::kPrefill);
+          for (int64_t i = 0; i < count * m->rows; ++i) {
+            ASSERT_EQ(part[i], batch[t * m->rows + i])
+                << target << " token " << t + i / m->rows << " in a batch of " << count;
+          }
+        }
+      }
+    });
   }
 }
 
