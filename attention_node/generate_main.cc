@@ -38,7 +38,7 @@ void Usage(FILE* f) {
       "                    [--threads T] [--temperature X] [--top-k K] [--top-p P]\n"
       "                    [--min-p P] [--seed S] [--ignore-eos] [--block-size N]\n"
       "                    [--profile] [--vary-prompts] [--bf16-prefill]\n"
-      "                    [--vector-prompt] [--min-tile-prompt N]\n\n"
+      "                    [--vector-prompt] [--min-tile-prompt N] [--warmup N]\n\n"
       "Generates from token ids with the whole model in this process and prints each\n"
       "sequence's new ids plus prefill and decode throughput (tokens/s).\n"
       "  --max-tokens N   tokens to generate per sequence (default 32)\n"
@@ -56,6 +56,9 @@ void Usage(FILE* f) {
       "                   decode stays fp32)\n"
       "  --vary-prompts   give sequence b the prompt ids + 7919*b (mod vocab), so a batch's\n"
       "                   sequences differ and route to different experts\n"
+      "  --warmup N       untimed passes before the timed run (default 1): the first\n"
+      "                   prompt and two decode steps on a scratch sequence, so the timing\n"
+      "                   does not include first touches of weights, caches and buffers\n"
       "  --profile        time each stage of the prefill and decode steps (ms per step),\n"
       "                   measure the read bandwidth and print decode against its roofline\n"
       "                   (weight bytes read per step / bandwidth)\n");
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
   bool bf16_prefill = false;
   bool vector_prompt = false;
   int min_tile_prompt = 0;  // 0: the engine's default
+  int warmup = 1;
   afd::attention::SamplingParams sampling;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -131,6 +135,8 @@ int main(int argc, char** argv) {
       vector_prompt = true;
     } else if (arg == "--min-tile-prompt") {
       if (!absl::SimpleAtoi(value(), &min_tile_prompt) || min_tile_prompt <= 0) return bad();
+    } else if (arg == "--warmup") {
+      if (!absl::SimpleAtoi(value(), &warmup) || warmup < 0) return bad();
     } else if (arg == "--bf16-prefill") {
       bf16_prefill = true;
     } else if (arg == "--vary-prompts") {
@@ -168,9 +174,11 @@ int main(int argc, char** argv) {
   if (!backend.ok()) return fail(backend.status());
   afd::attention::KvCacheOptions cache_options;
   cache_options.block_size = block_size;
-  cache_options.max_sequences = batch;
+  cache_options.max_sequences = batch + 1;  // + the warm-up's scratch sequence
   const int64_t max_len = static_cast<int64_t>(prompt.size()) + max_tokens;
-  cache_options.num_blocks = batch * ((max_len + block_size - 1) / block_size);
+  const int64_t warmup_len = static_cast<int64_t>(prompt.size()) + 2;
+  cache_options.num_blocks = batch * ((max_len + block_size - 1) / block_size) +
+                             (warmup_len + block_size - 1) / block_size;
   auto cache = afd::attention::KvCache::Create(*config, cache_options);
   if (!cache.ok()) return fail(cache.status());
   afd::attention::Engine engine(weights->get(), cache->get(), backend->get(), &pool);
@@ -222,6 +230,19 @@ int main(int argc, char** argv) {
   };
 
   StepOutput out;
+  // Untimed passes: the prompt and two decode steps on a scratch sequence, freed after.
+  for (int w = 0; w < warmup; ++w) {
+    auto seq = (*cache)->AddSequence();
+    if (!seq.ok()) return fail(seq.status());
+    const StepInput first = {*seq, prompts[0], LogitsMode::kLast, inputs[0].prompt_tokens};
+    if (absl::Status s = engine.Step({first}, &out); !s.ok()) return fail(s);
+    for (int step = 0; step < 2; ++step) {
+      const int32_t token = prompts[0][step % prompts[0].size()];
+      const StepInput next = {*seq, absl::MakeConstSpan(&token, 1), LogitsMode::kLast};
+      if (absl::Status s = engine.Step({next}, &out); !s.ok()) return fail(s);
+    }
+    if (absl::Status s = (*cache)->FreeSequence(*seq); !s.ok()) return fail(s);
+  }
   use_profile(&prefill_profile);
   auto set_activations = [&](afd::kernels::Activations a) {
     engine.set_activations(a);
