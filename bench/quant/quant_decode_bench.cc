@@ -127,8 +127,7 @@ int Bench(const std::string& dir, int threads, int tokens, int prompt_len, int r
     const auto t0 = Clock::now();
     // The prompt as afd-generate runs it: prompt tokens (the matrix tiles where the CPU has
     // them).
-    absl::Status s =
-        engine.Step({{seq, prompt, attention::LogitsMode::kLast, prompt_len}}, &out);
+    absl::Status s = engine.Step({{seq, prompt, attention::LogitsMode::kLast, prompt_len}}, &out);
     const auto t1 = Clock::now();
     if (!s.ok()) {
       std::fprintf(stderr, "%s: %s\n", dir.c_str(), s.ToString().c_str());

@@ -755,9 +755,9 @@ void MlxPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix
   constexpr int64_t kValues = ChunkValues<Dec>();
   const int64_t k_dim = w.cols;
   const int64_t max_tc = kTV * lanes;
-  float* xt = qi::QuantScratch(0, k_dim * max_tc);   // [k_dim, tc], k in decoder order
-  float* wd = qi::QuantScratch(1, kMR * k_dim);      // [kMR, k_dim]
-  float* out = qi::QuantScratch(2, kMR * max_tc);    // [kMR, tc]
+  float* xt = qi::QuantScratch(0, k_dim * max_tc);  // [k_dim, tc], k in decoder order
+  float* wd = qi::QuantScratch(1, kMR * k_dim);     // [kMR, k_dim]
+  float* out = qi::QuantScratch(2, kMR * max_tc);   // [kMR, tc]
   for (int64_t t0 = 0; t0 < n; t0 += max_tc) {
     const int64_t tn = std::min(max_tc, n - t0);
     // The narrowest tile that holds this chunk's tokens: a 16-token expert group does not pay
