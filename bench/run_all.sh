@@ -20,7 +20,9 @@
 # llama.cpp itself is also measured in this run, on the same m2-perf weights (bench/llama_ref:
 # its CPU libraries from the npm registry, the checkpoint exported to GGUF and quantized by
 # llama.cpp to Q8_0 / Q4_K_M into <models>/llama-ref once, about 5 minutes the first time), and
-# afd's figures are set against 1.2x (decode) / 1.3x (prefill) of those same-run numbers.
+# afd's figures are set against 1.2x (decode) / 1.3x (prefill) of those same-run numbers; at the
+# end, bench/llama_ref/alternate.sh alternates llama.cpp and afd-generate for a few rounds and
+# the table gets the median per-round ratios.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -40,7 +42,7 @@ while [[ $# -gt 0 ]]; do
   --threads) THREADS=$2; shift ;;
   --log) LOG=$2; shift ;;
   --no-llama) LLAMA=0 ;;
-  -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -491,6 +493,21 @@ if have quant_decode_bench; then
   else
     note "no m2-perf-awq / m2-perf-mlx4 in $MODELS: quant decode rows skipped"
   fi
+fi
+
+# 10. llama.cpp and afd alternating on the same weights (bench/llama_ref/alternate.sh): the
+# single runs above move 1.5x from minute to minute on this VM; the median of per-round ratios
+# does not. 2 rounds with --quick, 4 otherwise (about 1.5 / 3 minutes).
+if [[ -n $LLAMA_LIB ]] && have afd-generate && have llama_ref_bench; then
+  out=$LOG/alternate.txt
+  bench/llama_ref/alternate.sh --rounds $((QUICK == 1 ? 2 : 4)) --build "$BUILD" --models "$MODELS" \
+    --threads "$THREADS" >"$out" 2>&1 || note "alternate.sh failed (see $out)"
+  # "  mlx4  decode b1 1.15 (0.89-1.33)   prefill 128 1.06 (0.74-1.16)"
+  while read -r name dec pre; do
+    vs=$([[ $name == mlx4 || $name == awq ]] && echo Q4_K_M || { [[ $name == fp8 ]] && echo Q8_0 || echo bf16; })
+    row "alternating rounds: $name b1 / llama.cpp $vs" "$dec" "x" "1.2" "median per-round ratio vs 1.2x (target)"
+    row "alternating rounds: $name prefill / llama.cpp" "$pre" "x" "1.3" "median per-round ratio vs 1.3x (target)"
+  done < <(awk '$2 == "decode" && $3 == "b1" {print $1, $4, $8}' "$out")
 fi
 
 read -r STEAL1 TOTAL1 < <(proc_stat_cpu)
