@@ -16,6 +16,7 @@
 #include "common/kernels/attention.h"
 #include "common/kernels/lightning_attention.h"
 #include "common/kernels/matmul.h"
+#include "common/kernels/quant_matmul.h"
 #include "common/kernels/rms_norm.h"
 #include "common/kernels/rope.h"
 #include "common/kernels/routing.h"
@@ -129,6 +130,21 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
     if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(list[i].w->Bytes());
     first_unit[i + 1] = first_unit[i] + (list[i].w->rows + kRowUnit - 1) / kRowUnit;
     grain = std::max(grain, kernels::ParallelUnitGrain(*list[i].w, kRowUnit));
+  }
+  // AWQ decode: split along the input axis instead (kernels::AwqMatMulSplitInput).
+  if (options.kernel == kernels::Kernel::kVector && pool_ != nullptr &&
+      std::all_of(list, list + count, [](const Product& p) {
+        return p.w->type == kernels::WeightType::kAwqInt4;
+      })) {
+    kernels::QuantMatrix qs[kMaxFusedProducts];
+    const kernels::QuantMatrix* qp[kMaxFusedProducts];
+    float* ys[kMaxFusedProducts];
+    for (int i = 0; i < count; ++i) {
+      qs[i] = kernels::AsQuantMatrix(*list[i].w);
+      qp[i] = &qs[i];
+      ys[i] = list[i].y;
+    }
+    if (kernels::AwqMatMulSplitInput(x, n, qp, ys, count, pool_)) return;
   }
   // Tiles: x packed once for every unit of every product (they share x and its columns).
   kernels::TilePackedX tile_x;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run_all.sh: the one benchmark command (issue 5). Builds what it needs (Release, in build/),
-# generates models/m2-perf-bf16 and models/m2-perf-fp8 if missing, runs every benchmark this
+# generates models/m2-perf-{bf16,fp8,awq,mlx4} if missing, runs every benchmark this
 # machine can run, and prints ONE table: each figure next to its roofline or anchor and the
 # ratio. Rooflines use the read bandwidth and sgemm rate measured in the same run (by the kernel
 # bench), so a noisy machine shows up as lower absolute numbers, not as wrong ratios.
@@ -117,6 +117,10 @@ gen() {  # gen DIR ARGS...
 }
 gen "$BF16"
 gen "$FP8" --dtype fp8
+# Issue 6's quantized checkpoints: the same bf16 weights packed (AWQ int4 g128 with the
+# attention quantized; MLX 4-bit g64 with embeddings, attention and lm_head packed).
+gen "$MODELS/m2-perf-awq" --quant awq
+gen "$MODELS/m2-perf-mlx4" --quant mlx --bits 4
 
 # 3. Kernel bench and machine limits (read bandwidth, sgemm) of this run.
 BW1="" BW2="" SG2=""

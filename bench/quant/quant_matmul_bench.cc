@@ -82,8 +82,8 @@ class QuantCopies {
   std::vector<QuantMatrix> views_;
 };
 
-// Rows split across the pool in units of 16, as MatMul does. `kernel`: forced, or by n when
-// null (the engine's choice).
+// `kernel` null: kernels::MatMul on the pool, the engine's choice of kernel and split (AWQ
+// decode splits along the input axis). Forced kernel: rows split across the pool in units of 16.
 Timing TimeProduct(const QuantCopies& weights, int64_t n, int threads, double seconds,
                    const kernels::internal::QuantKernel* kernel) {
   const QuantMatrix& w0 = weights.Get(0);
@@ -93,6 +93,10 @@ Timing TimeProduct(const QuantCopies& weights, int64_t n, int threads, double se
   size_t i = 0;
   return TimeCalls(seconds, [&] {
     const QuantMatrix& w = weights.Get(i++);
+    if (kernel == nullptr) {
+      kernels::MatMul(x.data(), n, kernels::AsWeightView(w), y.data(), &pool);
+      return;
+    }
     const int64_t units = (w.rows + 15) / 16;
     pool.ParallelFor(units, [&](int64_t b, int64_t e) {
       const int64_t end = std::min(e * 16, w.rows);

@@ -1518,6 +1518,11 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
     MatMulRows(x, n, w, 0, w.rows, y, options);
     return;
   }
+  if (w.type == WeightType::kAwqInt4 && options.kernel == Kernel::kVector) {
+    const QuantMatrix q = AsQuantMatrix(w);
+    const QuantMatrix* qs[1] = {&q};
+    if (AwqMatMulSplitInput(x, n, qs, &y, 1, pool)) return;
+  }
   // Tiles: x packed once for every row unit (per calling thread: concurrent MatMuls of one
   // pool never share it).
   thread_local std::vector<uint16_t> tile_storage;

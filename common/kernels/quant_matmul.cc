@@ -27,6 +27,7 @@
 
 #include "common/kernels/matmul.h"
 #include "common/kernels/quant_tile.h"
+#include "common/kernels/thread_pool.h"
 #include "common/kernels/thread_scratch.h"
 #include "common/kernels/vector_state.h"
 
@@ -1433,26 +1434,70 @@ constexpr int64_t kAwqPanelTiles = 32;
 constexpr int64_t kAwqBlockRows = 16;
 constexpr int64_t kAwqPrefetchRows = 64;
 
-AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin, int64_t c_end,
-                                          const BlockX& bx, int64_t n, float* y) {
+// The byte permutes of AwqVnniRows (idx_b), the scale permutes of AwqVnniFinish (sidx) and each
+// lane's column within its tile (column).
+struct AwqVnniLanes {
+  AwqVnniLanes() {
+    for (int j = 0; j < 16; ++j) {
+      for (int h = 0; h < 2; ++h) {
+        const int byte = 16 * h + j;
+        idx_b[h][4 * j + 0] = static_cast<uint8_t>(byte);
+        idx_b[h][4 * j + 1] = static_cast<uint8_t>(32 + byte);
+        idx_b[h][4 * j + 2] = static_cast<uint8_t>(64 + byte);
+        idx_b[h][4 * j + 3] = static_cast<uint8_t>(96 + byte);
+      }
+      for (int v = 0; v < 4; ++v) {
+        sidx[v][j] = static_cast<int32_t>(AwqVnniColumn(v, j) % 32);
+        column[16 * v + j] = static_cast<int>(AwqVnniColumn(v, j));
+      }
+    }
+  }
   alignas(64) uint8_t idx_b[2][64];
   alignas(64) int32_t sidx[4][16];
-  for (int j = 0; j < 16; ++j) {
-    for (int h = 0; h < 2; ++h) {
-      const int byte = 16 * h + j;
-      idx_b[h][4 * j + 0] = static_cast<uint8_t>(byte);
-      idx_b[h][4 * j + 1] = static_cast<uint8_t>(32 + byte);
-      idx_b[h][4 * j + 2] = static_cast<uint8_t>(64 + byte);
-      idx_b[h][4 * j + 3] = static_cast<uint8_t>(96 + byte);
+  int column[64];
+};
+
+// The int32 sums of input rows [i_begin, i_end) (one group's) for 64-column tiles [p0, p1)
+// from column `first`, every token, added into sums[(tile - p0) * n * 12 + 12 * t]. Rows below
+// `pf_end` may be prefetched ahead.
+AFD_VNNI HWY_INLINE void AwqVnniSweep(const QuantMatrix& w, const AwqVnniLanes& lanes,
+                                      const BlockX& bx, int64_t n, int64_t first, int64_t p0,
+                                      int64_t p1, int64_t i_begin, int64_t i_end, int64_t pf_end,
+                                      const int8_t** xp, __m512i* sums) {
+  const __m512i idx0 = _mm512_load_si512(lanes.idx_b[0]);
+  const __m512i idx1 = _mm512_load_si512(lanes.idx_b[1]);
+  const int64_t wb = w.rows / 2;
+  const uint8_t* qweight = static_cast<const uint8_t*>(w.data);
+  for (int64_t i0 = i_begin; i0 < i_end; i0 += kAwqBlockRows) {
+    const int64_t steps = std::min(kAwqBlockRows, i_end - i0) / 4;
+    for (int64_t t = 0; t < n; ++t) {
+      for (int k = 0; k < 3; ++k) xp[3 * t + k] = bx.plane[k] + t * bx.stride + i0;
     }
-    for (int v = 0; v < 4; ++v) sidx[v][j] = static_cast<int32_t>(AwqVnniColumn(v, j) % 32);
+    const bool prefetch = i0 + kAwqPrefetchRows + 4 * steps <= pf_end;
+    for (int64_t tile = p0; tile < p1; ++tile) {
+      const int64_t c0 = first + 64 * tile;
+      const int64_t valid = std::min<int64_t>(64, w.rows - c0);
+      const uint8_t* p = qweight + i0 * wb + c0 / 2;
+      // One prefetch per cache line: the tile starting it, and the panel's first.
+      const uint8_t* pf =
+          prefetch && ((c0 / 2) % 64 < 32 || tile == p0) ? p + kAwqPrefetchRows * wb : nullptr;
+      __m512i* a = sums + (tile - p0) * n * 12;
+      if (valid == 64) {
+        AwqVnniRowBlock<false>(p, wb, steps, 32, xp, n, idx0, idx1, pf, a);
+      } else {
+        AwqVnniRowBlock<true>(p, wb, steps, valid / 2, xp, n, idx0, idx1, nullptr, a);
+      }
+    }
   }
-  const __m512i idx0 = _mm512_load_si512(idx_b[0]), idx1 = _mm512_load_si512(idx_b[1]);
+}
+
+AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin, int64_t c_end,
+                                          const BlockX& bx, int64_t n, float* y) {
+  static const AwqVnniLanes lanes;
+  const auto& sidx = lanes.sidx;
   const int64_t first = c_begin / 8 * 8;
   const int64_t tiles = (c_end - first + 63) / 64;
-  const int64_t wb = w.rows / 2;
   const int64_t group = w.group_size;
-  const uint8_t* qweight = static_cast<const uint8_t*>(w.data);
   float* acc = qi::QuantScratch(6, n * tiles * 64);
   std::fill(acc, acc + n * tiles * 64, 0.0f);
   // int32 sums of a panel's tiles for one group, every token: [panel tiles, n, 12 vectors];
@@ -1465,27 +1510,7 @@ AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin,
     const int64_t p1 = std::min(tiles, p0 + panel);
     for (int64_t g = 0; g < w.groups(); ++g) {
       std::fill(ia, ia + (p1 - p0) * n * 12, _mm512_setzero_si512());
-      for (int64_t i0 = g * group; i0 < (g + 1) * group; i0 += kAwqBlockRows) {
-        const int64_t steps = std::min(kAwqBlockRows, (g + 1) * group - i0) / 4;
-        for (int64_t t = 0; t < n; ++t) {
-          for (int k = 0; k < 3; ++k) xp[3 * t + k] = bx.plane[k] + t * bx.stride + i0;
-        }
-        const bool prefetch = i0 + kAwqPrefetchRows + 4 * steps <= w.cols;
-        for (int64_t tile = p0; tile < p1; ++tile) {
-          const int64_t c0 = first + 64 * tile;
-          const int64_t valid = std::min<int64_t>(64, w.rows - c0);
-          const uint8_t* p = qweight + i0 * wb + c0 / 2;
-          // One prefetch per cache line: the tile starting it, and the panel's first.
-          const uint8_t* pf =
-              prefetch && ((c0 / 2) % 64 < 32 || tile == p0) ? p + kAwqPrefetchRows * wb : nullptr;
-          __m512i* a = ia + (tile - p0) * n * 12;
-          if (valid == 64) {
-            AwqVnniRowBlock<false>(p, wb, steps, 32, xp, n, idx0, idx1, pf, a);
-          } else {
-            AwqVnniRowBlock<true>(p, wb, steps, valid / 2, xp, n, idx0, idx1, nullptr, a);
-          }
-        }
-      }
+      AwqVnniSweep(w, lanes, bx, n, first, p0, p1, g * group, (g + 1) * group, w.cols, xp, ia);
       for (int64_t tile = p0; tile < p1; ++tile) {
         const int64_t c0 = first + 64 * tile;
         const int64_t valid = std::min<int64_t>(64, w.rows - c0);
@@ -1501,16 +1526,12 @@ AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin,
       }
     }
   }
-  int column[64];
-  for (int v = 0; v < 4; ++v) {
-    for (int j = 0; j < 16; ++j) column[16 * v + j] = static_cast<int>(AwqVnniColumn(v, j));
-  }
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t tile = 0; tile < tiles; ++tile) {
       const float* a = acc + (t * tiles + tile) * 64;
       const int64_t c0 = first + 64 * tile;
       for (int l = 0; l < 64; ++l) {
-        const int64_t c = c0 + column[l];
+        const int64_t c = c0 + lanes.column[l];
         if (c >= c_begin && c < c_end) y[t * w.rows + c] = a[l];
       }
     }
@@ -1522,6 +1543,120 @@ void AwqVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t 
   const BlockX bx = QuantizeBlockX(x, n, w.cols, w.group_size, w.cols, 0);
   AwqVnniColumns(w, col_begin, col_end, bx, n, y);
 }
+
+// Split along the input axis (AwqMatMulSplitInput). Groups [g_begin, g_end) of every tile of
+// the matrix: sums[((g * tiles + tile) * n + t) * 12] = the int32 sums AwqVnniColumns forms.
+AFD_VNNI HWY_NOINLINE void AwqVnniGroupSums(const QuantMatrix& w, const BlockX& bx, int64_t n,
+                                            int64_t g_begin, int64_t g_end, __m512i* sums) {
+  static const AwqVnniLanes lanes;
+  const int64_t tiles = (w.rows + 63) / 64;
+  const int64_t panel = std::max<int64_t>(1, kAwqPanelTiles / n);
+  const int64_t group = w.group_size;
+  const int8_t* xp[3 * internal::kAwqSplitMaxTokens];
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    __m512i* gs = sums + g * tiles * n * 12;
+    std::fill(gs, gs + tiles * n * 12, _mm512_setzero_si512());
+    for (int64_t p0 = 0; p0 < tiles; p0 += panel) {
+      // Prefetch stays inside [g_begin, g_end) (the rows after it may be another thread's).
+      AwqVnniSweep(w, lanes, bx, n, 0, p0, std::min(tiles, p0 + panel), g * group,
+                   (g + 1) * group, g_end * group, xp, gs + p0 * n * 12);
+    }
+  }
+}
+
+// Every column from every group's sums, groups added in order from 0.0f as AwqVnniColumns
+// does, so the bits are the same.
+AFD_VNNI HWY_NOINLINE void AwqVnniFinishColumns(const QuantMatrix& w, const BlockX& bx,
+                                                int64_t n, const __m512i* sums, float* y) {
+  static const AwqVnniLanes lanes;
+  const int64_t tiles = (w.rows + 63) / 64;
+  alignas(64) float acc[64];
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    const int64_t c0 = 64 * tile;
+    const int64_t valid = std::min<int64_t>(64, w.rows - c0);
+    for (int64_t t = 0; t < n; ++t) {
+      std::fill(acc, acc + 64, 0.0f);
+      for (int64_t g = 0; g < w.groups(); ++g) {
+        const __m512i* s = sums + ((g * tiles + tile) * n + t) * 12;
+        if (valid == 64) {
+          AwqVnniFinish<false>(w, g, c0, valid, bx, t, lanes.sidx, s, acc);
+        } else {
+          AwqVnniFinish<true>(w, g, c0, valid, bx, t, lanes.sidx, s, acc);
+        }
+      }
+      for (int l = 0; l < 64; ++l) {
+        const int64_t c = c0 + lanes.column[l];
+        if (c < w.rows) y[t * w.rows + c] = acc[l];
+      }
+    }
+  }
+}
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
+bool AwqSplitInputImpl(const float* x, int64_t n, const QuantMatrix* const* ws, float* const* ys,
+                       int count, ThreadPool* pool) {
+#if HWY_TARGET == HWY_AVX3_DL
+  if (!HasVnni() || n < 1 || n > internal::kAwqSplitMaxTokens || count < 1) return false;
+  const QuantMatrix& w0 = *ws[0];
+  for (int p = 0; p < count; ++p) {
+    const QuantMatrix& w = *ws[p];
+    if (w.format != QuantFormat::kAwqInt4 || w.group_size % 4 != 0 || w.cols != w0.cols ||
+        w.group_size != w0.group_size) {
+      return false;
+    }
+  }
+  const BlockX bx = QuantizeBlockX(x, n, w0.cols, w0.group_size, w0.cols, 0);
+  // Each thread's share: a contiguous run of groups (of one product or several in turn) of
+  // about equal bytes, so each thread streams whole rows front to back.
+  struct Run {
+    int share;
+    int p;
+    int64_t g_begin, g_end;
+  };
+  const int shares = pool->num_threads();
+  thread_local std::vector<Run> runs;
+  thread_local std::vector<int64_t> offset;
+  runs.clear();
+  offset.assign(count + 1, 0);
+  int64_t total = 0;
+  for (int p = 0; p < count; ++p) total += ws[p]->groups() * ws[p]->group_size * ws[p]->rows / 2;
+  int64_t done = 0;
+  for (int p = 0; p < count; ++p) {
+    const QuantMatrix& w = *ws[p];
+    const int64_t group_bytes = w.group_size * w.rows / 2;
+    for (int64_t g = 0; g < w.groups(); ++g, done += group_bytes) {
+      // The share holding this group's middle byte.
+      const int share = static_cast<int>((2 * done + group_bytes) * shares / (2 * total));
+      if (!runs.empty() && runs.back().share == share && runs.back().p == p) {
+        runs.back().g_end = g + 1;
+      } else {
+        runs.push_back({share, p, g, g + 1});
+      }
+    }
+    offset[p + 1] = offset[p] + w.groups() * ((w.rows + 63) / 64) * n * 12;
+  }
+  __m512i* sums = reinterpret_cast<__m512i*>(qi::QuantScratch(7, offset[count] * 16));
+  // The calling thread's lists, by pointer: in the workers the names denote their own.
+  const Run* run_list = runs.data();
+  const int64_t num_runs = static_cast<int64_t>(runs.size());
+  const int64_t* run_offset = offset.data();
+  // A share may run on any thread (a late thread leaves its share to the others); the sums
+  // are exact, so who computes them never changes a bit.
+  pool->ParallelFor(shares, [&](int64_t begin, int64_t end) {
+    for (int64_t r = 0; r < num_runs; ++r) {
+      const Run& run = run_list[r];
+      if (run.share < begin || run.share >= end) continue;
+      AwqVnniGroupSums(*ws[run.p], bx, n, run.g_begin, run.g_end, sums + run_offset[run.p]);
+    }
+  });
+  for (int p = 0; p < count; ++p) AwqVnniFinishColumns(*ws[p], bx, n, sums + offset[p], ys[p]);
+  return true;
+#else
+  (void)x, (void)n, (void)ws, (void)ys, (void)count, (void)pool;
+  return false;
+#endif
+}
+#if HWY_TARGET == HWY_AVX3_DL
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
 // ---------------------------------------------------------------------------------------------
@@ -1619,13 +1754,14 @@ HWY_AFTER_NAMESPACE();
 namespace afd::kernels {
 
 HWY_EXPORT(QuantMatMulRowsImpl);
+HWY_EXPORT(AwqSplitInputImpl);
 
 namespace quant_internal {
 
 struct QuantScratchTag {};
 
 float* QuantScratch(int slot, size_t count) {
-  return internal::ThreadScratch<QuantScratchTag, float, 7>(slot, count);
+  return internal::ThreadScratch<QuantScratchTag, float, 8>(slot, count);
 }
 
 }  // namespace quant_internal
@@ -1745,6 +1881,17 @@ void QuantMatMulRows(const float* x, int64_t n, const QuantMatrix& w, int64_t ro
 
 void QuantMatMul(const float* x, int64_t n, const QuantMatrix& w, float* y) {
   QuantMatMulRows(x, n, w, 0, w.rows, y);
+}
+
+bool AwqMatMulSplitInput(const float* x, int64_t n, const QuantMatrix* const* ws,
+                         float* const* ys, int count, ThreadPool* pool) {
+  if (pool == nullptr || pool->num_threads() <= 1 || count < 1) return false;
+  for (int p = 0; p < count; ++p) {
+    if (UsesQuantTiles(*ws[p], n)) return false;
+  }
+  const bool done = HWY_DYNAMIC_DISPATCH(AwqSplitInputImpl)(x, n, ws, ys, count, pool);
+  ClearUpperVectorState();
+  return done;
 }
 
 void QuantMatMulReference(const float* x, int64_t n, const QuantMatrix& w, float* y) {

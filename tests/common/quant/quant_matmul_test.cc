@@ -409,6 +409,73 @@ TEST(QuantMatMulTest, HowRowsAreSplitNeverChangesARow) {
   }
 }
 
+TEST(QuantMatMulTest, AwqSplitInputGivesTheBitsOfTheRowSplit) {
+  // Decode products split along the input axis (whole groups per thread, then one finish pass)
+  // must give every output bitwise what QuantMatMulRows gives: the attention node and the
+  // expert nodes use it with pools of any size, the in-process engine without one.
+  if (!__builtin_cpu_supports("avx512vnni")) GTEST_SKIP() << "no VNNI kernel on this CPU";
+  std::mt19937 rng(21);
+  struct Case {
+    TestQuant a, b;  // same input size and group size, different outputs
+  };
+  std::vector<Case> cases;
+  cases.push_back({MakeAwq(256, 1536, 128, WeightType::kF16, true, rng),
+                   MakeAwq(1536, 1536, 128, WeightType::kF16, true, rng)});
+  cases.push_back({MakeAwq(72, 256, 64, WeightType::kBF16, false, rng),  // a partial tile
+                   MakeAwq(200, 256, 64, WeightType::kF32, true, rng)});
+  cases.push_back({MakeAwq(2120, 64, 32, WeightType::kF16, true, rng),  // spans column panels
+                   MakeAwq(8, 64, 32, WeightType::kF16, true, rng)});
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    for (const Case& c : cases) {
+      for (int64_t n = 1; n <= internal::kAwqSplitMaxTokens; ++n) {
+        const std::vector<float> x = RandomX(n * c.a.m.cols, rng);
+        std::vector<float> want_a(n * c.a.m.rows), want_b(n * c.b.m.rows);
+        QuantMatMulRows(x.data(), n, c.a.m, 0, c.a.m.rows, want_a.data());
+        QuantMatMulRows(x.data(), n, c.b.m, 0, c.b.m.rows, want_b.data());
+        std::vector<float> got_a(want_a.size(), -7.0f), got_b(want_b.size(), -7.0f);
+        const QuantMatrix* ws[2] = {&c.a.m, &c.b.m};
+        float* ys[2] = {got_a.data(), got_b.data()};
+        ASSERT_TRUE(AwqMatMulSplitInput(x.data(), n, ws, ys, 2, &pool));
+        const std::string what = "threads " + std::to_string(threads) + " rows " +
+                                 std::to_string(c.a.m.rows) + " n " + std::to_string(n);
+        ASSERT_EQ(0, std::memcmp(got_a.data(), want_a.data(), sizeof(float) * want_a.size()))
+            << what;
+        ASSERT_EQ(0, std::memcmp(got_b.data(), want_b.data(), sizeof(float) * want_b.size()))
+            << what;
+        // One product through kernels::MatMul, which takes the same path with a pool.
+        std::vector<float> via_matmul(want_b.size(), -7.0f);
+        MatMul(x.data(), n, AsWeightView(c.b.m), via_matmul.data(), &pool);
+        ASSERT_EQ(0, std::memcmp(via_matmul.data(), want_b.data(), sizeof(float) * want_b.size()))
+            << what;
+      }
+    }
+  }
+}
+
+TEST(QuantMatMulTest, AwqSplitInputDeclinesWhatItDoesNotTake) {
+  std::mt19937 rng(22);
+  const TestQuant awq = MakeAwq(256, 256, 64, WeightType::kF16, true, rng);
+  const TestQuant other_group = MakeAwq(256, 256, 128, WeightType::kF16, true, rng);
+  const TestQuant mlx = MakeMlx(256, 256, 4, 64, WeightType::kBF16, rng);
+  const std::vector<float> x = RandomX(8 * 256, rng);
+  std::vector<float> y0(8 * 256, -7.0f), y1(8 * 256, -7.0f);
+  float* ys[2] = {y0.data(), y1.data()};
+  ThreadPool pool(2), single(1);
+  const QuantMatrix* just_awq[1] = {&awq.m};
+  const QuantMatrix* mixed_groups[2] = {&awq.m, &other_group.m};
+  const QuantMatrix* with_mlx[2] = {&awq.m, &mlx.m};
+  EXPECT_FALSE(AwqMatMulSplitInput(x.data(), internal::kAwqSplitMaxTokens + 1, just_awq, ys, 1,
+                                   &pool));
+  EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, just_awq, ys, 1, &single));
+  EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, just_awq, ys, 1, nullptr));
+  EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, mixed_groups, ys, 2, &pool));
+  EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, with_mlx, ys, 2, &pool));
+  // Declining computes nothing.
+  EXPECT_EQ(y0[0], -7.0f);
+  EXPECT_EQ(y1[0], -7.0f);
+}
+
 TEST(QuantMatMulTest, PrefillTokenBitsDoNotDependOnTheBatch) {
   // The prefill kernel sizes its token tiles to the batch (a 16-token expert group is not
   // padded to 64); a token's outputs must still be the bits it gets alone, in any batch.
