@@ -1474,13 +1474,28 @@ AFD_VNNI HWY_INLINE void AwqVnniSweep(const QuantMatrix& w, const AwqVnniLanes& 
       for (int k = 0; k < 3; ++k) xp[3 * t + k] = bx.plane[k] + t * bx.stride + i0;
     }
     const bool prefetch = i0 + kAwqPrefetchRows + 4 * steps <= pf_end;
+    // A panel of every column: the block kAwqPrefetchRows further down is one contiguous
+    // range, prefetched front to back, a few lines per tile (what the L2 streamer follows
+    // best: 4-8 % faster on one core than a line per row in tile order).
+    const bool whole_rows = prefetch && first == 0 && p0 == 0 && 64 * p1 >= w.rows;
+    const int64_t lines = (4 * steps * wb + 63) / 64;
+    const int64_t lines_per_tile = (lines + (p1 - p0) - 1) / (p1 - p0);
+    const uint8_t* ahead = qweight + (i0 + kAwqPrefetchRows) * wb;
     for (int64_t tile = p0; tile < p1; ++tile) {
       const int64_t c0 = first + 64 * tile;
       const int64_t valid = std::min<int64_t>(64, w.rows - c0);
       const uint8_t* p = qweight + i0 * wb + c0 / 2;
-      // One prefetch per cache line: the tile starting it, and the panel's first.
-      const uint8_t* pf =
-          prefetch && ((c0 / 2) % 64 < 32 || tile == p0) ? p + kAwqPrefetchRows * wb : nullptr;
+      if (whole_rows) {
+        const int64_t line_end = std::min(lines, (tile - p0 + 1) * lines_per_tile);
+        for (int64_t line = (tile - p0) * lines_per_tile; line < line_end; ++line) {
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * line), _MM_HINT_T1);
+        }
+      }
+      // Otherwise one prefetch per cache line of each row: the tile starting it, and the
+      // panel's first.
+      const uint8_t* pf = !whole_rows && prefetch && ((c0 / 2) % 64 < 32 || tile == p0)
+                              ? p + kAwqPrefetchRows * wb
+                              : nullptr;
       __m512i* a = sums + (tile - p0) * n * 12;
       if (valid == 64) {
         AwqVnniRowBlock<false>(p, wb, steps, 32, xp, n, idx0, idx1, pf, a);
@@ -1656,8 +1671,6 @@ bool AwqSplitInputImpl(const float* x, int64_t n, const QuantMatrix* const* ws, 
   return false;
 #endif
 }
-#if HWY_TARGET == HWY_AVX3_DL
-#endif  // HWY_TARGET == HWY_AVX3_DL
 
 // ---------------------------------------------------------------------------------------------
 // Dispatch.
