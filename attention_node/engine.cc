@@ -133,9 +133,8 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
   }
   // AWQ decode: split along the input axis instead (kernels::AwqMatMulSplitInput).
   if (options.kernel == kernels::Kernel::kVector && pool_ != nullptr &&
-      std::all_of(list, list + count, [](const Product& p) {
-        return p.w->type == kernels::WeightType::kAwqInt4;
-      })) {
+      std::all_of(list, list + count,
+                  [](const Product& p) { return p.w->type == kernels::WeightType::kAwqInt4; })) {
     kernels::QuantMatrix qs[kMaxFusedProducts];
     const kernels::QuantMatrix* qp[kMaxFusedProducts];
     float* ys[kMaxFusedProducts];

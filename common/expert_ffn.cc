@@ -39,8 +39,8 @@ absl::Status CheckShape(const kernels::WeightView& w, int64_t rows, int64_t cols
 bool AwqGateUpSplitInput(const ExpertWeights& w, const float* x_rows, int64_t n,
                          const kernels::MatMulOptions& options, float* gate, float* up,
                          kernels::ThreadPool* pool) {
-  if (options.kernel != kernels::Kernel::kVector ||
-      w.w1.type != kernels::WeightType::kAwqInt4 || w.w3.type != kernels::WeightType::kAwqInt4) {
+  if (options.kernel != kernels::Kernel::kVector || w.w1.type != kernels::WeightType::kAwqInt4 ||
+      w.w3.type != kernels::WeightType::kAwqInt4) {
     return false;
   }
   const kernels::QuantMatrix q[2] = {kernels::AsQuantMatrix(w.w1), kernels::AsQuantMatrix(w.w3)};

@@ -1573,16 +1573,16 @@ AFD_VNNI HWY_NOINLINE void AwqVnniGroupSums(const QuantMatrix& w, const BlockX& 
     std::fill(gs, gs + tiles * n * 12, _mm512_setzero_si512());
     for (int64_t p0 = 0; p0 < tiles; p0 += panel) {
       // Prefetch stays inside [g_begin, g_end) (the rows after it may be another thread's).
-      AwqVnniSweep(w, lanes, bx, n, 0, p0, std::min(tiles, p0 + panel), g * group,
-                   (g + 1) * group, g_end * group, xp, gs + p0 * n * 12);
+      AwqVnniSweep(w, lanes, bx, n, 0, p0, std::min(tiles, p0 + panel), g * group, (g + 1) * group,
+                   g_end * group, xp, gs + p0 * n * 12);
     }
   }
 }
 
 // Every column from every group's sums, groups added in order from 0.0f as AwqVnniColumns
 // does, so the bits are the same.
-AFD_VNNI HWY_NOINLINE void AwqVnniFinishColumns(const QuantMatrix& w, const BlockX& bx,
-                                                int64_t n, const __m512i* sums, float* y) {
+AFD_VNNI HWY_NOINLINE void AwqVnniFinishColumns(const QuantMatrix& w, const BlockX& bx, int64_t n,
+                                                const __m512i* sums, float* y) {
   static const AwqVnniLanes lanes;
   const int64_t tiles = (w.rows + 63) / 64;
   alignas(64) float acc[64];
@@ -1896,8 +1896,8 @@ void QuantMatMul(const float* x, int64_t n, const QuantMatrix& w, float* y) {
   QuantMatMulRows(x, n, w, 0, w.rows, y);
 }
 
-bool AwqMatMulSplitInput(const float* x, int64_t n, const QuantMatrix* const* ws,
-                         float* const* ys, int count, ThreadPool* pool) {
+bool AwqMatMulSplitInput(const float* x, int64_t n, const QuantMatrix* const* ws, float* const* ys,
+                         int count, ThreadPool* pool) {
   if (pool == nullptr || pool->num_threads() <= 1 || count < 1) return false;
   for (int p = 0; p < count; ++p) {
     if (UsesQuantTiles(*ws[p], n)) return false;

@@ -78,8 +78,8 @@ void QuantMatMulRows(const float* x, int64_t n, const QuantMatrix& w, int64_t ro
 // ys[p] = x * ws[p]^T for p < count. Returns false, computing nothing, where it does not apply
 // (no VNNI kernel on this CPU, more tokens, a matrix that is not AWQ or whose input size or
 // group size differs from the first, a pool of one thread); the caller splits by rows then.
-bool AwqMatMulSplitInput(const float* x, int64_t n, const QuantMatrix* const* ws,
-                         float* const* ys, int count, ThreadPool* pool);
+bool AwqMatMulSplitInput(const float* x, int64_t n, const QuantMatrix* const* ws, float* const* ys,
+                         int count, ThreadPool* pool);
 
 // Plain scalar reference twin: every weight dequantized to fp32 by the QUANT.md formula
 // (QuantWeightAt), fp32 accumulation in the natural order. The oracle for tests.

@@ -465,8 +465,8 @@ TEST(QuantMatMulTest, AwqSplitInputDeclinesWhatItDoesNotTake) {
   const QuantMatrix* just_awq[1] = {&awq.m};
   const QuantMatrix* mixed_groups[2] = {&awq.m, &other_group.m};
   const QuantMatrix* with_mlx[2] = {&awq.m, &mlx.m};
-  EXPECT_FALSE(AwqMatMulSplitInput(x.data(), internal::kAwqSplitMaxTokens + 1, just_awq, ys, 1,
-                                   &pool));
+  EXPECT_FALSE(
+      AwqMatMulSplitInput(x.data(), internal::kAwqSplitMaxTokens + 1, just_awq, ys, 1, &pool));
   EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, just_awq, ys, 1, &single));
   EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, just_awq, ys, 1, nullptr));
   EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, mixed_groups, ys, 2, &pool));
