@@ -766,7 +766,8 @@ void MlxPrefillRows(const Dec& dec, const float* x, int64_t n, const QuantMatrix
     const int tv = static_cast<int>((tn + lanes - 1) / lanes);
     const int64_t tc = tv * lanes;
     for (int64_t t = 0; t < tc; ++t) {
-      const float* xr = x + (t0 + t) * k_dim;
+      // Padding slots (t >= tn) get zeros; no pointer is formed past x's last token.
+      const float* xr = t < tn ? x + (t0 + t) * k_dim : nullptr;
       for (int64_t c = 0; c < k_dim; c += kValues) {
         for (int k = 0; k < Dec::kVecs; ++k) {
           for (int64_t l = 0; l < lanes; ++l) {
