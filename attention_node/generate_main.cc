@@ -174,11 +174,13 @@ int main(int argc, char** argv) {
   if (!backend.ok()) return fail(backend.status());
   afd::attention::KvCacheOptions cache_options;
   cache_options.block_size = block_size;
-  cache_options.max_sequences = batch + 1;  // + the warm-up's scratch sequence
+  // The warm-up passes (if any) run on one scratch sequence of the prompt and two tokens.
+  const int scratch = warmup > 0 ? 1 : 0;
+  cache_options.max_sequences = batch + scratch;
   const int64_t max_len = static_cast<int64_t>(prompt.size()) + max_tokens;
   const int64_t warmup_len = static_cast<int64_t>(prompt.size()) + 2;
   cache_options.num_blocks = batch * ((max_len + block_size - 1) / block_size) +
-                             (warmup_len + block_size - 1) / block_size;
+                             scratch * ((warmup_len + block_size - 1) / block_size);
   auto cache = afd::attention::KvCache::Create(*config, cache_options);
   if (!cache.ok()) return fail(cache.status());
   afd::attention::Engine engine(weights->get(), cache->get(), backend->get(), &pool);
