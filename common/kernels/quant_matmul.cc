@@ -1617,7 +1617,7 @@ bool AwqSplitInputImpl(const float* x, int64_t n, const QuantMatrix* const* ws, 
   for (int p = 0; p < count; ++p) {
     const QuantMatrix& w = *ws[p];
     if (w.format != QuantFormat::kAwqInt4 || w.group_size % 4 != 0 || w.cols != w0.cols ||
-        w.group_size != w0.group_size) {
+        w.group_size != w0.group_size || w.rows > internal::kAwqSplitMaxRows) {
       return false;
     }
   }

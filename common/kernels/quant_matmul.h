@@ -76,8 +76,9 @@ void QuantMatMulRows(const float* x, int64_t n, const QuantMatrix& w, int64_t ro
 // segment of every row, which the hardware prefetchers follow poorly (a 1536-column matrix ran
 // 1.26x one thread's speed on two). Bitwise equal to QuantMatMulRows over all rows.
 // ys[p] = x * ws[p]^T for p < count. Returns false, computing nothing, where it does not apply
-// (no VNNI kernel on this CPU, more tokens, a matrix that is not AWQ or whose input size or
-// group size differs from the first, a pool of one thread); the caller splits by rows then.
+// (no VNNI kernel on this CPU, more tokens, a matrix that is not AWQ, has more than
+// internal::kAwqSplitMaxRows outputs or differs from the first in input size or group size, a
+// pool of one thread); the caller splits by rows then.
 bool AwqMatMulSplitInput(const float* x, int64_t n, const QuantMatrix* const* ws, float* const* ys,
                          int count, ThreadPool* pool);
 
@@ -124,8 +125,11 @@ inline GroupUnit GroupUnitOf(float max_abs) {
 
 // Smallest token count that takes the prefill kernel.
 constexpr int64_t kQuantPrefillMinTokens = 16;
-// Most tokens AwqMatMulSplitInput takes.
+// Most tokens AwqMatMulSplitInput takes, and most outputs per matrix (a wider matrix's rows are
+// long enough that each thread's column segment streams well, and its group sums would need
+// megabytes of scratch).
 constexpr int64_t kAwqSplitMaxTokens = 4;
+constexpr int64_t kAwqSplitMaxRows = 8192;
 
 enum class QuantKernel {
   kDecode,      // the decode kernel this CPU takes (AVX-512 VNNI where available)

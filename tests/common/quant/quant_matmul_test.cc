@@ -458,6 +458,7 @@ TEST(QuantMatMulTest, AwqSplitInputDeclinesWhatItDoesNotTake) {
   const TestQuant awq = MakeAwq(256, 256, 64, WeightType::kF16, true, rng);
   const TestQuant other_group = MakeAwq(256, 256, 128, WeightType::kF16, true, rng);
   const TestQuant mlx = MakeMlx(256, 256, 4, 64, WeightType::kBF16, rng);
+  const TestQuant wide = MakeAwq(internal::kAwqSplitMaxRows + 8, 256, 64, WeightType::kF16, true, rng);
   const std::vector<float> x = RandomX(8 * 256, rng);
   std::vector<float> y0(8 * 256, -7.0f), y1(8 * 256, -7.0f);
   float* ys[2] = {y0.data(), y1.data()};
@@ -465,12 +466,14 @@ TEST(QuantMatMulTest, AwqSplitInputDeclinesWhatItDoesNotTake) {
   const QuantMatrix* just_awq[1] = {&awq.m};
   const QuantMatrix* mixed_groups[2] = {&awq.m, &other_group.m};
   const QuantMatrix* with_mlx[2] = {&awq.m, &mlx.m};
+  const QuantMatrix* with_wide[2] = {&awq.m, &wide.m};
   EXPECT_FALSE(
       AwqMatMulSplitInput(x.data(), internal::kAwqSplitMaxTokens + 1, just_awq, ys, 1, &pool));
   EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, just_awq, ys, 1, &single));
   EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, just_awq, ys, 1, nullptr));
   EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, mixed_groups, ys, 2, &pool));
   EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, with_mlx, ys, 2, &pool));
+  EXPECT_FALSE(AwqMatMulSplitInput(x.data(), 1, with_wide, ys, 2, &pool));
   // Declining computes nothing.
   EXPECT_EQ(y0[0], -7.0f);
   EXPECT_EQ(y1[0], -7.0f);
