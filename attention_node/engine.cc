@@ -16,7 +16,6 @@
 #include "common/kernels/attention.h"
 #include "common/kernels/lightning_attention.h"
 #include "common/kernels/matmul.h"
-#include "common/kernels/quant_matmul.h"
 #include "common/kernels/rms_norm.h"
 #include "common/kernels/rope.h"
 #include "common/kernels/routing.h"
@@ -131,20 +130,14 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
     first_unit[i + 1] = first_unit[i] + (list[i].w->rows + kRowUnit - 1) / kRowUnit;
     grain = std::max(grain, kernels::ParallelUnitGrain(*list[i].w, kRowUnit));
   }
-  // AWQ decode: split along the input axis instead (kernels::AwqMatMulSplitInput).
-  if (options.kernel == kernels::Kernel::kVector && pool_ != nullptr &&
-      std::all_of(list, list + count,
-                  [](const Product& p) { return p.w->type == kernels::WeightType::kAwqInt4; })) {
-    kernels::QuantMatrix qs[kMaxFusedProducts];
-    const kernels::QuantMatrix* qp[kMaxFusedProducts];
-    float* ys[kMaxFusedProducts];
-    for (int i = 0; i < count; ++i) {
-      qs[i] = kernels::AsQuantMatrix(*list[i].w);
-      qp[i] = &qs[i];
-      ys[i] = list[i].y;
-    }
-    if (kernels::AwqMatMulSplitInput(x, n, qp, ys, count, pool_)) return;
+  // Some products run best split along the input axis (AWQ decode).
+  const kernels::WeightView* ws[kMaxFusedProducts];
+  float* ys[kMaxFusedProducts];
+  for (int i = 0; i < count; ++i) {
+    ws[i] = list[i].w;
+    ys[i] = list[i].y;
   }
+  if (kernels::MatMulSplitInput(x, n, ws, ys, count, pool_, options)) return;
   // Tiles: x packed once for every unit of every product (they share x and its columns).
   kernels::TilePackedX tile_x;
   const kernels::MatMulOptions unit_options =

@@ -34,21 +34,6 @@ absl::Status CheckShape(const kernels::WeightView& w, int64_t rows, int64_t cols
   return absl::OkStatus();
 }
 
-// AWQ decode: W1 and W3 split along the input axis in one parallel loop
-// (kernels::AwqMatMulSplitInput); false where that does not apply.
-bool AwqGateUpSplitInput(const ExpertWeights& w, const float* x_rows, int64_t n,
-                         const kernels::MatMulOptions& options, float* gate, float* up,
-                         kernels::ThreadPool* pool) {
-  if (options.kernel != kernels::Kernel::kVector || w.w1.type != kernels::WeightType::kAwqInt4 ||
-      w.w3.type != kernels::WeightType::kAwqInt4) {
-    return false;
-  }
-  const kernels::QuantMatrix q[2] = {kernels::AsQuantMatrix(w.w1), kernels::AsQuantMatrix(w.w3)};
-  const kernels::QuantMatrix* qs[2] = {&q[0], &q[1]};
-  float* ys[2] = {gate, up};
-  return kernels::AwqMatMulSplitInput(x_rows, n, qs, ys, 2, pool);
-}
-
 }  // namespace
 
 absl::StatusOr<ExpertWeights> LoadExpertWeights(const Checkpoint& checkpoint,
@@ -100,11 +85,13 @@ void ExpertFfn::RunExpert(const ExpertWeights& w, const float* x_rows, int64_t n
   kernels::TilePackedX tile_x;
   const kernels::MatMulOptions shared =
       kernels::WithPackedTileX(x_rows, n, w.w1, options, &tile_x, &tile_storage);
+  const kernels::WeightView* gate_up_w[2] = {&w.w1, &w.w3};
+  float* gate_up_y[2] = {gate, up};
   if (pool == nullptr || pool->num_threads() <= 1) {
     kernels::MatMulRows(x_rows, n, w.w1, 0, inter, gate, shared);
     kernels::MatMulRows(x_rows, n, w.w3, 0, inter, up, shared);
-  } else if (AwqGateUpSplitInput(w, x_rows, n, options, gate, up, pool)) {
-    // AWQ decode: both products split along the input axis.
+  } else if (kernels::MatMulSplitInput(x_rows, n, gate_up_w, gate_up_y, 2, pool, options)) {
+    // Both products split along the input axis (AWQ decode).
   } else {
     // W1 and W3 rows form one list of tiles so both products share one parallel loop.
     const int64_t tiles = NumTiles(inter);

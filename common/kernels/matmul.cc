@@ -1518,11 +1518,8 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
     MatMulRows(x, n, w, 0, w.rows, y, options);
     return;
   }
-  if (w.type == WeightType::kAwqInt4 && options.kernel == Kernel::kVector) {
-    const QuantMatrix q = AsQuantMatrix(w);
-    const QuantMatrix* qs[1] = {&q};
-    if (AwqMatMulSplitInput(x, n, qs, &y, 1, pool)) return;
-  }
+  const WeightView* ws[1] = {&w};
+  if (MatMulSplitInput(x, n, ws, &y, 1, pool, options)) return;
   // Tiles: x packed once for every row unit (per calling thread: concurrent MatMuls of one
   // pool never share it).
   thread_local std::vector<uint16_t> tile_storage;
@@ -1544,6 +1541,20 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
                                  std::min(end * kRowUnit, a->w->rows), a->y, *a->options);
                     },
                     ParallelUnitGrain(w, kRowUnit));
+}
+
+bool MatMulSplitInput(const float* x, int64_t n, const WeightView* const* ws, float* const* ys,
+                      int count, ThreadPool* pool, const MatMulOptions& options) {
+  constexpr int kMaxProducts = 8;
+  if (options.kernel != Kernel::kVector || count < 1 || count > kMaxProducts) return false;
+  QuantMatrix q[kMaxProducts];
+  const QuantMatrix* qs[kMaxProducts];
+  for (int i = 0; i < count; ++i) {
+    if (ws[i]->type != WeightType::kAwqInt4) return false;
+    q[i] = AsQuantMatrix(*ws[i]);
+    qs[i] = &q[i];
+  }
+  return AwqMatMulSplitInput(x, n, qs, ys, count, pool);
 }
 
 int64_t ParallelRowGrain(const WeightView& w) { return w.type == WeightType::kAwqInt4 ? 384 : 1; }

@@ -80,6 +80,13 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool,
             const MatMulOptions& options);
 
+// ys[i] = x * ws[i]^T for i < count, products of one x split across `pool` along the input
+// axis where that is how they run best (AWQ decode with kVector: kernels/quant_matmul.h,
+// AwqMatMulSplitInput); bitwise the products MatMulRows gives. Returns false, computing
+// nothing, where it does not apply; the caller splits by rows then.
+bool MatMulSplitInput(const float* x, int64_t n, const WeightView* const* ws, float* const* ys,
+                      int count, ThreadPool* pool, const MatMulOptions& options);
+
 // Plain scalar reference twin (dequantize element by element, fp32 accumulation in the
 // natural order). The oracle for tests.
 void MatMulReference(const float* x, int64_t n, const WeightView& w, float* y);

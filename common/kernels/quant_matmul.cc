@@ -1457,6 +1457,10 @@ struct AwqVnniLanes {
   alignas(64) int32_t sidx[4][16];
   int column[64];
 };
+const AwqVnniLanes& AwqLanes() {
+  static const AwqVnniLanes lanes;
+  return lanes;
+}
 
 // The int32 sums of input rows [i_begin, i_end) (one group's) for 64-column tiles [p0, p1)
 // from column `first`, every token, added into sums[(tile - p0) * n * 12 + 12 * t]. Rows below
@@ -1509,7 +1513,7 @@ AFD_VNNI HWY_INLINE void AwqVnniSweep(const QuantMatrix& w, const AwqVnniLanes& 
 
 AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin, int64_t c_end,
                                           const BlockX& bx, int64_t n, float* y) {
-  static const AwqVnniLanes lanes;
+  const AwqVnniLanes& lanes = AwqLanes();
   const auto& sidx = lanes.sidx;
   const int64_t first = c_begin / 8 * 8;
   const int64_t tiles = (c_end - first + 63) / 64;
@@ -1564,7 +1568,7 @@ void AwqVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t 
 // the matrix: sums[((g * tiles + tile) * n + t) * 12] = the int32 sums AwqVnniColumns forms.
 AFD_VNNI HWY_NOINLINE void AwqVnniGroupSums(const QuantMatrix& w, const BlockX& bx, int64_t n,
                                             int64_t g_begin, int64_t g_end, __m512i* sums) {
-  static const AwqVnniLanes lanes;
+  const AwqVnniLanes& lanes = AwqLanes();
   const int64_t tiles = (w.rows + 63) / 64;
   const int64_t panel = std::max<int64_t>(1, kAwqPanelTiles / n);
   const int64_t group = w.group_size;
@@ -1584,7 +1588,7 @@ AFD_VNNI HWY_NOINLINE void AwqVnniGroupSums(const QuantMatrix& w, const BlockX& 
 // does, so the bits are the same.
 AFD_VNNI HWY_NOINLINE void AwqVnniFinishColumns(const QuantMatrix& w, const BlockX& bx, int64_t n,
                                                 const __m512i* sums, float* y) {
-  static const AwqVnniLanes lanes;
+  const AwqVnniLanes& lanes = AwqLanes();
   const int64_t tiles = (w.rows + 63) / 64;
   alignas(64) float acc[64];
   for (int64_t tile = 0; tile < tiles; ++tile) {
