@@ -8,7 +8,10 @@
 //   about 3 FMAs per vector: passes of 16 matter there); the activations are packed once per call in the decoder's lane
 //   order (one pointer reaches every token), and for N*cols too large for L1 the columns are
 //   blocked with partial sums parked in a small scratch. Weights are software-prefetched ~8 KiB
-//   ahead of the tile being computed. Block-scaled FP8: the scales go into a scaled copy of the
+//   ahead of the tile being computed. One token (batch-1 decode) reads the rows as four long
+//   streams instead: tiles of one row from each quarter of the range, each stream prefetched
+//   ~3 KiB ahead (adjacent-row tiles are R short streams, which the prefetchers of Zen 5 follow
+//   at 0.6-0.9x the rate). Block-scaled FP8: the scales go into a scaled copy of the
 //   packed activations per block of 128 output rows, so the inner loop has no multiply.
 // - Prefill (n >= kPrefillMinTokens): a register-blocked outer product. A chunk of 64 (or 32)
 //   tokens is transposed into xt [cols, tc]; 6 (or 12) weight rows at a time are widened into a
@@ -373,7 +376,7 @@ HWY_INLINE float ReduceHalving(D d, hn::Vec<D> v) {
 // vector per (row, token), one FMA per decoder vector in chunk order; then ReduceHalving, then
 // + the tail summed in column order.
 // Accumulators start from zero, or from `acc_in` ([R * N] vectors) when given; they end in
-// `acc_out` when given, else y[t * y_stride + r] = their sum (plus the tail).
+// `acc_out` when given, else y[t * y_stride + r * y_row_step] = their sum (plus the tail).
 // `prefetch` (may be null): a later tile's first row (same row stride, R rows), whose columns
 // are prefetched alongside this tile's.
 template <class Dec, int R, int N>
@@ -381,7 +384,7 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
                           const float* HWY_RESTRICT tail, int64_t tail_cols,
                           const uint8_t* rows, int64_t row_stride, const float* acc_in,
                           float* acc_out, float* HWY_RESTRICT y, int64_t y_stride,
-                          const uint8_t* prefetch) {
+                          int64_t y_row_step, const uint8_t* prefetch) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t chunk = Dec::kVecs * lanes;
@@ -427,7 +430,7 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < N; ++t) {
-      y[t * y_stride + r] = ReduceHalving(d, acc[r][t]) + tail_sum[r][t];
+      y[t * y_stride + r * y_row_step] = ReduceHalving(d, acc[r][t]) + tail_sum[r][t];
     }
   }
 }
@@ -441,6 +444,14 @@ constexpr int64_t kDecodeRowBlock = 48;
 // How far ahead of the tile being computed its weights are prefetched: enough bytes in flight
 // to cover the memory latency at full bandwidth.
 constexpr int64_t kPrefetchAheadBytes = 8 << 10;
+
+// One token: tiles of kDecodeStreams rows, one from each of as many contiguous spans of the
+// rows, so the weights are read as a few long sequential streams. Tiles of adjacent rows
+// interleave R short streams (one row each), which the hardware prefetchers follow poorly.
+constexpr int kDecodeStreams = 4;
+constexpr int64_t kDecodeStreamMinRows = 16;  // rows per span, else adjacent-row tiles
+// Each stream prefetches its rows this far ahead (rounded up to whole rows).
+constexpr int64_t kDecodeStreamAheadBytes = 3 << 10;
 
 // Tile order of DotRows: row blocks of `row_block` rows; in each, column blocks of `kc`; in
 // each, tiles of R rows.
@@ -461,8 +472,8 @@ struct TileCursor {
   }
 };
 
-// Output rows [row_begin, row_end) from packed activations `xp` (see PackX), in tiles of R rows
-// (then pairs and single rows).
+// Output rows [row_begin, row_end) from packed activations `xp` (see PackX): one token first
+// in stream tiles (kDecodeStreams), then in tiles of R rows, then pairs and single rows.
 template <class Dec, int N>
 void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_begin,
              int64_t row_end, float* y) {
@@ -477,12 +488,27 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t elem = static_cast<int64_t>(Dec::kBytes);
   const int64_t row_bytes = cols * elem;
+  // Column blocks of kc when the activations of all columns would not stay in L1.
+  int64_t kc = std::max<int64_t>(chunk, kDecodeXBytes / (N * 4) / chunk * chunk);
+  const bool blocked = kc * 2 <= main_cols;  // else not worth blocking
+  if (!blocked) kc = main_cols;
+  if constexpr (N == 1) {
+    const int64_t span = (row_end - row_begin) / kDecodeStreams;
+    if (span >= kDecodeStreamMinRows && !blocked) {
+      const int64_t ahead = (kDecodeStreamAheadBytes + row_bytes - 1) / row_bytes;
+      for (int64_t i = 0; i < span; ++i) {
+        const uint8_t* first = base + (row_begin + i) * row_bytes;
+        DotTile<Dec, kDecodeStreams, 1>(dec, xp, main_cols, tail, tail_cols, first,
+                                        span * row_bytes, nullptr, nullptr, y + row_begin + i,
+                                        w.rows, span,
+                                        i + ahead < span ? first + ahead * row_bytes : nullptr);
+      }
+      row_begin += kDecodeStreams * span;
+    }
+  }
   const int64_t full_end = row_begin + (row_end - row_begin) / R * R;
 
   if (full_end > row_begin) {
-    int64_t kc = std::max<int64_t>(chunk, kDecodeXBytes / (N * 4) / chunk * chunk);
-    const bool blocked = kc * 2 <= main_cols;  // else not worth blocking
-    if (!blocked) kc = main_cols;
     float* acc = blocked ? internal::MatMulScratch(4, kDecodeRowBlock * N * lanes) : nullptr;
     TileCursor cur{full_end, blocked ? kDecodeRowBlock : full_end - row_begin, main_cols, kc, R,
                    row_begin, 0, row_begin, true};
@@ -497,7 +523,7 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
       float* a = blocked ? acc + (cur.r - cur.rb) * N * lanes : nullptr;
       DotTile<Dec, R, N>(dec, xp + cur.c0 * N, len, tail, last ? tail_cols : 0,
                          base + cur.r * row_bytes + cur.c0 * elem, row_bytes,
-                         first ? nullptr : a, last ? nullptr : a, y + cur.r, w.rows,
+                         first ? nullptr : a, last ? nullptr : a, y + cur.r, w.rows, 1,
                          ahead.valid ? base + ahead.r * row_bytes + ahead.c0 * elem : nullptr);
     }
   }
@@ -506,12 +532,12 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
   if constexpr (R > 2) {
     for (; r + 2 <= row_end; r += 2) {
       DotTile<Dec, 2, N>(dec, xp, main_cols, tail, tail_cols, base + r * row_bytes, row_bytes,
-                         nullptr, nullptr, y + r, w.rows, nullptr);
+                         nullptr, nullptr, y + r, w.rows, 1, nullptr);
     }
   }
   for (; r < row_end; ++r) {
     DotTile<Dec, 1, N>(dec, xp, main_cols, tail, tail_cols, base + r * row_bytes, row_bytes,
-                       nullptr, nullptr, y + r, w.rows, nullptr);
+                       nullptr, nullptr, y + r, w.rows, 1, nullptr);
   }
 }
 
