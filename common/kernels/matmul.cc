@@ -445,14 +445,6 @@ constexpr int64_t kDecodeRowBlock = 48;
 // to cover the memory latency at full bandwidth.
 constexpr int64_t kPrefetchAheadBytes = 8 << 10;
 
-// One token: tiles of kDecodeStreams rows, one from each of as many contiguous spans of the
-// rows, so the weights are read as a few long sequential streams. Tiles of adjacent rows
-// interleave R short streams (one row each), which the hardware prefetchers follow poorly.
-constexpr int kDecodeStreams = 4;
-constexpr int64_t kDecodeStreamMinRows = 16;  // rows per span, else adjacent-row tiles
-// Each stream prefetches its rows this far ahead (rounded up to whole rows).
-constexpr int64_t kDecodeStreamAheadBytes = 3 << 10;
-
 // Tile order of DotRows: row blocks of `row_block` rows; in each, column blocks of `kc`; in
 // each, tiles of R rows.
 struct TileCursor {
@@ -473,7 +465,7 @@ struct TileCursor {
 };
 
 // Output rows [row_begin, row_end) from packed activations `xp` (see PackX): one token first
-// in stream tiles (kDecodeStreams), then in tiles of R rows, then pairs and single rows.
+// in stream tiles (internal::kDecodeStreams), then in tiles of R rows, then pairs and single rows.
 template <class Dec, int N>
 void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_begin,
              int64_t row_end, float* y) {
@@ -493,17 +485,17 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
   const bool blocked = kc * 2 <= main_cols;  // else not worth blocking
   if (!blocked) kc = main_cols;
   if constexpr (N == 1) {
-    const int64_t span = (row_end - row_begin) / kDecodeStreams;
-    if (span >= kDecodeStreamMinRows && !blocked) {
-      const int64_t ahead = (kDecodeStreamAheadBytes + row_bytes - 1) / row_bytes;
+    const int64_t span = (row_end - row_begin) / internal::kDecodeStreams;
+    if (span >= internal::kDecodeStreamMinRows && !blocked) {
+      const int64_t ahead = internal::StreamAheadRows(row_bytes);
       for (int64_t i = 0; i < span; ++i) {
         const uint8_t* first = base + (row_begin + i) * row_bytes;
-        DotTile<Dec, kDecodeStreams, 1>(dec, xp, main_cols, tail, tail_cols, first,
-                                        span * row_bytes, nullptr, nullptr, y + row_begin + i,
-                                        w.rows, span,
-                                        i + ahead < span ? first + ahead * row_bytes : nullptr);
+        DotTile<Dec, internal::kDecodeStreams, 1>(
+            dec, xp, main_cols, tail, tail_cols, first, span * row_bytes, nullptr, nullptr,
+            y + row_begin + i, w.rows, span,
+            i + ahead < span ? first + ahead * row_bytes : nullptr);
       }
-      row_begin += kDecodeStreams * span;
+      row_begin += internal::kDecodeStreams * span;
     }
   }
   const int64_t full_end = row_begin + (row_end - row_begin) / R * R;
