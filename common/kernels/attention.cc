@@ -37,16 +37,22 @@ inline float Dot(const float* a, const float* b, int dim) {
   return sum;
 }
 
-// out[0, dim) += p * v[0, dim)
-inline void Axpy(float p, const float* v, int dim, float* out) {
+// out[c0 + v * Lanes + l] = sum over keys j in order of p_j * value(j)[...], for v < NV: the
+// accumulators stay in registers across the keys (an update of `out` per key chained every key
+// through a store and a reload: half the attention time). One FMA per key, in key order.
+template <int NV, class ValueFn>
+HWY_INLINE void AccumulateValues(const float* p, int64_t num_keys, const ValueFn& value, int64_t c0,
+                                 float* out) {
   const hn::ScalableTag<float> df;
-  const int lanes = static_cast<int>(hn::Lanes(df));
-  const auto vp = hn::Set(df, p);
-  int i = 0;
-  for (; i + lanes <= dim; i += lanes) {
-    hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, v + i), hn::LoadU(df, out + i)), df, out + i);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  hn::Vec<decltype(df)> acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = hn::Zero(df);
+  for (int64_t j = 0; j < num_keys; ++j) {
+    const auto vp = hn::Set(df, p[j]);
+    const float* vj = value(j) + c0;
+    for (int v = 0; v < NV; ++v) acc[v] = hn::MulAdd(vp, hn::LoadU(df, vj + v * lanes), acc[v]);
   }
-  for (; i < dim; ++i) out[i] += p * v[i];
+  for (int v = 0; v < NV; ++v) hn::StoreU(acc[v], df, out + c0 + v * lanes);
 }
 
 // Softmax attention of one query over num_keys keys: key(j) / value(j) give the vectors.
@@ -84,8 +90,43 @@ inline void AttendOne(const float* q, int64_t num_keys, const KeyFn& key, const 
   }
   const float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
   const float inv_sum = 1.0f / sum;
-  std::fill(out, out + dim, 0.0f);
-  for (int64_t j = 0; j < num_keys; ++j) Axpy(scores[j] * inv_sum, value(j), dim, out);
+  for (int64_t jj = 0; jj < num_keys; ++jj) scores[jj] *= inv_sum;
+  // Blocks of up to 8 vectors of the output in registers, then the last partial vector.
+  const int64_t full = dim / lanes;
+  int64_t v0 = 0;
+  for (; v0 + 8 <= full; v0 += 8) AccumulateValues<8>(scores, num_keys, value, v0 * lanes, out);
+  switch (full - v0) {
+    case 7:
+      AccumulateValues<7>(scores, num_keys, value, v0 * lanes, out);
+      break;
+    case 6:
+      AccumulateValues<6>(scores, num_keys, value, v0 * lanes, out);
+      break;
+    case 5:
+      AccumulateValues<5>(scores, num_keys, value, v0 * lanes, out);
+      break;
+    case 4:
+      AccumulateValues<4>(scores, num_keys, value, v0 * lanes, out);
+      break;
+    case 3:
+      AccumulateValues<3>(scores, num_keys, value, v0 * lanes, out);
+      break;
+    case 2:
+      AccumulateValues<2>(scores, num_keys, value, v0 * lanes, out);
+      break;
+    case 1:
+      AccumulateValues<1>(scores, num_keys, value, v0 * lanes, out);
+      break;
+    default:
+      break;
+  }
+  if (full * lanes < dim) {
+    std::fill(out + full * lanes, out + dim, 0.0f);
+    for (int64_t j = 0; j < num_keys; ++j) {
+      const float* vj = value(j);
+      for (int64_t c = full * lanes; c < dim; ++c) out[c] += scores[j] * vj[c];
+    }
+  }
 }
 
 void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,

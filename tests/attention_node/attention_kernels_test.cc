@@ -99,8 +99,8 @@ std::vector<double> Oracle(const float* q, const std::vector<float>& k, const st
   return out;
 }
 
-TEST(AttentionKernelTest, PagedMatchesReferenceAndFloat64Oracle) {
-  const AttentionShape s = Shape(6, 2, 48);  // group of 3, head_dim not a multiple of 32
+// The fast paged kernel against the float32 reference and a float64 oracle.
+void ExpectPagedMatchesReference(const AttentionShape& s) {
   PagedFixture f(s, 5, 23, 7);
   // A decode-like chunk: queries at positions 17..22.
   const int64_t n = 6;
@@ -121,6 +121,15 @@ TEST(AttentionKernelTest, PagedMatchesReferenceAndFloat64Oracle) {
         EXPECT_NEAR(fast[(i * s.num_heads + h) * s.head_dim + c], want[c], 1e-5);
       }
     }
+  }
+}
+
+TEST(AttentionKernelTest, PagedMatchesReferenceAndFloat64Oracle) {
+  // Group of 3; head dims of 48 (not a multiple of 32), 200 (more vectors than the value
+  // accumulators' block of 8 and a partial last vector on any target) and 4 (below a vector).
+  for (int d : {48, 200, 4}) {
+    SCOPED_TRACE(d);
+    ExpectPagedMatchesReference(Shape(6, 2, d));
   }
 }
 
