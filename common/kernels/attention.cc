@@ -55,6 +55,19 @@ HWY_INLINE void AccumulateValues(const float* p, int64_t num_keys, const ValueFn
   for (int v = 0; v < NV; ++v) hn::StoreU(acc[v], df, out + c0 + v * lanes);
 }
 
+// AccumulateValues<nv> for a run-time nv < 8 (0: nothing).
+template <int NV = 7, class ValueFn>
+HWY_INLINE void AccumulateLastValues(int64_t nv, const float* p, int64_t num_keys,
+                                     const ValueFn& value, int64_t c0, float* out) {
+  if constexpr (NV > 0) {
+    if (nv == NV) {
+      AccumulateValues<NV>(p, num_keys, value, c0, out);
+    } else {
+      AccumulateLastValues<NV - 1>(nv, p, num_keys, value, c0, out);
+    }
+  }
+}
+
 // Softmax attention of one query over num_keys keys: key(j) / value(j) give the vectors.
 template <class KeyFn, class ValueFn>
 inline void AttendOne(const float* q, int64_t num_keys, const KeyFn& key, const ValueFn& value,
@@ -91,35 +104,12 @@ inline void AttendOne(const float* q, int64_t num_keys, const KeyFn& key, const 
   const float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
   const float inv_sum = 1.0f / sum;
   for (int64_t jj = 0; jj < num_keys; ++jj) scores[jj] *= inv_sum;
-  // Blocks of up to 8 vectors of the output in registers, then the last partial vector.
+  // Blocks of 8 vectors of the output in registers, then the rest of the whole vectors, then
+  // the columns past the last whole vector.
   const int64_t full = dim / lanes;
   int64_t v0 = 0;
   for (; v0 + 8 <= full; v0 += 8) AccumulateValues<8>(scores, num_keys, value, v0 * lanes, out);
-  switch (full - v0) {
-    case 7:
-      AccumulateValues<7>(scores, num_keys, value, v0 * lanes, out);
-      break;
-    case 6:
-      AccumulateValues<6>(scores, num_keys, value, v0 * lanes, out);
-      break;
-    case 5:
-      AccumulateValues<5>(scores, num_keys, value, v0 * lanes, out);
-      break;
-    case 4:
-      AccumulateValues<4>(scores, num_keys, value, v0 * lanes, out);
-      break;
-    case 3:
-      AccumulateValues<3>(scores, num_keys, value, v0 * lanes, out);
-      break;
-    case 2:
-      AccumulateValues<2>(scores, num_keys, value, v0 * lanes, out);
-      break;
-    case 1:
-      AccumulateValues<1>(scores, num_keys, value, v0 * lanes, out);
-      break;
-    default:
-      break;
-  }
+  AccumulateLastValues(full - v0, scores, num_keys, value, v0 * lanes, out);
   if (full * lanes < dim) {
     std::fill(out + full * lanes, out + dim, 0.0f);
     for (int64_t j = 0; j < num_keys; ++j) {
