@@ -18,9 +18,10 @@ constexpr int64_t kPrefillMinTokens = 24;
 // prefetches kDecodeStreamAheadBytes ahead (rounded up to whole rows). Tiles of adjacent rows
 // interleave one short stream per row, which the hardware prefetchers follow poorly (Zen 5:
 // 0.6-0.9x the rate). Spans shorter than kDecodeStreamMinRows rows keep adjacent-row tiles.
-// Used by the bf16/FP8 decode. The MLX decode keeps adjacent-row tiles, prefetched a tile
-// ahead: its rows are short (768 bytes for 1536 4-bit inputs), its tile one contiguous run, and
-// stream tiles measured 0.85-0.9x (any prefetch distance).
+// Used by the bf16/FP8 decode; block-scaled FP8 runs them within each 128-row block (its scaled
+// activations are per row block), so its spans are 32 rows. The MLX decode keeps adjacent-row
+// tiles, prefetched a tile ahead: its rows are short (768 bytes for 1536 4-bit inputs), its tile
+// one contiguous run, and stream tiles measured 0.85-0.9x (any prefetch distance).
 constexpr int kDecodeStreams = 4;
 constexpr int64_t kDecodeStreamMinRows = 16;
 constexpr int64_t kDecodeStreamAheadBytes = 3 << 10;
