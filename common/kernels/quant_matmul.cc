@@ -932,10 +932,6 @@ HWY_INLINE __m512i Dpbusd(__m512i acc, __m512i u8, __m512i s8) {
   asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
   return acc;
 }
-HWY_INLINE __m512i DpbusdMem(__m512i acc, __m512i u8, const void* s8) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "m"(*static_cast<const __m512i*>(s8)));
-  return acc;
-}
 
 // The three byte planes of N tokens, each [N, stride] in the kernel's element order, and per
 // token and group the unit 2^(e-22) and the fp32 sum of x ([N, groups + 16], zero padded).
@@ -1117,6 +1113,14 @@ AFD_VNNI HWY_INLINE void MlxVnniBlock(const uint8_t* const* rows, int64_t row_by
     const int8_t* x1 = bx.plane[1] + t * bx.stride + b * L::kBlock;
     const int8_t* x0 = bx.plane[0] + t * bx.stride + b * L::kBlock;
     const __m512 pf = _mm512_load_ps(pf_b + t * 16);
+    // The block's activation planes in registers, shared by the R rows (a memory operand per
+    // vpdpbusd reloaded them for every row: 768x1536 hot on one Zen 5 core 34 -> 44 GB/s).
+    __m512i xv[3][L::kV];
+    for (int v = 0; v < L::kV; ++v) {
+      xv[2][v] = _mm512_load_si512(x2 + 64 * v);
+      xv[1][v] = _mm512_load_si512(x1 + 64 * v);
+      xv[0][v] = _mm512_load_si512(x0 + 64 * v);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       __m512 f;
@@ -1125,23 +1129,23 @@ AFD_VNNI HWY_INLINE void MlxVnniBlock(const uint8_t* const* rows, int64_t row_by
         // 2^30): one integer per lane, (D2 * 256 + D1) * 256 + D0. The three planes' sums are
         // independent chains (one chain through all three planes was latency-bound: 768x1536
         // hot on one Zen 5 core 30 -> 34 GB/s); integer sums, so the bits do not change.
-        __m512i a2 = DpbusdMem(_mm512_setzero_si512(), c[r][0], x2);
-        __m512i a1 = DpbusdMem(_mm512_setzero_si512(), c[r][0], x1);
-        __m512i a0 = DpbusdMem(_mm512_setzero_si512(), c[r][0], x0);
+        __m512i a2 = Dpbusd(_mm512_setzero_si512(), c[r][0], xv[2][0]);
+        __m512i a1 = Dpbusd(_mm512_setzero_si512(), c[r][0], xv[1][0]);
+        __m512i a0 = Dpbusd(_mm512_setzero_si512(), c[r][0], xv[0][0]);
 #pragma GCC unroll 4
         for (int v = 1; v < L::kV; ++v) {
-          a2 = DpbusdMem(a2, c[r][v], x2 + 64 * v);
-          a1 = DpbusdMem(a1, c[r][v], x1 + 64 * v);
-          a0 = DpbusdMem(a0, c[r][v], x0 + 64 * v);
+          a2 = Dpbusd(a2, c[r][v], xv[2][v]);
+          a1 = Dpbusd(a1, c[r][v], xv[1][v]);
+          a0 = Dpbusd(a0, c[r][v], xv[0][v]);
         }
         const __m512i a = _mm512_add_epi32(
             _mm512_slli_epi32(_mm512_add_epi32(_mm512_slli_epi32(a2, 8), a1), 8), a0);
         f = _mm512_cvtepi32_ps(a);
       } else {
         // 8-bit codes could overflow that: D2 * 256 + D1 and D0 apart.
-        __m512i hi = DpbusdMem(_mm512_setzero_si512(), c[r][0], x2);
-        hi = DpbusdMem(_mm512_slli_epi32(hi, 8), c[r][0], x1);
-        const __m512i lo = DpbusdMem(_mm512_setzero_si512(), c[r][0], x0);
+        __m512i hi = Dpbusd(_mm512_setzero_si512(), c[r][0], xv[2][0]);
+        hi = Dpbusd(_mm512_slli_epi32(hi, 8), c[r][0], xv[1][0]);
+        const __m512i lo = Dpbusd(_mm512_setzero_si512(), c[r][0], xv[0][0]);
         f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), k256, _mm512_cvtepi32_ps(lo));
       }
       const __m512 sl = _mm512_permutexvar_ps(lane_group, _mm512_loadu_ps(sb + r * groups + g0));
@@ -1294,14 +1298,6 @@ int64_t AwqVnniColumn(int v, int j) {
   return 8 * (byte / 4) + qi::kAwqColumn[2 * (byte % 4) + v / 2];
 }
 
-// acc += per-lane sum of 4 u8 x s8 products with the s8 dword broadcast from memory.
-HWY_INLINE __m512i DpbusdBroadcast(__m512i acc, __m512i u8, const int8_t* s8) {
-  asm("vpdpbusd %2%{1to16%}, %1, %0"
-      : "+v"(acc)
-      : "v"(u8), "m"(*reinterpret_cast<const int32_t*>(s8)));
-  return acc;
-}
-
 // Rows [i0, i0 + 4 * kSteps) of the 64 columns at `p` (qweight + i0 * wb + c0 / 2) into this
 // tile's int32 sums of each of n tokens: acc[t * 12 + 4 * plane + vector] (in memory). The codes
 // are unpacked once and kept in registers for every token. kPartial: only `nbytes` bytes of each
@@ -1346,7 +1342,14 @@ AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbyte
     }
     for (int s = 0; s < kSteps; ++s) {
       for (int k = 0; k < 3; ++k) {
-        for (int v = 0; v < 4; ++v) a[k][v] = DpbusdBroadcast(a[k][v], c[s][v], x[k] + 4 * s);
+        // One broadcast per plane and step, shared by the 4 vectors, kept in a register (the
+        // empty asm stops GCC from folding it back into 4 memory-broadcast operands: the load
+        // ports were the limit, 768x1536 hot on one Zen 5 core 26 -> 33 GB/s).
+        int32_t xv;
+        memcpy(&xv, x[k] + 4 * s, 4);
+        __m512i xb = _mm512_set1_epi32(xv);
+        asm("" : "+v"(xb));
+        for (int v = 0; v < 4; ++v) a[k][v] = _mm512_dpbusd_epi32(a[k][v], c[s][v], xb);
       }
     }
     for (int k = 0; k < 3; ++k) {
