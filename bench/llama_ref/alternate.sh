@@ -41,9 +41,11 @@ done
 LIB=$(bench/llama_ref/fetch_llama.sh "$BUILD/llama-ref") || exit 1
 PROMPT=$(seq -s, 100 227)
 
-declare -A AFD_OF=([q4_k_m]="mlx4 awq" [q8_0]="fp8" [bf16]="bf16")
+# bf16+act: the bf16 checkpoint with the opt-in bf16-activation prefill (--bf16-prefill;
+# decode is the same as bf16's).
+declare -A AFD_OF=([q4_k_m]="mlx4 awq" [q8_0]="fp8" [bf16]="bf16 bf16+act")
 declare -A RATIOS
-printf '%-6s %-8s %10s %10s %8s   %-6s %10s %10s %8s\n' round llama.cpp pp128 tg64 "" afd prefill decode ""
+printf '%-6s %-8s %10s %10s %8s   %-8s %10s %10s %8s\n' round llama.cpp pp128 tg64 "" afd prefill decode ""
 for group in ${GROUPS_WANTED//,/ }; do
   [[ -n ${AFD_OF[$group]:-} ]] || { echo "alternate.sh: unknown group $group" >&2; exit 2; }
   for ((r = 0; r <= ROUNDS; ++r)); do
@@ -52,17 +54,19 @@ for group in ${GROUPS_WANTED//,/ }; do
     read -r lpp ltg <<<"$line"
     [[ -n ${ltg:-} ]] || { echo "alternate.sh: llama_ref_bench $group failed" >&2; exit 1; }
     for m in ${AFD_OF[$group]}; do
-      dir=$MODELS/m2-perf-$m
+      dir=$MODELS/m2-perf-${m%+act}
       [[ -f $dir/config.json ]] || continue
+      extra=()
+      [[ $m == *+act ]] && extra=(--bf16-prefill)
       out=$(OPENBLAS_NUM_THREADS=$THREADS "$BIN/afd-generate" --model "$dir" --prompt-ids "$PROMPT" \
-        --max-tokens 33 --ignore-eos --threads "$THREADS" 2>&1)
+        --max-tokens 33 --ignore-eos --threads "$THREADS" "${extra[@]}" 2>&1)
       app=$(awk '/^prefill:/ {for (i = 1; i <= NF; ++i) if ($i == "=") print $(i + 1)}' <<<"$out")
       atg=$(awk '/^decode:/ {for (i = 1; i <= NF; ++i) if ($i == "=") print $(i + 1)}' <<<"$out")
       [[ -n $atg ]] || { echo "alternate.sh: afd-generate $m failed" >&2; exit 1; }
       rp=$(awk -v a="$app" -v b="$lpp" 'BEGIN {printf "%.2f", a / b}')
       rd=$(awk -v a="$atg" -v b="$ltg" 'BEGIN {printf "%.2f", a / b}')
       tag=$([[ $r -eq 0 ]] && echo warm-up || echo "")
-      printf '%-6s %-8s %10s %10s %8s   %-6s %10s %10s %8s  prefill %sx, decode %sx\n' \
+      printf '%-6s %-8s %10s %10s %8s   %-8s %10s %10s %8s  prefill %sx, decode %sx\n' \
         "$r" "$group" "$lpp" "$ltg" "$tag" "$m" "$app" "$atg" "" "$rp" "$rd"
       if [[ $r -gt 0 ]]; then
         RATIOS[$m-pp]+="$rp "
@@ -74,7 +78,7 @@ done
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.2f (%.2f-%.2f)", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), a[1], a[NR]}'; }
 echo
 echo "afd / llama.cpp per round, median (range) of $ROUNDS rounds, $THREADS threads:"
-for m in mlx4 awq fp8 bf16; do
+for m in mlx4 awq fp8 bf16 bf16+act; do
   [[ -n ${RATIOS[$m-tg]:-} ]] || continue
-  printf '  %-5s decode b1 %s   prefill 128 %s\n' "$m" "$(median "${RATIOS[$m-tg]}")" "$(median "${RATIOS[$m-pp]}")"
+  printf '  %-8s decode b1 %s   prefill 128 %s\n' "$m" "$(median "${RATIOS[$m-tg]}")" "$(median "${RATIOS[$m-pp]}")"
 done
