@@ -1320,11 +1320,11 @@ int64_t AwqVnniColumn(int v, int j) {
 // are unpacked once and kept in registers for every token. kPartial: only `nbytes` bytes of each
 // row exist (masked loads). xp[3 * t + plane]: token t's activation plane at row i0. `pf` (or
 // nullptr): the same rows' bytes further down the matrix, prefetched into L2 meanwhile (one
-// cache line per row).
+// cache line per row). `fresh`: the sums start from zero instead of acc's contents.
 template <int kSteps, bool kPartial>
 AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbytes,
                                      const int8_t* const* xp, int64_t n, __m512i idx0, __m512i idx1,
-                                     const uint8_t* pf, __m512i* acc) {
+                                     const uint8_t* pf, bool fresh, __m512i* acc) {
   const __m512i m0f = _mm512_set1_epi8(0x0F);
   const __mmask32 m32 = nbytes >= 32 ? 0xFFFFFFFFu : (1u << nbytes) - 1;
   auto load32 = [&](const uint8_t* q) {
@@ -1355,7 +1355,9 @@ AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbyte
     const int8_t* const* x = xp + 3 * t;
     __m512i a[3][4];
     for (int k = 0; k < 3; ++k) {
-      for (int v = 0; v < 4; ++v) a[k][v] = _mm512_load_si512(at + 4 * k + v);
+      for (int v = 0; v < 4; ++v) {
+        a[k][v] = fresh ? _mm512_setzero_si512() : _mm512_load_si512(at + 4 * k + v);
+      }
     }
     for (int s = 0; s < kSteps; ++s) {
       for (int k = 0; k < 3; ++k) {
@@ -1375,20 +1377,23 @@ AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbyte
   }
 }
 
-// AwqVnniRows over `steps` steps of 4 rows (4 at a time, then one by one).
+// AwqVnniRows over `steps` steps of 4 rows (4 at a time, then one by one). `fresh`: the sums
+// start from zero (the group's first rows: no zeroing pass over the sums).
 template <bool kPartial>
 AFD_VNNI HWY_INLINE void AwqVnniRowBlock(const uint8_t* p, int64_t wb, int64_t steps,
                                          int64_t nbytes, const int8_t** xp, int64_t n, __m512i idx0,
-                                         __m512i idx1, const uint8_t* pf, __m512i* acc) {
+                                         __m512i idx1, const uint8_t* pf, bool fresh,
+                                         __m512i* acc) {
+  if (fresh && steps == 0) std::fill(acc, acc + 12 * n, _mm512_setzero_si512());
   int64_t s = 0;
   for (; s + 4 <= steps; s += 4) {
     AwqVnniRows<4, kPartial>(p + 4 * s * wb, wb, nbytes, xp, n, idx0, idx1,
-                             pf != nullptr ? pf + 4 * s * wb : nullptr, acc);
+                             pf != nullptr ? pf + 4 * s * wb : nullptr, fresh && s == 0, acc);
     for (int64_t j = 0; j < 3 * n; ++j) xp[j] += 16;
   }
   for (; s < steps; ++s) {
     AwqVnniRows<1, kPartial>(p + 4 * s * wb, wb, nbytes, xp, n, idx0, idx1,
-                             pf != nullptr ? pf + 4 * s * wb : nullptr, acc);
+                             pf != nullptr ? pf + 4 * s * wb : nullptr, fresh && s == 0, acc);
     for (int64_t j = 0; j < 3 * n; ++j) xp[j] += 4;
   }
   for (int64_t j = 0; j < 3 * n; ++j) xp[j] -= 4 * steps;
@@ -1497,7 +1502,7 @@ const AwqVnniLanes& AwqLanes() {
 }
 
 // The int32 sums of input rows [i_begin, i_end) (one group's) for 64-column tiles [p0, p1)
-// from column `first`, every token, added into sums[(tile - p0) * n * 12 + 12 * t]. Rows below
+// from column `first`, every token, written to sums[(tile - p0) * n * 12 + 12 * t]. Rows below
 // `pf_end` may be prefetched ahead.
 AFD_VNNI HWY_INLINE void AwqVnniSweep(const QuantMatrix& w, const AwqVnniLanes& lanes,
                                       const BlockX& bx, int64_t n, int64_t first, int64_t p0,
@@ -1537,9 +1542,10 @@ AFD_VNNI HWY_INLINE void AwqVnniSweep(const QuantMatrix& w, const AwqVnniLanes& 
                               : nullptr;
       __m512i* a = sums + (tile - p0) * n * 12;
       if (valid == 64) {
-        AwqVnniRowBlock<false>(p, wb, steps, 32, xp, n, idx0, idx1, pf, a);
+        AwqVnniRowBlock<false>(p, wb, steps, 32, xp, n, idx0, idx1, pf, i0 == i_begin, a);
       } else {
-        AwqVnniRowBlock<true>(p, wb, steps, valid / 2, xp, n, idx0, idx1, nullptr, a);
+        AwqVnniRowBlock<true>(p, wb, steps, valid / 2, xp, n, idx0, idx1, nullptr, i0 == i_begin,
+                              a);
       }
     }
   }
@@ -1581,7 +1587,6 @@ AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin,
   for (int64_t p0 = 0; p0 < tiles; p0 += panel) {
     const int64_t p1 = std::min(tiles, p0 + panel);
     for (int64_t g = 0; g < w.groups(); ++g) {
-      std::fill(ia, ia + (p1 - p0) * n * 12, _mm512_setzero_si512());
       PrefetchAwqGroupParams(w, g, first + 64 * p0, std::min(w.rows, first + 64 * p1));
       AwqVnniSweep(w, lanes, bx, n, first, p0, p1, g * group, (g + 1) * group, w.cols, xp, ia);
       for (int64_t tile = p0; tile < p1; ++tile) {
@@ -1628,7 +1633,6 @@ AFD_VNNI HWY_NOINLINE void AwqVnniGroupSums(const QuantMatrix& w, const BlockX& 
   const int8_t* xp[3 * internal::kAwqSplitMaxTokens];
   for (int64_t g = g_begin; g < g_end; ++g) {
     __m512i* gs = sums + g * tiles * n * 12;
-    std::fill(gs, gs + tiles * n * 12, _mm512_setzero_si512());
     for (int64_t p0 = 0; p0 < tiles; p0 += panel) {
       // Prefetch stays inside [g_begin, g_end) (the rows after it may be another thread's).
       AwqVnniSweep(w, lanes, bx, n, 0, p0, std::min(tiles, p0 + panel), g * group, (g + 1) * group,
