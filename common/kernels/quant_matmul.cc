@@ -1618,6 +1618,13 @@ AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin,
 
 void AwqVnniDecodeRows(const float* x, int64_t n, const QuantMatrix& w, int64_t col_begin,
                        int64_t col_end, float* y) {
+  // The sweep prefetches kAwqPrefetchRows rows ahead, so a whole matrix's first rows would be
+  // demand misses one after another: ask for all of them now, while x is quantized.
+  if (col_begin == 0 && col_end == w.rows) {
+    const auto* q = static_cast<const char*>(w.data);
+    const int64_t bytes = std::min(kAwqPrefetchRows, w.cols) * (w.rows / 2);
+    for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(q + b, _MM_HINT_T0);
+  }
   const BlockX bx = QuantizeBlockX(x, n, w.cols, w.group_size, w.cols, 0);
   AwqVnniColumns(w, col_begin, col_end, bx, n, y);
 }
