@@ -1245,6 +1245,15 @@ void MlxVnniDecodeN(const float* x, const QuantMatrix& w, int64_t row_begin, int
   using L = MlxVnniLayout<B>;
   const int64_t groups = w.groups();
   const int64_t blocks = (w.cols + L::kBlock - 1) / L::kBlock;
+  // The tiles prefetch kMlxPrefetchBytes ahead, so the first rows would be demand misses one
+  // after another: ask for them (and their scales) now, while x is quantized.
+  {
+    const int64_t row_bytes = w.cols * B / 8;
+    const auto* q = static_cast<const char*>(w.data) + row_begin * row_bytes;
+    const int64_t bytes = std::min(kMlxPrefetchBytes, (row_end - row_begin) * row_bytes);
+    for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(q + b, _MM_HINT_T0);
+    PrefetchScaleRows(w, row_begin, std::min(kMlxScaleAheadRows, row_end - row_begin));
+  }
   const BlockX bx = QuantizeBlockX(x, N, w.cols, w.group_size, blocks * L::kBlock,
                                    B == 4   ? 4
                                    : B == 2 ? 2
