@@ -512,7 +512,9 @@ if [[ -n $LLAMA_LIB ]] && have afd-generate && have llama_ref_bench; then
     # bf16+act: the opt-in bf16-activation prefill (its decode is bf16's).
     [[ $name == bf16+act ]] ||
       row "alternating rounds: $name b1 / llama.cpp $vs" "$dec" "x" "1.2" "median per-round ratio vs 1.2x (target)"
-    row "alternating rounds: $name prefill / llama.cpp" "$pre" "x" "1.3" "median per-round ratio vs 1.3x (target)"
+    label="alternating rounds: $name prefill / llama.cpp"
+    [[ $name == bf16+act ]] && label="alternating: bf16+act prefill / llama.cpp"
+    row "$label" "$pre" "x" "1.3" "median per-round ratio vs 1.3x (target)"
   done < <(awk '$2 == "decode" && $3 == "b1" {print $1, $4, $8}' "$out")
 fi
 
