@@ -1329,11 +1329,12 @@ int64_t AwqVnniColumn(int v, int j) {
 // are unpacked once and kept in registers for every token. kPartial: only `nbytes` bytes of each
 // row exist (masked loads). xp[3 * t + plane]: token t's activation plane at row i0. `pf` (or
 // nullptr): the same rows' bytes further down the matrix, prefetched into L2 meanwhile (one
-// cache line per row). `fresh`: the sums start from zero instead of acc's contents.
+// cache line per row). `fresh`: the sums start from zero instead of acc's contents. The
+// activation bytes are read at xp[3 * t + plane] + xo.
 template <int kSteps, bool kPartial>
 AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbytes,
-                                     const int8_t* const* xp, int64_t n, __m512i idx0, __m512i idx1,
-                                     const uint8_t* pf, bool fresh, __m512i* acc) {
+                                     const int8_t* const* xp, int64_t xo, int64_t n, __m512i idx0,
+                                     __m512i idx1, const uint8_t* pf, bool fresh, __m512i* acc) {
   const __m512i m0f = _mm512_set1_epi8(0x0F);
   const __mmask32 m32 = nbytes >= 32 ? 0xFFFFFFFFu : (1u << nbytes) - 1;
   auto load32 = [&](const uint8_t* q) {
@@ -1374,7 +1375,7 @@ AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbyte
         // empty asm stops GCC from folding it back into 4 memory-broadcast operands: the load
         // ports were the limit, 768x1536 hot on one Zen 5 core 26 -> 33 GB/s).
         int32_t xv;
-        memcpy(&xv, x[k] + 4 * s, 4);
+        memcpy(&xv, x[k] + xo + 4 * s, 4);
         __m512i xb = _mm512_set1_epi32(xv);
         asm("" : "+v"(xb));
         for (int v = 0; v < 4; ++v) a[k][v] = _mm512_dpbusd_epi32(a[k][v], c[s][v], xb);
@@ -1390,22 +1391,19 @@ AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbyte
 // start from zero (the group's first rows: no zeroing pass over the sums).
 template <bool kPartial>
 AFD_VNNI HWY_INLINE void AwqVnniRowBlock(const uint8_t* p, int64_t wb, int64_t steps,
-                                         int64_t nbytes, const int8_t** xp, int64_t n, __m512i idx0,
-                                         __m512i idx1, const uint8_t* pf, bool fresh,
+                                         int64_t nbytes, const int8_t* const* xp, int64_t n,
+                                         __m512i idx0, __m512i idx1, const uint8_t* pf, bool fresh,
                                          __m512i* acc) {
   if (fresh && steps == 0) std::fill(acc, acc + 12 * n, _mm512_setzero_si512());
   int64_t s = 0;
   for (; s + 4 <= steps; s += 4) {
-    AwqVnniRows<4, kPartial>(p + 4 * s * wb, wb, nbytes, xp, n, idx0, idx1,
+    AwqVnniRows<4, kPartial>(p + 4 * s * wb, wb, nbytes, xp, 4 * s, n, idx0, idx1,
                              pf != nullptr ? pf + 4 * s * wb : nullptr, fresh && s == 0, acc);
-    for (int64_t j = 0; j < 3 * n; ++j) xp[j] += 16;
   }
   for (; s < steps; ++s) {
-    AwqVnniRows<1, kPartial>(p + 4 * s * wb, wb, nbytes, xp, n, idx0, idx1,
+    AwqVnniRows<1, kPartial>(p + 4 * s * wb, wb, nbytes, xp, 4 * s, n, idx0, idx1,
                              pf != nullptr ? pf + 4 * s * wb : nullptr, fresh && s == 0, acc);
-    for (int64_t j = 0; j < 3 * n; ++j) xp[j] += 4;
   }
-  for (int64_t j = 0; j < 3 * n; ++j) xp[j] -= 4 * steps;
 }
 
 // Group g of the 64 columns [c0, c0 + 64) for token t, from the group's int32 sums `ia` (as
