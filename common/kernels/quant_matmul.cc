@@ -1348,7 +1348,7 @@ int64_t AwqVnniColumn(int v, int j) {
 // nullptr): the same rows' bytes further down the matrix, prefetched into L2 meanwhile (one
 // cache line per row). `fresh`: the sums start from zero instead of acc's contents. The
 // activation bytes are read at xp[3 * t + plane] + xo.
-template <int kSteps, bool kPartial>
+template <int kSteps, bool kPartial, int kN>
 AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbytes,
                                      const int8_t* const* xp, int64_t xo, int64_t n, __m512i idx0,
                                      __m512i idx1, const uint8_t* pf, bool fresh, __m512i* acc) {
@@ -1377,7 +1377,7 @@ AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbyte
     c[s][2] = _mm512_permutex2var_epi8(ahi, idx0, bhi);
     c[s][3] = _mm512_permutex2var_epi8(ahi, idx1, bhi);
   }
-  for (int64_t t = 0; t < n; ++t) {
+  for (int64_t t = 0; t < (kN > 0 ? kN : n); ++t) {
     __m512i* at = acc + 12 * t;
     const int8_t* const* x = xp + 3 * t;
     __m512i a[3][4];
@@ -1406,7 +1406,7 @@ AFD_VNNI HWY_INLINE void AwqVnniRows(const uint8_t* p, int64_t wb, int64_t nbyte
 
 // AwqVnniRows over `steps` steps of 4 rows (4 at a time, then one by one). `fresh`: the sums
 // start from zero (the group's first rows: no zeroing pass over the sums).
-template <bool kPartial>
+template <bool kPartial, int kN>
 AFD_VNNI HWY_INLINE void AwqVnniRowBlock(const uint8_t* p, int64_t wb, int64_t steps,
                                          int64_t nbytes, const int8_t* const* xp, int64_t n,
                                          __m512i idx0, __m512i idx1, const uint8_t* pf, bool fresh,
@@ -1414,12 +1414,12 @@ AFD_VNNI HWY_INLINE void AwqVnniRowBlock(const uint8_t* p, int64_t wb, int64_t s
   if (fresh && steps == 0) std::fill(acc, acc + 12 * n, _mm512_setzero_si512());
   int64_t s = 0;
   for (; s + 4 <= steps; s += 4) {
-    AwqVnniRows<4, kPartial>(p + 4 * s * wb, wb, nbytes, xp, 4 * s, n, idx0, idx1,
-                             pf != nullptr ? pf + 4 * s * wb : nullptr, fresh && s == 0, acc);
+    AwqVnniRows<4, kPartial, kN>(p + 4 * s * wb, wb, nbytes, xp, 4 * s, n, idx0, idx1,
+                                 pf != nullptr ? pf + 4 * s * wb : nullptr, fresh && s == 0, acc);
   }
   for (; s < steps; ++s) {
-    AwqVnniRows<1, kPartial>(p + 4 * s * wb, wb, nbytes, xp, 4 * s, n, idx0, idx1,
-                             pf != nullptr ? pf + 4 * s * wb : nullptr, fresh && s == 0, acc);
+    AwqVnniRows<1, kPartial, kN>(p + 4 * s * wb, wb, nbytes, xp, 4 * s, n, idx0, idx1,
+                                 pf != nullptr ? pf + 4 * s * wb : nullptr, fresh && s == 0, acc);
   }
 }
 
@@ -1527,7 +1527,8 @@ const AwqVnniLanes& AwqLanes() {
 
 // The int32 sums of input rows [i_begin, i_end) (one group's) for 64-column tiles [p0, p1)
 // from column `first`, every token, written to sums[(tile - p0) * n * 12 + 12 * t]. Rows below
-// `pf_end` may be prefetched ahead.
+// `pf_end` may be prefetched ahead. kN: the token count when fixed at compile time (1), else 0.
+template <int kN>
 AFD_VNNI HWY_INLINE void AwqVnniSweep(const QuantMatrix& w, const AwqVnniLanes& lanes,
                                       const BlockX& bx, int64_t n, int64_t first, int64_t p0,
                                       int64_t p1, int64_t i_begin, int64_t i_end, int64_t pf_end,
@@ -1566,10 +1567,10 @@ AFD_VNNI HWY_INLINE void AwqVnniSweep(const QuantMatrix& w, const AwqVnniLanes& 
                               : nullptr;
       __m512i* a = sums + (tile - p0) * n * 12;
       if (valid == 64) {
-        AwqVnniRowBlock<false>(p, wb, steps, 32, xp, n, idx0, idx1, pf, i0 == i_begin, a);
+        AwqVnniRowBlock<false, kN>(p, wb, steps, 32, xp, n, idx0, idx1, pf, i0 == i_begin, a);
       } else {
-        AwqVnniRowBlock<true>(p, wb, steps, valid / 2, xp, n, idx0, idx1, nullptr, i0 == i_begin,
-                              a);
+        AwqVnniRowBlock<true, kN>(p, wb, steps, valid / 2, xp, n, idx0, idx1, nullptr,
+                                  i0 == i_begin, a);
       }
     }
   }
@@ -1612,7 +1613,11 @@ AFD_VNNI HWY_NOINLINE void AwqVnniColumns(const QuantMatrix& w, int64_t c_begin,
     const int64_t p1 = std::min(tiles, p0 + panel);
     for (int64_t g = 0; g < w.groups(); ++g) {
       PrefetchAwqGroupParams(w, g, first + 64 * p0, std::min(w.rows, first + 64 * p1));
-      AwqVnniSweep(w, lanes, bx, n, first, p0, p1, g * group, (g + 1) * group, w.cols, xp, ia);
+      if (n == 1) {
+        AwqVnniSweep<1>(w, lanes, bx, n, first, p0, p1, g * group, (g + 1) * group, w.cols, xp, ia);
+      } else {
+        AwqVnniSweep<0>(w, lanes, bx, n, first, p0, p1, g * group, (g + 1) * group, w.cols, xp, ia);
+      }
       for (int64_t tile = p0; tile < p1; ++tile) {
         const int64_t c0 = first + 64 * tile;
         const int64_t valid = std::min<int64_t>(64, w.rows - c0);
@@ -1666,8 +1671,14 @@ AFD_VNNI HWY_NOINLINE void AwqVnniGroupSums(const QuantMatrix& w, const BlockX& 
     __m512i* gs = sums + g * tiles * n * 12;
     for (int64_t p0 = 0; p0 < tiles; p0 += panel) {
       // Prefetch stays inside [g_begin, g_end) (the rows after it may be another thread's).
-      AwqVnniSweep(w, lanes, bx, n, 0, p0, std::min(tiles, p0 + panel), g * group, (g + 1) * group,
-                   g_end * group, xp, gs + p0 * n * 12);
+      const int64_t p1 = std::min(tiles, p0 + panel);
+      if (n == 1) {
+        AwqVnniSweep<1>(w, lanes, bx, n, 0, p0, p1, g * group, (g + 1) * group, g_end * group, xp,
+                        gs + p0 * n * 12);
+      } else {
+        AwqVnniSweep<0>(w, lanes, bx, n, 0, p0, p1, g * group, (g + 1) * group, g_end * group, xp,
+                        gs + p0 * n * 12);
+      }
     }
   }
 }
