@@ -378,14 +378,29 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
       }
     }
   }
-  // Work items: (entry, chunk of query rows, head).
+  // Work items: (entry, chunk of query rows, run of query heads that share a kv head). The
+  // kernel reads each key and value once per run instead of once per head; runs are halved
+  // until there are items for every thread.
+  int64_t chunks = 0;
+  for (size_t e = 0; e < batch.size(); ++e) {
+    chunks += (entry_begin_[e + 1] - entry_begin_[e] + kAttentionRowChunk - 1) / kAttentionRowChunk;
+  }
+  const int group = heads / kv_heads;
+  const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
+  int run = group;
+  while (run > 1 && chunks * kv_heads * ((group + run - 1) / run) < threads) run = (run + 1) / 2;
   items_.clear();
   for (size_t e = 0; e < batch.size(); ++e) {
     for (int64_t r = entry_begin_[e]; r < entry_begin_[e + 1]; r += kAttentionRowChunk) {
       const int64_t rows = std::min(kAttentionRowChunk, entry_begin_[e + 1] - r);
       // Causal attention: a row attends to every key up to its position.
-      const int64_t cost = rows * (positions_[r + rows - 1] + 1);
-      for (int h = 0; h < heads; ++h) items_.push_back({static_cast<int>(e), r, rows, h, cost});
+      for (int kvh = 0; kvh < kv_heads; ++kvh) {
+        for (int h = kvh * group; h < (kvh + 1) * group; h += run) {
+          const int count = std::min(run, (kvh + 1) * group - h);
+          const int64_t cost = rows * (positions_[r + rows - 1] + 1) * count;
+          items_.push_back({static_cast<int>(e), r, rows, h, count, cost});
+        }
+      }
     }
   }
   kernels::AttentionShape shape;
@@ -398,9 +413,9 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
     const int64_t max_pos = positions_[item.row_begin + item.rows - 1];
     if (static_cast<int64_t>(scores.size()) < max_pos + 1) scores.resize(max_pos + 1);
     const kernels::PagedKvView view = cache_->View(layer, batch[item.entry].seq);
-    kernels::PagedAttention(q + item.row_begin * q_dim, item.rows,
-                            positions_.data() + item.row_begin, view, shape, item.head,
-                            item.head + 1, scores.data(), attn + item.row_begin * q_dim);
+    kernels::PagedAttention(
+        q + item.row_begin * q_dim, item.rows, positions_.data() + item.row_begin, view, shape,
+        item.head, item.head + item.head_count, scores.data(), attn + item.row_begin * q_dim);
   });
   clock_.Lap(ProfileStage::kAttnCore);
   ProjMatMul(attn, n, {{&w.o_proj, out}});
@@ -431,7 +446,7 @@ void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float*
     has_state_[e] = cache_->HasLinearState(layer, batch[e].seq);
     const int64_t rows = entry_begin_[e + 1] - entry_begin_[e];
     for (int h = 0; h < heads; ++h) {
-      items_.push_back({static_cast<int>(e), entry_begin_[e], rows, h, rows});
+      items_.push_back({static_cast<int>(e), entry_begin_[e], rows, h, 1, rows});
     }
   }
   const int block_size = c.block_size;

@@ -88,13 +88,14 @@ class Engine {
   void set_profile(StepProfile* profile) { profile_ = profile; }
 
  private:
-  // Attention work items of the current layer: (entry, first row, rows, head) and an estimate
-  // of their work.
+  // Attention work items of the current layer: (entry, first row, rows, heads [head,
+  // head + head_count), which share a kv head) and an estimate of their work.
   struct AttentionItem {
     int entry;
     int64_t row_begin;
     int64_t rows;
     int head;
+    int head_count;
     int64_t cost;
   };
 

@@ -19,65 +19,35 @@ namespace afd::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-inline float Dot(const float* a, const float* b, int dim) {
+// The G dot products q[g] . k, each as a two-accumulator Dot (acc0 / acc1 over alternating
+// vectors, their sum reduced, then the scalar tail): the key is loaded once for all G heads.
+template <int G>
+HWY_INLINE void DotGroup(const float* const* q, const float* k, int dim, float* out) {
   const hn::ScalableTag<float> df;
   const int lanes = static_cast<int>(hn::Lanes(df));
-  auto acc0 = hn::Zero(df);
-  auto acc1 = hn::Zero(df);
+  hn::Vec<decltype(df)> acc0[G], acc1[G];
+  for (int g = 0; g < G; ++g) acc0[g] = acc1[g] = hn::Zero(df);
   int i = 0;
   for (; i + 2 * lanes <= dim; i += 2 * lanes) {
-    acc0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc0);
-    acc1 = hn::MulAdd(hn::LoadU(df, a + i + lanes), hn::LoadU(df, b + i + lanes), acc1);
-  }
-  for (; i + lanes <= dim; i += lanes) {
-    acc0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc0);
-  }
-  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
-  for (; i < dim; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
-// out[c0 + v * Lanes + l] = sum over keys j in order of p_j * value(j)[...], for v < NV: the
-// accumulators stay in registers across the keys (an update of `out` per key chained every key
-// through a store and a reload: half the attention time). One FMA per key, in key order.
-template <int NV, class ValueFn>
-HWY_INLINE void AccumulateValues(const float* p, int64_t num_keys, const ValueFn& value, int64_t c0,
-                                 float* out) {
-  const hn::ScalableTag<float> df;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  hn::Vec<decltype(df)> acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = hn::Zero(df);
-  for (int64_t j = 0; j < num_keys; ++j) {
-    const auto vp = hn::Set(df, p[j]);
-    const float* vj = value(j) + c0;
-    for (int v = 0; v < NV; ++v) acc[v] = hn::MulAdd(vp, hn::LoadU(df, vj + v * lanes), acc[v]);
-  }
-  for (int v = 0; v < NV; ++v) hn::StoreU(acc[v], df, out + c0 + v * lanes);
-}
-
-// AccumulateValues<nv> for a run-time nv < 8 (0: nothing).
-template <int NV = 7, class ValueFn>
-HWY_INLINE void AccumulateLastValues(int64_t nv, const float* p, int64_t num_keys,
-                                     const ValueFn& value, int64_t c0, float* out) {
-  if constexpr (NV > 0) {
-    if (nv == NV) {
-      AccumulateValues<NV>(p, num_keys, value, c0, out);
-    } else {
-      AccumulateLastValues<NV - 1>(nv, p, num_keys, value, c0, out);
+    const auto k0 = hn::LoadU(df, k + i), k1 = hn::LoadU(df, k + i + lanes);
+    for (int g = 0; g < G; ++g) {
+      acc0[g] = hn::MulAdd(hn::LoadU(df, q[g] + i), k0, acc0[g]);
+      acc1[g] = hn::MulAdd(hn::LoadU(df, q[g] + i + lanes), k1, acc1[g]);
     }
   }
+  for (; i + lanes <= dim; i += lanes) {
+    const auto k0 = hn::LoadU(df, k + i);
+    for (int g = 0; g < G; ++g) acc0[g] = hn::MulAdd(hn::LoadU(df, q[g] + i), k0, acc0[g]);
+  }
+  for (int g = 0; g < G; ++g) {
+    float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0[g], acc1[g])));
+    for (int c = i; c < dim; ++c) sum += q[g][c] * k[c];
+    out[g] = sum;
+  }
 }
 
-// Softmax attention of one query over num_keys keys: key(j) / value(j) give the vectors.
-template <class KeyFn, class ValueFn>
-inline void AttendOne(const float* q, int64_t num_keys, const KeyFn& key, const ValueFn& value,
-                      int dim, float scale, float* scores, float* out) {
-  float max_score = -INFINITY;
-  for (int64_t j = 0; j < num_keys; ++j) {
-    const float s = Dot(q, key(j), dim) * scale;
-    scores[j] = s;
-    max_score = std::max(max_score, s);
-  }
+// p = softmax(scores) in place over num_keys scores.
+inline void SoftmaxInPlace(float* scores, int64_t num_keys, float max_score) {
   // exp(s - max) a vector at a time (Highway's Exp, within 1 ulp of libm; the scalar libm call
   // per key). The last partial vector is padded with max - 1000, whose term is exp(-1000) = 0,
   // so every key's term is the same whatever num_keys is.
@@ -104,19 +74,130 @@ inline void AttendOne(const float* q, int64_t num_keys, const KeyFn& key, const 
   const float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
   const float inv_sum = 1.0f / sum;
   for (int64_t jj = 0; jj < num_keys; ++jj) scores[jj] *= inv_sum;
-  // Blocks of 8 vectors of the output in registers, then the rest of the whole vectors, then
-  // the columns past the last whole vector.
-  const int64_t full = dim / lanes;
-  int64_t v0 = 0;
-  for (; v0 + 8 <= full; v0 += 8) AccumulateValues<8>(scores, num_keys, value, v0 * lanes, out);
-  AccumulateLastValues(full - v0, scores, num_keys, value, v0 * lanes, out);
-  if (full * lanes < dim) {
-    std::fill(out + full * lanes, out + dim, 0.0f);
-    for (int64_t j = 0; j < num_keys; ++j) {
-      const float* vj = value(j);
-      for (int64_t c = full * lanes; c < dim; ++c) out[c] += scores[j] * vj[c];
+}
+
+// out[g][c0 + v * Lanes + l] = sum over keys j in order of p[g][j] * value(j)[...], for v < NV
+// and each of the G heads: the accumulators stay in registers across the keys (an update of
+// `out` per key chained every key through a store and a reload: half the attention time), and
+// each value vector is loaded once for the G heads. One FMA per key and head, in key order.
+template <int G, int NV, class ValueFn>
+HWY_INLINE void AccumulateValues(const float* p, int64_t num_keys, const ValueFn& value, int64_t c0,
+                                 float* const* out) {
+  const hn::ScalableTag<float> df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  hn::Vec<decltype(df)> acc[G][NV];
+  for (int g = 0; g < G; ++g) {
+    for (int v = 0; v < NV; ++v) acc[g][v] = hn::Zero(df);
+  }
+  for (int64_t j = 0; j < num_keys; ++j) {
+    const float* vj = value(j) + c0;
+    hn::Vec<decltype(df)> vv[NV];
+    for (int v = 0; v < NV; ++v) vv[v] = hn::LoadU(df, vj + v * lanes);
+    for (int g = 0; g < G; ++g) {
+      const auto vp = hn::Set(df, p[g * num_keys + j]);
+      for (int v = 0; v < NV; ++v) acc[g][v] = hn::MulAdd(vp, vv[v], acc[g][v]);
     }
   }
+  for (int g = 0; g < G; ++g) {
+    for (int v = 0; v < NV; ++v) hn::StoreU(acc[g][v], df, out[g] + c0 + v * lanes);
+  }
+}
+
+// AccumulateValues<G, nv> for a run-time nv < NV + 1 (0: nothing).
+template <int G, int NV, class ValueFn>
+HWY_INLINE void AccumulateLastValues(int64_t nv, const float* p, int64_t num_keys,
+                                     const ValueFn& value, int64_t c0, float* const* out) {
+  if constexpr (NV > 0) {
+    if (nv == NV) {
+      AccumulateValues<G, NV>(p, num_keys, value, c0, out);
+    } else {
+      AccumulateLastValues<G, NV - 1>(nv, p, num_keys, value, c0, out);
+    }
+  }
+}
+
+// Value vectors per register block for G heads: G * NV accumulators and NV loads fit the
+// vector registers.
+constexpr int ValueBlock(int g) { return g <= 1 ? 8 : g <= 2 ? 8 : g <= 3 ? 6 : g <= 6 ? 4 : 2; }
+
+// Softmax attention of G query heads that share one kv head (grouped-query attention) over
+// num_keys keys: key(j) / value(j) give the vectors, each read once for all G heads (a head at
+// a time read them G times: at long contexts that is G times the cache's bytes per step). Per
+// head the arithmetic is that of one head alone, in the same order. scores: G * num_keys.
+template <int G, class KeyFn, class ValueFn>
+inline void AttendGroup(const float* const* q, int64_t num_keys, const KeyFn& key,
+                        const ValueFn& value, int dim, float scale, float* scores,
+                        float* const* out) {
+  float max_score[G];
+  for (int g = 0; g < G; ++g) max_score[g] = -INFINITY;
+  for (int64_t j = 0; j < num_keys; ++j) {
+    float dots[G];
+    DotGroup<G>(q, key(j), dim, dots);
+    for (int g = 0; g < G; ++g) {
+      const float s = dots[g] * scale;
+      scores[g * num_keys + j] = s;
+      max_score[g] = std::max(max_score[g], s);
+    }
+  }
+  for (int g = 0; g < G; ++g) SoftmaxInPlace(scores + g * num_keys, num_keys, max_score[g]);
+  // Blocks of ValueBlock(G) vectors of the outputs in registers, then the rest of the whole
+  // vectors, then the columns past the last whole vector.
+  const hn::ScalableTag<float> df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int kNV = ValueBlock(G);
+  const int64_t full = dim / lanes;
+  int64_t v0 = 0;
+  for (; v0 + kNV <= full; v0 += kNV) {
+    AccumulateValues<G, kNV>(scores, num_keys, value, v0 * lanes, out);
+  }
+  AccumulateLastValues<G, kNV - 1>(full - v0, scores, num_keys, value, v0 * lanes, out);
+  if (full * lanes < dim) {
+    for (int g = 0; g < G; ++g) {
+      float* o = out[g];
+      const float* p = scores + g * num_keys;
+      std::fill(o + full * lanes, o + dim, 0.0f);
+      for (int64_t j = 0; j < num_keys; ++j) {
+        const float* vj = value(j);
+        for (int64_t c = full * lanes; c < dim; ++c) o[c] += p[j] * vj[c];
+      }
+    }
+  }
+}
+
+// Most query heads attended together (a larger group goes in parts).
+constexpr int kMaxGroup = 8;
+
+// AttendGroup<g> for a run-time g in [1, G].
+template <int G = kMaxGroup, class KeyFn, class ValueFn>
+HWY_INLINE void AttendGroupOf(int g, const float* const* q, int64_t num_keys, const KeyFn& key,
+                              const ValueFn& value, int dim, float scale, float* scores,
+                              float* const* out) {
+  if constexpr (G > 1) {
+    if (g != G) {
+      AttendGroupOf<G - 1>(g, q, num_keys, key, value, dim, scale, scores, out);
+      return;
+    }
+  }
+  AttendGroup<G>(q, num_keys, key, value, dim, scale, scores, out);
+}
+
+// Heads [head_begin, head_end) of query row i in runs that share a kv head: fn(kvh, h, g) for
+// each run of g <= kMaxGroup heads from h.
+template <class Fn>
+HWY_INLINE void ForEachHeadRun(int head_begin, int head_end, int group, const Fn& fn) {
+  for (int h = head_begin; h < head_end;) {
+    const int kvh = h / group;
+    const int g = std::min({head_end, (kvh + 1) * group, h + kMaxGroup}) - h;
+    fn(kvh, h, g);
+    h += g;
+  }
+}
+
+// Scratch for G heads' scores (the callers' buffer holds one head's).
+inline float* GroupScores(int64_t count) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < count) buf.resize(count);
+  return buf.data();
 }
 
 void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
@@ -136,17 +217,24 @@ void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, con
     base[j] = PagedKvOffset(kv.block_table[j / bs], 0, static_cast<int>(j % bs), hkv, bs, d);
   }
   const int64_t head_stride = static_cast<int64_t>(bs) * d;  // PagedKvOffset per kv head
+  (void)scores;
+  float* group_scores = GroupScores(kMaxGroup * max_keys);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t num_keys = static_cast<int64_t>(positions[i]) + 1;
-    for (int h = head_begin; h < head_end; ++h) {
-      const int kvh = h / group;
+    ForEachHeadRun(head_begin, head_end, group, [&](int kvh, int h, int g) {
       const float* k_head = kv.k_pool + kvh * head_stride;
       const float* v_head = kv.v_pool + kvh * head_stride;
       auto key = [&](int64_t j) { return k_head + base[j]; };
       auto value = [&](int64_t j) { return v_head + base[j]; };
-      const int64_t row = (i * shape.num_heads + h) * d;
-      AttendOne(q + row, num_keys, key, value, d, shape.scale, scores, out + row);
-    }
+      const float* qs[kMaxGroup];
+      float* outs[kMaxGroup];
+      for (int e = 0; e < g; ++e) {
+        const int64_t row = (i * shape.num_heads + h + e) * d;
+        qs[e] = q + row;
+        outs[e] = out + row;
+      }
+      AttendGroupOf(g, qs, num_keys, key, value, d, shape.scale, group_scores, outs);
+    });
   }
 }
 
@@ -156,14 +244,21 @@ void CausalAttentionImpl(const float* q, const float* k, const float* v, int64_t
   const int d = shape.head_dim;
   const int hkv = shape.num_kv_heads;
   const int group = shape.num_heads / hkv;
+  (void)scores;
+  float* group_scores = GroupScores(kMaxGroup * n);
   for (int64_t i = 0; i < n; ++i) {
-    for (int h = head_begin; h < head_end; ++h) {
-      const int kvh = h / group;
+    ForEachHeadRun(head_begin, head_end, group, [&](int kvh, int h, int g) {
       auto key = [&](int64_t j) { return k + (j * hkv + kvh) * d; };
       auto value = [&](int64_t j) { return v + (j * hkv + kvh) * d; };
-      const int64_t row = (i * shape.num_heads + h) * d;
-      AttendOne(q + row, i + 1, key, value, d, shape.scale, scores, out + row);
-    }
+      const float* qs[kMaxGroup];
+      float* outs[kMaxGroup];
+      for (int e = 0; e < g; ++e) {
+        const int64_t row = (i * shape.num_heads + h + e) * d;
+        qs[e] = q + row;
+        outs[e] = out + row;
+      }
+      AttendGroupOf(g, qs, i + 1, key, value, d, shape.scale, group_scores, outs);
+    });
   }
 }
 

@@ -2,6 +2,7 @@
 // twin, paged vs contiguous layout, GQA head mapping, causal masking, and a float64 oracle.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -189,6 +190,45 @@ TEST(AttentionKernelTest, LaterKeysDoNotLeakIntoEarlierQueries) {
   const int64_t cut = 6 * s.num_heads * s.head_dim;
   EXPECT_TRUE(std::equal(before.begin(), before.begin() + cut, after.begin()));
   EXPECT_FALSE(std::equal(before.begin() + cut, before.end(), after.begin() + cut));
+}
+
+// Heads that share a kv head run together (each key and value read once for the group): every
+// head must get the bits it gets alone. Groups of 6 and of 12 (more than the kernel takes at
+// once), with and without whole vectors per head.
+TEST(AttentionKernelTest, GroupedHeadsGiveTheBitsOfOneHeadAtATime) {
+  for (int group : {6, 12}) {
+    for (int d : {48, 200, 4}) {
+      SCOPED_TRACE(testing::Message() << "group " << group << " d " << d);
+      const AttentionShape s = Shape(2 * group, 2, d);
+      PagedFixture f(s, 4, 37, 9);
+      const int64_t n = 5;
+      std::vector<int32_t> positions(n);
+      std::iota(positions.begin(), positions.end(), 32);
+      const std::vector<float> q = Random(n * s.num_heads * d, 13);
+      std::vector<float> together(q.size()), alone(q.size());
+      std::vector<float> scores(64);
+      PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, s.num_heads, scores.data(),
+                     together.data());
+      for (int h = 0; h < s.num_heads; ++h) {
+        PagedAttention(q.data(), n, positions.data(), f.View(), s, h, h + 1, scores.data(),
+                       alone.data());
+      }
+      EXPECT_EQ(std::memcmp(together.data(), alone.data(), sizeof(float) * q.size()), 0);
+      // The contiguous causal kernel too.
+      std::vector<float> cq = Random(37 * s.num_heads * d, 14);
+      std::vector<float> ck = Random(37 * s.num_kv_heads * d, 15);
+      std::vector<float> cv = Random(37 * s.num_kv_heads * d, 16);
+      std::vector<float> ctogether(cq.size()), calone(cq.size());
+      std::vector<float> cscores(37);
+      CausalAttention(cq.data(), ck.data(), cv.data(), 37, s, 0, s.num_heads, cscores.data(),
+                      ctogether.data());
+      for (int h = 0; h < s.num_heads; ++h) {
+        CausalAttention(cq.data(), ck.data(), cv.data(), 37, s, h, h + 1, cscores.data(),
+                        calone.data());
+      }
+      EXPECT_EQ(std::memcmp(ctogether.data(), calone.data(), sizeof(float) * cq.size()), 0);
+    }
+  }
 }
 
 TEST(AttentionKernelTest, HeadRangeWritesOnlyThoseHeads) {
