@@ -409,13 +409,10 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
   shape.head_dim = d;
   shape.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   ParallelItems([&](const AttentionItem& item) {
-    thread_local std::vector<float> scores;
-    const int64_t max_pos = positions_[item.row_begin + item.rows - 1];
-    if (static_cast<int64_t>(scores.size()) < max_pos + 1) scores.resize(max_pos + 1);
     const kernels::PagedKvView view = cache_->View(layer, batch[item.entry].seq);
-    kernels::PagedAttention(
-        q + item.row_begin * q_dim, item.rows, positions_.data() + item.row_begin, view, shape,
-        item.head, item.head + item.head_count, scores.data(), attn + item.row_begin * q_dim);
+    kernels::PagedAttention(q + item.row_begin * q_dim, item.rows,
+                            positions_.data() + item.row_begin, view, shape, item.head,
+                            item.head + item.head_count, attn + item.row_begin * q_dim);
   });
   clock_.Lap(ProfileStage::kAttnCore);
   ProjMatMul(attn, n, {{&w.o_proj, out}});

@@ -193,7 +193,22 @@ HWY_INLINE void ForEachHeadRun(int head_begin, int head_end, int group, const Fn
   }
 }
 
-// Scratch for G heads' scores (the callers' buffer holds one head's).
+// Query row i's heads [h, h + g) (one kv head's) of q [n, H, d] into out [n, H, d].
+template <class KeyFn, class ValueFn>
+HWY_INLINE void AttendHeadRun(const float* q, float* out, const AttentionShape& shape, int64_t i,
+                              int h, int g, int64_t num_keys, const KeyFn& key,
+                              const ValueFn& value, float* scores) {
+  const float* qs[kMaxGroup];
+  float* outs[kMaxGroup];
+  for (int e = 0; e < g; ++e) {
+    const int64_t row = (i * shape.num_heads + h + e) * shape.head_dim;
+    qs[e] = q + row;
+    outs[e] = out + row;
+  }
+  AttendGroupOf(g, qs, num_keys, key, value, shape.head_dim, shape.scale, scores, outs);
+}
+
+// Per-thread scratch for the scores of a run of heads.
 inline float* GroupScores(int64_t count) {
   thread_local std::vector<float> buf;
   if (static_cast<int64_t>(buf.size()) < count) buf.resize(count);
@@ -201,8 +216,7 @@ inline float* GroupScores(int64_t count) {
 }
 
 void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
-                        const AttentionShape& shape, int head_begin, int head_end, float* scores,
-                        float* out) {
+                        const AttentionShape& shape, int head_begin, int head_end, float* out) {
   const int d = shape.head_dim;
   const int hkv = shape.num_kv_heads;
   const int group = shape.num_heads / hkv;
@@ -217,7 +231,6 @@ void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, con
     base[j] = PagedKvOffset(kv.block_table[j / bs], 0, static_cast<int>(j % bs), hkv, bs, d);
   }
   const int64_t head_stride = static_cast<int64_t>(bs) * d;  // PagedKvOffset per kv head
-  (void)scores;
   float* group_scores = GroupScores(kMaxGroup * max_keys);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t num_keys = static_cast<int64_t>(positions[i]) + 1;
@@ -226,38 +239,22 @@ void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, con
       const float* v_head = kv.v_pool + kvh * head_stride;
       auto key = [&](int64_t j) { return k_head + base[j]; };
       auto value = [&](int64_t j) { return v_head + base[j]; };
-      const float* qs[kMaxGroup];
-      float* outs[kMaxGroup];
-      for (int e = 0; e < g; ++e) {
-        const int64_t row = (i * shape.num_heads + h + e) * d;
-        qs[e] = q + row;
-        outs[e] = out + row;
-      }
-      AttendGroupOf(g, qs, num_keys, key, value, d, shape.scale, group_scores, outs);
+      AttendHeadRun(q, out, shape, i, h, g, num_keys, key, value, group_scores);
     });
   }
 }
 
 void CausalAttentionImpl(const float* q, const float* k, const float* v, int64_t n,
-                         const AttentionShape& shape, int head_begin, int head_end, float* scores,
-                         float* out) {
+                         const AttentionShape& shape, int head_begin, int head_end, float* out) {
   const int d = shape.head_dim;
   const int hkv = shape.num_kv_heads;
   const int group = shape.num_heads / hkv;
-  (void)scores;
   float* group_scores = GroupScores(kMaxGroup * n);
   for (int64_t i = 0; i < n; ++i) {
     ForEachHeadRun(head_begin, head_end, group, [&](int kvh, int h, int g) {
       auto key = [&](int64_t j) { return k + (j * hkv + kvh) * d; };
       auto value = [&](int64_t j) { return v + (j * hkv + kvh) * d; };
-      const float* qs[kMaxGroup];
-      float* outs[kMaxGroup];
-      for (int e = 0; e < g; ++e) {
-        const int64_t row = (i * shape.num_heads + h + e) * d;
-        qs[e] = q + row;
-        outs[e] = out + row;
-      }
-      AttendGroupOf(g, qs, i + 1, key, value, d, shape.scale, group_scores, outs);
+      AttendHeadRun(q, out, shape, i, h, g, i + 1, key, value, group_scores);
     });
   }
 }
@@ -273,17 +270,14 @@ HWY_EXPORT(PagedAttentionImpl);
 HWY_EXPORT(CausalAttentionImpl);
 
 void PagedAttention(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
-                    const AttentionShape& shape, int head_begin, int head_end, float* scores,
-                    float* out) {
-  HWY_DYNAMIC_DISPATCH(PagedAttentionImpl)
-  (q, n, positions, kv, shape, head_begin, head_end, scores, out);
+                    const AttentionShape& shape, int head_begin, int head_end, float* out) {
+  HWY_DYNAMIC_DISPATCH(PagedAttentionImpl)(q, n, positions, kv, shape, head_begin, head_end, out);
   ClearUpperVectorState();
 }
 
 void CausalAttention(const float* q, const float* k, const float* v, int64_t n,
-                     const AttentionShape& shape, int head_begin, int head_end, float* scores,
-                     float* out) {
-  HWY_DYNAMIC_DISPATCH(CausalAttentionImpl)(q, k, v, n, shape, head_begin, head_end, scores, out);
+                     const AttentionShape& shape, int head_begin, int head_end, float* out) {
+  HWY_DYNAMIC_DISPATCH(CausalAttentionImpl)(q, k, v, n, shape, head_begin, head_end, out);
   ClearUpperVectorState();
 }
 

@@ -34,19 +34,18 @@ inline int64_t PagedKvOffset(int64_t pool_block, int kv_head, int slot, int num_
 // Paged attention for n query tokens of one sequence. Query i sits at positions[i] and attends
 // to the cached keys 0..positions[i] inclusive (which must already be in the cache, its own
 // included). Only heads [head_begin, head_end) are computed.
-// q: [n, H, d]; out: [n, H, d]; scores: scratch of at least max(positions) + 1 floats.
+// The query heads of one kv head run together (each key and value read once for them); every
+// head gets the bits it gets alone. q: [n, H, d]; out: [n, H, d].
 void PagedAttention(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
-                    const AttentionShape& shape, int head_begin, int head_end, float* scores,
-                    float* out);
+                    const AttentionShape& shape, int head_begin, int head_end, float* out);
 void PagedAttentionReference(const float* q, int64_t n, const int32_t* positions,
                              const PagedKvView& kv, const AttentionShape& shape, float* out);
 
 // Contiguous causal attention over one sequence's first n tokens (positions 0..n-1): query i
 // attends to keys 0..i. Heads [head_begin, head_end) only.
-// q: [n, H, d]; k, v: [n, Hkv, d]; out: [n, H, d]; scores: scratch of at least n floats.
+// q: [n, H, d]; k, v: [n, Hkv, d]; out: [n, H, d].
 void CausalAttention(const float* q, const float* k, const float* v, int64_t n,
-                     const AttentionShape& shape, int head_begin, int head_end, float* scores,
-                     float* out);
+                     const AttentionShape& shape, int head_begin, int head_end, float* out);
 void CausalAttentionReference(const float* q, const float* k, const float* v, int64_t n,
                               const AttentionShape& shape, float* out);
 

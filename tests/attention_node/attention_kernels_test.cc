@@ -109,9 +109,7 @@ void ExpectPagedMatchesReference(const AttentionShape& s) {
   std::iota(positions.begin(), positions.end(), 17);
   const std::vector<float> q = Random(n * s.num_heads * s.head_dim, 11);
   std::vector<float> fast(q.size()), ref(q.size());
-  std::vector<float> scores(64);
-  PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, s.num_heads, scores.data(),
-                 fast.data());
+  PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, s.num_heads, fast.data());
   PagedAttentionReference(q.data(), n, positions.data(), f.View(), s, ref.data());
   EXPECT_LE(MaxAbsDiff(fast, ref), 1e-5f);
   for (int64_t i = 0; i < n; ++i) {
@@ -142,11 +140,8 @@ TEST(AttentionKernelTest, PagedPrefillEqualsContiguousCausal) {
   std::iota(positions.begin(), positions.end(), 0);
   const std::vector<float> q = Random(n * s.num_heads * s.head_dim, 5);
   std::vector<float> paged(q.size()), causal(q.size()), ref(q.size());
-  std::vector<float> scores(n);
-  PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, s.num_heads, scores.data(),
-                 paged.data());
-  CausalAttention(q.data(), f.k.data(), f.v.data(), n, s, 0, s.num_heads, scores.data(),
-                  causal.data());
+  PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, s.num_heads, paged.data());
+  CausalAttention(q.data(), f.k.data(), f.v.data(), n, s, 0, s.num_heads, causal.data());
   CausalAttentionReference(q.data(), f.k.data(), f.v.data(), n, s, ref.data());
   EXPECT_EQ(paged, causal);  // same arithmetic, only the addressing differs
   EXPECT_LE(MaxAbsDiff(causal, ref), 1e-5f);
@@ -160,8 +155,7 @@ TEST(AttentionKernelTest, FirstPositionReturnsItsOwnValueOfTheGroupKvHead) {
   const std::vector<float> k = Random(s.num_kv_heads * s.head_dim, 2);
   const std::vector<float> v = Random(s.num_kv_heads * s.head_dim, 3);
   std::vector<float> out(q.size());
-  std::vector<float> scores(1);
-  CausalAttention(q.data(), k.data(), v.data(), 1, s, 0, s.num_heads, scores.data(), out.data());
+  CausalAttention(q.data(), k.data(), v.data(), 1, s, 0, s.num_heads, out.data());
   for (int h = 0; h < s.num_heads; ++h) {
     const int kvh = h / 4;
     for (int c = 0; c < s.head_dim; ++c) {
@@ -178,15 +172,14 @@ TEST(AttentionKernelTest, LaterKeysDoNotLeakIntoEarlierQueries) {
   std::iota(positions.begin(), positions.end(), 0);
   const std::vector<float> q = Random(n * s.num_heads * s.head_dim, 4);
   std::vector<float> before(q.size()), after(q.size());
-  std::vector<float> scores(n);
-  PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, 2, scores.data(), before.data());
+  PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, 2, before.data());
   // Overwrite the keys/values of positions 6..11: rows 0..5 must not change.
   PagedFixture g = f;
   for (int64_t pos = 6; pos < n; ++pos) {
     const int64_t off = PagedKvOffset(g.table[pos / 4], 0, pos % 4, 1, 4, s.head_dim);
     for (int c = 0; c < s.head_dim; ++c) g.k_pool[off + c] = g.v_pool[off + c] = 100.0f + c;
   }
-  PagedAttention(q.data(), n, positions.data(), g.View(), s, 0, 2, scores.data(), after.data());
+  PagedAttention(q.data(), n, positions.data(), g.View(), s, 0, 2, after.data());
   const int64_t cut = 6 * s.num_heads * s.head_dim;
   EXPECT_TRUE(std::equal(before.begin(), before.begin() + cut, after.begin()));
   EXPECT_FALSE(std::equal(before.begin() + cut, before.end(), after.begin() + cut));
@@ -206,12 +199,9 @@ TEST(AttentionKernelTest, GroupedHeadsGiveTheBitsOfOneHeadAtATime) {
       std::iota(positions.begin(), positions.end(), 32);
       const std::vector<float> q = Random(n * s.num_heads * d, 13);
       std::vector<float> together(q.size()), alone(q.size());
-      std::vector<float> scores(64);
-      PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, s.num_heads, scores.data(),
-                     together.data());
+      PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, s.num_heads, together.data());
       for (int h = 0; h < s.num_heads; ++h) {
-        PagedAttention(q.data(), n, positions.data(), f.View(), s, h, h + 1, scores.data(),
-                       alone.data());
+        PagedAttention(q.data(), n, positions.data(), f.View(), s, h, h + 1, alone.data());
       }
       EXPECT_EQ(std::memcmp(together.data(), alone.data(), sizeof(float) * q.size()), 0);
       // The contiguous causal kernel too.
@@ -219,12 +209,9 @@ TEST(AttentionKernelTest, GroupedHeadsGiveTheBitsOfOneHeadAtATime) {
       std::vector<float> ck = Random(37 * s.num_kv_heads * d, 15);
       std::vector<float> cv = Random(37 * s.num_kv_heads * d, 16);
       std::vector<float> ctogether(cq.size()), calone(cq.size());
-      std::vector<float> cscores(37);
-      CausalAttention(cq.data(), ck.data(), cv.data(), 37, s, 0, s.num_heads, cscores.data(),
-                      ctogether.data());
+      CausalAttention(cq.data(), ck.data(), cv.data(), 37, s, 0, s.num_heads, ctogether.data());
       for (int h = 0; h < s.num_heads; ++h) {
-        CausalAttention(cq.data(), ck.data(), cv.data(), 37, s, h, h + 1, cscores.data(),
-                        calone.data());
+        CausalAttention(cq.data(), ck.data(), cv.data(), 37, s, h, h + 1, calone.data());
       }
       EXPECT_EQ(std::memcmp(ctogether.data(), calone.data(), sizeof(float) * cq.size()), 0);
     }
@@ -238,9 +225,8 @@ TEST(AttentionKernelTest, HeadRangeWritesOnlyThoseHeads) {
   std::vector<int32_t> positions = {7, 8, 9};
   const std::vector<float> q = Random(n * s.num_heads * s.head_dim, 22);
   std::vector<float> full(q.size()), part(q.size(), -7.0f);
-  std::vector<float> scores(10);
-  PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, 4, scores.data(), full.data());
-  PagedAttention(q.data(), n, positions.data(), f.View(), s, 1, 3, scores.data(), part.data());
+  PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, 4, full.data());
+  PagedAttention(q.data(), n, positions.data(), f.View(), s, 1, 3, part.data());
   for (int64_t i = 0; i < n; ++i) {
     for (int h = 0; h < 4; ++h) {
       for (int c = 0; c < s.head_dim; ++c) {
@@ -263,11 +249,10 @@ TEST(AttentionKernelTest, ScaleIsAppliedToScores) {
   const std::vector<float> k = {0, 0, 0, 0, 2, 2, 2, 2};
   const std::vector<float> v = {1, 0, 0, 0, 0, 1, 0, 0};
   std::vector<float> out(8);
-  std::vector<float> scores(2);
-  CausalAttention(q.data(), k.data(), v.data(), 1, s, 0, 1, scores.data(), out.data());
+  CausalAttention(q.data(), k.data(), v.data(), 1, s, 0, 1, out.data());
   EXPECT_FLOAT_EQ(out[0], 1.0f);  // query 0 sees only key 0
   std::vector<float> q2 = {0, 0, 0, 0, 1, 1, 1, 1};
-  CausalAttention(q2.data(), k.data(), v.data(), 2, s, 0, 1, scores.data(), out.data());
+  CausalAttention(q2.data(), k.data(), v.data(), 2, s, 0, 1, out.data());
   const double w1 = std::exp(2.0) / (1.0 + std::exp(2.0));
   EXPECT_NEAR(out[4], 1 - w1, 1e-6);
   EXPECT_NEAR(out[5], w1, 1e-6);
