@@ -118,7 +118,7 @@ HWY_INLINE void AccumulateLastValues(int64_t nv, const float* p, int64_t num_key
 
 // Value vectors per register block for G heads: G * NV accumulators and NV loads fit the
 // vector registers.
-constexpr int ValueBlock(int g) { return g <= 1 ? 8 : g <= 2 ? 8 : g <= 3 ? 6 : g <= 6 ? 4 : 2; }
+constexpr int ValueBlock(int g) { return g <= 2 ? 8 : g <= 3 ? 6 : g <= 6 ? 4 : 2; }
 
 // Softmax attention of G query heads that share one kv head (grouped-query attention) over
 // num_keys keys: key(j) / value(j) give the vectors, each read once for all G heads (a head at

@@ -419,9 +419,11 @@ HWY_NOINLINE void DotTile(const Dec& dec, const float* HWY_RESTRICT xp, int64_t 
       dec.Load(d, wp, wv);
       for (int v = 0; v < Dec::kVecs; ++v) {
         for (int t = 0; t < N; ++t) {
-          const VF x = kHoistX ? xv[kHoistX ? v : 0][kHoistX ? t : 0]
-                               : hn::LoadU(d, xc + (v * N + t) * lanes);
-          acc[r][t] = hn::MulAdd(wv[v], x, acc[r][t]);
+          if constexpr (kHoistX) {
+            acc[r][t] = hn::MulAdd(wv[v], xv[v][t], acc[r][t]);
+          } else {
+            acc[r][t] = hn::MulAdd(wv[v], hn::LoadU(d, xc + (v * N + t) * lanes), acc[r][t]);
+          }
         }
       }
     }
