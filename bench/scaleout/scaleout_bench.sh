@@ -22,7 +22,9 @@
 #
 #   BIN=build/bin MODEL=models/m2-perf-bf16 bench/scaleout/scaleout_bench.sh scaleout twocore
 # On a host without the checkpoint, GEN=1 makes it with $BIN/afd-gen-checkpoint (m2-perf bf16).
-# Knobs (env): NODES="1 2 4" CONC=32 TOKENS=32 ATT_CORES=4 EXP_CORES=3 OUTDIR=/tmp/afd-scaleout
+# Knobs (env): NODES="1 2 4" CONC=32 TOKENS=32 ATT_CORES=8 EXP_CORES=2 OUTDIR=/tmp/afd-scaleout
+# SPLIT=0 leaves out scaleout's always-split row. REPLICAS=1: in scaleout every expert node hosts
+# every expert and each layer's experts go to the least loaded node (replica_choice spread).
 set -u
 BIN=${BIN:-build/bin}
 MODEL=${MODEL:-models/m2-perf-bf16}
@@ -31,8 +33,8 @@ CONC=${CONC:-32}
 TOKENS=${TOKENS:-32}
 PROMPT=${PROMPT:-32}
 TWOCORE_VARIANTS=${TWOCORE_VARIANTS:-"unix;tcp --tcp;unix-1mb --micro-batches 1;split --replicas 1"}
-ATT_CORES=${ATT_CORES:-4}
-EXP_CORES=${EXP_CORES:-3}
+ATT_CORES=${ATT_CORES:-8}
+EXP_CORES=${EXP_CORES:-2}
 OUTDIR=${OUTDIR:-/tmp/afd-scaleout}
 TINY=${TINY:-tests/data/golden/m2-tiny}
 phases=("$@")
@@ -162,17 +164,18 @@ for phase in "${phases[@]}"; do
   case $phase in
   scaleout)
     say ""
-    say "# scale-out: attention node + gateway on $ATT_CORES cores, expert nodes on $EXP_CORES cores each (disjoint), unix sockets; $CONC streams, $PROMPT-token prompts, $TOKENS new tokens each"
+    say "# scale-out: attention node + gateway on $ATT_CORES cores, expert nodes on $EXP_CORES cores each (disjoint), unix sockets; $CONC streams, $PROMPT-token prompts, $TOKENS new tokens each; experts $([[ ${REPLICAS:-0} == 1 ]] && echo "on every node (replicas, spread)" || echo "split over the nodes")"
     say "$(printf '%-30s %12s %12s %10s %14s' 'config' 'tok/s @1' "tok/s @$CONC" 'vs 1 node' 'ITL p50 @C')"
     base=""
     configs=()
     for n in $NODES; do configs+=("$n:2"); done
-    configs+=("4:1")
+    [[ ${SPLIT:-1} == 1 ]] && configs+=("4:1")
     for cfg in "${configs[@]}"; do
       n=${cfg%%:*}; minmb=128; label="$n expert node(s)"
       [[ ${cfg##*:} == 1 ]] && { minmb=1; label="$n expert node(s), always split"; }
       ((ATT_CORES + n * EXP_CORES > ncpu)) && say "(only $ncpu cores: $n expert nodes share cores)"
-      if ! start_pinned_cluster "$n" 2 "$minmb" "$(cores 0 "$ATT_CORES")"; then say "$n expert nodes: did not start"; stop_all; continue; fi
+      if ! start_pinned_cluster "$n" 2 "$minmb" "$(cores 0 "$ATT_CORES")" \
+        "$([[ ${REPLICAS:-0} == 1 ]] && echo spread)"; then say "$n expert nodes: did not start"; stop_all; continue; fi
       log=$OUTDIR/e2e-$n-$minmb.txt
       e2e "$(cores 0 "$ATT_CORES")" "$gw_addr" "$CONC" "$log" "$attn_addr"
       t1=$(tok_s "$log" 1); tc=$(tok_s "$log" "$CONC"); itl=$(itl_p50 "$log" "$CONC")
