@@ -46,6 +46,98 @@ HWY_INLINE void DotGroup(const float* const* q, const float* k, int dim, float* 
   }
 }
 
+// The key blocks below: x86 targets with 512-bit vectors (SumOfLanes elsewhere reduces in other
+// trees, so those targets take a key at a time).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+
+// The lane sums of 16 vectors at once: r[4j + m] = the sum of v[4m + j]'s lanes, each added in
+// the tree of _mm512_reduce_add_ps (what SumOfLanes is here; GCC's order: a_i + a_{i+8}, then
+// + the partner 4 lanes on, then t_0 + t_2 and t_1 + t_3, then those two), so every sum has the
+// bits it has alone (float addition commutes exactly; only the tree matters). 45 shuffles and
+// adds for 16 sums, where one at a time takes about 8 per sum.
+HWY_INLINE __m512 SumLanesOf16(const __m512* v) {
+  __m512 halves[8];  // lanes 0-7: v[2p]'s a_i + a_{i+8}; lanes 8-15: v[2p + 1]'s
+  for (int p = 0; p < 8; ++p) {
+    halves[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0xEE),
+                              _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0x44));
+  }
+  __m512 quarters[4];  // 128-bit block j: v[4r + j]'s four partial sums
+  for (int r = 0; r < 4; ++r) {
+    quarters[r] = _mm512_add_ps(_mm512_shuffle_f32x4(halves[2 * r], halves[2 * r + 1], 0xDD),
+                                _mm512_shuffle_f32x4(halves[2 * r], halves[2 * r + 1], 0x88));
+  }
+  __m512 pairs[2];  // block j: (t0 + t2, t1 + t3) of quarters[2u] then of quarters[2u + 1]
+  for (int u = 0; u < 2; ++u) {
+    pairs[u] = _mm512_add_ps(
+        _mm512_shuffle_ps(quarters[2 * u], quarters[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+        _mm512_shuffle_ps(quarters[2 * u], quarters[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  return _mm512_add_ps(_mm512_shuffle_ps(pairs[0], pairs[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_ps(pairs[0], pairs[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// Keys per block of DotGroupKeys for G heads: the G * KB pairs of accumulators, the keys' and
+// a head's vectors fit the 32 vector registers, and G * KB <= 16.
+constexpr int KeysPerBlock(int g) { return g <= 2 ? 4 : g <= 6 ? 2 : 1; }
+
+// DotGroup for keys j0 .. j0 + KB - 1 at once: out[g * KB + b] = q[g] . key(j0 + b), each with
+// DotGroup's accumulators in DotGroup's order and its lane sum in SumOfLanes' tree, so the bits
+// are DotGroup's; the lane sums of the block are done together (SumLanesOf16) and each head's
+// vectors are loaded once for the KB keys.
+template <int G, int KB, class KeyFn>
+HWY_INLINE void DotGroupKeys(const float* const* q, const KeyFn& key, int64_t j0, int dim,
+                             float* out) {
+  static_assert(G * KB <= 16);
+  const hn::ScalableTag<float> df;
+  constexpr int kLanes = 16;
+  static_assert(HWY_LANES(float) == kLanes);
+  const float* k[KB];
+  for (int b = 0; b < KB; ++b) k[b] = key(j0 + b);
+  hn::Vec<decltype(df)> acc0[G][KB], acc1[G][KB];
+  for (int g = 0; g < G; ++g) {
+    for (int b = 0; b < KB; ++b) acc0[g][b] = acc1[g][b] = hn::Zero(df);
+  }
+  int i = 0;
+  for (; i + 2 * kLanes <= dim; i += 2 * kLanes) {
+    hn::Vec<decltype(df)> k0[KB], k1[KB];
+    for (int b = 0; b < KB; ++b) {
+      k0[b] = hn::LoadU(df, k[b] + i);
+      k1[b] = hn::LoadU(df, k[b] + i + kLanes);
+    }
+    for (int g = 0; g < G; ++g) {
+      const auto q0 = hn::LoadU(df, q[g] + i), q1 = hn::LoadU(df, q[g] + i + kLanes);
+      for (int b = 0; b < KB; ++b) {
+        acc0[g][b] = hn::MulAdd(q0, k0[b], acc0[g][b]);
+        acc1[g][b] = hn::MulAdd(q1, k1[b], acc1[g][b]);
+      }
+    }
+  }
+  for (; i + kLanes <= dim; i += kLanes) {
+    hn::Vec<decltype(df)> k0[KB];
+    for (int b = 0; b < KB; ++b) k0[b] = hn::LoadU(df, k[b] + i);
+    for (int g = 0; g < G; ++g) {
+      const auto q0 = hn::LoadU(df, q[g] + i);
+      for (int b = 0; b < KB; ++b) acc0[g][b] = hn::MulAdd(q0, k0[b], acc0[g][b]);
+    }
+  }
+  // Sum p = g * KB + b lands in lane p when it goes in as v[4 (p % 4) + p / 4].
+  __m512 v[16];
+  for (int p = 0; p < 16; ++p) {
+    v[4 * (p % 4) + p / 4] =
+        p < G * KB ? hn::Add(acc0[p / KB][p % KB], acc1[p / KB][p % KB]).raw : _mm512_setzero_ps();
+  }
+  HWY_ALIGN float sums[kLanes];
+  _mm512_store_ps(sums, SumLanesOf16(v));
+  for (int g = 0; g < G; ++g) {
+    for (int b = 0; b < KB; ++b) {
+      float sum = sums[g * KB + b];
+      for (int c = i; c < dim; ++c) sum += q[g][c] * k[b][c];
+      out[g * KB + b] = sum;
+    }
+  }
+}
+#endif
+
 // p = softmax(scores) in place over num_keys scores.
 inline void SoftmaxInPlace(float* scores, int64_t num_keys, float max_score) {
   // exp(s - max) a vector at a time (Highway's Exp, within 1 ulp of libm; the scalar libm call
@@ -130,7 +222,22 @@ inline void AttendGroup(const float* const* q, int64_t num_keys, const KeyFn& ke
                         float* const* out) {
   float max_score[G];
   for (int g = 0; g < G; ++g) max_score[g] = -INFINITY;
-  for (int64_t j = 0; j < num_keys; ++j) {
+  int64_t j = 0;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  constexpr int kKeys = KeysPerBlock(G);
+  for (; j + kKeys <= num_keys; j += kKeys) {
+    float dots[G * kKeys];
+    DotGroupKeys<G, kKeys>(q, key, j, dim, dots);
+    for (int b = 0; b < kKeys; ++b) {
+      for (int g = 0; g < G; ++g) {
+        const float s = dots[g * kKeys + b] * scale;
+        scores[g * num_keys + j + b] = s;
+        max_score[g] = std::max(max_score[g], s);
+      }
+    }
+  }
+#endif
+  for (; j < num_keys; ++j) {
     float dots[G];
     DotGroup<G>(q, key(j), dim, dots);
     for (int g = 0; g < G; ++g) {

@@ -188,6 +188,9 @@ TEST(AttentionKernelTest, LaterKeysDoNotLeakIntoEarlierQueries) {
 // Heads that share a kv head run together (each key and value read once for the group): every
 // head must get the bits it gets alone. Groups of 6 and of 12 (more than the kernel takes at
 // once), with and without whole vectors per head.
+// Also keys in blocks against keys one at a time: on x86 with 512-bit vectors a run of g heads
+// takes its keys in blocks (4 keys for g <= 2, 2 for g <= 6, else 1) and the rest one at a time,
+// so at 33-37 keys each key meets both paths across the head counts here (6, 8 + 4 and 1).
 TEST(AttentionKernelTest, GroupedHeadsGiveTheBitsOfOneHeadAtATime) {
   for (int group : {6, 12}) {
     for (int d : {48, 200, 4}) {
