@@ -10,9 +10,10 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "common/kernels/attention.cc"
+#include "hwy/cache_control.h"
+#include "hwy/contrib/math/math-inl.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
-#include "hwy/contrib/math/math-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace afd::kernels {
@@ -138,6 +139,15 @@ HWY_INLINE void DotGroupKeys(const float* const* q, const KeyFn& key, int64_t j0
 }
 #endif
 
+// Keys (and values) ahead of the one in use whose rows are prefetched: a paged cache's rows
+// are contiguous only within a block, where the hardware prefetchers stop.
+constexpr int64_t kKeysAhead = 16;
+
+// Prefetches the cache lines of row[0, count).
+HWY_INLINE void PrefetchRow(const float* row, int64_t count) {
+  for (int64_t c = 0; c < count; c += 64 / sizeof(float)) hwy::Prefetch(row + c);
+}
+
 // p = softmax(scores) in place over num_keys scores.
 inline void SoftmaxInPlace(float* scores, int64_t num_keys, float max_score) {
   // exp(s - max) a vector at a time (Highway's Exp, within 1 ulp of libm; the scalar libm call
@@ -182,6 +192,7 @@ HWY_INLINE void AccumulateValues(const float* p, int64_t num_keys, const ValueFn
     for (int v = 0; v < NV; ++v) acc[g][v] = hn::Zero(df);
   }
   for (int64_t j = 0; j < num_keys; ++j) {
+    if (j + kKeysAhead < num_keys) PrefetchRow(value(j + kKeysAhead) + c0, NV * lanes);
     const float* vj = value(j) + c0;
     hn::Vec<decltype(df)> vv[NV];
     for (int v = 0; v < NV; ++v) vv[v] = hn::LoadU(df, vj + v * lanes);
@@ -226,6 +237,9 @@ inline void AttendGroup(const float* const* q, int64_t num_keys, const KeyFn& ke
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
   constexpr int kKeys = KeysPerBlock(G);
   for (; j + kKeys <= num_keys; j += kKeys) {
+    for (int b = 0; b < kKeys; ++b) {
+      if (j + b + kKeysAhead < num_keys) PrefetchRow(key(j + b + kKeysAhead), dim);
+    }
     float dots[G * kKeys];
     DotGroupKeys<G, kKeys>(q, key, j, dim, dots);
     for (int b = 0; b < kKeys; ++b) {
