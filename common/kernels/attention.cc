@@ -2,18 +2,21 @@
 // dispatch for the q.k dot products and the p*v accumulation; the reference twins are plain
 // scalar loops in the order transformers' eager attention uses.
 #include "common/kernels/attention.h"
-#include "common/kernels/vector_state.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "common/kernels/vector_state.h"
+#include "hwy/cache_control.h"
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "common/kernels/attention.cc"
-#include "hwy/cache_control.h"
-#include "hwy/contrib/math/math-inl.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+
+// After highway.h, per target.
+#include "hwy/contrib/math/math-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace afd::kernels {
