@@ -255,6 +255,7 @@ inline void AttendGroup(const float* const* q, int64_t num_keys, const KeyFn& ke
   }
 #endif
   for (; j < num_keys; ++j) {
+    if (j + kKeysAhead < num_keys) PrefetchRow(key(j + kKeysAhead), dim);
     float dots[G];
     DotGroup<G>(q, key(j), dim, dots);
     for (int g = 0; g < G; ++g) {
