@@ -371,10 +371,8 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
   for (size_t e = 0; e < batch.size(); ++e) {
     for (int64_t row = entry_begin_[e]; row < entry_begin_[e + 1]; ++row) {
       for (int h = 0; h < kv_heads; ++h) {
-        std::memcpy(cache_->Key(layer, batch[e].seq, positions_[row], h), k + row * kv_dim + h * d,
-                    sizeof(float) * d);
-        std::memcpy(cache_->Value(layer, batch[e].seq, positions_[row], h),
-                    v + row * kv_dim + h * d, sizeof(float) * d);
+        cache_->Store(layer, batch[e].seq, positions_[row], h, k + row * kv_dim + h * d,
+                      v + row * kv_dim + h * d);
       }
     }
   }

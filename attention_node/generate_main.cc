@@ -38,7 +38,8 @@ void Usage(FILE* f) {
       "                    [--threads T] [--temperature X] [--top-k K] [--top-p P]\n"
       "                    [--min-p P] [--seed S] [--ignore-eos] [--block-size N]\n"
       "                    [--profile] [--vary-prompts] [--bf16-prefill]\n"
-      "                    [--vector-prompt] [--min-tile-prompt N] [--warmup N]\n\n"
+      "                    [--vector-prompt] [--min-tile-prompt N] [--warmup N]\n"
+      "                    [--kv-cache float32|bfloat16]\n\n"
       "Generates from token ids with the whole model in this process and prints each\n"
       "sequence's new ids plus prefill and decode throughput (tokens/s).\n"
       "  --max-tokens N   tokens to generate per sequence (default 32)\n"
@@ -47,6 +48,8 @@ void Usage(FILE* f) {
       "  --temperature X  0 = greedy (default); with --top-k/--top-p/--min-p/--seed\n"
       "  --ignore-eos     keep generating after the end-of-sequence token\n"
       "  --block-size N   KV cache block size in tokens (default 16)\n"
+      "  --kv-cache T     KV cache element type: float32 (default) or bfloat16 (opt-in:\n"
+      "                   half the bytes, keys and values rounded to bf16)\n"
       "  --vector-prompt  the prompt's products on the vector kernels (default: on the matrix\n"
       "                   tiles where the CPU has them, e.g. AMX; see kernels/tile_matmul.h)\n"
       "  --min-tile-prompt N  prompts shorter than N tokens stay on the vector kernels\n"
@@ -81,6 +84,7 @@ int main(int argc, char** argv) {
   bool profile = false;
   bool vary_prompts = false;
   bool bf16_prefill = false;
+  afd::attention::KvDtype kv_dtype = afd::attention::KvDtype::kFloat32;
   bool vector_prompt = false;
   int min_tile_prompt = 0;  // 0: the engine's default
   int warmup = 1;
@@ -139,6 +143,13 @@ int main(int argc, char** argv) {
       if (!absl::SimpleAtoi(value(), &warmup) || warmup < 0) return bad();
     } else if (arg == "--bf16-prefill") {
       bf16_prefill = true;
+    } else if (arg == "--kv-cache") {
+      absl::StatusOr<afd::attention::KvDtype> dtype = afd::attention::ParseKvDtype(value());
+      if (!dtype.ok()) {
+        std::fprintf(stderr, "afd-generate: --kv-cache: %s\n", dtype.status().ToString().c_str());
+        return 2;
+      }
+      kv_dtype = *dtype;
     } else if (arg == "--vary-prompts") {
       vary_prompts = true;
     } else {
@@ -174,6 +185,7 @@ int main(int argc, char** argv) {
   if (!backend.ok()) return fail(backend.status());
   afd::attention::KvCacheOptions cache_options;
   cache_options.block_size = block_size;
+  cache_options.dtype = kv_dtype;
   // The warm-up passes (if any) run on one scratch sequence of the prompt and two tokens.
   const int scratch = warmup > 0 ? 1 : 0;
   cache_options.max_sequences = batch + scratch;

@@ -101,9 +101,10 @@ struct Runner {
 
 absl::StatusOr<Runner> MakeRunner(const ModelWeights& weights, ExpertBackend* backend,
                                   kernels::ThreadPool* pool, int sequences, int64_t max_tokens,
-                                  int block_size) {
+                                  int block_size, KvDtype kv_dtype) {
   KvCacheOptions options;
   options.block_size = block_size;
+  options.dtype = kv_dtype;
   options.max_sequences = sequences;
   options.num_blocks = sequences * ((max_tokens + block_size - 1) / block_size);
   Runner r;
@@ -154,8 +155,8 @@ absl::StatusOr<std::vector<GoldenPromptResult>> RunGoldenCase(const std::string&
     const GoldenPrompt& g = prompts[i];
     const int64_t len = static_cast<int64_t>(g.input_ids.size());
     const int64_t gen = static_cast<int64_t>(g.greedy_ids.size());
-    ASSIGN_OR_RETURN(Runner r,
-                     MakeRunner(*weights, backend.get(), &pool, 1, len + gen, options.block_size));
+    ASSIGN_OR_RETURN(Runner r, MakeRunner(*weights, backend.get(), &pool, 1, len + gen,
+                                          options.block_size, options.kv_dtype));
     ASSIGN_OR_RETURN(int seq, r.cache->AddSequence());
     GoldenPromptResult res;
     res.index = indices[i];
@@ -177,6 +178,15 @@ absl::StatusOr<std::vector<GoldenPromptResult>> RunGoldenCase(const std::string&
       std::copy(out.logits.begin(), out.logits.end(), alone[i].decode.begin() + t * vocab);
     }
     res.decode_max_abs = MaxAbsDiff(alone[i].decode.data(), g.decode_logits, gen * vocab);
+    double sum = 0;
+    for (int64_t j = 0; j < gen * vocab; ++j) {
+      sum += std::fabs(static_cast<double>(alone[i].decode[j]) - g.decode_logits[j]);
+    }
+    res.decode_mean_abs = sum / static_cast<double>(gen * vocab);
+    for (int64_t t = 0; t < gen; ++t) {
+      res.decode_top1_kept += ArgMax(alone[i].decode.data() + t * vocab, vocab) ==
+                              ArgMax(g.decode_logits + t * vocab, vocab);
+    }
     for (int64_t t = 0; t < gen; ++t) {
       if (ArgMax(alone[i].decode.data() + t * vocab, vocab) != g.greedy_ids[t]) {
         res.first_greedy_mismatch = static_cast<int>(t);
@@ -193,7 +203,7 @@ absl::StatusOr<std::vector<GoldenPromptResult>> RunGoldenCase(const std::string&
     }
     ASSIGN_OR_RETURN(Runner r,
                      MakeRunner(*weights, backend.get(), &pool, static_cast<int>(prompts.size()),
-                                max_tokens, options.block_size));
+                                max_tokens, options.block_size, options.kv_dtype));
     std::vector<int> seqs;
     std::vector<SequenceLogits> batched(prompts.size());
     std::vector<StepInput> inputs;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "attention_node/kv_cache.h"
 
 namespace afd::attention {
 
@@ -19,6 +20,7 @@ struct GoldenOptions {
   int num_threads = 2;       // ThreadPool size
   int block_size = 16;       // KV cache block size (tokens)
   bool batched = true;       // also run the chosen prompts together in one batch
+  KvDtype kv_dtype = KvDtype::kFloat32;  // KV cache element type (bfloat16: the opt-in cache)
 };
 
 struct GoldenPromptResult {
@@ -27,6 +29,8 @@ struct GoldenPromptResult {
   int64_t generated_tokens = 0;
   float prefill_max_abs = 0;       // max |engine - reference| over every prefill logit
   float decode_max_abs = 0;        // same over decode_logits (row 0 = last prompt position)
+  double decode_mean_abs = 0;      // mean |engine - reference| over decode_logits
+  int decode_top1_kept = 0;        // decode rows whose argmax is the reference row's
   int first_greedy_mismatch = -1;  // first step whose argmax differs from greedy_ids; -1: none
   float batched_max_abs = -1;      // max |batched - alone| over all rows; -1 when not run
 };

@@ -6,18 +6,31 @@
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "common/kernels/matmul.h"
 
 namespace afd::attention {
 namespace {
 
-// Zero-filled fp32 array or nullptr when the allocation fails.
-std::unique_ptr<float[]> AllocateZeroed(int64_t count) {
-  std::unique_ptr<float[]> p(new (std::nothrow) float[count]);
-  if (p != nullptr) std::memset(p.get(), 0, sizeof(float) * count);
+// Zero-filled array or nullptr when the allocation fails.
+template <class T = float>
+std::unique_ptr<T[]> AllocateZeroed(int64_t count) {
+  std::unique_ptr<T[]> p(new (std::nothrow) T[count]);
+  if (p != nullptr) std::memset(p.get(), 0, sizeof(T) * count);
   return p;
 }
 
 }  // namespace
+
+absl::StatusOr<KvDtype> ParseKvDtype(absl::string_view name) {
+  if (name == "float32" || name == "fp32") return KvDtype::kFloat32;
+  if (name == "bfloat16" || name == "bf16") return KvDtype::kBFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("kv cache dtype '", name, "': expected float32 (fp32) or bfloat16 (bf16)"));
+}
+
+const char* KvDtypeName(KvDtype dtype) {
+  return dtype == KvDtype::kBFloat16 ? "bfloat16" : "float32";
+}
 
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,
                                                          const KvCacheOptions& options) {
@@ -37,15 +50,26 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
   for (int l = 0; l < config.num_hidden_layers; ++l) {
     cache->layer_slot_[l] = config.IsLinearLayer(l) ? cache->num_linear_layers_++ : num_full++;
   }
-  const int64_t pool_floats =
+  cache->num_full_layers_ = num_full;
+  const int64_t pool_elements =
       options.num_blocks * config.num_key_value_heads * options.block_size * config.head_dim;
+  const bool bf16 = options.dtype == KvDtype::kBFloat16;
   for (int i = 0; i < num_full; ++i) {
-    cache->k_pools_.push_back(AllocateZeroed(pool_floats));
-    cache->v_pools_.push_back(AllocateZeroed(pool_floats));
-    if (cache->k_pools_.back() == nullptr || cache->v_pools_.back() == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "kv cache: cannot allocate ", 2 * num_full, " pools of ", pool_floats * sizeof(float),
-          " bytes (", options.num_blocks, " blocks); lower the block count"));
+    bool allocated;
+    if (bf16) {
+      cache->k_pools_bf16_.push_back(AllocateZeroed<uint16_t>(pool_elements));
+      cache->v_pools_bf16_.push_back(AllocateZeroed<uint16_t>(pool_elements));
+      allocated = cache->k_pools_bf16_.back() != nullptr && cache->v_pools_bf16_.back() != nullptr;
+    } else {
+      cache->k_pools_.push_back(AllocateZeroed(pool_elements));
+      cache->v_pools_.push_back(AllocateZeroed(pool_elements));
+      allocated = cache->k_pools_.back() != nullptr && cache->v_pools_.back() != nullptr;
+    }
+    if (!allocated) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("kv cache: cannot allocate ", 2 * num_full, " pools of ",
+                       pool_elements * KvDtypeBytes(options.dtype), " bytes (", options.num_blocks,
+                       " blocks); lower the block count"));
     }
   }
   cache->free_blocks_.resize(options.num_blocks);
@@ -104,7 +128,7 @@ bool KvCache::IsLive(int seq) const {
 }
 
 int64_t KvCache::BlocksNeeded(int seq, int64_t new_length) const {
-  if (k_pools_.empty()) return 0;  // no full-attention layer: nothing paged
+  if (num_full_layers_ == 0) return 0;  // no full-attention layer: nothing paged
   const int64_t want = (new_length + options_.block_size - 1) / options_.block_size;
   return std::max<int64_t>(0, want - static_cast<int64_t>(sequences_[seq].blocks.size()));
 }
@@ -132,18 +156,43 @@ int64_t KvCache::BlockOffset(int layer, int seq, int64_t pos, int kv_head) const
                                 config_.num_key_value_heads, bs, config_.head_dim);
 }
 
+void KvCache::Store(int layer, int seq, int64_t pos, int kv_head, const float* key,
+                    const float* value) {
+  const int64_t offset = BlockOffset(layer, seq, pos, kv_head);
+  const int d = config_.head_dim;
+  const int slot = layer_slot_[layer];
+  if (options_.dtype == KvDtype::kBFloat16) {
+    uint16_t* k = k_pools_bf16_[slot].get() + offset;
+    uint16_t* v = v_pools_bf16_[slot].get() + offset;
+    for (int c = 0; c < d; ++c) {
+      k[c] = kernels::FloatToBf16(key[c]);
+      v[c] = kernels::FloatToBf16(value[c]);
+    }
+  } else {
+    std::memcpy(k_pools_[slot].get() + offset, key, sizeof(float) * d);
+    std::memcpy(v_pools_[slot].get() + offset, value, sizeof(float) * d);
+  }
+}
+
 float* KvCache::Key(int layer, int seq, int64_t pos, int kv_head) {
+  if (options_.dtype != KvDtype::kFloat32) return nullptr;
   return k_pools_[layer_slot_[layer]].get() + BlockOffset(layer, seq, pos, kv_head);
 }
 
 float* KvCache::Value(int layer, int seq, int64_t pos, int kv_head) {
+  if (options_.dtype != KvDtype::kFloat32) return nullptr;
   return v_pools_[layer_slot_[layer]].get() + BlockOffset(layer, seq, pos, kv_head);
 }
 
 kernels::PagedKvView KvCache::View(int layer, int seq) const {
   kernels::PagedKvView view;
-  view.k_pool = k_pools_[layer_slot_[layer]].get();
-  view.v_pool = v_pools_[layer_slot_[layer]].get();
+  if (options_.dtype == KvDtype::kBFloat16) {
+    view.k_pool_bf16 = k_pools_bf16_[layer_slot_[layer]].get();
+    view.v_pool_bf16 = v_pools_bf16_[layer_slot_[layer]].get();
+  } else {
+    view.k_pool = k_pools_[layer_slot_[layer]].get();
+    view.v_pool = v_pools_[layer_slot_[layer]].get();
+  }
   view.block_table = sequences_[seq].blocks.data();
   view.block_size = options_.block_size;
   return view;

@@ -1,6 +1,7 @@
-// KvCache: the attention node's per-sequence state. Full-attention layers keep fp32 keys and
-// values (after QK-norm and RoPE) in a pool of fixed-size blocks shared by all sequences, each
-// sequence owning a block table (vLLM's paged cache); Text-01 lightning layers keep one fp32
+// KvCache: the attention node's per-sequence state. Full-attention layers keep keys and values
+// (after QK-norm and RoPE; fp32, or bf16 rounded to nearest even as an opt-in that halves the
+// cache's bytes and changes the numbers) in a pool of fixed-size blocks shared by all sequences,
+// each sequence owning a block table (vLLM's paged cache); Text-01 lightning layers keep one fp32
 // state S [H, d, d] per sequence and layer, plus whether that state exists yet (the first
 // chunk of a sequence takes the block path from S = 0). Not thread-safe: one owner at a time.
 #pragma once
@@ -11,15 +12,25 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/kernels/attention.h"
 #include "common/model_config.h"
 
 namespace afd::attention {
 
+// Element type of the paged keys and values.
+enum class KvDtype { kFloat32, kBFloat16 };
+
+// "float32" / "fp32" or "bfloat16" / "bf16"; INVALID_ARGUMENT naming the choices otherwise.
+absl::StatusOr<KvDtype> ParseKvDtype(absl::string_view name);
+const char* KvDtypeName(KvDtype dtype);  // "float32" / "bfloat16"
+inline int KvDtypeBytes(KvDtype dtype) { return dtype == KvDtype::kBFloat16 ? 2 : 4; }
+
 struct KvCacheOptions {
   int64_t num_blocks = 256;  // blocks in the pool (capacity = num_blocks * block_size tokens)
   int block_size = 16;       // tokens per block
   int max_sequences = 64;    // live sequences at once
+  KvDtype dtype = KvDtype::kFloat32;
 };
 
 class KvCache {
@@ -50,8 +61,12 @@ class KvCache {
   int block_size() const { return options_.block_size; }
   int live_sequences() const { return live_; }
 
-  // Full-attention layers. Key / value vector [head_dim] of (seq, position, kv_head) in layer
-  // `layer`; the position must be reserved.
+  KvDtype dtype() const { return options_.dtype; }
+
+  // Full-attention layers. Writes the key and value vectors [head_dim] of (seq, position,
+  // kv_head) in layer `layer` (rounded to bf16 in a bf16 cache); the position must be reserved.
+  void Store(int layer, int seq, int64_t pos, int kv_head, const float* key, const float* value);
+  // The stored key / value vector of a float32 cache (nullptr in a bf16 one).
   float* Key(int layer, int seq, int64_t pos, int kv_head);
   float* Value(int layer, int seq, int64_t pos, int kv_head);
   // The paged view of one sequence in one full-attention layer, for kernels::PagedAttention.
@@ -79,8 +94,13 @@ class KvCache {
   KvCacheOptions options_;
   std::vector<int> layer_slot_;  // layer -> index into pools_ (full) or linear slots (linear)
   int num_linear_layers_ = 0;
-  std::vector<std::unique_ptr<float[]>> k_pools_;  // per full layer: [num_blocks, Hkv, bs, d]
+  int num_full_layers_ = 0;
+  // Per full layer, [num_blocks, Hkv, bs, d]: float32 caches use k_pools_ / v_pools_, bf16 ones
+  // k_pools_bf16_ / v_pools_bf16_ (bf16 bits).
+  std::vector<std::unique_ptr<float[]>> k_pools_;
   std::vector<std::unique_ptr<float[]>> v_pools_;
+  std::vector<std::unique_ptr<uint16_t[]>> k_pools_bf16_;
+  std::vector<std::unique_ptr<uint16_t[]>> v_pools_bf16_;
   std::vector<int32_t> free_blocks_;  // stack of free pool blocks
   std::vector<Sequence> sequences_;
   int live_ = 0;

@@ -77,13 +77,15 @@ size_t DenseWeightBytes(const afd::attention::ModelWeights& w) {
   return bytes;
 }
 
-// Bytes of the paged K/V pools the cache allocates (fp32 keys and values, every full-attention
-// layer); lightning states are per sequence and small.
-size_t KvBudgetBytes(const afd::ModelConfig& c, const afd::LimitsConfig& limits) {
+// Bytes of the paged K/V pools the cache allocates (keys and values of every full-attention
+// layer, `element_bytes` each); lightning states are per sequence and small.
+size_t KvBudgetBytes(const afd::ModelConfig& c, const afd::LimitsConfig& limits,
+                     int element_bytes) {
   size_t full_layers = 0;
   for (int l = 0; l < c.num_hidden_layers; ++l) full_layers += c.IsLinearLayer(l) ? 0 : 1;
-  return 2 * sizeof(float) * full_layers * static_cast<size_t>(limits.kv_blocks) *
-         limits.kv_block_tokens * c.num_key_value_heads * c.head_dim;
+  return 2 * static_cast<size_t>(element_bytes) * full_layers *
+         static_cast<size_t>(limits.kv_blocks) * limits.kv_block_tokens * c.num_key_value_heads *
+         c.head_dim;
 }
 
 }  // namespace
@@ -171,6 +173,10 @@ int main(int argc, char** argv) {
   cache_options.num_blocks = limits.kv_blocks;
   cache_options.block_size = limits.kv_block_tokens;
   cache_options.max_sequences = limits.max_sequences;
+  absl::StatusOr<afd::attention::KvDtype> kv_dtype =
+      afd::attention::ParseKvDtype(limits.kv_cache_dtype);
+  if (!kv_dtype.ok()) return fail_loading(kv_dtype.status());
+  cache_options.dtype = *kv_dtype;
   absl::StatusOr<std::unique_ptr<afd::attention::KvCache>> cache =
       afd::attention::KvCache::Create(*config, cache_options);
   if (!cache.ok()) return fail_loading(cache.status());
@@ -240,17 +246,18 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const int64_t rss = afd::rpc::ResidentBytes();
   const size_t dense = DenseWeightBytes(**weights);
-  const size_t kv = KvBudgetBytes(*config, limits);
+  const size_t kv = KvBudgetBytes(*config, limits, afd::attention::KvDtypeBytes(*kv_dtype));
   std::printf(
       "afd-attention-node: %s ready: %s, %d layers, experts %s, %d kv blocks of %d "
-      "tokens, %d micro-batch lane(s) x %d threads, ready in %.2f s; resident %.1f MiB = "
+      "tokens (%s), %d micro-batch lane(s) x %d threads, ready in %.2f s; resident %.1f MiB = "
       "%.3fx (dense weights %.1f MiB + kv budget %.1f MiB)\n",
       args.node_name.c_str(), config->model_type.c_str(), config->num_hidden_layers,
       remote ? absl::StrCat("on ", cluster.expert_nodes.size(), " expert nodes (replica choice ",
                             cluster.limits.replica_choice, ")")
                    .c_str()
              : "in process",
-      limits.kv_blocks, limits.kv_block_tokens, num_lanes, node_threads, seconds, rss / 1048576.0,
+      limits.kv_blocks, limits.kv_block_tokens, afd::attention::KvDtypeName(*kv_dtype), num_lanes,
+      node_threads, seconds, rss / 1048576.0,
       static_cast<double>(rss) / static_cast<double>(dense + kv), dense / 1048576.0,
       kv / 1048576.0);
   std::fflush(stdout);

@@ -158,7 +158,7 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
         n, "limits",
         {"max_sequences", "kv_blocks", "kv_block_tokens", "max_prompt_tokens", "max_new_tokens",
          "max_batch_tokens", "micro_batches", "min_micro_batch_tokens", "max_queue_depth",
-         "min_tile_prompt_tokens", "replica_choice"}));
+         "min_tile_prompt_tokens", "replica_choice", "kv_cache_dtype"}));
     LimitsConfig& l = config->limits;
     RETURN_IF_ERROR(r.Int(n, "max_sequences", "limits", &l.max_sequences, 1));
     RETURN_IF_ERROR(r.Int(n, "kv_blocks", "limits", &l.kv_blocks, 1));
@@ -174,6 +174,13 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
     if (l.replica_choice != "spread" && l.replica_choice != "pack") {
       return Error(r.source(), n["replica_choice"], "limits.replica_choice",
                    absl::StrCat("\"", l.replica_choice, "\" is not spread or pack"));
+    }
+    RETURN_IF_ERROR(r.String(n, "kv_cache_dtype", "limits", &l.kv_cache_dtype));
+    if (l.kv_cache_dtype != "float32" && l.kv_cache_dtype != "fp32" &&
+        l.kv_cache_dtype != "bfloat16" && l.kv_cache_dtype != "bf16") {
+      return Error(
+          r.source(), n["kv_cache_dtype"], "limits.kv_cache_dtype",
+          absl::StrCat("\"", l.kv_cache_dtype, "\" is not float32 (fp32) or bfloat16 (bf16)"));
     }
   }
   if (const YAML::Node n = root["deadlines"]; n.IsDefined() && !n.IsNull()) {
@@ -335,6 +342,7 @@ std::string ClusterConfigToYaml(const ClusterConfig& config) {
   out << YAML::Key << "max_queue_depth" << YAML::Value << l.max_queue_depth;
   out << YAML::Key << "min_tile_prompt_tokens" << YAML::Value << l.min_tile_prompt_tokens;
   out << YAML::Key << "replica_choice" << YAML::Value << l.replica_choice;
+  out << YAML::Key << "kv_cache_dtype" << YAML::Value << l.kv_cache_dtype;
   out << YAML::EndMap;
   out << YAML::Key << "deadlines" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "expert_call_ms" << YAML::Value << d.expert_call_ms;

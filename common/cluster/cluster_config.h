@@ -70,6 +70,11 @@ struct LimitsConfig {
   // the config's order), for nodes that share one machine's cores, where spreading only adds
   // contention and fan-out.
   std::string replica_choice = "spread";
+  // Element type of the attention node's paged keys and values: "float32" (fp32, the default;
+  // the numbers of the goldens) or "bfloat16" (bf16, half the bytes per cached token: twice the
+  // tokens per kv_blocks budget and half the cache reads at long contexts; the scores and
+  // outputs move by bf16 rounding). "fp32" / "bf16" are accepted too.
+  std::string kv_cache_dtype = "float32";
 };
 
 struct DeadlinesConfig {

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/kernels/vector_state.h"
@@ -18,34 +20,63 @@
 // After highway.h, per target.
 #include "hwy/contrib/math/math-inl.h"
 
+#ifndef AFD_COMMON_KERNELS_ATTENTION_SHARED_
+#define AFD_COMMON_KERNELS_ATTENTION_SHARED_
+namespace afd::kernels::attention_internal {
+
+// A cache element as fp32: fp32 as it is, bf16 bits widened (exact).
+inline float KvScalar(float v) { return v; }
+inline float KvScalar(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+}  // namespace afd::kernels::attention_internal
+#endif  // AFD_COMMON_KERNELS_ATTENTION_SHARED_
+
 HWY_BEFORE_NAMESPACE();
 namespace afd::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+using attention_internal::KvScalar;
+
+// A vector of cache elements at p as fp32: fp32 as they are, bf16 widened (exact).
+template <class D>
+HWY_INLINE hn::Vec<D> LoadKv(D df, const float* p) {
+  return hn::LoadU(df, p);
+}
+template <class D>
+HWY_INLINE hn::Vec<D> LoadKv(D df, const uint16_t* p) {
+  const hn::Rebind<uint16_t, D> du16;
+  const hn::Rebind<uint32_t, D> du32;
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, p))));
+}
 
 // The G dot products q[g] . k, each as a two-accumulator Dot (acc0 / acc1 over alternating
 // vectors, their sum reduced, then the scalar tail): the key is loaded once for all G heads.
-template <int G>
-HWY_INLINE void DotGroup(const float* const* q, const float* k, int dim, float* out) {
+template <int G, class T>
+HWY_INLINE void DotGroup(const float* const* q, const T* k, int dim, float* out) {
   const hn::ScalableTag<float> df;
   const int lanes = static_cast<int>(hn::Lanes(df));
   hn::Vec<decltype(df)> acc0[G], acc1[G];
   for (int g = 0; g < G; ++g) acc0[g] = acc1[g] = hn::Zero(df);
   int i = 0;
   for (; i + 2 * lanes <= dim; i += 2 * lanes) {
-    const auto k0 = hn::LoadU(df, k + i), k1 = hn::LoadU(df, k + i + lanes);
+    const auto k0 = LoadKv(df, k + i), k1 = LoadKv(df, k + i + lanes);
     for (int g = 0; g < G; ++g) {
       acc0[g] = hn::MulAdd(hn::LoadU(df, q[g] + i), k0, acc0[g]);
       acc1[g] = hn::MulAdd(hn::LoadU(df, q[g] + i + lanes), k1, acc1[g]);
     }
   }
   for (; i + lanes <= dim; i += lanes) {
-    const auto k0 = hn::LoadU(df, k + i);
+    const auto k0 = LoadKv(df, k + i);
     for (int g = 0; g < G; ++g) acc0[g] = hn::MulAdd(hn::LoadU(df, q[g] + i), k0, acc0[g]);
   }
   for (int g = 0; g < G; ++g) {
     float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0[g], acc1[g])));
-    for (int c = i; c < dim; ++c) sum += q[g][c] * k[c];
+    for (int c = i; c < dim; ++c) sum += q[g][c] * KvScalar(k[c]);
     out[g] = sum;
   }
 }
@@ -95,7 +126,8 @@ HWY_INLINE void DotGroupKeys(const float* const* q, const KeyFn& key, int64_t j0
   const hn::ScalableTag<float> df;
   constexpr int kLanes = 16;
   static_assert(HWY_LANES(float) == kLanes);
-  const float* k[KB];
+  using T = std::remove_const_t<std::remove_pointer_t<decltype(key(j0))>>;
+  const T* k[KB];
   for (int b = 0; b < KB; ++b) k[b] = key(j0 + b);
   hn::Vec<decltype(df)> acc0[G][KB], acc1[G][KB];
   for (int g = 0; g < G; ++g) {
@@ -105,8 +137,8 @@ HWY_INLINE void DotGroupKeys(const float* const* q, const KeyFn& key, int64_t j0
   for (; i + 2 * kLanes <= dim; i += 2 * kLanes) {
     hn::Vec<decltype(df)> k0[KB], k1[KB];
     for (int b = 0; b < KB; ++b) {
-      k0[b] = hn::LoadU(df, k[b] + i);
-      k1[b] = hn::LoadU(df, k[b] + i + kLanes);
+      k0[b] = LoadKv(df, k[b] + i);
+      k1[b] = LoadKv(df, k[b] + i + kLanes);
     }
     for (int g = 0; g < G; ++g) {
       const auto q0 = hn::LoadU(df, q[g] + i), q1 = hn::LoadU(df, q[g] + i + kLanes);
@@ -118,7 +150,7 @@ HWY_INLINE void DotGroupKeys(const float* const* q, const KeyFn& key, int64_t j0
   }
   for (; i + kLanes <= dim; i += kLanes) {
     hn::Vec<decltype(df)> k0[KB];
-    for (int b = 0; b < KB; ++b) k0[b] = hn::LoadU(df, k[b] + i);
+    for (int b = 0; b < KB; ++b) k0[b] = LoadKv(df, k[b] + i);
     for (int g = 0; g < G; ++g) {
       const auto q0 = hn::LoadU(df, q[g] + i);
       for (int b = 0; b < KB; ++b) acc0[g][b] = hn::MulAdd(q0, k0[b], acc0[g][b]);
@@ -135,7 +167,7 @@ HWY_INLINE void DotGroupKeys(const float* const* q, const KeyFn& key, int64_t j0
   for (int g = 0; g < G; ++g) {
     for (int b = 0; b < KB; ++b) {
       float sum = sums[g * KB + b];
-      for (int c = i; c < dim; ++c) sum += q[g][c] * k[b][c];
+      for (int c = i; c < dim; ++c) sum += q[g][c] * KvScalar(k[b][c]);
       out[g * KB + b] = sum;
     }
   }
@@ -147,8 +179,9 @@ HWY_INLINE void DotGroupKeys(const float* const* q, const KeyFn& key, int64_t j0
 constexpr int64_t kKeysAhead = 16;
 
 // Prefetches the cache lines of row[0, count).
-HWY_INLINE void PrefetchRow(const float* row, int64_t count) {
-  for (int64_t c = 0; c < count; c += 64 / sizeof(float)) hwy::Prefetch(row + c);
+template <class T>
+HWY_INLINE void PrefetchRow(const T* row, int64_t count) {
+  for (int64_t c = 0; c < count; c += 64 / sizeof(T)) hwy::Prefetch(row + c);
 }
 
 // p = softmax(scores) in place over num_keys scores.
@@ -196,9 +229,9 @@ HWY_INLINE void AccumulateValues(const float* p, int64_t num_keys, const ValueFn
   }
   for (int64_t j = 0; j < num_keys; ++j) {
     if (j + kKeysAhead < num_keys) PrefetchRow(value(j + kKeysAhead) + c0, NV * lanes);
-    const float* vj = value(j) + c0;
+    const auto* vj = value(j) + c0;
     hn::Vec<decltype(df)> vv[NV];
-    for (int v = 0; v < NV; ++v) vv[v] = hn::LoadU(df, vj + v * lanes);
+    for (int v = 0; v < NV; ++v) vv[v] = LoadKv(df, vj + v * lanes);
     for (int g = 0; g < G; ++g) {
       const auto vp = hn::Set(df, p[g * num_keys + j]);
       for (int v = 0; v < NV; ++v) acc[g][v] = hn::MulAdd(vp, vv[v], acc[g][v]);
@@ -282,8 +315,8 @@ inline void AttendGroup(const float* const* q, int64_t num_keys, const KeyFn& ke
       const float* p = scores + g * num_keys;
       std::fill(o + full * lanes, o + dim, 0.0f);
       for (int64_t j = 0; j < num_keys; ++j) {
-        const float* vj = value(j);
-        for (int64_t c = full * lanes; c < dim; ++c) o[c] += p[j] * vj[c];
+        const auto* vj = value(j);
+        for (int64_t c = full * lanes; c < dim; ++c) o[c] += p[j] * KvScalar(vj[c]);
       }
     }
   }
@@ -340,8 +373,11 @@ inline float* GroupScores(int64_t count) {
   return buf.data();
 }
 
-void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
-                        const AttentionShape& shape, int head_begin, int head_end, float* out) {
+// PagedAttentionImpl over pools of element type T (fp32 or bf16 bits).
+template <class T>
+void PagedAttentionOf(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
+                      const T* k_pool, const T* v_pool, const AttentionShape& shape, int head_begin,
+                      int head_end, float* out) {
   const int d = shape.head_dim;
   const int hkv = shape.num_kv_heads;
   const int group = shape.num_heads / hkv;
@@ -360,12 +396,22 @@ void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, con
   for (int64_t i = 0; i < n; ++i) {
     const int64_t num_keys = static_cast<int64_t>(positions[i]) + 1;
     ForEachHeadRun(head_begin, head_end, group, [&](int kvh, int h, int g) {
-      const float* k_head = kv.k_pool + kvh * head_stride;
-      const float* v_head = kv.v_pool + kvh * head_stride;
+      const T* k_head = k_pool + kvh * head_stride;
+      const T* v_head = v_pool + kvh * head_stride;
       auto key = [&](int64_t j) { return k_head + base[j]; };
       auto value = [&](int64_t j) { return v_head + base[j]; };
       AttendHeadRun(q, out, shape, i, h, g, num_keys, key, value, group_scores);
     });
+  }
+}
+
+void PagedAttentionImpl(const float* q, int64_t n, const int32_t* positions, const PagedKvView& kv,
+                        const AttentionShape& shape, int head_begin, int head_end, float* out) {
+  if (kv.k_pool_bf16 != nullptr) {
+    PagedAttentionOf(q, n, positions, kv, kv.k_pool_bf16, kv.v_pool_bf16, shape, head_begin,
+                     head_end, out);
+  } else {
+    PagedAttentionOf(q, n, positions, kv, kv.k_pool, kv.v_pool, shape, head_begin, head_end, out);
   }
 }
 
@@ -412,12 +458,13 @@ namespace {
 template <class KeyFn, class ValueFn>
 void AttendOneReference(const float* q, int64_t num_keys, const KeyFn& key, const ValueFn& value,
                         int dim, float scale, float* out) {
+  using attention_internal::KvScalar;
   std::vector<float> p(num_keys);
   float max_score = -INFINITY;
   for (int64_t j = 0; j < num_keys; ++j) {
-    const float* kj = key(j);
+    const auto* kj = key(j);
     float dot = 0.0f;
-    for (int c = 0; c < dim; ++c) dot += q[c] * kj[c];
+    for (int c = 0; c < dim; ++c) dot += q[c] * KvScalar(kj[c]);
     p[j] = dot * scale;
     max_score = std::max(max_score, p[j]);
   }
@@ -429,15 +476,16 @@ void AttendOneReference(const float* q, int64_t num_keys, const KeyFn& key, cons
   for (int64_t j = 0; j < num_keys; ++j) p[j] /= sum;
   for (int c = 0; c < dim; ++c) {
     float acc = 0.0f;
-    for (int64_t j = 0; j < num_keys; ++j) acc += p[j] * value(j)[c];
+    for (int64_t j = 0; j < num_keys; ++j) acc += p[j] * KvScalar(value(j)[c]);
     out[c] = acc;
   }
 }
 
-}  // namespace
-
-void PagedAttentionReference(const float* q, int64_t n, const int32_t* positions,
-                             const PagedKvView& kv, const AttentionShape& shape, float* out) {
+// PagedAttentionReference over pools of element type T.
+template <class T>
+void PagedAttentionReferenceOf(const float* q, int64_t n, const int32_t* positions,
+                               const PagedKvView& kv, const T* k_pool, const T* v_pool,
+                               const AttentionShape& shape, float* out) {
   const int d = shape.head_dim;
   const int hkv = shape.num_kv_heads;
   const int group = shape.num_heads / hkv;
@@ -446,17 +494,28 @@ void PagedAttentionReference(const float* q, int64_t n, const int32_t* positions
     for (int h = 0; h < shape.num_heads; ++h) {
       const int kvh = h / group;
       auto key = [&](int64_t j) {
-        return kv.k_pool +
+        return k_pool +
                PagedKvOffset(kv.block_table[j / bs], kvh, static_cast<int>(j % bs), hkv, bs, d);
       };
       auto value = [&](int64_t j) {
-        return kv.v_pool +
+        return v_pool +
                PagedKvOffset(kv.block_table[j / bs], kvh, static_cast<int>(j % bs), hkv, bs, d);
       };
       const int64_t row = (i * shape.num_heads + h) * d;
       AttendOneReference(q + row, static_cast<int64_t>(positions[i]) + 1, key, value, d,
                          shape.scale, out + row);
     }
+  }
+}
+
+}  // namespace
+
+void PagedAttentionReference(const float* q, int64_t n, const int32_t* positions,
+                             const PagedKvView& kv, const AttentionShape& shape, float* out) {
+  if (kv.k_pool_bf16 != nullptr) {
+    PagedAttentionReferenceOf(q, n, positions, kv, kv.k_pool_bf16, kv.v_pool_bf16, shape, out);
+  } else {
+    PagedAttentionReferenceOf(q, n, positions, kv, kv.k_pool, kv.v_pool, shape, out);
   }
 }
 

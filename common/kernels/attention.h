@@ -1,4 +1,5 @@
-// Causal grouped-query softmax attention over fp32 keys/values (MODEL.md 1.4, T16, T17):
+// Causal grouped-query softmax attention over fp32 keys/values (or, in a paged cache, bf16 ones
+// widened exactly to fp32 as they are read) (MODEL.md 1.4, T16, T17):
 // scores = (q . k) * scale, fp32 softmax over keys 0..pos, query head h reads KV head
 // h / (num_heads / num_kv_heads). Keys live either contiguously or in a paged cache.
 // Stateless free functions; safe to call concurrently on disjoint outputs.
@@ -18,14 +19,19 @@ struct AttentionShape {
 // One sequence's keys/values in a paged cache. Sequence block b (positions b*block_size ..
 // b*block_size + block_size - 1) is pool block block_table[b]; a pool block holds, per KV
 // head, block_size consecutive key (value) vectors.
+// A cache stores its keys and values either as fp32 (k_pool, v_pool) or as bf16 bit patterns
+// (k_pool_bf16, v_pool_bf16; the opt-in half-size cache), same layout; the kernels take the bf16
+// pools when k_pool_bf16 is set.
 struct PagedKvView {
   const float* k_pool = nullptr;         // [num_pool_blocks, num_kv_heads, block_size, head_dim]
   const float* v_pool = nullptr;         // [num_pool_blocks, num_kv_heads, block_size, head_dim]
+  const uint16_t* k_pool_bf16 = nullptr;
+  const uint16_t* v_pool_bf16 = nullptr;
   const int32_t* block_table = nullptr;  // [ceil(num_cached_tokens / block_size)]
   int block_size = 16;
 };
 
-// Offset in floats of (pool block, kv head, slot) inside k_pool / v_pool.
+// Offset in elements of (pool block, kv head, slot) inside the pools.
 inline int64_t PagedKvOffset(int64_t pool_block, int kv_head, int slot, int num_kv_heads,
                              int block_size, int head_dim) {
   return ((pool_block * num_kv_heads + kv_head) * block_size + slot) * head_dim;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/kernels/attention.h"
+#include "common/kernels/matmul.h"
 #include "gtest/gtest.h"
 
 namespace afd::kernels {
@@ -188,6 +189,42 @@ TEST(AttentionKernelTest, LaterKeysDoNotLeakIntoEarlierQueries) {
 // Heads that share a kv head run together (each key and value read once for the group): every
 // head must get the bits it gets alone. Groups of 6 and of 12 (more than the kernel takes at
 // once), with and without whole vectors per head.
+// The bf16 cache: pools of bf16 bits give the bits of fp32 pools holding the same values (the
+// widening is exact and the arithmetic the same), for every head-run shape and head dims with
+// and without a scalar tail; and the reference twin reads bf16 pools too.
+TEST(AttentionKernelTest, Bf16PoolsGiveTheBitsOfTheirFp32Values) {
+  for (int group : {1, 6, 12}) {
+    for (int d : {48, 128, 200}) {
+      SCOPED_TRACE(testing::Message() << "group " << group << " d " << d);
+      const AttentionShape s = Shape(2 * group, 2, d);
+      PagedFixture f(s, 16, 45, 31);
+      std::vector<uint16_t> k16(f.k_pool.size()), v16(f.v_pool.size());
+      for (size_t i = 0; i < k16.size(); ++i) {
+        k16[i] = FloatToBf16(f.k_pool[i]);
+        v16[i] = FloatToBf16(f.v_pool[i]);
+        f.k_pool[i] = Bf16ToFloat(k16[i]);  // the fp32 pools now hold the bf16 values
+        f.v_pool[i] = Bf16ToFloat(v16[i]);
+      }
+      PagedKvView bf16 = f.View();
+      bf16.k_pool = bf16.v_pool = nullptr;
+      bf16.k_pool_bf16 = k16.data();
+      bf16.v_pool_bf16 = v16.data();
+      const int64_t n = 4;
+      const std::vector<int32_t> positions = {0, 17, 33, 44};
+      const std::vector<float> q = Random(n * s.num_heads * d, 32);
+      std::vector<float> from_bf16(q.size()), from_fp32(q.size());
+      PagedAttention(q.data(), n, positions.data(), bf16, s, 0, s.num_heads, from_bf16.data());
+      PagedAttention(q.data(), n, positions.data(), f.View(), s, 0, s.num_heads, from_fp32.data());
+      EXPECT_EQ(std::memcmp(from_bf16.data(), from_fp32.data(), sizeof(float) * q.size()), 0);
+      std::vector<float> ref_bf16(q.size()), ref_fp32(q.size());
+      PagedAttentionReference(q.data(), n, positions.data(), bf16, s, ref_bf16.data());
+      PagedAttentionReference(q.data(), n, positions.data(), f.View(), s, ref_fp32.data());
+      EXPECT_EQ(std::memcmp(ref_bf16.data(), ref_fp32.data(), sizeof(float) * q.size()), 0);
+      EXPECT_LT(MaxAbsDiff(from_bf16, ref_bf16), 1e-5f);
+    }
+  }
+}
+
 // Also keys in blocks against keys one at a time: on x86 with 512-bit vectors a run of g heads
 // takes its keys in blocks (4 keys for g <= 2, 2 for g <= 6, else 1) and the rest one at a time,
 // so at 33-37 keys each key meets both paths across the head counts here (6, 8 + 4 and 1).

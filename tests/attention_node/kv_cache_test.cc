@@ -1,8 +1,11 @@
 // Tests of KvCache: block accounting, sequence slots, addressing, lightning states.
 #include "attention_node/kv_cache.h"
 
+#include <cstring>
 #include <set>
+#include <vector>
 
+#include "common/kernels/matmul.h"
 #include "gtest/gtest.h"
 
 namespace afd::attention {
@@ -112,6 +115,55 @@ TEST(KvCacheTest, KeyAddressesMatchThePagedViewAndNeverOverlap) {
       }
     }
   }
+}
+
+TEST(KvCacheTest, StoreWritesFp32ExactlyAndBf16RoundedToNearestEven) {
+  const ModelConfig config = M2Config();
+  const int d = config.head_dim;
+  // 1 + 2^-8 is halfway between two bf16 values and rounds down to even (1.0); 1 + 3 * 2^-8
+  // rounds up; the rest are ordinary values.
+  std::vector<float> key = {
+      1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, -2.5f, 0.1f, 3e-3f, -7.0f, 1e5f, 0.0f};
+  std::vector<float> value(d);
+  for (int c = 0; c < d; ++c) value[c] = 0.3f * static_cast<float>(c) - 1.1f;
+  for (KvDtype dtype : {KvDtype::kFloat32, KvDtype::kBFloat16}) {
+    SCOPED_TRACE(KvDtypeName(dtype));
+    KvCacheOptions options = Options(4, 4, 1);
+    options.dtype = dtype;
+    auto cache = KvCache::Create(config, options).value();
+    const int s = cache->AddSequence().value();
+    ASSERT_TRUE(cache->Reserve(s, 6).ok());
+    cache->Store(1, s, 5, 1, key.data(), value.data());
+    const kernels::PagedKvView view = cache->View(1, s);
+    const int64_t off =
+        kernels::PagedKvOffset(view.block_table[1], 1, 1, config.num_key_value_heads, 4, d);
+    for (int c = 0; c < d; ++c) {
+      if (dtype == KvDtype::kFloat32) {
+        EXPECT_EQ(view.k_pool[off + c], key[c]);
+        EXPECT_EQ(view.v_pool[off + c], value[c]);
+        EXPECT_EQ(view.k_pool_bf16, nullptr);
+      } else {
+        EXPECT_EQ(view.k_pool_bf16[off + c], kernels::FloatToBf16(key[c]));
+        EXPECT_EQ(view.v_pool_bf16[off + c], kernels::FloatToBf16(value[c]));
+        EXPECT_EQ(view.k_pool, nullptr);
+        EXPECT_EQ(cache->Key(1, s, 5, 1), nullptr);
+      }
+    }
+    if (dtype == KvDtype::kBFloat16) {
+      EXPECT_EQ(kernels::Bf16ToFloat(view.k_pool_bf16[off + 0]), 1.0f);
+      EXPECT_EQ(kernels::Bf16ToFloat(view.k_pool_bf16[off + 1]), 1.0f + 4 * 0x1p-8f);
+    }
+  }
+}
+
+TEST(KvCacheTest, ParsesTheDtypeNames) {
+  EXPECT_EQ(ParseKvDtype("float32").value(), KvDtype::kFloat32);
+  EXPECT_EQ(ParseKvDtype("fp32").value(), KvDtype::kFloat32);
+  EXPECT_EQ(ParseKvDtype("bfloat16").value(), KvDtype::kBFloat16);
+  EXPECT_EQ(ParseKvDtype("bf16").value(), KvDtype::kBFloat16);
+  const absl::Status bad = ParseKvDtype("fp16").status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("bfloat16"), std::string::npos);
 }
 
 TEST(KvCacheTest, LightningStatesStartZeroPerSequenceAndLayer) {

@@ -25,6 +25,7 @@ limits:
   max_queue_depth: 10
   min_tile_prompt_tokens: 1
   replica_choice: pack
+  kv_cache_dtype: bf16
 deadlines:
   expert_call_ms: 250
   reconnect_initial_backoff_ms: 20
@@ -70,6 +71,7 @@ TEST(ClusterConfigTest, ParsesEveryField) {
   EXPECT_EQ(c->limits.max_queue_depth, 10);
   EXPECT_EQ(c->limits.min_tile_prompt_tokens, 1);
   EXPECT_EQ(c->limits.replica_choice, "pack");
+  EXPECT_EQ(c->limits.kv_cache_dtype, "bf16");
   EXPECT_EQ(c->deadlines.expert_call_ms, 250);
   EXPECT_EQ(c->deadlines.reconnect_initial_backoff_ms, 20);
   EXPECT_EQ(c->deadlines.reconnect_max_backoff_ms, 400);
@@ -97,6 +99,7 @@ TEST(ClusterConfigTest, DefaultsWhenSectionsAreMissing) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->limits.max_sequences, LimitsConfig().max_sequences);
   EXPECT_EQ(c->limits.replica_choice, "spread");
+  EXPECT_EQ(c->limits.kv_cache_dtype, "float32");
   EXPECT_EQ(c->deadlines.expert_call_ms, DeadlinesConfig().expert_call_ms);
   EXPECT_TRUE(c->expert_nodes.empty());
   EXPECT_FALSE(c->tls.enabled());
@@ -112,6 +115,7 @@ TEST(ClusterConfigTest, SerializesToYamlThatParsesBackEqual) {
   EXPECT_EQ(back->FindExpertNode("e1")->experts, c->FindExpertNode("e1")->experts);
   EXPECT_EQ(back->deadlines.expert_call_ms, 250);
   EXPECT_EQ(back->limits.replica_choice, "pack");
+  EXPECT_EQ(back->limits.kv_cache_dtype, "bf16");
 }
 
 TEST(ClusterConfigTest, ReportsErrorsWithFileLineAndKey) {
@@ -127,6 +131,8 @@ TEST(ClusterConfigTest, ReportsErrorsWithFileLineAndKey) {
        "limits.min_tile_prompt_tokens: -1 is outside [0,"},
       {"limits:\n  replica_choice: random\n",
        "test.yaml:2: limits.replica_choice: \"random\" is not spread or pack"},
+      {"limits:\n  kv_cache_dtype: fp16\n",
+       "test.yaml:2: limits.kv_cache_dtype: \"fp16\" is not float32 (fp32) or bfloat16 (bf16)"},
       {"expert_nodes:\n  - name: e0\n", "expert_nodes[0].address: missing"},
       {"expert_nodes:\n  - address: a:1\n", "expert_nodes[0].name: missing"},
       {"expert_nodes:\n  - {name: e0, address: localhost}\n", "is not host:port"},

@@ -1,7 +1,8 @@
 // Golden cases through the real processes: afd-attention-node with 1, 2 or 3 afd-expert-node
 // processes (with and without replicas). Each golden prompt's greedy tokens, logprobs, prompt
 // logits and per-token logits must equal the in-process engine's bit for bit, and land within
-// 1e-4 of the transformers reference with the same greedy continuation.
+// 1e-4 of the transformers reference with the same greedy continuation. The same with the
+// opt-in bf16 KV cache on one layout.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -67,6 +68,49 @@ TEST_P(AttentionNodeGoldenTest, GreedyRunsEqualTheInProcessEngineBitwise) {
     EXPECT_TRUE(BitwiseEqual(got.logprobs, ref->logprobs)) << "logprobs";
     EXPECT_LE(MaxAbsDiff(got.prompt_logits, g.prefill_logits), 1e-4f);
     EXPECT_LE(MaxAbsDiff(got.logits, g.decode_logits), 1e-4f);
+  }
+}
+
+// The opt-in bf16 KV cache through the real processes: the attention node started with
+// limits.kv_cache_dtype bf16 gives the in-process engine's bits with the same cache, and stays
+// near the reference (the golden suite bounds its error; here the greedy tokens must hold).
+TEST(AttentionNodeGoldenBf16KvTest, GreedyRunsEqualTheInProcessEngineBitwise) {
+  const std::string model = GoldenModelDir("m2-medium");
+  ClusterSpec spec;
+  spec.model_dir = model;
+  spec.num_expert_nodes = 2;
+  spec.limits.kv_blocks = 64;
+  spec.limits.max_sequences = 8;
+  spec.limits.kv_cache_dtype = "bf16";
+  absl::StatusOr<std::unique_ptr<LocalCluster>> cluster =
+      LocalCluster::Start(spec, absl::Seconds(30));
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  absl::StatusOr<std::unique_ptr<ReferenceEngine>> reference =
+      ReferenceEngine::Create(model, /*kv_bf16=*/true);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  absl::StatusOr<std::unique_ptr<ReferenceEngine>> fp32 = ReferenceEngine::Create(model);
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  absl::StatusOr<std::vector<GoldenPrompt>> golden = LoadGoldenPrompts(model);
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  auto stub = (*cluster)->AttentionStub();
+  for (size_t k = 0; k < 2; ++k) {  // prompts 0 and 1 keep their greedy tokens in bf16
+    SCOPED_TRACE(absl::StrCat("prompt ", k));
+    const GoldenPrompt& g = (*golden)[k];
+    const int steps = static_cast<int>(g.greedy_ids.size());
+    absl::StatusOr<ReferenceRun> ref = (*reference)->Greedy(g.input_ids, steps);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    absl::StatusOr<ReferenceRun> ref32 = (*fp32)->Greedy(g.input_ids, steps);
+    ASSERT_TRUE(ref32.ok()) << ref32.status();
+    const GenerateResult got =
+        RunGenerate(*stub, GreedyRequest(absl::StrCat("bf16kv", k), g.input_ids, steps, true));
+    ASSERT_TRUE(got.status.ok()) << got.status;
+    EXPECT_EQ(got.tokens, ref->tokens);
+    EXPECT_EQ(got.tokens, g.greedy_ids);
+    EXPECT_TRUE(BitwiseEqual(got.prompt_logits, ref->prompt_logits)) << "prompt logits";
+    EXPECT_TRUE(BitwiseEqual(got.logits, ref->logits)) << "decode logits";
+    // The cache's rounding shows: the fp32 cache's logits differ.
+    EXPECT_GT(MaxAbsDiff(got.logits, ref32->logits), 0.0f);
+    EXPECT_LE(MaxAbsDiff(got.logits, g.decode_logits), 5e-2f);
   }
 }
 

@@ -373,14 +373,16 @@ struct ReferenceEngine::Impl {
   std::unique_ptr<Checkpoint> checkpoint;
   std::unique_ptr<attention::ModelWeights> weights;
   std::unique_ptr<attention::InProcessExpertBackend> experts;
+  attention::KvDtype kv_dtype = attention::KvDtype::kFloat32;
 };
 
 ReferenceEngine::ReferenceEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ReferenceEngine::~ReferenceEngine() = default;
 
 absl::StatusOr<std::unique_ptr<ReferenceEngine>> ReferenceEngine::Create(
-    const std::string& model_dir) {
+    const std::string& model_dir, bool kv_bf16) {
   auto impl = std::make_unique<Impl>();
+  if (kv_bf16) impl->kv_dtype = attention::KvDtype::kBFloat16;
   absl::StatusOr<ModelConfig> config = LoadModelConfig(model_dir);
   if (!config.ok()) return config.status();
   impl->config = *config;
@@ -408,6 +410,7 @@ absl::StatusOr<ReferenceRun> ReferenceEngine::Greedy(const std::vector<int32_t>&
   options.block_size = 16;
   options.max_sequences = 1;
   options.num_blocks = (static_cast<int64_t>(prompt.size()) + max_tokens) / 16 + 1;
+  options.dtype = impl_->kv_dtype;
   absl::StatusOr<std::unique_ptr<attention::KvCache>> cache =
       attention::KvCache::Create(impl_->config, options);
   if (!cache.ok()) return cache.status();

@@ -166,7 +166,9 @@ struct ReferenceRun {
 };
 class ReferenceEngine {
  public:
-  static absl::StatusOr<std::unique_ptr<ReferenceEngine>> Create(const std::string& model_dir);
+  // kv_bf16: the opt-in bf16 KV cache (cluster.yaml limits.kv_cache_dtype: bfloat16).
+  static absl::StatusOr<std::unique_ptr<ReferenceEngine>> Create(const std::string& model_dir,
+                                                                 bool kv_bf16 = false);
   ~ReferenceEngine();
   absl::StatusOr<ReferenceRun> Greedy(const std::vector<int32_t>& prompt, int max_tokens);
   int vocab_size() const;
