@@ -74,6 +74,9 @@ void Usage(FILE* f) {
       "                         takes the cores the others leave idle)\n"
       "  --micro-batches N      micro-batches per step on the attention nodes (default:\n"
       "                         limits.micro_batches)\n"
+      "  --kv-cache T           KV cache element type of the attention nodes: float32 or\n"
+      "                         bfloat16 (opt-in: half the bytes; default:\n"
+      "                         limits.kv_cache_dtype)\n"
       "  --tcp                  attention and expert nodes on loopback TCP (default: unix\n"
       "                         sockets in the run dir; the gateway always listens on TCP)\n"
       "  --prompt TEXT          the chat message sent once all nodes are ready\n"
@@ -403,7 +406,7 @@ bool SendPrompt(int port, const std::string& prompt, int max_tokens, const std::
 
 int main(int argc, char** argv) {
   std::string model_dir, config_path, prompt = "Hello! Who are you?", reasoning = "append_think";
-  std::string api_key, run_dir, replica_choice;
+  std::string api_key, run_dir, replica_choice, kv_cache;
   int experts = 2, replicas = 0, attention_nodes = 1, http_port = 8080, base_port = 0;
   int threads = 0, max_tokens = 48, startup_timeout_s = 300;
   int attention_threads = 0, expert_threads = 0, micro_batches = 0;
@@ -437,6 +440,13 @@ int main(int argc, char** argv) {
       flags.Int(&expert_threads, 1);
     } else if (flags.Is("--micro-batches")) {
       flags.Int(&micro_batches, 1);
+    } else if (flags.Is("--kv-cache")) {
+      kv_cache = flags.Value();
+      if (kv_cache != "float32" && kv_cache != "fp32" && kv_cache != "bfloat16" &&
+          kv_cache != "bf16") {
+        return Fail("--kv-cache must be float32 (fp32) or bfloat16 (bf16), not \"" + kv_cache +
+                    "\"");
+      }
     } else if (flags.Is("--tcp")) {
       tcp = true;
     } else if (flags.Is("--prompt")) {
@@ -490,6 +500,7 @@ int main(int argc, char** argv) {
                                "limits.replica_choice in ", config_path));
     }
     if (!model_dir.empty()) cluster.model_dir = model_dir;
+    if (!kv_cache.empty()) cluster.limits.kv_cache_dtype = kv_cache;
     model_dir = cluster.model_dir;
     if (cluster.gateways.empty() || cluster.attention_nodes.empty()) {
       return Fail(config_path + ": needs at least one gateway and one attention node");
@@ -548,6 +559,7 @@ int main(int argc, char** argv) {
     cluster = *std::move(made);
     for (afd::ExpertNodeConfig& e : cluster.expert_nodes) e.node.threads = expert_threads;
     if (micro_batches > 0) cluster.limits.micro_batches = micro_batches;
+    if (!kv_cache.empty()) cluster.limits.kv_cache_dtype = kv_cache;
     // Replicas on one machine share its cores: a call spread over them only adds contention.
     cluster.limits.replica_choice = replica_choice.empty() ? "pack" : replica_choice;
     if (!tcp) {
