@@ -27,6 +27,25 @@ float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
+// Runs golden prompt g greedily through the cluster's attention node and through `reference`
+// and checks that the tokens, the prompt and decode logits and the logprobs are the reference's,
+// bit for bit, and the golden's greedy tokens. Returns the cluster's run.
+GenerateResult GreedyEqualsReference(v1::AttentionNode::Stub& stub, ReferenceEngine& reference,
+                                     const GoldenPrompt& g, const std::string& request_id) {
+  const int steps = static_cast<int>(g.greedy_ids.size());
+  absl::StatusOr<ReferenceRun> ref = reference.Greedy(g.input_ids, steps);
+  EXPECT_TRUE(ref.ok()) << ref.status();
+  GenerateResult got = RunGenerate(stub, GreedyRequest(request_id, g.input_ids, steps, true));
+  EXPECT_TRUE(got.status.ok()) << got.status;
+  if (!ref.ok() || !got.status.ok()) return got;
+  EXPECT_EQ(got.tokens, ref->tokens);
+  EXPECT_EQ(got.tokens, g.greedy_ids);
+  EXPECT_TRUE(BitwiseEqual(got.prompt_logits, ref->prompt_logits)) << "prompt logits";
+  EXPECT_TRUE(BitwiseEqual(got.logits, ref->logits)) << "decode logits";
+  EXPECT_TRUE(BitwiseEqual(got.logprobs, ref->logprobs)) << "logprobs";
+  return got;
+}
+
 class AttentionNodeGoldenTest : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(AttentionNodeGoldenTest, GreedyRunsEqualTheInProcessEngineBitwise) {
@@ -52,20 +71,12 @@ TEST_P(AttentionNodeGoldenTest, GreedyRunsEqualTheInProcessEngineBitwise) {
   for (size_t k = 0; k < golden->size(); ++k) {
     SCOPED_TRACE(absl::StrCat(layout.model, " prompt ", k));
     const GoldenPrompt& g = (*golden)[k];
-    const int steps = static_cast<int>(g.greedy_ids.size());
-    absl::StatusOr<ReferenceRun> ref = (*reference)->Greedy(g.input_ids, steps);
-    ASSERT_TRUE(ref.ok()) << ref.status();
     const GenerateResult got =
-        RunGenerate(*stub, GreedyRequest(absl::StrCat("golden", k), g.input_ids, steps, true));
-    ASSERT_TRUE(got.status.ok()) << got.status;
-    EXPECT_EQ(got.tokens, ref->tokens);
-    EXPECT_EQ(got.tokens, g.greedy_ids);
+        GreedyEqualsReference(*stub, **reference, g, absl::StrCat("golden", k));
+    ASSERT_TRUE(got.status.ok());
     EXPECT_EQ(got.finish, v1::FINISH_REASON_LENGTH);
     EXPECT_EQ(got.usage.prompt_tokens(), g.input_ids.size());
-    EXPECT_EQ(got.usage.completion_tokens(), static_cast<uint32_t>(steps));
-    EXPECT_TRUE(BitwiseEqual(got.prompt_logits, ref->prompt_logits)) << "prompt logits";
-    EXPECT_TRUE(BitwiseEqual(got.logits, ref->logits)) << "decode logits";
-    EXPECT_TRUE(BitwiseEqual(got.logprobs, ref->logprobs)) << "logprobs";
+    EXPECT_EQ(got.usage.completion_tokens(), g.greedy_ids.size());
     EXPECT_LE(MaxAbsDiff(got.prompt_logits, g.prefill_logits), 1e-4f);
     EXPECT_LE(MaxAbsDiff(got.logits, g.decode_logits), 1e-4f);
   }
@@ -96,18 +107,12 @@ TEST(AttentionNodeGoldenBf16KvTest, GreedyRunsEqualTheInProcessEngineBitwise) {
   for (size_t k = 0; k < 2; ++k) {  // prompts 0 and 1 keep their greedy tokens in bf16
     SCOPED_TRACE(absl::StrCat("prompt ", k));
     const GoldenPrompt& g = (*golden)[k];
-    const int steps = static_cast<int>(g.greedy_ids.size());
-    absl::StatusOr<ReferenceRun> ref = (*reference)->Greedy(g.input_ids, steps);
-    ASSERT_TRUE(ref.ok()) << ref.status();
-    absl::StatusOr<ReferenceRun> ref32 = (*fp32)->Greedy(g.input_ids, steps);
-    ASSERT_TRUE(ref32.ok()) << ref32.status();
     const GenerateResult got =
-        RunGenerate(*stub, GreedyRequest(absl::StrCat("bf16kv", k), g.input_ids, steps, true));
-    ASSERT_TRUE(got.status.ok()) << got.status;
-    EXPECT_EQ(got.tokens, ref->tokens);
-    EXPECT_EQ(got.tokens, g.greedy_ids);
-    EXPECT_TRUE(BitwiseEqual(got.prompt_logits, ref->prompt_logits)) << "prompt logits";
-    EXPECT_TRUE(BitwiseEqual(got.logits, ref->logits)) << "decode logits";
+        GreedyEqualsReference(*stub, **reference, g, absl::StrCat("bf16kv", k));
+    ASSERT_TRUE(got.status.ok());
+    absl::StatusOr<ReferenceRun> ref32 =
+        (*fp32)->Greedy(g.input_ids, static_cast<int>(g.greedy_ids.size()));
+    ASSERT_TRUE(ref32.ok()) << ref32.status();
     // The cache's rounding shows: the fp32 cache's logits differ.
     EXPECT_GT(MaxAbsDiff(got.logits, ref32->logits), 0.0f);
     EXPECT_LE(MaxAbsDiff(got.logits, g.decode_logits), 5e-2f);
