@@ -442,8 +442,7 @@ int main(int argc, char** argv) {
       flags.Int(&micro_batches, 1);
     } else if (flags.Is("--kv-cache")) {
       kv_cache = flags.Value();
-      if (kv_cache != "float32" && kv_cache != "fp32" && kv_cache != "bfloat16" &&
-          kv_cache != "bf16") {
+      if (!afd::IsKvCacheDtypeName(kv_cache)) {
         return Fail("--kv-cache must be float32 (fp32) or bfloat16 (bf16), not \"" + kv_cache +
                     "\"");
       }

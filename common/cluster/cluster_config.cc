@@ -176,8 +176,7 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
                    absl::StrCat("\"", l.replica_choice, "\" is not spread or pack"));
     }
     RETURN_IF_ERROR(r.String(n, "kv_cache_dtype", "limits", &l.kv_cache_dtype));
-    if (l.kv_cache_dtype != "float32" && l.kv_cache_dtype != "fp32" &&
-        l.kv_cache_dtype != "bfloat16" && l.kv_cache_dtype != "bf16") {
+    if (!IsKvCacheDtypeName(l.kv_cache_dtype)) {
       return Error(
           r.source(), n["kv_cache_dtype"], "limits.kv_cache_dtype",
           absl::StrCat("\"", l.kv_cache_dtype, "\" is not float32 (fp32) or bfloat16 (bf16)"));
@@ -322,6 +321,10 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return ParseClusterConfig(text.str(), path);
+}
+
+bool IsKvCacheDtypeName(absl::string_view name) {
+  return name == "float32" || name == "fp32" || name == "bfloat16" || name == "bf16";
 }
 
 std::string ClusterConfigToYaml(const ClusterConfig& config) {
