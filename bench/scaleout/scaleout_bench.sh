@@ -25,6 +25,7 @@
 # Knobs (env): NODES="1 2 4" CONC=32 TOKENS=32 ATT_CORES=8 EXP_CORES=2 OUTDIR=/tmp/afd-scaleout
 # SPLIT=0 leaves out scaleout's always-split row. REPLICAS=1: in scaleout every expert node hosts
 # every expert and each layer's experts go to the least loaded node (replica_choice spread).
+# MIN_TILE_PROMPT=N: limits.min_tile_prompt_tokens (1: every prompt on the AMX tiles).
 set -u
 BIN=${BIN:-build/bin}
 MODEL=${MODEL:-models/m2-perf-bf16}
@@ -127,7 +128,7 @@ start_pinned_cluster() {
   attn_addr=unix:$run/attn0.sock
   {
     echo "model: $MODEL"
-    echo "limits: {max_sequences: 64, kv_blocks: 2048, kv_block_tokens: 16, micro_batches: $mb, min_micro_batch_tokens: $minmb, replica_choice: ${choice:-spread}}"
+    echo "limits: {max_sequences: 64, kv_blocks: 2048, kv_block_tokens: 16, micro_batches: $mb, min_micro_batch_tokens: $minmb, replica_choice: ${choice:-spread}, min_tile_prompt_tokens: ${MIN_TILE_PROMPT:-0}}"
     echo "deadlines: {expert_call_ms: 60000, startup_timeout_ms: 300000}"
     echo "gateways:"
     echo "  - {name: gw0, address: '$gw_addr', threads: 1}"
