@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <type_traits>
 #include <vector>
 
+#include "common/kernels/matmul.h"
 #include "common/kernels/vector_state.h"
 #include "hwy/cache_control.h"
 
@@ -26,12 +26,7 @@ namespace afd::kernels::attention_internal {
 
 // A cache element as fp32: fp32 as it is, bf16 bits widened (exact).
 inline float KvScalar(float v) { return v; }
-inline float KvScalar(uint16_t bits) {
-  const uint32_t u = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
+inline float KvScalar(uint16_t bits) { return Bf16ToFloat(bits); }
 
 }  // namespace afd::kernels::attention_internal
 #endif  // AFD_COMMON_KERNELS_ATTENTION_SHARED_
@@ -49,9 +44,8 @@ HWY_INLINE hn::Vec<D> LoadKv(D df, const float* p) {
 }
 template <class D>
 HWY_INLINE hn::Vec<D> LoadKv(D df, const uint16_t* p) {
-  const hn::Rebind<uint16_t, D> du16;
-  const hn::Rebind<uint32_t, D> du32;
-  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, p))));
+  return hn::PromoteTo(
+      df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, D>(), reinterpret_cast<const hwy::bfloat16_t*>(p)));
 }
 
 // The G dot products q[g] . k, each as a two-accumulator Dot (acc0 / acc1 over alternating
