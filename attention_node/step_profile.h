@@ -19,9 +19,11 @@ enum class ProfileStage : int {
   kAttnProj,       // q/k/v/o (lightning: qkv/gate/out) projections
   kAttnCore,       // QK-norm, RoPE, KV writes, attention over the cache (lightning: the scan)
   kRouter,         // router product and top-k
-  kExpertGather,   // backend: routing validation, grouping the pairs per expert
-  kExpertFfn,      // backend: per expert: row gathers, W1/W3, SwiGLU, W2, weighting
-  kExpertCombine,  // backend: the per-token combine
+  kExpertGather,   // backend: routing validation, grouping the pairs per expert (remote: per
+                   // node, plus encoding and sending the batches)
+  kExpertFfn,      // backend: per expert: row gathers, W1/W3, SwiGLU, W2, weighting (remote:
+                   // the slowest node's reported compute)
+  kExpertCombine,  // backend: the per-token combine (remote: plus decoding the replies)
   kExpertOther,    // expert backend time not attributed above (a remote backend: the RPC)
   kLmHead,         // lm_head product over the requested rows
   kSampling,       // the caller's sampling (afd-generate, the scheduler)

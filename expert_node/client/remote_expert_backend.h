@@ -94,8 +94,11 @@ class RemoteExpertBackend : public ExpertBackend {
   // why.
   absl::Status Run(const ExpertRequest& request, float* out) override;
   // Profiled calls add the slowest node's reported compute time of each round to kExpertFfn
-  // (the nodes work in parallel, so that is the compute on the call's critical path); the
-  // Engine counts the rest of the call, transport and waiting, as kExpertOther.
+  // (the nodes work in parallel, so that is the compute on the call's critical path; at most
+  // the time waited for the replies, as a node may start while later batches are encoded), the
+  // time spent placing, grouping, encoding and sending the batches to kExpertGather, and the
+  // time spent taking the replies apart and combining them to kExpertCombine; the Engine
+  // counts the rest of the call, transport and waiting, as kExpertOther.
   void set_profile(StepProfile* profile) override { profile_ = profile; }
   // Pairs sent to each node (Stats::node_pairs with the nodes' names), in config order.
   std::vector<ExpertNodeTraffic> Traffic() const override;
