@@ -59,7 +59,16 @@ Engine::Engine(const ModelWeights* weights, KvCache* cache, ExpertBackend* exper
 
 void Engine::MatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y) {
   if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(w.Bytes());
-  kernels::MatMul(x, n, w, y, pool_);
+  const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
+  if (n < int64_t{2} * threads * kTokensPerChunk) {
+    kernels::MatMul(x, n, w, y, pool_);
+    return;
+  }
+  // A small weight (the router's experts x hidden) has too few rows to split over many
+  // threads: split the tokens instead. A row's result never depends on the other rows.
+  ForTokens(n, [&](int64_t begin, int64_t end) {
+    kernels::MatMul(x + begin * w.cols, end - begin, w, y + begin * w.rows, nullptr);
+  });
 }
 
 void Engine::ProjMatMul(const float* x, int64_t n, std::initializer_list<Product> products) {
@@ -177,6 +186,23 @@ void Engine::ParallelItems(const std::function<void(const AttentionItem&)>& fn) 
   });
 }
 
+void Engine::ForTokens(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  ParallelFor(n, fn, kTokensPerChunk);
+}
+
+void Engine::RowsRmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+                         float* out) {
+  ForTokens(n, [&](int64_t b, int64_t e) {
+    kernels::RmsNorm(x + b * dim, weight, e - b, dim, eps, out + b * dim);
+  });
+}
+
+void Engine::AddRows(const float* s, int64_t n, int64_t dim, float* h) {
+  ForTokens(n, [&](int64_t b, int64_t e) {
+    for (int64_t i = b * dim; i < e * dim; ++i) h[i] += s[i];
+  });
+}
+
 void Engine::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
                          int64_t grain) {
   if (pool_ == nullptr) {
@@ -255,6 +281,11 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     }
     entry_begin_[e + 1] = begin + static_cast<int64_t>(batch[e].tokens.size());
   }
+  row_entry_.resize(n_tokens);
+  for (size_t e = 0; e < batch.size(); ++e) {
+    std::fill(row_entry_.begin() + entry_begin_[e], row_entry_.begin() + entry_begin_[e + 1],
+              static_cast<int32_t>(e));
+  }
   row_tiles_.resize(n_tokens);
   for (size_t e = 0; e < batch.size(); ++e) {
     int64_t prompt =
@@ -271,7 +302,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = weights_->layer(l);
     // a = RMSNorm_in(h); s = Attn(a)
-    kernels::RmsNorm(hidden, lw.input_norm.data(), n_tokens, d_model, eps, normed);
+    RowsRmsNorm(hidden, lw.input_norm.data(), n_tokens, d_model, eps, normed);
     clock_.Lap(ProfileStage::kNorms);
     if (lw.linear) {
       LightningLayer(l, batch, sub);
@@ -282,20 +313,26 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
       // Text-01: h1 = alpha * a + beta * Attn(a)
       const float alpha = static_cast<float>(lw.linear ? c.linear_attn_alpha : c.full_attn_alpha);
       const float beta = static_cast<float>(lw.linear ? c.linear_attn_beta : c.full_attn_beta);
-      ScaledSum(alpha, normed, beta, sub, n_tokens * d_model, hidden);
+      ForTokens(n_tokens, [&](int64_t b, int64_t e) {
+        ScaledSum(alpha, normed + b * d_model, beta, sub + b * d_model, (e - b) * d_model,
+                  hidden + b * d_model);
+      });
     } else {
       // M2: h = h + Attn(a)
-      for (int64_t i = 0; i < n_tokens * d_model; ++i) hidden[i] += sub[i];
+      AddRows(sub, n_tokens, d_model, hidden);
     }
     // m = RMSNorm_post(h); s = MoE(m)
-    kernels::RmsNorm(hidden, lw.post_norm.data(), n_tokens, d_model, eps, normed);
+    RowsRmsNorm(hidden, lw.post_norm.data(), n_tokens, d_model, eps, normed);
     clock_.Lap(ProfileStage::kNorms);
     RETURN_IF_ERROR(MoeLayer(l, normed, sub));
     if (post_norm) {
-      ScaledSum(static_cast<float>(c.mlp_alpha), normed, static_cast<float>(c.mlp_beta), sub,
-                n_tokens * d_model, hidden);
+      ForTokens(n_tokens, [&](int64_t b, int64_t e) {
+        ScaledSum(static_cast<float>(c.mlp_alpha), normed + b * d_model,
+                  static_cast<float>(c.mlp_beta), sub + b * d_model, (e - b) * d_model,
+                  hidden + b * d_model);
+      });
     } else {
-      for (int64_t i = 0; i < n_tokens * d_model; ++i) hidden[i] += sub[i];
+      AddRows(sub, n_tokens, d_model, hidden);
     }
     clock_.Lap(ProfileStage::kNorms);
   }
@@ -327,7 +364,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
   }
   out->logits.resize(rows * static_cast<int64_t>(c.vocab_size));
   if (rows > 0) {
-    kernels::RmsNorm(final_rows, weights_->final_norm().data(), rows, d_model, eps, final_rows);
+    RowsRmsNorm(final_rows, weights_->final_norm().data(), rows, d_model, eps, final_rows);
     clock_.Lap(ProfileStage::kNorms);
     const Product lm_head{&weights_->lm_head(), out->logits.data()};
     Products(final_rows, rows, final_tiles_.data(), kernels::MatMulOptions{},
@@ -361,21 +398,30 @@ void Engine::FullAttentionLayer(int layer, absl::Span<const StepInput> batch, fl
   ProjMatMul(normed_.data(), n, {{&w.q_proj, q}, {&w.k_proj, k}, {&w.v_proj, v}});
   clock_.Lap(ProfileStage::kAttnProj);
   // M2 QK-norm: one RMSNorm over the whole projection of a token, before the head split.
-  if (!w.q_norm.empty()) kernels::RmsNorm(q, w.q_norm.data(), n, q_dim, eps, q);
-  if (!w.k_norm.empty()) kernels::RmsNorm(k, w.k_norm.data(), n, kv_dim, eps, k);
-  if (c.rotary_dim > 0) {
-    kernels::ApplyRope(q, n, heads, d, c.rotary_dim, positions_.data(), inv_freq_.data());
-    kernels::ApplyRope(k, n, kv_heads, d, c.rotary_dim, positions_.data(), inv_freq_.data());
-  }
-  // Cache post-RoPE keys and values at their positions.
-  for (size_t e = 0; e < batch.size(); ++e) {
-    for (int64_t row = entry_begin_[e]; row < entry_begin_[e + 1]; ++row) {
+  // Per token (rows in parallel): QK-norm, RoPE, and the post-RoPE keys and values cached at
+  // their positions (the step reserved every block before the layers ran).
+  ForTokens(n, [&](int64_t begin, int64_t end) {
+    const int64_t rows = end - begin;
+    if (!w.q_norm.empty()) {
+      kernels::RmsNorm(q + begin * q_dim, w.q_norm.data(), rows, q_dim, eps, q + begin * q_dim);
+    }
+    if (!w.k_norm.empty()) {
+      kernels::RmsNorm(k + begin * kv_dim, w.k_norm.data(), rows, kv_dim, eps, k + begin * kv_dim);
+    }
+    if (c.rotary_dim > 0) {
+      kernels::ApplyRope(q + begin * q_dim, rows, heads, d, c.rotary_dim, positions_.data() + begin,
+                         inv_freq_.data());
+      kernels::ApplyRope(k + begin * kv_dim, rows, kv_heads, d, c.rotary_dim,
+                         positions_.data() + begin, inv_freq_.data());
+    }
+    for (int64_t row = begin; row < end; ++row) {
+      const int seq = batch[row_entry_[row]].seq;
       for (int h = 0; h < kv_heads; ++h) {
-        cache_->Store(layer, batch[e].seq, positions_[row], h, k + row * kv_dim + h * d,
+        cache_->Store(layer, seq, positions_[row], h, k + row * kv_dim + h * d,
                       v + row * kv_dim + h * d);
       }
     }
-  }
+  });
   // Work items: (entry, chunk of query rows, run of query heads that share a kv head). The
   // kernel reads each key and value once per run instead of once per head; runs are halved
   // until there are items for every thread.
@@ -432,7 +478,8 @@ void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float*
   // The output gate reads the same input: both products in one parallel loop.
   ProjMatMul(normed_.data(), n, {{&w.qkv_proj, qkv}, {&w.output_gate, gate}});
   clock_.Lap(ProfileStage::kAttnProj);
-  kernels::Silu(qkv, n * 3 * q_dim);
+  ForTokens(n,
+            [&](int64_t b, int64_t e) { kernels::Silu(qkv + b * 3 * q_dim, (e - b) * 3 * q_dim); });
 
   // The first chunk of a sequence takes the block path from S = 0, later ones the recurrence.
   has_state_.resize(batch.size());
@@ -463,12 +510,14 @@ void Engine::LightningLayer(int layer, absl::Span<const StepInput> batch, float*
   for (const StepInput& in : batch) cache_->MarkLinearState(layer, in.seq);
 
   // norm (eps lightning_norm_eps over all H*d values), then * sigmoid(a @ Wgate^T), then out_proj.
-  kernels::RmsNorm(attn, w.norm.data(), n, q_dim, static_cast<float>(c.lightning_norm_eps), attn);
+  RowsRmsNorm(attn, w.norm.data(), n, q_dim, static_cast<float>(c.lightning_norm_eps), attn);
   clock_.Lap(ProfileStage::kAttnCore);
-  for (int64_t i = 0; i < n * q_dim; ++i) {
-    const float g = 1.0f / (1.0f + std::exp(-gate[i]));
-    attn[i] = g * attn[i];
-  }
+  ForTokens(n, [&](int64_t b, int64_t e) {
+    for (int64_t i = b * q_dim; i < e * q_dim; ++i) {
+      const float g = 1.0f / (1.0f + std::exp(-gate[i]));
+      attn[i] = g * attn[i];
+    }
+  });
   ProjMatMul(attn, n, {{&w.out_proj, out}});
   clock_.Lap(ProfileStage::kAttnProj);
 }
@@ -484,12 +533,16 @@ absl::Status Engine::MoeLayer(int layer, const float* x, float* out) {
   int32_t* ids = Grow(expert_ids_, n * k);
   float* weights = Grow(expert_weights_, n * k);
   MatMul(x, n, lw.router, logits);
-  if (c.scoring == RouterScoring::kSigmoidWithBias) {
-    kernels::SigmoidBiasTopK(logits, lw.router_bias.empty() ? nullptr : lw.router_bias.data(), n,
-                             num_experts, k, ids, weights);
-  } else {
-    kernels::SoftmaxTopK(logits, n, num_experts, k, ids, weights);
-  }
+  ForTokens(n, [&](int64_t b, int64_t e) {
+    if (c.scoring == RouterScoring::kSigmoidWithBias) {
+      kernels::SigmoidBiasTopK(logits + b * num_experts,
+                               lw.router_bias.empty() ? nullptr : lw.router_bias.data(), e - b,
+                               num_experts, k, ids + b * k, weights + b * k);
+    } else {
+      kernels::SoftmaxTopK(logits + b * num_experts, e - b, num_experts, k, ids + b * k,
+                           weights + b * k);
+    }
+  });
   clock_.Lap(ProfileStage::kRouter);
   ExpertRequest request;
   request.layer = layer;

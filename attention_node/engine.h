@@ -102,7 +102,8 @@ class Engine {
   void FullAttentionLayer(int layer, absl::Span<const StepInput> batch, float* out);
   void LightningLayer(int layer, absl::Span<const StepInput> batch, float* out);
   absl::Status MoeLayer(int layer, const float* x, float* out);
-  // The router's product: fp32 activations on the vector kernels.
+  // The router's product: fp32 activations on the vector kernels (a step of many tokens splits
+  // its tokens over the threads).
   void MatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y);
   struct Product {
     const kernels::WeightView* w;
@@ -122,6 +123,14 @@ class Engine {
   // Products fused into one parallel loop (more run one at a time).
   static constexpr int kMaxFusedProducts = 4;
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+  // Per-token work (norms, residuals, RoPE, KV writes, top-k) split over the pool in chunks of
+  // kTokensPerChunk rows; inline for a step of one chunk. Each row is computed as alone.
+  static constexpr int64_t kTokensPerChunk = 8;
+  void ForTokens(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+  // kernels::RmsNorm and the residual add h += s over n rows of dim, rows split by ForTokens.
+  void RowsRmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+                   float* out);
+  void AddRows(const float* s, int64_t n, int64_t dim, float* h);
   // Runs fn(item) for every item of items_, handed out in descending `cost` order to whichever
   // thread is free (items of very different sizes stay balanced). Results do not depend on
   // which thread runs an item.
@@ -140,6 +149,7 @@ class Engine {
   int64_t num_tokens_ = 0;
   std::vector<int64_t> entry_begin_;   // first token row of each batch entry
   std::vector<int32_t> positions_;     // [N]
+  std::vector<int32_t> row_entry_;     // [N] batch entry of each token row
   std::vector<float> hidden_;          // [N, D] residual stream
   std::vector<float> normed_;          // [N, D]
   std::vector<float> sublayer_;        // [N, D] attention / MoE output

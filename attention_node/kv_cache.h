@@ -65,6 +65,7 @@ class KvCache {
 
   // Full-attention layers. Writes the key and value vectors [head_dim] of (seq, position,
   // kv_head) in layer `layer` (rounded to bf16 in a bf16 cache); the position must be reserved.
+  // Threads may store distinct positions concurrently.
   void Store(int layer, int seq, int64_t pos, int kv_head, const float* key, const float* value);
   // The stored key / value vector of a float32 cache (nullptr in a bf16 one).
   float* Key(int layer, int seq, int64_t pos, int kv_head);

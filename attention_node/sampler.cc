@@ -13,7 +13,7 @@ namespace afd::attention {
 namespace {
 
 // Lowest id among the largest values.
-int32_t ArgMax(const std::vector<float>& v) {
+int32_t ArgMax(absl::Span<const float> v) {
   int32_t best = 0;
   for (int32_t i = 1; i < static_cast<int32_t>(v.size()); ++i) {
     if (v[i] > v[best]) best = i;
@@ -164,10 +164,16 @@ SampleResult TokenLogprobs(absl::Span<const float> logits, int32_t token, int to
 
 SampleResult Sampler::Sample(absl::Span<const float> logits) {
   SampleResult result;
-  work_.assign(logits.begin(), logits.end());
-  ApplyPenalties(work_);
   const bool greedy = params_.temperature == 0.0f;
-  result.token = greedy ? ArgMax(work_) : Draw(work_);
+  const bool penalties = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                         params_.frequency_penalty != 0.0f;
+  if (greedy && !penalties) {
+    result.token = ArgMax(logits);  // nothing to change: no copy of the row
+  } else {
+    work_.assign(logits.begin(), logits.end());
+    ApplyPenalties(work_);
+    result.token = greedy ? ArgMax(work_) : Draw(work_);
+  }
 
   if (params_.logprobs || params_.top_logprobs > 0) {
     result = TokenLogprobs(logits, result.token, params_.top_logprobs);

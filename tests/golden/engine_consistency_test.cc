@@ -1,12 +1,14 @@
 // Engine self-consistency on checkpoints the golden set does not cover, generated with
 // afd-gen-checkpoint's presets (tiny bf16, tiny FP8, text01-tiny): one-shot prefill, chunked
 // prefill (Text-01: block path then recurrence), and token-by-token decode agree within 1e-4,
-// and a batch of different-length sequences equals each sequence run alone within 1e-5.
+// a batch of different-length sequences equals each sequence run alone within 1e-5, and the
+// thread count never changes a bit.
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -250,6 +252,39 @@ TEST_P(EngineConsistencyTest, BatchOfDifferentLengthsEqualsEachAlone) {
     EXPECT_LE(diff, 1e-5f) << "sequence " << i;
     std::printf("%s: sequence %zu batched vs alone %.3e\n", GetParam().name.c_str(), i, diff);
   }
+}
+
+// A step's per-token work (norms, RoPE, KV writes, router, top-k) is split over the threads by
+// tokens once a step is large: any thread count gives the bits of one thread.
+TEST_P(EngineConsistencyTest, ThreadCountsGiveTheSameBits) {
+  const std::vector<std::vector<int32_t>> prompts = {Tokens(40, 5), Tokens(23, 6)};
+  const int v = config_.vocab_size;
+  auto run = [&](kernels::ThreadPool* pool) {
+    Fresh(2);
+    Engine engine(weights_.get(), cache_.get(), backend_.get(), pool);
+    std::vector<int> seqs;
+    std::vector<StepInput> batch;
+    for (const auto& p : prompts) {
+      seqs.push_back(cache_->AddSequence().value());
+      batch.push_back({seqs.back(), p, LogitsMode::kAll});
+    }
+    StepOutput out;
+    EXPECT_TRUE(engine.Step(batch, &out).ok());
+    std::vector<float> logits = out.logits;
+    for (int t = 0; t < 3; ++t) {
+      const int32_t next = (t * 11 + 5) % v;
+      batch.clear();
+      for (int s : seqs) batch.push_back({s, {&next, 1}, LogitsMode::kLast});
+      EXPECT_TRUE(engine.Step(batch, &out).ok());
+      logits.insert(logits.end(), out.logits.begin(), out.logits.end());
+    }
+    return logits;
+  };
+  const std::vector<float> one = run(nullptr);
+  kernels::ThreadPool three(3);
+  const std::vector<float> many = run(&three);
+  ASSERT_EQ(one.size(), many.size());
+  EXPECT_EQ(std::memcmp(one.data(), many.data(), sizeof(float) * one.size()), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Presets, EngineConsistencyTest,
