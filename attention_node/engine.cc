@@ -149,8 +149,12 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
   if (kernels::MatMulSplitInput(x, n, ws, ys, count, pool_, options)) return;
   // Tiles: x packed once for every unit of every product (they share x and its columns).
   kernels::TilePackedX tile_x;
-  const kernels::MatMulOptions unit_options =
+  kernels::MatMulOptions unit_options =
       kernels::WithPackedTileX(x, n, *list[0].w, options, &tile_x, &tile_storage_);
+  // The vector kernels' prompt-sized products: x transposed once for every unit too.
+  kernels::PrefillPackedX prefill_x;
+  unit_options =
+      kernels::WithPackedPrefillX(x, n, *list[0].w, unit_options, &prefill_x, &prefill_storage_);
   ParallelFor(
       first_unit[count],
       [&](int64_t begin, int64_t end) {

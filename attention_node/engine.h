@@ -166,6 +166,7 @@ class Engine {
   std::vector<uint8_t> row_tiles_;     // [N] 1: the row's products take Kernel::kTiles
   std::vector<uint8_t> final_tiles_;   // [rows] the same for the lm_head rows
   std::vector<uint16_t> tile_storage_;  // activations packed for the tiles (FusedProducts)
+  std::vector<float> prefill_storage_;  // activations transposed for the vector kernels
   std::vector<float> split_x_;         // Products: rows regrouped by kernel
   std::vector<float> split_y_;
   std::vector<int64_t> split_pos_;

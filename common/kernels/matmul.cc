@@ -882,9 +882,10 @@ constexpr int64_t kPrefillGroupBytes = 1 << 20;
 // Tokens [0, tn) of `x` in chunks of tc = TV * Lanes (the last one zero-padded) against rows
 // [row_begin, row_end), MR rows at a time (zero-padded), in the decode kernel's arithmetic
 // (see above).
+// xt_pre: these tokens already transposed (PackPrefillGroups), or null: transposed here.
 template <class Dec, int MR, int TV>
 HWY_NOINLINE void PrefillGroup(const Dec& dec, const float* x, int64_t tn, const WeightView& w,
-                               int64_t row_begin, int64_t row_end, float* y) {
+                               int64_t row_begin, int64_t row_end, float* y, const float* xt_pre) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t k_dim = w.cols;
   const int64_t main_cols = k_dim / (Dec::kVecs * lanes) * (Dec::kVecs * lanes);
@@ -894,14 +895,18 @@ HWY_NOINLINE void PrefillGroup(const Dec& dec, const float* x, int64_t tn, const
   const int64_t row_bytes = k_dim * static_cast<int64_t>(Dec::kBytes);
   const XtLayout layout(steps, lanes, tc, PrefillBlockSteps(MR, lanes));
   const int64_t xt_size = (layout.TailRow(0) + k_dim - main_cols) * tc;  // per chunk
-  float* xt = internal::MatMulScratch(0, chunks * xt_size);
+  const float* xt = xt_pre;
+  if (xt == nullptr) {
+    float* own = internal::MatMulScratch(0, chunks * xt_size);
+    for (int64_t g = 0; g < chunks; ++g) {
+      PrefillTranspose<Dec>(x + g * tc * k_dim, std::min(tc, tn - g * tc), tc, k_dim, main_cols,
+                            layout, own + g * xt_size);
+    }
+    xt = own;
+  }
   float* wd = internal::MatMulScratch(1, MR * k_dim);              // [MR, k_dim]
   float* acc = internal::MatMulScratch(2, (lanes + 1) * MR * tc);  // [lanes + 1, MR, tc]
   float* tail_acc = acc + lanes * MR * tc;
-  for (int64_t g = 0; g < chunks; ++g) {
-    PrefillTranspose<Dec>(x + g * tc * k_dim, std::min(tc, tn - g * tc), tc, k_dim, main_cols,
-                          layout, xt + g * xt_size);
-  }
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   for (int64_t lo = row_begin; lo < row_end;) {
     // Block-scaled types: one row block at a time, its scales in a scaled copy of xt.
@@ -945,39 +950,99 @@ HWY_NOINLINE void PrefillGroup(const Dec& dec, const float* x, int64_t tn, const
   }
 }
 
+// How PrefillGroups cuts tokens of k_dim columns: chunks of tc tokens, xt_size floats of
+// transposed activations per chunk, groups of `group` tokens.
+template <class Dec, int MR, int TV>
+struct PrefillCut {
+  explicit PrefillCut(int64_t k_dim)
+      : lanes(static_cast<int64_t>(hn::Lanes(DF()))),
+        tc(TV * lanes),
+        main_cols(k_dim / (Dec::kVecs * lanes) * (Dec::kVecs * lanes)),
+        layout(main_cols / lanes, lanes, tc, PrefillBlockSteps(MR, lanes)),
+        xt_size((layout.TailRow(0) + k_dim - main_cols) * tc) {
+    // One chunk's xt (and its scaled copy).
+    const int64_t chunk_bytes = xt_size * 4 * (Dec::kScaled ? 2 : 1);
+    group = std::max<int64_t>(1, kPrefillGroupBytes / chunk_bytes) * tc;
+  }
+  // Floats of the transposed activations of `tn` tokens of one group.
+  int64_t GroupFloats(int64_t tn) const { return (tn + tc - 1) / tc * xt_size; }
+
+  int64_t lanes, tc, main_cols;
+  XtLayout layout;
+  int64_t xt_size, group;
+};
+
 // Tokens [t0, t1) in groups of chunks of TV vectors, as many chunks per group as fit in
-// kPrefillGroupBytes.
+// kPrefillGroupBytes. xt_pre: PackPrefillGroups of these tokens, or null.
 template <class Dec, int MR, int TV>
 void PrefillGroups(const Dec& dec, const float* x, int64_t t0, int64_t t1, const WeightView& w,
-                   int64_t row_begin, int64_t row_end, float* y) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  const int64_t tc = TV * lanes;
-  const int64_t main_cols = w.cols / (Dec::kVecs * lanes) * (Dec::kVecs * lanes);
-  const XtLayout layout(main_cols / lanes, lanes, tc, PrefillBlockSteps(MR, lanes));
-  // One chunk's xt (and its scaled copy).
-  const int64_t chunk_bytes =
-      (layout.TailRow(0) + w.cols - main_cols) * tc * 4 * (Dec::kScaled ? 2 : 1);
-  const int64_t group = std::max<int64_t>(1, kPrefillGroupBytes / chunk_bytes) * tc;
-  for (int64_t t = t0; t < t1; t += group) {
-    PrefillGroup<Dec, MR, TV>(dec, x + t * w.cols, std::min(group, t1 - t), w, row_begin,
-                              row_end, y + t * w.rows);
+                   int64_t row_begin, int64_t row_end, float* y, const float* xt_pre) {
+  const PrefillCut<Dec, MR, TV> cut(w.cols);
+  for (int64_t t = t0; t < t1; t += cut.group) {
+    const int64_t tn = std::min(cut.group, t1 - t);
+    PrefillGroup<Dec, MR, TV>(dec, x + t * w.cols, tn, w, row_begin, row_end, y + t * w.rows,
+                              xt_pre);
+    if (xt_pre != nullptr) xt_pre += cut.GroupFloats(tn);
   }
+}
+
+// What PrefillGroups transposes for tokens [t0, t1), group after group, written to `out`
+// (null: only counted). Returns the floats.
+template <class Dec, int MR, int TV>
+int64_t PackPrefillGroups(const float* x, int64_t t0, int64_t t1, int64_t k_dim, float* out) {
+  const PrefillCut<Dec, MR, TV> cut(k_dim);
+  int64_t floats = 0;
+  for (int64_t t = t0; t < t1; t += cut.group) {
+    const int64_t tn = std::min(cut.group, t1 - t);
+    if (out != nullptr) {
+      for (int64_t g = 0; g * cut.tc < tn; ++g) {
+        PrefillTranspose<Dec>(x + (t + g * cut.tc) * k_dim, std::min(cut.tc, tn - g * cut.tc),
+                              cut.tc, k_dim, cut.main_cols, cut.layout,
+                              out + floats + g * cut.xt_size);
+      }
+    }
+    floats += cut.GroupFloats(tn);
+  }
+  return floats;
 }
 
 // Token chunks of 4 vectors (6-row tiles), or of 2 vectors (12-row tiles) for a batch or a
 // remainder of at most 2 vectors; 16-register targets use 3 x 2 tiles.
-template <class Dec>
-void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
-                 int64_t row_end, float* y) {
-  const Dec dec{DF()};
-#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
-  PrefillGroups<Dec, 3, 2>(dec, x, 0, n, w, row_begin, row_end, y);
-#else
+// Tokens of the 4-vector chunks: the rest (from there on) takes 2-vector chunks.
+inline int64_t PrefillWideTokens(int64_t n) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t rest = n % (4 * lanes);
-  const int64_t wide = n <= 2 * lanes ? 0 : (rest != 0 && rest <= 2 * lanes ? n - rest : n);
-  PrefillGroups<Dec, 6, 4>(dec, x, 0, wide, w, row_begin, row_end, y);
-  PrefillGroups<Dec, 12, 2>(dec, x, wide, n, w, row_begin, row_end, y);
+  return n <= 2 * lanes ? 0 : (rest != 0 && rest <= 2 * lanes ? n - rest : n);
+}
+
+// xt_pre: PackPrefillRows<Dec> of this x, or null (each call transposes its own).
+template <class Dec>
+void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin, int64_t row_end,
+                 float* y, const float* xt_pre) {
+  const Dec dec{DF()};
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+  PrefillGroups<Dec, 3, 2>(dec, x, 0, n, w, row_begin, row_end, y, xt_pre);
+#else
+  const int64_t wide = PrefillWideTokens(n);
+  PrefillGroups<Dec, 6, 4>(dec, x, 0, wide, w, row_begin, row_end, y, xt_pre);
+  const float* rest_pre = xt_pre == nullptr
+                              ? nullptr
+                              : xt_pre + PackPrefillGroups<Dec, 6, 4>(x, 0, wide, w.cols, nullptr);
+  PrefillGroups<Dec, 12, 2>(dec, x, wide, n, w, row_begin, row_end, y, rest_pre);
+#endif
+}
+
+// Everything PrefillRows<Dec> transposes for n tokens of k_dim columns, in its order, to `out`
+// (null: only counted). Returns the floats.
+template <class Dec>
+int64_t PackPrefillRows(const float* x, int64_t n, int64_t k_dim, float* out) {
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+  return PackPrefillGroups<Dec, 3, 2>(x, 0, n, k_dim, out);
+#else
+  const int64_t wide = PrefillWideTokens(n);
+  const int64_t floats = PackPrefillGroups<Dec, 6, 4>(x, 0, wide, k_dim, out);
+  return floats +
+         PackPrefillGroups<Dec, 12, 2>(x, wide, n, k_dim, out == nullptr ? nullptr : out + floats);
 #endif
 }
 
@@ -1312,16 +1377,34 @@ void WithDecoder(WeightType type, const Fn& fn) {
 }
 
 // prefill: 1 = the prefill kernel, 0 = the decode kernel, -1 = by token count.
+// xt_pre: for the prefill kernel, PackPrefillXImpl of this x for w's type (or null).
 void MatMulRowsKernelImpl(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
-                          int64_t row_end, float* y, int prefill) {
+                          int64_t row_end, float* y, int prefill, const float* xt_pre) {
   WithDecoder(w.type, [&](auto tag) {
     using Dec = typename decltype(tag)::type;
     if (prefill == 1 || (prefill == -1 && n >= internal::kPrefillMinTokens)) {
-      PrefillRows<Dec>(x, n, w, row_begin, row_end, y);
+      PrefillRows<Dec>(x, n, w, row_begin, row_end, y, xt_pre);
     } else {
       DecodeRows<Dec>(x, n, w, row_begin, row_end, y);
     }
   });
+}
+
+// x transposed once for every prefill product of weights of `type` with `cols` columns, into
+// *storage (64-byte aligned inside it); returns where it starts (null for packed types).
+const float* PackPrefillXImpl(const float* x, int64_t n, int64_t cols, WeightType type,
+                              std::vector<float>* storage) {
+  const float* out = nullptr;
+  WithDecoder(type, [&](auto tag) {
+    using Dec = typename decltype(tag)::type;
+    const int64_t floats = PackPrefillRows<Dec>(x, n, cols, nullptr);
+    storage->resize(static_cast<size_t>(floats) + 16);
+    float* aligned = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(storage->data()) + 63) &
+                                              ~uintptr_t{63});
+    PackPrefillRows<Dec>(x, n, cols, aligned);
+    out = aligned;
+  });
+  return out;
 }
 
 }  // namespace HWY_NAMESPACE
@@ -1332,6 +1415,7 @@ HWY_AFTER_NAMESPACE();
 namespace afd::kernels {
 
 HWY_EXPORT(MatMulRowsKernelImpl);
+HWY_EXPORT(PackPrefillXImpl);
 HWY_EXPORT(MatMulRowsBf16Impl);
 
 namespace internal {
@@ -1372,7 +1456,8 @@ void MatMulRowsKernel(const float* x, int64_t n, const WeightView& w, int64_t ro
     return QuantMatMulRowsKernel(x, n, AsQuantMatrix(w), row_begin, row_end, y,
                                  prefill ? QuantKernel::kPrefill : QuantKernel::kDecode);
   }
-  HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, prefill ? 1 : 0);
+  HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)
+  (x, n, w, row_begin, row_end, y, prefill ? 1 : 0, nullptr);
   ClearUpperVectorState();
 }
 
@@ -1481,7 +1566,7 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
     QuantMatMulRows(x, n, AsQuantMatrix(w), row_begin, row_end, y);
     return;
   }
-  HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, -1);
+  HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, -1, nullptr);
   ClearUpperVectorState();
 }
 
@@ -1542,7 +1627,28 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
     ClearUpperVectorState();
     return;
   }
+  const PrefillPackedX* p = options.prefill_x;
+  if (p != nullptr && p->data != nullptr && p->x == x && p->n == n && p->cols == w.cols &&
+      p->type == w.type && n >= internal::kPrefillMinTokens && row_begin < row_end) {
+    HWY_DYNAMIC_DISPATCH(MatMulRowsKernelImpl)(x, n, w, row_begin, row_end, y, 1, p->data);
+    ClearUpperVectorState();
+    return;
+  }
   MatMulRows(x, n, w, row_begin, row_end, y);
+}
+
+MatMulOptions WithPackedPrefillX(const float* x, int64_t n, const WeightView& w,
+                                 const MatMulOptions& options, PrefillPackedX* packed,
+                                 std::vector<float>* storage) {
+  const bool vector_f32 = !w.IsPacked() && !(options.kernel == Kernel::kTiles && UsesTiles(w)) &&
+                          !(options.activations == Activations::kBF16 && UsesBf16Activations(w));
+  if (!vector_f32 || n < internal::kPrefillMinTokens) return options;
+  *packed = PrefillPackedX{x, n, w.cols, w.type,
+                           HWY_DYNAMIC_DISPATCH(PackPrefillXImpl)(x, n, w.cols, w.type, storage)};
+  ClearUpperVectorState();
+  MatMulOptions out = options;
+  out.prefill_x = packed;
+  return out;
 }
 
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y) {
@@ -1560,10 +1666,15 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
   // Tiles: x packed once for every row unit (per calling thread: concurrent MatMuls of one
   // pool never share it).
   thread_local std::vector<uint16_t> tile_storage;
+  thread_local std::vector<float> prefill_storage;
   TilePackedX tile_x;
-  const MatMulOptions unit_options =
-      options.tile_x != nullptr ? options
-                                : WithPackedTileX(x, n, w, options, &tile_x, &tile_storage);
+  PrefillPackedX prefill_x;
+  MatMulOptions unit_options = options.tile_x != nullptr
+                                   ? options
+                                   : WithPackedTileX(x, n, w, options, &tile_x, &tile_storage);
+  if (unit_options.prefill_x == nullptr) {
+    unit_options = WithPackedPrefillX(x, n, w, unit_options, &prefill_x, &prefill_storage);
+  }
   struct Args {
     const float* x;
     int64_t n;

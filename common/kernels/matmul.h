@@ -59,12 +59,27 @@ enum class Kernel : uint8_t { kVector, kTiles };
 
 struct TilePackedX;  // kernels/tile_matmul.h
 
+// x [n, cols] transposed once for the vector kernels' prompt-sized products (n >= 24 tokens)
+// of weights of one type, so the row units of those products on every thread share it instead
+// of each transposing x again (see WithPackedPrefillX).
+struct PrefillPackedX {
+  const float* x = nullptr;  // the activations it was packed from
+  int64_t n = 0;
+  int64_t cols = 0;
+  WeightType type = WeightType::kF32;
+  const float* data = nullptr;
+};
+
 struct MatMulOptions {
   Activations activations = Activations::kF32;
   Kernel kernel = Kernel::kVector;
   // kTiles: x already packed for the tiles (PackTileActivations of this very x, n and
   // activations; see WithPackedTileX); null: each call packs its own. Same bits either way.
   const TilePackedX* tile_x = nullptr;
+  // fp32 products on the vector kernels: x already transposed (WithPackedPrefillX), used by
+  // products of this very x, n, cols and weight type; null or another: each call transposes
+  // its own. Same bits either way.
+  const PrefillPackedX* prefill_x = nullptr;
 };
 
 // For kTiles products of one x over threads or over several matrices (all with w.cols
@@ -73,6 +88,14 @@ struct MatMulOptions {
 MatMulOptions WithPackedTileX(const float* x, int64_t n, const WeightView& w,
                               const MatMulOptions& options, TilePackedX* packed,
                               std::vector<uint16_t>* storage);
+
+// For products of one x over threads or over several matrices (all with w.cols columns and
+// w's type) that take the fp32 vector kernels with at least 24 tokens: transposes x once into
+// `storage` (kept in `packed`) and returns `options` pointing at it; otherwise `options` as
+// they are.
+MatMulOptions WithPackedPrefillX(const float* x, int64_t n, const WeightView& w,
+                                 const MatMulOptions& options, PrefillPackedX* packed,
+                                 std::vector<float>* storage);
 
 // The products above with options (MatMulOptions{} gives exactly the calls without).
 void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin,

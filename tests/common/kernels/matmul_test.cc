@@ -531,6 +531,48 @@ TEST(MatMulDeterminismTest, RowSplitsAndThreadCountsGiveIdenticalBits) {
   }
 }
 
+// x transposed once (WithPackedPrefillX) and shared by row ranges gives the bits of ranges
+// that transpose their own: token counts with 4- and 2-vector chunks and several groups, a
+// column tail, every type; a weight of another type, other columns or another x ignores it.
+TEST(MatMulDeterminismTest, SharedTransposedActivationsKeepTheBits) {
+  constexpr int64_t kRows = 100, kCols = 600;
+  std::mt19937 rng(17);
+  for (WeightType type : kAllTypes) {
+    TestWeight tw = MakeWeight(type, kRows, kCols, rng);
+    const WeightType other_type = type == WeightType::kBF16 ? WeightType::kF32 : WeightType::kBF16;
+    TestWeight other = MakeWeight(other_type, kRows, kCols, rng);
+    for (int64_t n : {24, 25, 33, 70, 97, 300, 901}) {
+      const std::vector<float> x = RandomVector(n * kCols, rng);
+      const std::vector<int64_t> split = RandomSplit(kRows, 3, rng);
+      ForEachTarget([&](const std::string& target) {
+        const std::string what = target + " " + TypeName(type) + " n=" + std::to_string(n);
+        PrefillPackedX packed;
+        std::vector<float> storage;
+        const MatMulOptions options =
+            WithPackedPrefillX(x.data(), n, tw.view, MatMulOptions{}, &packed, &storage);
+        ASSERT_EQ(options.prefill_x, &packed) << what;
+        std::vector<float> want(n * kRows, -1.0f), got(n * kRows, -2.0f);
+        MatMul(x.data(), n, tw.view, want.data());
+        for (size_t i = 0; i + 1 < split.size(); ++i) {
+          MatMulRows(x.data(), n, tw.view, split[i], split[i + 1], got.data(), options);
+        }
+        ExpectSameBits(got, want, what + " shared transpose");
+        std::vector<float> other_want(n * kRows, -3.0f), other_got(n * kRows, -4.0f);
+        MatMul(x.data(), n, other.view, other_want.data());
+        MatMulRows(x.data(), n, other.view, 0, kRows, other_got.data(), options);
+        ExpectSameBits(other_got, other_want, what + " weight of another type");
+      });
+    }
+  }
+  // Below the prompt kernel's token count nothing is packed.
+  TestWeight tw = MakeWeight(WeightType::kBF16, kRows, kCols, rng);
+  const std::vector<float> x = RandomVector(23 * kCols, rng);
+  PrefillPackedX packed;
+  std::vector<float> storage;
+  EXPECT_EQ(WithPackedPrefillX(x.data(), 23, tw.view, MatMulOptions{}, &packed, &storage).prefill_x,
+            nullptr);
+}
+
 TEST(MatMulDeterminismTest, TokenBitsDoNotDependOnTheBatch) {
   // Each token of a batch gets the bits it gets alone (n = 1), whichever kernel the batch size
   // picks (decode below kPrefillMinTokens, prefill from it) and when either kernel is forced.
