@@ -59,13 +59,13 @@ Engine::Engine(const ModelWeights* weights, KvCache* cache, ExpertBackend* exper
 
 void Engine::MatMul(const float* x, int64_t n, const kernels::WeightView& w, float* y) {
   if (profile_ != nullptr) profile_->weight_bytes += static_cast<int64_t>(w.Bytes());
+  // A small weight (the router's experts x hidden) has too few row units of 48 to split over
+  // the threads: split the tokens instead. A row's result never depends on the other rows.
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
-  if (n < int64_t{2} * threads * kTokensPerChunk) {
+  if ((w.rows + 47) / 48 >= threads || n < 2 * kTokensPerChunk) {
     kernels::MatMul(x, n, w, y, pool_);
     return;
   }
-  // A small weight (the router's experts x hidden) has too few rows to split over many
-  // threads: split the tokens instead. A row's result never depends on the other rows.
   ForTokens(n, [&](int64_t begin, int64_t end) {
     kernels::MatMul(x + begin * w.cols, end - begin, w, y + begin * w.rows, nullptr);
   });
@@ -152,9 +152,13 @@ void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> 
   kernels::MatMulOptions unit_options =
       kernels::WithPackedTileX(x, n, *list[0].w, options, &tile_x, &tile_storage_);
   // The vector kernels' prompt-sized products: x transposed once for every unit too.
+  // (Only where threads would take several unit ranges each: packing runs before the loop.)
   kernels::PrefillPackedX prefill_x;
-  unit_options =
-      kernels::WithPackedPrefillX(x, n, *list[0].w, unit_options, &prefill_x, &prefill_storage_);
+  const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
+  if (first_unit[count] >= 2 * threads) {
+    unit_options =
+        kernels::WithPackedPrefillX(x, n, *list[0].w, unit_options, &prefill_x, &prefill_storage_);
+  }
   ParallelFor(
       first_unit[count],
       [&](int64_t begin, int64_t end) {

@@ -1672,7 +1672,10 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
   MatMulOptions unit_options = options.tile_x != nullptr
                                    ? options
                                    : WithPackedTileX(x, n, w, options, &tile_x, &tile_storage);
-  if (unit_options.prefill_x == nullptr) {
+  // The same for the vector kernels' prompt products, where threads take several units each
+  // (packing runs before the loop, on this thread).
+  const int64_t units = (w.rows + kRowUnit - 1) / kRowUnit;
+  if (unit_options.prefill_x == nullptr && units >= 2 * pool->num_threads()) {
     unit_options = WithPackedPrefillX(x, n, w, unit_options, &prefill_x, &prefill_storage);
   }
   struct Args {
@@ -1683,12 +1686,13 @@ void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool
     const MatMulOptions* options;
   } args{x, n, &w, y, &unit_options};
   const Args* a = &args;  // one pointer: fits std::function's inline storage, no allocation
-  pool->ParallelFor((w.rows + kRowUnit - 1) / kRowUnit,
-                    [a](int64_t begin, int64_t end) {
-                      MatMulRows(a->x, a->n, *a->w, begin * kRowUnit,
-                                 std::min(end * kRowUnit, a->w->rows), a->y, *a->options);
-                    },
-                    ParallelUnitGrain(w, kRowUnit));
+  pool->ParallelFor(
+      units,
+      [a](int64_t begin, int64_t end) {
+        MatMulRows(a->x, a->n, *a->w, begin * kRowUnit, std::min(end * kRowUnit, a->w->rows), a->y,
+                   *a->options);
+      },
+      ParallelUnitGrain(w, kRowUnit));
 }
 
 bool MatMulSplitInput(const float* x, int64_t n, const WeightView* const* ws, float* const* ys,
