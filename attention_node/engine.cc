@@ -205,6 +205,13 @@ void Engine::RowsRmsNorm(const float* x, const float* weight, int64_t n, int64_t
   });
 }
 
+void Engine::ScaledRows(float alpha, const float* a, float beta, const float* s, int64_t n,
+                        int64_t dim, float* h) {
+  ForTokens(n, [&](int64_t b, int64_t e) {
+    ScaledSum(alpha, a + b * dim, beta, s + b * dim, (e - b) * dim, h + b * dim);
+  });
+}
+
 void Engine::AddRows(const float* s, int64_t n, int64_t dim, float* h) {
   ForTokens(n, [&](int64_t b, int64_t e) {
     for (int64_t i = b * dim; i < e * dim; ++i) h[i] += s[i];
@@ -321,10 +328,7 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
       // Text-01: h1 = alpha * a + beta * Attn(a)
       const float alpha = static_cast<float>(lw.linear ? c.linear_attn_alpha : c.full_attn_alpha);
       const float beta = static_cast<float>(lw.linear ? c.linear_attn_beta : c.full_attn_beta);
-      ForTokens(n_tokens, [&](int64_t b, int64_t e) {
-        ScaledSum(alpha, normed + b * d_model, beta, sub + b * d_model, (e - b) * d_model,
-                  hidden + b * d_model);
-      });
+      ScaledRows(alpha, normed, beta, sub, n_tokens, d_model, hidden);
     } else {
       // M2: h = h + Attn(a)
       AddRows(sub, n_tokens, d_model, hidden);
@@ -334,11 +338,8 @@ absl::Status Engine::Step(absl::Span<const StepInput> batch, StepOutput* out) {
     clock_.Lap(ProfileStage::kNorms);
     RETURN_IF_ERROR(MoeLayer(l, normed, sub));
     if (post_norm) {
-      ForTokens(n_tokens, [&](int64_t b, int64_t e) {
-        ScaledSum(static_cast<float>(c.mlp_alpha), normed + b * d_model,
-                  static_cast<float>(c.mlp_beta), sub + b * d_model, (e - b) * d_model,
-                  hidden + b * d_model);
-      });
+      ScaledRows(static_cast<float>(c.mlp_alpha), normed, static_cast<float>(c.mlp_beta), sub,
+                 n_tokens, d_model, hidden);
     } else {
       AddRows(sub, n_tokens, d_model, hidden);
     }

@@ -127,10 +127,13 @@ class Engine {
   // kTokensPerChunk rows; inline for a step of one chunk. Each row is computed as alone.
   static constexpr int64_t kTokensPerChunk = 8;
   void ForTokens(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
-  // kernels::RmsNorm and the residual add h += s over n rows of dim, rows split by ForTokens.
+  // kernels::RmsNorm, the residual add h += s and Text-01's h = alpha * a + beta * s over n
+  // rows of dim, rows split by ForTokens.
   void RowsRmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
                    float* out);
   void AddRows(const float* s, int64_t n, int64_t dim, float* h);
+  void ScaledRows(float alpha, const float* a, float beta, const float* s, int64_t n, int64_t dim,
+                  float* h);
   // Runs fn(item) for every item of items_, handed out in descending `cost` order to whichever
   // thread is free (items of very different sizes stay balanced). Results do not depend on
   // which thread runs an item.
