@@ -562,6 +562,7 @@ absl::Status Engine::MoeLayer(int layer, const float* x, float* out) {
   request.expert_ids = ids;
   request.weights = weights;
   request.tiles = row_tiles_.data();
+  request.pool = pool_;
   // The backend may attribute parts of its time itself; the rest counts as kExpertOther.
   double attributed = 0;
   if (profile_ != nullptr) {

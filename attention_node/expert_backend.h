@@ -13,6 +13,10 @@
 
 #include "absl/status/status.h"
 
+namespace afd::kernels {
+class ThreadPool;
+}  // namespace afd::kernels
+
 namespace afd::attention {
 
 struct StepProfile;
@@ -30,6 +34,10 @@ struct ExpertRequest {
   // prompt tokens), 0 = the vector kernels; null: all 0. Every backend honours it, so the
   // results stay bitwise the same for any placement.
   const uint8_t* tiles = nullptr;
+  // Optional: threads the backend may use for its own work during Run (the caller's pool,
+  // idle meanwhile; one ParallelFor at a time; the remote backend combines the returned terms
+  // on them); null: the calling thread only. Never changes a result.
+  kernels::ThreadPool* pool = nullptr;
 };
 
 // The (token, expert) pairs one expert node has served for a backend since it was created.

@@ -9,6 +9,7 @@
 #include "afd/v1/expert.grpc.pb.h"
 #include "attention_node/step_profile.h"
 #include "common/cluster/expert_batch.h"
+#include "common/kernels/thread_pool.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/expert_codec.h"
 #include "common/status.h"
@@ -492,7 +493,9 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
   }
 
   // 3. Send every node's batch before waiting for any: each is encoded and written in turn,
-  // the node with the most work first, so it starts computing while the others are encoded.
+  // the node with the most work first, so it starts computing while the others are sent.
+  // (Writing the streams from the request's threads at once measured no faster on the lent
+  // Xeon: 4 nodes, 64 streams, 262 vs 279 tok/s over three alternating rounds.)
   std::vector<Node*>& round = round_;
   round.clear();
   for (auto& node_ptr : nodes_) {
@@ -631,9 +634,21 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
 }
 
 void RemoteExpertBackend::Combine(const ExpertRequest& request, float* out) const {
+  constexpr int64_t kTokensPerChunk = 8;
+  if (request.pool != nullptr && request.num_tokens > kTokensPerChunk) {
+    request.pool->ParallelFor(
+        request.num_tokens, [&](int64_t b, int64_t e) { CombineTokens(request, b, e, out); },
+        kTokensPerChunk);
+  } else {
+    CombineTokens(request, 0, request.num_tokens, out);
+  }
+}
+
+void RemoteExpertBackend::CombineTokens(const ExpertRequest& request, int64_t begin, int64_t end,
+                                        float* out) const {
   const int64_t d = request.hidden_dim;
   const int k_count = request.top_k;
-  for (int64_t t = 0; t < request.num_tokens; ++t) {
+  for (int64_t t = begin; t < end; ++t) {
     float* o = out + t * d;
     const float* const* rows = slot_rows_.data() + t * k_count;
     int k = prefix_len_[t];

@@ -133,7 +133,9 @@ class RemoteExpertBackend : public ExpertBackend {
   // Sends one round of batches for the missing pairs and waits for the replies (or the
   // deadline). Fills the slot table for what came back.
   absl::Status RunRound(const ExpertRequest& request);
+  // Over the request's threads where it has some.
   void Combine(const ExpertRequest& request, float* out) const;
+  void CombineTokens(const ExpertRequest& request, int64_t begin, int64_t end, float* out) const;
 
   ModelConfig model_;
   RemoteExpertBackendOptions options_;
