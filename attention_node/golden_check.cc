@@ -11,6 +11,7 @@
 #include "attention_node/in_process_expert_backend.h"
 #include "attention_node/kv_cache.h"
 #include "attention_node/model_weights.h"
+#include "attention_node/sampler.h"
 #include "common/kernels/thread_pool.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
@@ -85,13 +86,7 @@ float MaxAbsDiff(const float* a, const float* b, int64_t n) {
   return m;
 }
 
-int32_t ArgMax(const float* row, int vocab) {
-  int32_t best = 0;
-  for (int32_t i = 1; i < vocab; ++i) {
-    if (row[i] > row[best]) best = i;
-  }
-  return best;
-}
+int32_t ArgMax(const float* row, int vocab) { return attention::ArgMax({row, size_t(vocab)}); }
 
 // Everything one engine run needs, sized for `sequences` sequences of `max_tokens` tokens each.
 struct Runner {

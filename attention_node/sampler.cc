@@ -10,10 +10,8 @@
 #include "absl/strings/str_cat.h"
 
 namespace afd::attention {
-namespace {
 
-// Lowest id among the largest values.
-int32_t ArgMax(absl::Span<const float> v) {
+int32_t ArgMaxReference(absl::Span<const float> v) {
   int32_t best = 0;
   for (int32_t i = 1; i < static_cast<int32_t>(v.size()); ++i) {
     if (v[i] > v[best]) best = i;
@@ -21,7 +19,33 @@ int32_t ArgMax(absl::Span<const float> v) {
   return best;
 }
 
-}  // namespace
+int32_t ArgMax(absl::Span<const float> v) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  if (n == 0 || std::isnan(v[0])) return 0;
+  // The largest value, in kLanes independent chains (x > m ? x : m: a NaN never wins).
+  constexpr int kLanes = 16;
+  float m[kLanes];
+  std::fill(m, m + kLanes, v[0]);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) m[j] = v[i + j] > m[j] ? v[i + j] : m[j];
+  }
+  float best = v[0];
+  for (int j = 0; j < kLanes; ++j) best = m[j] > best ? m[j] : best;
+  for (; i < n; ++i) best = v[i] > best ? v[i] : best;
+  // Its first index: whole blocks checked, then the block holding it scanned. (The reference's
+  // strict > keeps the first of equal values, and +0 == -0 there as here.)
+  int64_t b = 0;
+  for (; b + kLanes <= n; b += kLanes) {
+    bool any = false;
+    for (int j = 0; j < kLanes; ++j) any |= v[b + j] == best;
+    if (any) break;
+  }
+  for (int64_t k = b; k < n; ++k) {
+    if (v[k] == best) return static_cast<int32_t>(k);
+  }
+  return 0;
+}
 
 absl::StatusOr<Sampler> Sampler::Create(const SamplingParams& p, absl::Span<const int32_t> prompt) {
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {

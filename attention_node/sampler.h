@@ -42,6 +42,11 @@ struct SampleResult {
 // tokens chosen by teacher forcing.
 SampleResult TokenLogprobs(absl::Span<const float> logits, int32_t token, int top_n);
 
+// The greedy token of `logits`: the lowest id among the largest values (a NaN never wins; a
+// NaN first entry gives 0). ArgMaxReference is its plain twin (one compare chain).
+int32_t ArgMax(absl::Span<const float> logits);
+int32_t ArgMaxReference(absl::Span<const float> logits);
+
 class Sampler {
  public:
   // INVALID_ARGUMENT for out-of-range params (negative temperature or top_k, top_p outside

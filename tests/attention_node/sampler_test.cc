@@ -2,6 +2,7 @@
 #include "attention_node/sampler.h"
 
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -23,6 +24,24 @@ TEST(SamplerTest, GreedyPicksTheLowestIdAmongEqualMaxima) {
   Sampler s = Make({});
   const std::vector<float> logits = {0.1f, 2.0f, -1.0f, 2.0f};
   EXPECT_EQ(s.Sample(logits).token, 1);
+}
+
+// The vectorized greedy pick equals its one-chain twin: ties (the lowest id), NaNs anywhere
+// (never chosen; first: 0), +0 / -0, infinities, every length around the 16-wide blocks.
+TEST(SamplerTest, ArgMaxEqualsItsReference) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> pick(0, 9);
+  const float specials[] = {std::nanf(""), 0.0f, -0.0f, INFINITY, -INFINITY, 1.0f, 1.0f};
+  for (size_t n : {0, 1, 2, 15, 16, 17, 31, 33, 64, 100, 32000}) {
+    for (int round = 0; round < 50; ++round) {
+      std::vector<float> v(n);
+      for (float& x : v) {
+        // Few distinct values, so ties are common; some specials.
+        x = pick(rng) < 2 ? specials[rng() % 7] : static_cast<float>(pick(rng) % 4);
+      }
+      EXPECT_EQ(ArgMax(v), ArgMaxReference(v)) << n << " values, round " << round;
+    }
+  }
 }
 
 TEST(SamplerTest, SameSeedSameTokensDifferentSeedDifferentTokens) {
