@@ -27,6 +27,8 @@ namespace afd::attention {
 namespace {
 
 constexpr int64_t kAttentionRowChunk = 32;  // query rows per attention work item
+// Output rows per parallel unit of a product (a multiple of every kernel tile height).
+constexpr int64_t kRowUnit = 48;
 
 template <class T>
 T* Grow(std::vector<T>& v, int64_t size) {
@@ -62,7 +64,7 @@ void Engine::MatMul(const float* x, int64_t n, const kernels::WeightView& w, flo
   // A small weight (the router's experts x hidden) has too few row units of 48 to split over
   // the threads: split the tokens instead. A row's result never depends on the other rows.
   const int threads = pool_ == nullptr ? 1 : pool_->num_threads();
-  if ((w.rows + 47) / 48 >= threads || n < 2 * kTokensPerChunk) {
+  if ((w.rows + kRowUnit - 1) / kRowUnit >= threads || n < 2 * kTokensPerChunk) {
     kernels::MatMul(x, n, w, y, pool_);
     return;
   }
@@ -123,9 +125,7 @@ void Engine::Products(const float* x, int64_t n, const uint8_t* tiles,
 
 void Engine::FusedProducts(const float* x, int64_t n, absl::Span<const Product> products,
                            const kernels::MatMulOptions& options) {
-  // Units of kRowUnit output rows (a multiple of every kernel tile height), numbered across the
-  // products in order.
-  constexpr int64_t kRowUnit = 48;
+  // Units of kRowUnit output rows, numbered across the products in order.
   const Product* list = products.data();
   const int count = static_cast<int>(products.size());
   if (count > kMaxFusedProducts) {

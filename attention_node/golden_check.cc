@@ -86,7 +86,9 @@ float MaxAbsDiff(const float* a, const float* b, int64_t n) {
   return m;
 }
 
-int32_t ArgMax(const float* row, int vocab) { return attention::ArgMax({row, size_t(vocab)}); }
+int32_t ArgMax(const float* row, int vocab) {
+  return attention::ArgMax(absl::MakeConstSpan(row, static_cast<size_t>(vocab)));
+}
 
 // Everything one engine run needs, sized for `sequences` sequences of `max_tokens` tokens each.
 struct Runner {

@@ -1006,16 +1006,16 @@ int64_t PackPrefillGroups(const float* x, int64_t t0, int64_t t1, int64_t k_dim,
   return floats;
 }
 
-// Token chunks of 4 vectors (6-row tiles), or of 2 vectors (12-row tiles) for a batch or a
-// remainder of at most 2 vectors; 16-register targets use 3 x 2 tiles.
-// Tokens of the 4-vector chunks: the rest (from there on) takes 2-vector chunks.
+// Tokens of PrefillRows' 4-vector chunks: the rest (from there on) takes 2-vector chunks.
 inline int64_t PrefillWideTokens(int64_t n) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t rest = n % (4 * lanes);
   return n <= 2 * lanes ? 0 : (rest != 0 && rest <= 2 * lanes ? n - rest : n);
 }
 
-// xt_pre: PackPrefillRows<Dec> of this x, or null (each call transposes its own).
+// Token chunks of 4 vectors (6-row tiles), or of 2 vectors (12-row tiles) for a batch or a
+// remainder of at most 2 vectors; 16-register targets use 3 x 2 tiles. xt_pre: PackPrefillRows
+// of this x, or null (each call transposes its own).
 template <class Dec>
 void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin, int64_t row_end,
                  float* y, const float* xt_pre) {
