@@ -534,7 +534,7 @@ TEST(MatMulDeterminismTest, RowSplitsAndThreadCountsGiveIdenticalBits) {
 
 // x transposed once (WithPackedPrefillX) and shared by row ranges gives the bits of ranges
 // that transpose their own: token counts with 4- and 2-vector chunks and several groups, a
-// column tail, every type; a weight of another type, other columns or another x ignores it.
+// column tail, every type; a weight of another type, or another x, ignores it.
 TEST(MatMulDeterminismTest, SharedTransposedActivationsKeepTheBits) {
   constexpr int64_t kRows = 100, kCols = 600;
   std::mt19937 rng(17);
@@ -562,6 +562,11 @@ TEST(MatMulDeterminismTest, SharedTransposedActivationsKeepTheBits) {
         MatMul(x.data(), n, other.view, other_want.data());
         MatMulRows(x.data(), n, other.view, 0, kRows, other_got.data(), options);
         ExpectSameBits(other_got, other_want, what + " weight of another type");
+        const std::vector<float> x2 = RandomVector(n * kCols, rng);
+        std::vector<float> x2_want(n * kRows, -5.0f), x2_got(n * kRows, -6.0f);
+        MatMul(x2.data(), n, tw.view, x2_want.data());
+        MatMulRows(x2.data(), n, tw.view, 0, kRows, x2_got.data(), options);
+        ExpectSameBits(x2_got, x2_want, what + " another x");
       });
     }
   }
