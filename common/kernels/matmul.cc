@@ -477,8 +477,9 @@ struct TileCursor {
   }
 };
 
-// Output rows [row_begin, row_end) from packed activations `xp` (see PackX): one token first
-// in stream tiles (internal::kDecodeStreams), then in tiles of R rows, then pairs and single rows.
+// Output rows [row_begin, row_end) from packed activations `xp` (see PackX): up to 4 tokens
+// first in stream tiles (internal::kDecodeStreams), then in tiles of R rows, then pairs and
+// single rows.
 // `prefetch_end`: the stream tiles' prefetch may run past row_end into the next rows up to
 // there (laid out as the same streams: the next block of a block-scaled matrix).
 template <class Dec, int N>
@@ -499,7 +500,7 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
   int64_t kc = std::max<int64_t>(chunk, kDecodeXBytes / (N * 4) / chunk * chunk);
   const bool blocked = kc * 2 <= main_cols;  // else not worth blocking
   if (!blocked) kc = main_cols;
-  if constexpr (N == 1) {
+  if constexpr (N <= 4) {
     const int64_t span = (row_end - row_begin) / internal::kDecodeStreams;
     if (span >= internal::kDecodeStreamMinRows && !blocked) {
       const int64_t ahead = internal::StreamAheadRows(row_bytes);
@@ -510,7 +511,7 @@ void DotRows(const Dec& dec, const float* xp, const WeightView& w, int64_t row_b
         const uint8_t* pf = i + ahead < span ? first + ahead * row_bytes
                             : into_next      ? base + (next + i + ahead - span) * row_bytes
                                              : nullptr;
-        DotTile<Dec, internal::kDecodeStreams, 1>(dec, xp, main_cols, tail, tail_cols, first,
+        DotTile<Dec, internal::kDecodeStreams, N>(dec, xp, main_cols, tail, tail_cols, first,
                                                   span * row_bytes, nullptr, nullptr,
                                                   y + row_begin + i, w.rows, span, pf);
       }

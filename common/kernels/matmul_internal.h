@@ -13,7 +13,8 @@ namespace afd::kernels::internal {
 // ~1.3x faster in decode, 24 break even).
 constexpr int64_t kPrefillMinTokens = 24;
 
-// Batch-1 decode reads a range of weight rows as kDecodeStreams long sequential streams: each
+// Decode of 1-4 tokens (batch 1, and the 2-4 tokens an expert gets in a batched step) reads a
+// range of weight rows as kDecodeStreams long sequential streams: each
 // tile takes one row from each of as many contiguous spans of the range, and each stream
 // prefetches kDecodeStreamAheadBytes ahead (rounded up to whole rows). Tiles of adjacent rows
 // interleave one short stream per row, which the hardware prefetchers follow poorly (Zen 5:
