@@ -181,13 +181,10 @@ absl::StatusOr<std::vector<GoldenPromptResult>> RunGoldenCase(const std::string&
     }
     res.decode_mean_abs = sum / static_cast<double>(gen * vocab);
     for (int64_t t = 0; t < gen; ++t) {
-      res.decode_top1_kept += ArgMax(alone[i].decode.data() + t * vocab, vocab) ==
-                              ArgMax(g.decode_logits + t * vocab, vocab);
-    }
-    for (int64_t t = 0; t < gen; ++t) {
-      if (ArgMax(alone[i].decode.data() + t * vocab, vocab) != g.greedy_ids[t]) {
+      const int32_t top1 = ArgMax(alone[i].decode.data() + t * vocab, vocab);
+      res.decode_top1_kept += top1 == ArgMax(g.decode_logits + t * vocab, vocab);
+      if (top1 != g.greedy_ids[t] && res.first_greedy_mismatch < 0) {
         res.first_greedy_mismatch = static_cast<int>(t);
-        break;
       }
     }
     results.push_back(res);

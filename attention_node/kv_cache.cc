@@ -21,17 +21,6 @@ std::unique_ptr<T[]> AllocateZeroed(int64_t count) {
 
 }  // namespace
 
-absl::StatusOr<KvDtype> ParseKvDtype(absl::string_view name) {
-  if (name == "float32" || name == "fp32") return KvDtype::kFloat32;
-  if (name == "bfloat16" || name == "bf16") return KvDtype::kBFloat16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("kv cache dtype '", name, "': expected float32 (fp32) or bfloat16 (bf16)"));
-}
-
-const char* KvDtypeName(KvDtype dtype) {
-  return dtype == KvDtype::kBFloat16 ? "bfloat16" : "float32";
-}
-
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,
                                                          const KvCacheOptions& options) {
   if (options.num_blocks <= 0 || options.block_size <= 0 || options.max_sequences <= 0) {

@@ -14,17 +14,16 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/kernels/attention.h"
+#include "common/kv_dtype.h"
 #include "common/model_config.h"
 
 namespace afd::attention {
 
-// Element type of the paged keys and values.
-enum class KvDtype { kFloat32, kBFloat16 };
-
-// "float32" / "fp32" or "bfloat16" / "bf16"; INVALID_ARGUMENT naming the choices otherwise.
-absl::StatusOr<KvDtype> ParseKvDtype(absl::string_view name);
-const char* KvDtypeName(KvDtype dtype);  // "float32" / "bfloat16"
-inline int KvDtypeBytes(KvDtype dtype) { return dtype == KvDtype::kBFloat16 ? 2 : 4; }
+// Element type of the paged keys and values (common/kv_dtype.h).
+using ::afd::KvDtype;
+using ::afd::KvDtypeBytes;
+using ::afd::KvDtypeName;
+using ::afd::ParseKvDtype;
 
 struct KvCacheOptions {
   int64_t num_blocks = 256;  // blocks in the pool (capacity = num_blocks * block_size tokens)

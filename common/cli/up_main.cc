@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "common/cli/sse_json_events.h"
 #include "common/cluster/cluster_config.h"
+#include "common/kv_dtype.h"
 #include "common/model_config.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/node_bootstrap.h"
@@ -442,7 +443,7 @@ int main(int argc, char** argv) {
       flags.Int(&micro_batches, 1);
     } else if (flags.Is("--kv-cache")) {
       kv_cache = flags.Value();
-      if (!afd::IsKvCacheDtypeName(kv_cache)) {
+      if (!afd::ParseKvDtype(kv_cache).ok()) {
         return Fail("--kv-cache must be float32 (fp32) or bfloat16 (bf16), not \"" + kv_cache +
                     "\"");
       }

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/kv_dtype.h"
 #include "common/status.h"
 #include "yaml-cpp/yaml.h"
 
@@ -176,7 +177,7 @@ absl::Status ParseRoot(const Reader& r, const YAML::Node& root, ClusterConfig* c
                    absl::StrCat("\"", l.replica_choice, "\" is not spread or pack"));
     }
     RETURN_IF_ERROR(r.String(n, "kv_cache_dtype", "limits", &l.kv_cache_dtype));
-    if (!IsKvCacheDtypeName(l.kv_cache_dtype)) {
+    if (!ParseKvDtype(l.kv_cache_dtype).ok()) {
       return Error(
           r.source(), n["kv_cache_dtype"], "limits.kv_cache_dtype",
           absl::StrCat("\"", l.kv_cache_dtype, "\" is not float32 (fp32) or bfloat16 (bf16)"));
@@ -321,10 +322,6 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return ParseClusterConfig(text.str(), path);
-}
-
-bool IsKvCacheDtypeName(absl::string_view name) {
-  return name == "float32" || name == "fp32" || name == "bfloat16" || name == "bf16";
 }
 
 std::string ClusterConfigToYaml(const ClusterConfig& config) {

@@ -110,9 +110,6 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path);
 // Serializes `config` as cluster.yaml text that ParseClusterConfig reads back to equal values.
 std::string ClusterConfigToYaml(const ClusterConfig& config);
 
-// Whether `name` is a limits.kv_cache_dtype value: float32, fp32, bfloat16 or bf16.
-bool IsKvCacheDtypeName(absl::string_view name);
-
 // INVALID_ARGUMENT unless `address` is "host:port" (port 1-65535, or 0 if allow_port_zero),
 // "[v6]:port", "unix:PATH", "unix-abstract:NAME" or a "dns:", "ipv4:", "ipv6:" URI.
 absl::Status ValidateAddress(absl::string_view address, bool allow_port_zero);
