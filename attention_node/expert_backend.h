@@ -44,6 +44,7 @@ struct ExpertRequest {
 struct ExpertNodeTraffic {
   std::string node;
   uint64_t pairs = 0;
+  uint64_t compute_ns = 0;  // compute time the node reported for its batches
 };
 
 class ExpertBackend {

@@ -156,6 +156,7 @@ grpc::ServerUnaryReactor* AttentionNodeService::Describe(
       v1::ExpertNodeTraffic* out = info->add_expert_traffic();
       out->set_node(t.node);
       out->set_pairs(t.pairs);
+      out->set_compute_ns(t.compute_ns);
     }
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

@@ -291,6 +291,7 @@ void Scheduler::Loop() {
             traffic.push_back(t);
           } else {
             same->pairs += t.pairs;
+            same->compute_ns += t.compute_ns;
           }
         }
       }

@@ -31,6 +31,8 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "afd/v1/attention.grpc.pb.h"
 #include "afd/v1/gateway.grpc.pb.h"
@@ -200,10 +202,10 @@ Sample GrpcRequest(const Options& o, afd::v1::Gateway::Stub& stub, int index) {
 
 }  // namespace
 
-// The attention node's cumulative step times and per-expert-node pairs.
+// The attention node's cumulative step times and per-expert-node traffic.
 struct AttentionCounters {
   afd::attention::StepProfile times;
-  std::vector<std::pair<std::string, uint64_t>> pairs;  // expert node, pairs sent to it
+  std::vector<afd::v1::ExpertNodeTraffic> traffic;  // expert node, pairs sent, compute reported
 };
 absl::StatusOr<AttentionCounters> ReadAttentionCounters(afd::v1::AttentionNode::Stub& stub) {
   grpc::ClientContext context;
@@ -218,9 +220,7 @@ absl::StatusOr<AttentionCounters> ReadAttentionCounters(afd::v1::AttentionNode::
   if (!times.ok()) return times.status();
   AttentionCounters counters;
   counters.times = *times;
-  for (const afd::v1::ExpertNodeTraffic& t : info.expert_traffic()) {
-    counters.pairs.emplace_back(t.node(), t.pairs());
-  }
+  counters.traffic.assign(info.expert_traffic().begin(), info.expert_traffic().end());
   return counters;
 }
 
@@ -240,16 +240,22 @@ void PrintAttentionWindow(afd::v1::AttentionNode::Stub& stub,
       {name, &after->times}};
   std::printf("# attention node, this window:\n%s",
               afd::attention::FormatStepProfiles(column).c_str());
-  if (after->pairs.empty()) return;
-  std::printf("# expert node pairs, this window:");
-  for (const auto& [node, pairs] : after->pairs) {
-    uint64_t earlier = 0;
-    for (const auto& [n, p] : before->pairs) {
-      if (n == node) earlier = p;
+  if (after->traffic.empty()) return;
+  // The window's part of each node's counters: pairs, and compute in ms per attention step.
+  std::string pairs, compute;
+  for (const afd::v1::ExpertNodeTraffic& t : after->traffic) {
+    afd::v1::ExpertNodeTraffic earlier;
+    for (const afd::v1::ExpertNodeTraffic& b : before->traffic) {
+      if (b.node() == t.node()) earlier = b;
     }
-    std::printf(" %s %llu", node.c_str(), static_cast<unsigned long long>(pairs - earlier));
+    absl::StrAppend(&pairs, " ", t.node(), " ", t.pairs() - earlier.pairs());
+    const int64_t steps = std::max<int64_t>(after->times.steps, 1);
+    absl::StrAppend(
+        &compute, " ", t.node(), " ",
+        absl::StrFormat("%.1f", (t.compute_ns() - earlier.compute_ns()) * 1e-6 / steps));
   }
-  std::printf("\n");
+  std::printf("# expert node pairs, this window:%s\n", pairs.c_str());
+  std::printf("# expert node compute, ms per step, this window:%s\n", compute.c_str());
 }
 
 int main(int argc, char** argv) {

@@ -9,7 +9,7 @@ set -euo pipefail
 build=${1:?usage: pack_binaries.sh BUILD_DIR OUT_DIR}
 out=${2:?usage: pack_binaries.sh BUILD_DIR OUT_DIR}
 programs=(afd-gen-checkpoint afd-expert-node afd-attention-node afd-gateway afd-up afd-generate
-          e2e_load_bench expert_roundtrip_bench expert_node_bench matmul_bench)
+          e2e_load_bench expert_roundtrip_bench expert_node_bench matmul_bench clock_bench)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/glibc" "$out"

@@ -16,6 +16,8 @@
 #   contended `afd-generate` batch 1 on 2 cores, alone and with a busy loop sharing its second
 #             core (a vCPU the hypervisor deschedules part of the time, or a co-located process),
 #             RUNS runs each; with OLD_GENERATE=path, that binary alternates with $BIN's (A/B).
+#   clock     clock_bench: a core's scalar and expert-kernel rate with 1, 2, 4, ... cores busy at
+#             once (turbo and power limits cap how well work spread over more cores scales).
 # Every node is stopped before the script exits (also on error or Ctrl-C). Results go to
 # OUTDIR/results.txt and stdout (scaleout: the attention node's step times per configuration in
 # OUTDIR/steps.txt). Needs: bash, taskset, python3 (config.json), the binaries.
@@ -94,11 +96,12 @@ e2e() {
   taskset -c "$1" "$BIN/e2e_load_bench" --grpc "$2" --concurrency "$3" --requests $((2 * $3)) \
     --prompt-tokens "$PROMPT" --max-tokens "$TOKENS" --vocab "$vocab" ${5:+--attention "$5"} >>"$4" 2>&1
 }
-# The attention node's step-time table of e2e log $1 and its expert node pairs, indented (empty
-# when none was logged).
+# The attention node's step-time table of e2e log $1 and its expert nodes' pairs and compute per
+# step, indented (empty when none was logged).
 step_table() {
   sed -n '/^# attention node, this window:/,/^weight MB\/step/p' "$1" | tail -n +2 | sed 's/^/    /'
   grep -h '^# expert node pairs' "$1" | tail -1 | sed 's/^# /    /'
+  grep -h '^# expert node compute' "$1" | tail -1 | sed 's/^# /    /'
 }
 
 if [[ ! -f $MODEL/config.json ]]; then
@@ -268,8 +271,12 @@ for phase in "${phases[@]}"; do
       [[ -n $busy_pid ]] && { kill "$busy_pid"; wait "$busy_pid" 2>/dev/null; }
     done
     ;;
+  clock)
+    say ""
+    "$BIN/clock_bench" --seconds="${CLOCK_SECONDS:-1}" 2>&1 | tee -a "$RESULTS"
+    ;;
   *)
-    say "unknown phase $phase (scaleout, twocore, roundtrip, replicas, contended)"
+    say "unknown phase $phase (scaleout, twocore, roundtrip, replicas, contended, clock)"
     ;;
   esac
 done

@@ -134,6 +134,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
     node->stub = v1::ExpertNode::NewStub(node->channel);
     backend->nodes_.push_back(std::move(node));
     backend->stats_.node_pairs.push_back(0);
+    backend->stats_.node_compute_ns_each.push_back(0);
   }
   ASSIGN_OR_RETURN(backend->placement_,
                    Placement::Build(sets, model.num_hidden_layers, model.num_local_experts,
@@ -165,7 +166,9 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
 
 std::vector<ExpertNodeTraffic> RemoteExpertBackend::Traffic() const {
   std::vector<ExpertNodeTraffic> out;
-  for (size_t i = 0; i < nodes_.size(); ++i) out.push_back({nodes_[i]->name, stats_.node_pairs[i]});
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    out.push_back({nodes_[i]->name, stats_.node_pairs[i], stats_.node_compute_ns_each[i]});
+  }
   return out;
 }
 
@@ -597,6 +600,7 @@ absl::Status RemoteExpertBackend::RunRound(const ExpertRequest& request) {
     stats_.rows_received += node->expected_rows;
     stats_.bytes_received += node->reply->ByteSizeLong();
     stats_.node_compute_ns += node->reply->compute_ns();
+    stats_.node_compute_ns_each[node->index] += node->reply->compute_ns();
     round_compute_ns = std::max<uint64_t>(round_compute_ns, node->reply->compute_ns());
     const float* row = *rows;
     const int64_t tokens = static_cast<int64_t>(node->token_index.size());

@@ -75,6 +75,7 @@ class RemoteExpertBackend : public ExpertBackend {
     uint64_t reconnects = 0;       // streams (re)opened
     uint64_t node_compute_ns = 0;  // compute time the nodes reported for the batches
     std::vector<uint64_t> node_pairs;  // [nodes] pairs sent to each node
+    std::vector<uint64_t> node_compute_ns_each;  // [nodes] compute each node reported
   };
 
   // nodes: the expert nodes; every expert of the model must be hosted by at least one
@@ -100,7 +101,8 @@ class RemoteExpertBackend : public ExpertBackend {
   // time spent taking the replies apart and combining them to kExpertCombine; the Engine
   // counts the rest of the call, transport and waiting, as kExpertOther.
   void set_profile(StepProfile* profile) override { profile_ = profile; }
-  // Pairs sent to each node (Stats::node_pairs with the nodes' names), in config order.
+  // Pairs sent to each node and its reported compute (Stats::node_pairs and
+  // node_compute_ns_each with the nodes' names), in config order.
   std::vector<ExpertNodeTraffic> Traffic() const override;
 
   // Blocks until every node reports its ExpertNode service SERVING (grpc.health.v1), or

@@ -286,6 +286,12 @@ TEST_F(RemoteExpertBackendTest, ProfileTakesTheSlowestNodesComputePerCall) {
   EXPECT_GE(ffn + gather, all_nodes / 2);
   EXPECT_LE(ffn, all_nodes);
   EXPECT_LE(gather + ffn + combine, wall);
+  // Each node's own compute, as Traffic reports it: both computed, and they add up to the sum.
+  const std::vector<ExpertNodeTraffic> traffic = remote->Traffic();
+  ASSERT_EQ(traffic.size(), 2u);
+  EXPECT_GT(traffic[0].compute_ns, 0u);
+  EXPECT_GT(traffic[1].compute_ns, 0u);
+  EXPECT_EQ(traffic[0].compute_ns + traffic[1].compute_ns, remote->stats().node_compute_ns);
   // Off again: nothing more is added.
   remote->set_profile(nullptr);
   ASSERT_TRUE(remote->Run(b.Request(), out.data()).ok());

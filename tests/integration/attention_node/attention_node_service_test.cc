@@ -241,12 +241,13 @@ TEST_F(AttentionNodeClusterTest, SixteenConcurrentRequestsOfDifferentLengthsAreA
   EXPECT_GT(times->Get(attention::ProfileStage::kExpertOther), 0);
   EXPECT_GT(times->Get(attention::ProfileStage::kSampling), 0);
   // And which node served what: each of the two nodes (half the experts each) some pairs, in
-  // all at least top-k pairs per token run.
+  // all at least top-k pairs per token run, and computed for them.
   ASSERT_EQ(info->expert_traffic_size(), 2);
   uint64_t pairs = 0;
   for (int n = 0; n < 2; ++n) {
     EXPECT_EQ(info->expert_traffic(n).node(), absl::StrCat("expert", n));
     EXPECT_GT(info->expert_traffic(n).pairs(), 0u);
+    EXPECT_GT(info->expert_traffic(n).compute_ns(), 0u);
     pairs += info->expert_traffic(n).pairs();
   }
   absl::StatusOr<ModelConfig> config = LoadModelConfig(GoldenModelDir("m2-medium"));
