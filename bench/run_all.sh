@@ -174,11 +174,11 @@ llama_ref bf16 q8_0
 # 4. In-process engine: decode batch 1 and 16, prefill of a 128-token prompt.
 prompt128=$(seq -s, 100 $((100 + PREFILL - 1)))
 prompt8=$(seq -s, 100 107)
-declare -A DEC PRE ROOF_NOW STEAL_DEC
-run_generate() {  # run_generate NAME MODEL BATCH PROMPT [EXTRA FLAG]
+declare -A DEC PRE ROOF_NOW STEAL_DEC MB
+run_generate() {  # run_generate NAME MODEL BATCH PROMPT [EXTRA FLAG [MORE FLAGS]] (log named by the first)
   local out=$LOG/generate-$1-b$3${5:-}.txt
   OPENBLAS_NUM_THREADS=$THREADS "$BIN/afd-generate" --model "$2" --prompt-ids "$4" \
-    --max-tokens "$DECODE_TOKENS" --ignore-eos --threads "$THREADS" --batch "$3" ${5:-} >"$out" 2>&1 ||
+    --max-tokens "$DECODE_TOKENS" --ignore-eos --threads "$THREADS" --batch "$3" "${@:5}" >"$out" 2>&1 ||
     { note "afd-generate $1 batch $3 failed (see $out)"; return 1; }
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
@@ -192,6 +192,7 @@ if have afd-generate; then
     run_generate "$m" "$dir" 1 "$prompt128" --profile && {
       DEC[$m-1]=$(tokps decode "$LOG/generate-$m-b1--profile.txt")
       PRE[$m]=$(tokps prefill "$LOG/generate-$m-b1--profile.txt")
+      MB[$m-1]=$(awk '/^weight MB\/step/ {print $NF}' "$LOG/generate-$m-b1--profile.txt")
       # "... roofline 15.8 ms/step = 63.1 tokens/s"
       ROOF_NOW[$m]=$(sed -n 's/.*roofline [0-9.]* ms\/step = \([0-9.]*\) tokens\/s.*/\1/p' \
         "$LOG/generate-$m-b1--profile.txt" | head -1)
@@ -221,8 +222,10 @@ if have afd-generate; then
     [[ ${#tiles_runs[@]} -gt 0 ]] && PRE[$m]=$(median "${tiles_runs[@]}")
     [[ ${#vector_runs[@]} -gt 0 ]] && PRE[$m-vector]=$(median "${vector_runs[@]}")
     run_generate "$m" "$dir" 16 "$prompt8" && DEC[$m-16]=$(tokps decode "$LOG/generate-$m-b16.txt")
-    run_generate "$m" "$dir" 16 "$prompt8" --vary-prompts &&
+    run_generate "$m" "$dir" 16 "$prompt8" --vary-prompts --profile && {
       DEC[$m-16v]=$(tokps decode "$LOG/generate-$m-b16--vary-prompts.txt")
+      MB[$m-16v]=$(awk '/^weight MB\/step/ {print $NF}' "$LOG/generate-$m-b16--vary-prompts.txt")
+    }
     if [[ $QUICK == 0 ]]; then
       for b in 8 32; do
         run_generate "$m" "$dir" "$b" "$prompt8" --vary-prompts &&
@@ -247,6 +250,14 @@ row "in-process decode b16 bf16, same prompt" "${DEC[bf16-16]:-}" "tok/s" "$(cal
 row "in-process decode b16 fp8, same prompt" "${DEC[fp8-16]:-}" "tok/s" "$(calc "4 * ${DEC[fp8-1]:-x}")" "4x batch 1 (target)"
 row "in-process decode b16 bf16, 16 prompts" "${DEC[bf16-16v]:-}" "tok/s" "$(calc "4 * ${DEC[bf16-1]:-x}")" "4x batch 1 (target)"
 row "in-process decode b16 fp8, 16 prompts" "${DEC[fp8-16v]:-}" "tok/s" "$(calc "4 * ${DEC[fp8-1]:-x}")" "4x batch 1 (target)"
+# 16 distinct streams read most experts of every layer: at batch 1's bytes per second, the
+# weight bytes per step cap the aggregate at b1 tok/s x 16 x (b1 MB / b16 MB), below 4x.
+for m in bf16 fp8; do
+  ceiling=$(calc "16 * ${MB[$m-1]:-x} / ${MB[$m-16v]:-x}")
+  row "  $m 16 prompts vs their weight-bytes ceiling" "${DEC[$m-16v]:-}" "tok/s" \
+    "$(calc "${DEC[$m-1]:-x} * ${ceiling:-x}")" "b1 tok/s x 16 x b1 MB / b16 MB"
+  row "  that ceiling, in multiples of batch 1" "$ceiling" "x" "4" "4x target"
+done
 for m in bf16 fp8; do
   for b in 8 32; do
     [[ -n ${DEC[$m-${b}v]:-} ]] && row "in-process decode b$b $m, $b prompts" "${DEC[$m-${b}v]}" "tok/s" "${DEC[$m-1]:-}" "batch 1"

@@ -1,5 +1,6 @@
 // Busy-core benchmark: how a core's speed changes with the number of cores busy at once (turbo
-// and power limits), which caps how far work spread over more cores can scale on one host.
+// and power limits; on a virtual machine, also the host's other work on the same physical
+// cores), which caps how far work spread over more cores can scale on one host.
 //
 // Run (Release build, quiet machine):
 //   ninja -C build clock_bench && build/bin/clock_bench [--cores=1,2,4,8,16] [--seconds=S]
@@ -13,7 +14,7 @@
 // amount of such work over more cores: speedup(k -> m) = (m / k) * rate(m) / rate(k), e.g. 1 expert
 // node of 2 cores against 4 of 2.
 // --pairs instead runs every pair of cores (S seconds each; 0.2 is enough) to find vCPUs that
-// share a physical core on the host.
+// slow each other down (hyperthreads of one physical core on the host, say).
 #include <pthread.h>
 #include <sched.h>
 
@@ -22,8 +23,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>

@@ -16,8 +16,9 @@
 #   contended `afd-generate` batch 1 on 2 cores, alone and with a busy loop sharing its second
 #             core (a vCPU the hypervisor deschedules part of the time, or a co-located process),
 #             RUNS runs each; with OLD_GENERATE=path, that binary alternates with $BIN's (A/B).
-#   clock     clock_bench: a core's scalar and expert-kernel rate with 1, 2, 4, ... cores busy at
-#             once (turbo and power limits cap how well work spread over more cores scales).
+#   clock     clock_bench --per-core: a core's clock and expert-kernel rate with 1, 2, 4, ... cores
+#             busy at once (turbo, power limits and, on a VM, the host's other work on the same
+#             physical cores cap how well work spread over more cores scales).
 # Every node is stopped before the script exits (also on error or Ctrl-C). Results go to
 # OUTDIR/results.txt and stdout (scaleout: the attention node's step times per configuration in
 # OUTDIR/steps.txt). Needs: bash, taskset, python3 (config.json), the binaries.
@@ -273,7 +274,7 @@ for phase in "${phases[@]}"; do
     ;;
   clock)
     say ""
-    "$BIN/clock_bench" --seconds="${CLOCK_SECONDS:-1}" 2>&1 | tee -a "$RESULTS"
+    "$BIN/clock_bench" --per-core --seconds="${CLOCK_SECONDS:-1}" 2>&1 | tee -a "$RESULTS"
     ;;
   *)
     say "unknown phase $phase (scaleout, twocore, roundtrip, replicas, contended, clock)"
