@@ -7,6 +7,7 @@
 // `filter` keeps only the rows whose name contains it (e.g. `decode`, `small`, `fp8`, `t2`).
 // `--hot` reuses one copy of the weights (cache-resident: the kernels' compute ceiling).
 // `--kernels` adds small-n rows with the decode and the prefill kernel forced.
+// `--tokens=5,6,7` runs the small-n table at those token counts instead.
 // Prints five tables:
 // 1. Baselines (bench/common/machine_limits.h): read bandwidth (best of a one-stream and an
 //    eight-stream prefetching sum over a 512 MiB buffer, 1 and 2 threads) and OpenBLAS sgemm
@@ -15,7 +16,8 @@
 //    bandwidth measured with the same thread count (and GFLOP/s, % of the sgemm rate). Each call
 //    reads a different copy of the weights (>= 1 GiB of copies in all, more than any L3), so the
 //    weights stream from DRAM. Rows ending in `bf16act` use MatMulOptions{Activations::kBF16}.
-// 3. Small n (2, 4, 8, 16, 32: batched decode, per-expert token groups of a prefill): the same
+// 3. Small n (2, 4, 8, 16, 32 unless --tokens: batched decode, per-expert token groups of a
+// prefill): the same
 //    columns.
 // 4. Prefill (n = 128): per shape OpenBLAS sgemm (the yardstick), then MatMul with f32, bf16
 //    and fp8 weights: GFLOP/s and % of that shape's sgemm with the same thread count.
@@ -195,10 +197,12 @@ int main(int argc, char** argv) {
   double seconds = 0.3;
   bool hot = false;
   bool compare_kernels = false;
+  std::vector<int64_t> small_tokens = {2, 4, 8, 16, 32};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      std::printf("usage: matmul_bench [filter] [--seconds=S] [--hot] [--kernels]\n");
+      std::printf(
+          "usage: matmul_bench [filter] [--seconds=S] [--hot] [--kernels] [--tokens=N,N,...]\n");
       return 0;
     }
     if (arg == "--hot") {
@@ -207,6 +211,18 @@ int main(int argc, char** argv) {
       compare_kernels = true;
     } else if (arg.rfind("--seconds=", 0) == 0) {
       seconds = std::atof(arg.c_str() + 10);
+    } else if (arg.rfind("--tokens=", 0) == 0) {
+      small_tokens.clear();
+      for (const char* p = arg.c_str() + 9; *p != '\0';) {
+        char* end = nullptr;
+        const long n = std::strtol(p, &end, 10);
+        if (end == p || n < 1 || n > 4096 || (*end != ',' && *end != '\0')) {
+          std::fprintf(stderr, "--tokens: expected counts in [1, 4096] separated by commas\n");
+          return 1;
+        }
+        small_tokens.push_back(n);
+        p = *end == ',' ? end + 1 : end;
+      }
     } else if (!arg.empty() && arg[0] != '-') {
       filter = arg;
     } else {
@@ -233,7 +249,7 @@ int main(int argc, char** argv) {
   };
   const Table tables[] = {
       {"decode", {std::begin(kShapes), std::end(kShapes)}, {1}},
-      {"small", {std::begin(kSmallShapes), std::end(kSmallShapes)}, {2, 4, 8, 16, 32}}};
+      {"small", {std::begin(kSmallShapes), std::end(kSmallShapes)}, small_tokens}};
   for (const Table& table : tables) {
     std::printf(
         "\n%-40s %9s %9s %7s %5s %8s %7s\n",

@@ -87,7 +87,8 @@ using VF = hn::Vec<DF>;
 // - Scalar(row, c): one element, for tails.
 // For block-scaled types the vectors hold value / kScaleMul (the caller multiplies by
 // scale * kScaleMul, a power of two, so exactly) and Scalar() returns the value itself.
-// kConstRegs: vector registers the decoder keeps live across a loop.
+// kConstRegs: vector registers the decoder keeps live across a loop; kTempRegs: those its Load
+// needs for intermediates while the accumulators are live (see RowsPerTile).
 
 // Unscaled types, two vectors per chunk in natural order: only the element type differs.
 // DecHalf<T, ToFloat>: 16-bit floats widened by PromoteTo (bf16: shift; f16: vcvtph2ps).
@@ -99,6 +100,7 @@ struct DecNatural {
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = kElementBytes;
   static constexpr int kConstRegs = 0;
+  static constexpr int kTempRegs = 0;
   explicit DecNatural(DF) {}
   HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
     const T* e = reinterpret_cast<const T*>(p);
@@ -142,6 +144,8 @@ struct DecFp8 {
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = 1;
   static constexpr int kConstRegs = 6;
+  // The loaded bytes, the two planes and the two interleaved halves (with the mask constant).
+  static constexpr int kTempRegs = 6;
 
   explicit DecFp8(DF) {
     alignas(64) uint8_t lo[128], hi[128], idx[4][64];
@@ -212,6 +216,7 @@ struct DecFp8 {
   static constexpr float kScaleMul = 1.0f;
   static constexpr size_t kBytes = 1;
   static constexpr int kConstRegs = 0;
+  static constexpr int kTempRegs = 0;
   explicit DecFp8(DF) : table_(internal::Fp8Values()) {}
   HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
     float tmp[HWY_LANES(float)];
@@ -233,6 +238,7 @@ struct DecFp8 {
   static constexpr float kScaleMul = 256.0f;
   static constexpr size_t kBytes = 1;
   static constexpr int kConstRegs = 3;
+  static constexpr int kTempRegs = 0;
   explicit DecFp8(DF) {}
   HWY_INLINE void LoadNatural(DF d, const uint8_t* p, VF* w) const {
     const hn::Repartition<int16_t, DF> d16;  // 2 * Lanes(d) lanes
@@ -265,16 +271,19 @@ constexpr int kVectorRegs = 32;
 #endif
 
 // Rows per tile for N tokens: the tallest tile whose accumulators (R * N), activations (reused
-// by every row, kVecs * N), widened weights (two rows in flight) and decoder constants fit in
-// the registers; else 2 rows with the activations straight from L1 when their accumulators
-// fit (one accumulator per row and token: a single row would leave too few independent FMA
-// chains), else 1.
+// by every row, kVecs * N), widened weights (two rows in flight), decoder constants and Load's
+// temporaries fit in the registers; else 2 rows with the activations straight from L1 when
+// their accumulators fit (one accumulator per row and token: a single row would leave too few
+// independent FMA chains), else 1.
 template <class Dec>
 constexpr int RowsPerTile(int n) {
+  constexpr int kFixed = 2 * Dec::kVecs + Dec::kConstRegs + Dec::kTempRegs;
   for (int r : {8, 6, 4, 3, 2}) {
-    if (r * n + Dec::kVecs * n + 2 * Dec::kVecs + Dec::kConstRegs <= kVectorRegs - 2) return r;
+    if (r * n + Dec::kVecs * n + kFixed <= kVectorRegs - 2) return r;
   }
-  return 2 * n + 2 * Dec::kVecs + Dec::kConstRegs <= kVectorRegs - 2 ? 2 : 1;
+  // FP8 on AVX-512 VBMI: without its Load's temporaries counted, 6-8 tokens took 2-row tiles
+  // that spilled (Zen 5, one core, weights from DRAM: 7 and 8 tokens 1.5x slower than 1 row).
+  return 2 * n + kFixed <= kVectorRegs - 2 ? 2 : 1;
 }
 
 // Activations of a decode product, packed so that one pointer reaches every token, in the
