@@ -5,15 +5,16 @@
 //   rows x N tokens with R * N fp32 accumulators in registers (R from the register budget; N up
 //   to 8, or 12 and 16 in one-row tiles). Each weight chunk is widened once and used for all N
 //   tokens, so the weights stream from memory once per pass of N tokens (FP8 decoding costs
-//   about 3 FMAs per vector: passes of 16 matter there); the activations are packed once per call in the decoder's lane
-//   order (one pointer reaches every token), and for N*cols too large for L1 the columns are
-//   blocked with partial sums parked in a small scratch. Weights are software-prefetched ~8 KiB
-//   ahead of the tile being computed. One token (batch-1 decode) reads the rows as four long
-//   streams instead: tiles of one row from each quarter of the range, each stream prefetched
-//   ~3 KiB ahead (adjacent-row tiles are R short streams, which the prefetchers of Zen 5 follow
-//   at 0.6-0.9x the rate). Block-scaled FP8: the scales go into a scaled copy of the
-//   packed activations per block of 128 output rows, so the inner loop has no multiply.
-// - Prefill (n >= kPrefillMinTokens): a register-blocked outer product. A chunk of 64 (or 32)
+//   about 3 FMAs per vector: passes of 16 matter there); the activations are packed once per call
+//   in the decoder's lane order (one pointer reaches every token), and for N*cols too large for L1
+//   the columns are blocked with partial sums parked in a small scratch. Weights are
+//   software-prefetched ~8 KiB ahead of the tile being computed. One token (batch-1 decode) reads
+//   the rows as four long streams instead: tiles of one row from each quarter of the range, each
+//   stream prefetched ~3 KiB ahead (adjacent-row tiles are R short streams, which the prefetchers
+//   of Zen 5 follow at 0.6-0.9x the rate). Block-scaled FP8: the scales go into a scaled copy of
+//   the packed activations per block of 128 output rows, so the inner loop has no multiply.
+// - Prefill (n >= kPrefillMinTokens; on AVX-512 whole chunks of 64 tokens, the rest in decode
+//   passes, see PrefillChunkedTokens): a register-blocked outer product. A chunk of 64 (or 32)
 //   tokens is transposed into xt [cols, tc]; 6 (or 12) weight rows at a time are widened into a
 //   small fp32 tile (scale applied: the reference's exact weights); the micro-kernel broadcasts
 //   one weight and multiplies it into 4 (or 2) token vectors. fp32 weights take this kernel too:
@@ -1025,9 +1026,20 @@ inline int64_t PrefillWideTokens(int64_t n) {
   return n <= 2 * lanes ? 0 : (rest != 0 && rest <= 2 * lanes ? n - rest : n);
 }
 
+// Tokens of n that PrefillRows runs in the prefill kernel's chunks; the rest (the last ones)
+// take the decode kernel, same bits. On 16-lane targets (AVX-512) only whole 4-vector chunks
+// (64 tokens): padded chunks cost the whole chunk, and the decode kernel's passes beat them
+// (Zen 5, one core, 768x1536: bf16 24 tokens 314 vs 485 us, 48 tokens 620 vs 788; FP8 331 vs
+// 480, 667 vs 809; at 64 the prefill kernel wins). Elsewhere all n.
+inline int64_t PrefillChunkedTokens(int64_t n) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  return lanes >= 16 ? n / (4 * lanes) * (4 * lanes) : n;
+}
+
 // Token chunks of 4 vectors (6-row tiles), or of 2 vectors (12-row tiles) for a batch or a
-// remainder of at most 2 vectors; 16-register targets use 3 x 2 tiles. xt_pre: PackPrefillRows
-// of this x, or null (each call transposes its own).
+// remainder of at most 2 vectors; 16-register targets use 3 x 2 tiles; tokens after
+// PrefillChunkedTokens(n) in decode passes. xt_pre: PackPrefillRows of this x, or null (each
+// call transposes its own).
 template <class Dec>
 void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_begin, int64_t row_end,
                  float* y, const float* xt_pre) {
@@ -1035,12 +1047,16 @@ void PrefillRows(const float* x, int64_t n, const WeightView& w, int64_t row_beg
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
   PrefillGroups<Dec, 3, 2>(dec, x, 0, n, w, row_begin, row_end, y, xt_pre);
 #else
-  const int64_t wide = PrefillWideTokens(n);
+  const int64_t chunked = PrefillChunkedTokens(n);
+  const int64_t wide = PrefillWideTokens(chunked);
   PrefillGroups<Dec, 6, 4>(dec, x, 0, wide, w, row_begin, row_end, y, xt_pre);
   const float* rest_pre = xt_pre == nullptr
                               ? nullptr
                               : xt_pre + PackPrefillGroups<Dec, 6, 4>(x, 0, wide, w.cols, nullptr);
-  PrefillGroups<Dec, 12, 2>(dec, x, wide, n, w, row_begin, row_end, y, rest_pre);
+  PrefillGroups<Dec, 12, 2>(dec, x, wide, chunked, w, row_begin, row_end, y, rest_pre);
+  if (chunked < n) {
+    DecodeRows<Dec>(x + chunked * w.cols, n - chunked, w, row_begin, row_end, y + chunked * w.rows);
+  }
 #endif
 }
 
@@ -1051,10 +1067,11 @@ int64_t PackPrefillRows(const float* x, int64_t n, int64_t k_dim, float* out) {
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
   return PackPrefillGroups<Dec, 3, 2>(x, 0, n, k_dim, out);
 #else
-  const int64_t wide = PrefillWideTokens(n);
+  const int64_t chunked = PrefillChunkedTokens(n);
+  const int64_t wide = PrefillWideTokens(chunked);
   const int64_t floats = PackPrefillGroups<Dec, 6, 4>(x, 0, wide, k_dim, out);
-  return floats +
-         PackPrefillGroups<Dec, 12, 2>(x, wide, n, k_dim, out == nullptr ? nullptr : out + floats);
+  return floats + PackPrefillGroups<Dec, 12, 2>(x, wide, chunked, k_dim,
+                                                out == nullptr ? nullptr : out + floats);
 #endif
 }
 
@@ -1394,7 +1411,8 @@ void MatMulRowsKernelImpl(const float* x, int64_t n, const WeightView& w, int64_
                           int64_t row_end, float* y, int prefill, const float* xt_pre) {
   WithDecoder(w.type, [&](auto tag) {
     using Dec = typename decltype(tag)::type;
-    if (prefill == 1 || (prefill == -1 && n >= internal::kPrefillMinTokens)) {
+    if (prefill == 1 ||
+        (prefill == -1 && n >= internal::kPrefillMinTokens && PrefillChunkedTokens(n) > 0)) {
       PrefillRows<Dec>(x, n, w, row_begin, row_end, y, xt_pre);
     } else {
       DecodeRows<Dec>(x, n, w, row_begin, row_end, y);

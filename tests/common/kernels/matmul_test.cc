@@ -461,7 +461,7 @@ TEST(MatMulTest, ThreadPoolProductMatchesReference) {
 // the batch. The distributed and in-process expert paths rely on it.
 
 constexpr int64_t kDeterminismTokenCounts[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
-                                               13, 15, 16, 23, 24, 25, 33, 70};
+                                               13, 15, 16, 23, 24, 25, 33, 64, 70, 131};
 
 // Index of the first element whose bits differ, or -1.
 int64_t FirstBitDifference(const std::vector<float>& a, const std::vector<float>& b) {
