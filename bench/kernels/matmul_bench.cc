@@ -17,8 +17,7 @@
 //    reads a different copy of the weights (>= 1 GiB of copies in all, more than any L3), so the
 //    weights stream from DRAM. Rows ending in `bf16act` use MatMulOptions{Activations::kBF16}.
 // 3. Small n (2, 4, 8, 16, 32 unless --tokens: batched decode, per-expert token groups of a
-// prefill): the same
-//    columns.
+//    prefill): the same columns.
 // 4. Prefill (n = 128): per shape OpenBLAS sgemm (the yardstick), then MatMul with f32, bf16
 //    and fp8 weights: GFLOP/s and % of that shape's sgemm with the same thread count.
 // 5. ThreadPool::ParallelFor overhead (empty body), 2 threads.

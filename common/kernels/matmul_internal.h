@@ -10,7 +10,8 @@ namespace afd::kernels::internal {
 
 // Smallest token count that takes the prefill kernel. Below it, the decode kernel's passes of
 // 8 tokens cost less than a prefill chunk of 32 tokens mostly padding (measured: 16 tokens run
-// ~1.3x faster in decode, 24 break even).
+// ~1.3x faster in decode, 24 break even). On AVX-512 the prefill kernel takes only whole
+// 64-token chunks (matmul.cc, PrefillChunkedTokens).
 constexpr int64_t kPrefillMinTokens = 24;
 
 // Decode of 1-4 tokens (batch 1, and the 2-4 tokens an expert gets in a batched step) reads a
@@ -31,7 +32,8 @@ constexpr int64_t StreamAheadRows(int64_t row_bytes) {
 }
 
 // MatMulRows with the kernel forced: the decode kernel (prefill = false) or the prefill kernel
-// (prefill = true), for any n and any weight type.
+// (prefill = true), for any n and any weight type. On AVX-512 the prefill kernel runs whole
+// 64-token chunks only; the tokens after them still take the decode kernel.
 void MatMulRowsKernel(const float* x, int64_t n, const WeightView& w, int64_t row_begin,
                       int64_t row_end, float* y, bool prefill);
 
