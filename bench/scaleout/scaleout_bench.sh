@@ -105,7 +105,9 @@ step_table() {
   grep -h '^# expert node compute' "$1" | tail -1 | sed 's/^# /    /'
 }
 
-if [[ ! -f $MODEL/config.json ]]; then
+needs_model=0
+for phase in "${phases[@]}"; do [[ $phase != clock ]] && needs_model=1; done
+if [[ $needs_model == 1 && ! -f $MODEL/config.json ]]; then
   if [[ ${GEN:-0} == 1 ]]; then
     say "# generating $MODEL (m2-perf bf16)"
     start=$(date +%s.%N)
@@ -116,8 +118,10 @@ if [[ ! -f $MODEL/config.json ]]; then
     say "no checkpoint at $MODEL (set GEN=1 to generate it)"; exit 1
   fi
 fi
-num_experts=$(python3 -c "import json; print(json.load(open('$MODEL/config.json'))['num_local_experts'])")
-vocab=$(python3 -c "import json; print(min(32000, json.load(open('$MODEL/config.json'))['vocab_size']))")
+if [[ $needs_model == 1 ]]; then
+  num_experts=$(python3 -c "import json; print(json.load(open('$MODEL/config.json'))['num_local_experts'])")
+  vocab=$(python3 -c "import json; print(min(32000, json.load(open('$MODEL/config.json'))['vocab_size']))")
+fi
 say "# host: $ncpu cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); model $MODEL"
 
 # Starts gateway + attention node + n expert nodes from a generated cluster.yaml; expert node i
