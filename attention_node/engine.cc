@@ -27,8 +27,7 @@ namespace afd::attention {
 namespace {
 
 constexpr int64_t kAttentionRowChunk = 32;  // query rows per attention work item
-// Output rows per parallel unit of a product (a multiple of every kernel tile height).
-constexpr int64_t kRowUnit = 48;
+using kernels::kRowUnit;                    // output rows per parallel unit of a product
 
 template <class T>
 T* Grow(std::vector<T>& v, int64_t size) {

@@ -1505,9 +1505,6 @@ bool UsesTiles(const WeightView& w) {
   return TileProductsSupport(w) && TileProductsAvailable();
 }
 
-// Output rows per ParallelFor unit (a multiple of every decode tile height: 8, 6, 4, 3, 2).
-constexpr int64_t kRowUnit = 48;
-
 float WeightAt(const WeightView& w, int64_t r, int64_t c) {
   const int64_t i = r * w.cols + c;
   switch (w.type) {

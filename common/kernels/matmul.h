@@ -26,6 +26,10 @@ void MatMulRows(const float* x, int64_t n, const WeightView& w, int64_t row_begi
 // null pool or a one-thread pool this is MatMul.
 void MatMul(const float* x, int64_t n, const WeightView& w, float* y, ThreadPool* pool);
 
+// Output rows per parallel unit of MatMul(pool) (a multiple of every decode tile height: 8, 6, 4,
+// 3, 2); callers that split products themselves use the same units.
+inline constexpr int64_t kRowUnit = 48;
+
 // The output rows one thread's share of a product with `w` should come in multiples of: 1, or
 // for AWQ (packed along the output axis) 384 = 3 cache lines of every packed input row, so that
 // threads neither read parts of the same cache lines nor compute tiles they do not store.
